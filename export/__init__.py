@@ -1,0 +1,1 @@
+"""Outpost build side: documents + base model -> bundle."""

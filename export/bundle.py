@@ -1,0 +1,221 @@
+"""`outpost export`: documents + base model -> a verified bundle folder, written atomically.
+
+Everything is built in a temporary folder beside the target and renamed into place at the
+end; an interrupted export never leaves a half bundle at the target path.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from export.chunk import ChunkConfig, chunk_documents
+from export.embedder import EMBEDDED_EMBEDDER, export_embedder
+from export.index import OFF_TOPIC, build_index, calibrate_threshold, pseudo_question, write_store
+from export.ingest import ingest
+from export.llm import (
+    LlmConfig,
+    build_onnx,
+    chat_template_sha256,
+    load_model,
+    parameter_count,
+    parity_check,
+    resolve_base,
+)
+from runtime import __version__
+from runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_file
+from runtime.errors import InputError, UsageError
+from runtime.log import counter, log
+from runtime.retrieve import Retriever
+
+LIBRARIES = ("onnxruntime", "onnxruntime-genai", "usearch", "tokenizers", "torch",
+             "transformers", "sentence-transformers", "peft", "numpy")  # fmt: skip
+SELF_CHECK_QUERIES = 200
+
+
+@dataclass
+class ExportConfig:
+    docs: list[str]
+    out: str
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    embedder: str = EMBEDDED_EMBEDDER
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    top_k: int = 4
+    max_context: int = 1536
+    max_new_tokens: int = 200
+    repetition_penalty: float = 1.05
+    force: bool = False
+    strict: bool = False
+
+    def check(self) -> None:
+        self.llm.check()
+        self.chunk.check()
+        if not self.docs:
+            raise UsageError("give at least one documents folder or file")
+        if self.top_k < 1:
+            raise UsageError("--top-k must be at least 1")
+        if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
+            raise UsageError("--max-new-tokens must be at least 1 and below --max-context")
+        out = Path(self.out)
+        if out.exists() and not self.force:
+            raise UsageError(f"{out} already exists; pass --force to replace it")
+        if out.exists() and not (out / MANIFEST).is_file():
+            raise UsageError(f"{out} exists and is not a bundle; choose another --out")
+
+
+def _versions() -> dict:
+    found = {"python": platform.python_version(), "outpost": __version__}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def build_bundle(config: ExportConfig) -> dict:
+    """Build the bundle; return its manifest. Raises OutpostError subclasses on bad input."""
+    config.check()
+    started = time.perf_counter()
+    out = Path(config.out)
+
+    log("reading documents")
+    docs, skipped, root = ingest(config.docs, counter("documents"))
+    for s in skipped:
+        log(f"skipped {s.path}: {s.reason}")
+    if skipped and config.strict:
+        raise InputError(f"{len(skipped)} file(s) skipped ({skipped[0].path}: {skipped[0].reason}); fix them or drop --strict")
+    if not docs:
+        detail = f" ({skipped[0].path}: {skipped[0].reason})" if skipped else ""
+        raise InputError(f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html or .pdf files")
+    chunks = chunk_documents(docs, config.chunk)
+    log(f"{len(docs)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
+
+    base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _build_into(tmp, config, docs, skipped, root, chunks, base)
+        manifest["export_seconds"] = round(time.perf_counter() - started, 1)
+        _write_manifest(tmp, manifest)
+        _swap_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"bundle written to {out} in {manifest['export_seconds']} s")
+    return manifest
+
+
+def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
+    texts = [c.embedding_text() for c in chunks]
+    rng = random.Random(0)
+    sample_ids = sorted(rng.sample(range(len(chunks)), min(SELF_CHECK_QUERIES, len(chunks))))
+
+    emb = export_embedder(config.embedder, tmp / "embedder", [texts[i] for i in sample_ids], log)
+    vectors = emb.embedder.embed(texts, progress=counter("embedding chunks"))
+    queries = [pseudo_question(chunks[i]) for i in sample_ids]
+    query_vectors = emb.embedder.embed(queries)
+    index_info = build_index(vectors, query_vectors, tmp / "index.usearch", log)
+    write_store(chunks, tmp / "chunks.sqlite")
+
+    log("calibrating the grounding threshold and checking retrieval")
+    retriever = Retriever(tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder)
+    best_in = np.array([retriever.best_score(q) for q in queries])
+    best_off = np.array([retriever.best_score(q) for q in OFF_TOPIC])
+    threshold, calibration = calibrate_threshold(best_in, best_off)
+    k = config.top_k
+    dense_hits = sum(i in {h.chunk_id for h in retriever.search(q, k, hybrid=False)} for i, q in zip(sample_ids, queries))
+    hybrid_hits = sum(i in {h.chunk_id for h in retriever.search(q, k)} for i, q in zip(sample_ids, queries))
+    retrieval_check = {
+        "queries": len(queries),
+        "query": "first sentence of a sampled chunk",
+        f"dense_hit_at_{k}": round(dense_hits / len(queries), 4),
+        f"hybrid_hit_at_{k}": round(hybrid_hits / len(queries), 4),
+        "off_topic_refused": round(float(np.mean(best_off < threshold)), 4),
+        "in_corpus_refused": round(float(np.mean(best_in < threshold)), 4),
+    }
+    del retriever
+
+    model, tokenizer, merge = load_model(base, config.llm.adapter, log)
+    params = parameter_count(model)
+    work = tmp / ".work"
+    hf_dir = work / "hf"
+    log("saving full-precision weights for the model builder")
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    quant = build_onnx(hf_dir, tmp / "model", work / "cache", config.llm, log)
+    shutil.rmtree(work)
+    log("parity check: ONNX model against PyTorch")
+    parity = parity_check(model, tokenizer, tmp / "model")
+    log(f"parity: {parity['token_agreement_pct']}% greedy tokens agree, chat template match: {parity['chat_template_match']}")
+    del model
+    gc.collect()
+    genai = json.loads((tmp / "model" / "genai_config.json").read_text())
+
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "libraries": _versions(),
+        "model": {
+            "dir": "model",
+            "base": base.model_id,
+            "base_sha256": base.weights_sha256,
+            "parameters": params,
+            "adapter": merge,
+            "quantization": quant,
+            "chat_template_sha256": chat_template_sha256(tmp / "model"),
+            "context_length": genai["model"]["context_length"],
+            "type": genai["model"]["type"],
+        },
+        "embedder": emb.config,
+        "chunker": {**config.chunk.as_dict(), "chunks": len(chunks)},
+        "index": index_info,
+        "store": {"file": "chunks.sqlite", "count": len(chunks), "fts": "fts5 unicode61"},
+        "retrieval": {"top_k": k, "hybrid": "rrf(dense, bm25)", "grounding_threshold": threshold,
+                      "calibration": calibration},  # fmt: skip
+        "generation": {"max_context": config.max_context, "max_new_tokens": config.max_new_tokens,
+                       "repetition_penalty": config.repetition_penalty},  # fmt: skip
+        "checks": {"parity": parity, "retrieval": retrieval_check},
+        "sources": {"root": str(root), "documents": [{"path": d.source, "type": d.kind,
+                    "sha256": sha256_file(d.path)} for d in docs],  # fmt: skip
+                    "skipped": [asdict(s) for s in skipped]},
+    }
+
+
+def _write_manifest(tmp: Path, manifest: dict) -> None:
+    files = {}
+    for f in sorted(tmp.rglob("*")):
+        if f.is_file() and f.name != MANIFEST:
+            files[f.relative_to(tmp).as_posix()] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
+    manifest["files"] = files
+    manifest["size_bytes"] = sum(v["size"] for v in files.values())
+    path = tmp / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished bundle into place; an existing bundle is replaced only at the end."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

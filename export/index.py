@@ -1,0 +1,125 @@
+"""Chunk store (SQLite + FTS5), usearch index (dtype chosen by measured recall), and the
+grounding threshold calibrated on in-corpus and off-topic questions."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from export.chunk import Chunk
+
+DTYPES = ("i8", "f16", "f32")  # smallest first
+MIN_RECALL = 0.99
+RECALL_K = 10
+
+# Questions no technical manual answers: the floor for the grounding threshold.
+OFF_TOPIC = [
+    "Who won the football world cup in 1998?",
+    "What is a good recipe for chocolate cake?",
+    "Who painted the Mona Lisa?",
+    "What is the capital of Australia?",
+    "How many moons does Jupiter have?",
+    "Recommend a romantic movie for tonight.",
+    "What is the meaning of life?",
+    "Write a poem about the sea.",
+    "Who is the current president of France?",
+    "How do I make sourdough bread?",
+    "What are the rules of cricket?",
+    "When did the Roman Empire fall?",
+    "What is the best way to learn French?",
+    "How tall is Mount Everest?",
+    "Tell me a joke about cats.",
+    "What should I pack for a beach holiday?",
+    "Which team won the NBA finals last year?",
+    "How do I train my puppy to sit?",
+    "What is the plot of Hamlet?",
+    "Where can I buy cheap flights to Tokyo?",
+]
+
+
+def write_store(chunks: list[Chunk], path: Path) -> None:
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT NOT NULL, heading TEXT NOT NULL,"
+            " start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL)"
+        )
+        db.executemany(
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, c.source, c.heading, c.start, c.end, c.text) for i, c in enumerate(chunks)],
+        )
+        db.execute(
+            "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, content='chunks',"
+            " content_rowid='id', tokenize=\"unicode61 tokenchars '_-'\")"
+        )
+        db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+    db.execute("VACUUM")
+    db.close()
+
+
+def _new_index(ndim: int, dtype: str):
+    from usearch.index import Index
+
+    return Index(ndim=ndim, metric="cos", dtype=dtype)
+
+
+def build_index(vectors: np.ndarray, queries: np.ndarray, path: Path, log) -> dict:
+    """Pick the smallest dtype whose recall@10 against exact search is >= MIN_RECALL; save it."""
+    n = len(vectors)
+    keys = np.arange(n, dtype=np.uint64)
+    k = min(RECALL_K, n)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+    recalls: dict[str, float] = {}
+    chosen = None
+    for dtype in DTYPES:
+        index = _new_index(vectors.shape[1], dtype)
+        for start in range(0, n, 1024):
+            index.add(keys[start : start + 1024], vectors[start : start + 1024])
+            log(f"index {dtype}: {min(start + 1024, n)}/{n} vectors")
+        found = index.search(queries, k)
+        got = np.asarray(found.keys).reshape(len(queries), -1)
+        hits = sum(len(set(exact[i]) & set(got[i].tolist())) for i in range(len(queries)))
+        recalls[dtype] = round(hits / (len(queries) * k), 4)
+        if recalls[dtype] >= MIN_RECALL:
+            chosen = dtype
+            break
+    assert chosen is not None, "f32 search must reach the recall floor"
+    index.save(str(path))
+    return {
+        "file": path.name,
+        "metric": "cos",
+        "dtype": chosen,
+        "count": n,
+        "ndim": int(vectors.shape[1]),
+        "recall_at_10": recalls,
+        "min_recall": MIN_RECALL,
+    }
+
+
+def pseudo_question(chunk: Chunk) -> str:
+    """A query-like string from a chunk: its first sentence, without the heading."""
+    first = re.split(r"(?<=[.!?])\s+", chunk.text.strip(), maxsplit=1)[0]
+    return " ".join(first.split()[:24])
+
+
+def calibrate_threshold(best_in: np.ndarray, best_off: np.ndarray) -> tuple[float, dict]:
+    """Threshold between off-topic and in-corpus best scores.
+
+    Sits above nearly all off-topic questions (their 95th percentile + a margin) but never above
+    the 5th percentile of in-corpus questions, so real questions are not refused by retrieval.
+    Retrieval alone cannot catch in-domain questions the documents don't answer; the model's
+    instruction (and grounded fine-tuning) handles those.
+    """
+    off_hi = float(np.percentile(best_off, 95)) + 0.03
+    in_lo = float(np.percentile(best_in, 5))
+    threshold = round(min(off_hi, in_lo), 4)
+    stats = {
+        "off_topic_best": {"max": round(float(best_off.max()), 4), "p95": round(float(np.percentile(best_off, 95)), 4)},
+        "in_corpus_best": {"min": round(float(best_in.min()), 4), "p5": round(in_lo, 4), "median": round(float(np.median(best_in)), 4)},
+        "off_topic_questions": len(best_off),
+        "in_corpus_questions": len(best_in),
+    }
+    return threshold, stats

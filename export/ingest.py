@@ -1,0 +1,336 @@
+"""Files -> documents: each document is a list of blocks (text with its heading path).
+
+Markdown, plain text, HTML and PDF. A block is a paragraph, a list item, a table, a code
+block or a definition term. Navigation, scripts and page furniture are dropped; when an HTML
+page marks its main content (<main>, role="main", <article>), only that is kept.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import InputError
+
+SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
+             ".htm": "html", ".pdf": "pdf"}  # fmt: skip
+
+
+@dataclass
+class Block:
+    text: str
+    headings: tuple[str, ...] = ()
+    glue: bool = False  # a label (definition term) that must stay with the next block
+    code: bool = False  # keep line breaks
+
+
+@dataclass
+class Document:
+    source: str  # path relative to the documents root, '/'-separated
+    path: Path
+    kind: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+def clean(text: str, keep_lines: bool = False) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("¶", "").replace("\u00ad", "")
+    if keep_lines:
+        lines = [line.rstrip() for line in text.replace("\t", "    ").split("\n")]
+        return "\n".join(lines).strip("\n")
+    return " ".join(text.split())
+
+
+def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[Skipped], Path]:
+    """All files under `paths`, as (path, source name), the unsupported ones, and the root."""
+    roots = [Path(p) for p in paths]
+    for r in roots:
+        if not r.exists():
+            raise InputError(f"{r} does not exist; pass folders or files of documents")
+    parents = [r.resolve() if r.is_dir() else r.resolve().parent for r in roots]
+    root = Path(os.path.commonpath(parents))
+    found: list[Path] = []
+    for r in roots:
+        if r.is_file():
+            found.append(r.resolve())
+            continue
+        for dirpath, dirnames, filenames in os.walk(r):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+            found.extend(Path(dirpath, f).resolve() for f in sorted(filenames) if not f.startswith("."))
+    files, skipped = [], []
+    for f in dict.fromkeys(found):
+        source = f.relative_to(root).as_posix()
+        if f.suffix.lower() in SUPPORTED:
+            files.append((f, source))
+        else:
+            skipped.append(Skipped(source, f"unsupported type '{f.suffix or f.name}'"))
+    return files, skipped, root
+
+
+def read_document(path: Path, source: str) -> Document:
+    """Raise InputError with the reason when the file cannot give text."""
+    kind = SUPPORTED[path.suffix.lower()]
+    doc = Document(source, path, kind)
+    if kind == "pdf":
+        doc.blocks = read_pdf(path)
+    else:
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"unreadable ({e.strerror})") from None
+        if b"\x00" in raw[:4096]:
+            raise InputError("binary content, not text")
+        text = raw.decode("utf-8", errors="replace")
+        doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
+    doc.blocks = [b for b in doc.blocks if b.text.strip()]
+    if not doc.blocks:
+        raise InputError("no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else ""))
+    return doc
+
+
+def read_markdown(text: str) -> list[Block]:
+    blocks: list[Block] = []
+    headings: list[tuple[int, str]] = []
+    para: list[str] = []
+    fence: list[str] | None = None
+
+    def flush():
+        if para:
+            blocks.append(Block(clean(" ".join(para)), tuple(h for _, h in headings)))
+            para.clear()
+
+    lines = text.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(("```", "~~~")):
+                blocks.append(Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True))
+                fence = None
+            else:
+                fence.append(line)
+            continue
+        if stripped.startswith(("```", "~~~")):
+            flush()
+            fence = []
+            continue
+        level, title = 0, ""
+        if m := re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", stripped):
+            level, title = len(m.group(1)), m.group(2)
+        elif para and len(para) == 1 and re.fullmatch(r"=+|-+", stripped) and len(stripped) >= 3:
+            level, title = (1 if stripped[0] == "=" else 2), para.pop()
+        if level:
+            flush()
+            headings = [(lv, h) for lv, h in headings if lv < level] + [(level, clean(title))]
+        elif not stripped:
+            flush()
+        elif re.match(r"^([-*+]|\d+[.)])\s+", stripped) and para:
+            flush()  # each list item is its own block
+            para.append(stripped)
+        else:
+            para.append(stripped)
+    if fence:
+        blocks.append(Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True))
+    flush()
+    return blocks
+
+
+def read_text(text: str) -> list[Block]:
+    blocks: list[Block] = []
+    heading: tuple[str, ...] = ()
+    for para in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        lines = [x for x in para.strip().split("\n") if x.strip()]
+        if not lines:
+            continue
+        if len(lines) == 2 and re.fullmatch(r"[=\-~]{3,}", lines[1].strip()):
+            heading = (clean(lines[0]),)
+            continue
+        first = lines[0].strip()
+        if len(lines) == 1 and len(first) < 70 and first.isupper() and re.search(r"[A-Z]", first):
+            heading = (clean(first.title()),)
+            continue
+        blocks.append(Block(clean(" ".join(lines)), heading))
+    return blocks
+
+
+# --- HTML ---------------------------------------------------------------------------------
+
+SKIP_TAGS = {"script", "style", "head", "nav", "header", "footer", "aside", "noscript", "svg",
+             "object", "form", "button", "template", "iframe"}  # fmt: skip
+SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
+SKIP_CLASSES = re.compile(r"\b(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)\b")
+BLOCK_TAGS = {"p", "div", "li", "pre", "blockquote", "section", "table", "dd", "dt", "ul", "ol",
+              "dl", "br", "hr", "tr", "figure", "figcaption", "caption", "article", "main"}  # fmt: skip
+VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
+HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+
+def _is_main(tag: str, attrs: dict) -> bool:
+    return tag in ("main", "article") or attrs.get("role") == "main"
+
+
+class _HtmlBlocks(html.parser.HTMLParser):
+    def __init__(self, main_only: bool):
+        super().__init__(convert_charrefs=True)
+        self.main_only = main_only
+        self.stack: list[tuple[str, bool, bool]] = []  # (tag, skip, main)
+        self.blocks: list[Block] = []
+        self.headings: list[tuple[int, str]] = []
+        self.buf: list[str] = []
+        self.heading_level = 0
+        self.pre = 0
+        self.cell = False
+        self.saw_main = False
+
+    def _skipping(self) -> bool:
+        if any(s for _, s, _ in self.stack):
+            return True
+        return self.main_only and not any(m for _, _, m in self.stack)
+
+    def _flush(self, glue: bool = False):
+        raw = "".join(self.buf)
+        self.buf.clear()
+        code = self.pre > 0 or "\n" in raw.strip()
+        text = clean(raw, keep_lines=code)
+        if text:
+            self.blocks.append(Block(text, tuple(h for _, h in self.headings), glue=glue, code=code))
+
+    def handle_starttag(self, tag, attrs_list):
+        attrs = {k: (v or "") for k, v in attrs_list}
+        skip = (
+            tag in SKIP_TAGS
+            or attrs.get("role") in SKIP_ROLES
+            or bool(SKIP_CLASSES.search(attrs.get("class", "")))
+            or attrs.get("aria-hidden") == "true"
+        )
+        main = _is_main(tag, attrs)
+        self.saw_main |= main
+        if tag in HEADINGS and not self._skipping():
+            self._flush()
+            self.heading_level = HEADINGS[tag]
+        elif tag in ("td", "th"):
+            self.buf.append(" | " if self.cell else "")
+            self.cell = True
+        elif tag == "tr":
+            self.cell = False
+            if self.buf and "".join(self.buf).strip():
+                self.buf.append("\n")
+        elif tag == "pre":
+            self._flush()
+            self.pre += 1
+        elif tag in BLOCK_TAGS and tag not in ("tr",) and not self.pre:
+            if tag == "dd" or tag == "br":
+                self._flush(glue=tag == "dd")
+            else:
+                self._flush()
+        if tag not in VOID_TAGS:
+            self.stack.append((tag, skip, main))
+
+    def handle_endtag(self, tag):
+        if tag in VOID_TAGS:
+            return
+        if not any(t == tag for t, _, _ in self.stack):
+            return  # stray end tag
+        while self.stack:
+            t, _, _ = self.stack.pop()
+            if t == tag:
+                break
+        if tag in HEADINGS and self.heading_level:
+            title = clean("".join(self.buf))
+            self.buf.clear()
+            level = self.heading_level
+            self.heading_level = 0
+            if title:
+                self.headings = [(lv, h) for lv, h in self.headings if lv < level] + [(level, title)]
+        elif tag == "pre":
+            self.pre = max(0, self.pre - 1)
+            self._flush()
+        elif tag == "dt":
+            self._flush(glue=True)
+        elif tag in BLOCK_TAGS and not self.pre and tag not in ("tr", "br"):
+            self._flush()
+
+    def handle_data(self, data):
+        if self._skipping():
+            return
+        self.buf.append(data)
+
+    def close(self):
+        super().close()
+        self._flush()
+
+
+def read_html(text: str) -> list[Block]:
+    probe = _HtmlBlocks(main_only=False)
+    probe.feed(text)
+    probe.close()
+    if not probe.saw_main:
+        return probe.blocks
+    parser = _HtmlBlocks(main_only=True)
+    parser.feed(text)
+    parser.close()
+    return parser.blocks
+
+
+# --- PDF ----------------------------------------------------------------------------------
+
+PDF_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|Chapter \d+|Section \d+)\s+\S.{0,70}$")
+
+
+def read_pdf(path: Path) -> list[Block]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError:  # pragma: no cover - pypdf is part of the [export] extra
+        raise InputError("reading PDF needs pypdf: pip install 'outpost-llm[export]'") from None
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, OSError, ValueError, KeyError) as e:
+        raise InputError(f"unreadable PDF ({e})") from None
+    blocks: list[Block] = []
+    heading = ""
+    for number, page in enumerate(pages, 1):
+        para: list[str] = []
+
+        def flush(page_no=number):
+            if para:
+                label = (heading, f"p. {page_no}") if heading else (f"p. {page_no}",)
+                blocks.append(Block(clean(" ".join(para)), label))
+                para.clear()
+
+        for line in page.split("\n"):
+            s = line.strip()
+            if not s:
+                flush()
+            elif PDF_HEADING.match(s) and not s.endswith((".", ",", ";")) and len(s) < 80:
+                flush()
+                heading = clean(s)
+            else:
+                para.append(s)
+                if s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300:
+                    flush()
+        flush()
+    return blocks
+
+
+def ingest(paths: list[str | Path], progress=None) -> tuple[list[Document], list[Skipped], Path]:
+    """Read every supported file; collect the others with the reason they were skipped."""
+    files, skipped, root = discover(paths)
+    docs: list[Document] = []
+    for i, (path, source) in enumerate(files, 1):
+        try:
+            docs.append(read_document(path, source))
+        except InputError as e:
+            skipped.append(Skipped(source, str(e)))
+        if progress:
+            progress(i, len(files))
+    return docs, skipped, root

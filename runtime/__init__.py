@@ -1,0 +1,6 @@
+"""Outpost device runtime: open a bundle, retrieve passages, generate cited answers.
+
+Nothing here imports torch, transformers, peft or sentence-transformers.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""The ask pipeline: embed -> retrieve -> fit prompt in the context budget -> stream -> cite."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.bundle import Bundle, open_bundle
+from runtime.embed import open_embedder
+from runtime.errors import InputError, UsageError
+from runtime.generate import GenerationSettings, Generator, Timings
+from runtime.prompt import REFUSAL, Passage, fit_messages, is_refusal
+from runtime.retrieve import Hit, Retriever
+
+
+@dataclass
+class AskConfig:
+    top_k: int | None = None  # None: the bundle's setting
+    threshold: float | None = None  # None: the bundle's calibrated grounding threshold
+    max_context: int | None = None  # prompt + answer tokens; None: the bundle's setting
+    max_new_tokens: int | None = None
+    threads: int = 0
+    hybrid: bool = True
+
+    def check(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError("--top-k must be at least 1")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise UsageError("--max-new-tokens must be at least 1")
+        if self.max_context is not None and self.max_context < 64:
+            raise UsageError("--max-context must be at least 64 tokens")
+        if self.threads < 0:
+            raise UsageError("--threads must be 0 (all cores) or more")
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str = ""
+    refused: bool = False
+    grounded: bool = True
+    best_score: float = 0.0
+    threshold: float = 0.0
+    citations: list[dict] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    retrieval_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "grounded": self.grounded,
+            "best_score": round(self.best_score, 4),
+            "threshold": round(self.threshold, 4),
+            "citations": self.citations,
+            "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.timings.as_dict()},
+        }
+
+
+class Assistant:
+    def __init__(self, bundle: Bundle, config: AskConfig):
+        config.check()
+        self.bundle = bundle
+        m = bundle.manifest
+        self.top_k = config.top_k or m["retrieval"]["top_k"]
+        threshold = config.threshold
+        self.threshold = m["retrieval"]["grounding_threshold"] if threshold is None else threshold
+        self.hybrid = config.hybrid
+        embedder = open_embedder(bundle.path, m["embedder"], config.threads)
+        self.retriever = Retriever(
+            bundle.file(m["index"]["file"]), bundle.file(m["store"]["file"]), embedder.dim, embedder
+        )
+        self.generator = Generator(bundle.model_dir, config.threads)
+        limit = self.generator.context_length
+        self.max_context = min(config.max_context or m["generation"]["max_context"], limit)
+        self.settings = GenerationSettings(
+            max_new_tokens=config.max_new_tokens or m["generation"]["max_new_tokens"],
+            repetition_penalty=m["generation"].get("repetition_penalty", 1.0),
+        )
+        if self.settings.max_new_tokens >= self.max_context:
+            raise UsageError(
+                f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
+                f"in --max-context ({self.max_context})"
+            )
+
+    def ask(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Answer:
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty; pass it as an argument or on stdin")
+        answer = Answer(question=question, threshold=self.threshold)
+        start = time.perf_counter()
+        hits = self.retriever.search(question, self.top_k, hybrid=self.hybrid)
+        answer.retrieval_s = time.perf_counter() - start
+        answer.best_score = max((h.score for h in hits), default=0.0)
+        budget = self.max_context - self.settings.max_new_tokens
+        passages = [Passage(h.source, h.heading, h.text) for h in hits]
+        # Fit first: a question too long for the context is an error even when ungrounded.
+        messages, kept = fit_messages(
+            question, passages, history or [], self.generator.count_tokens, budget
+        )
+        if answer.best_score < self.threshold:
+            answer.grounded, answer.refused, answer.text = False, True, REFUSAL
+            if on_text:
+                on_text(REFUSAL)
+            return answer
+        pieces: list[str] = []
+        stream = self.generator.stream(messages, self.settings, answer.timings, should_stop)
+        for piece in stream:
+            pieces.append(piece)
+            if on_text:
+                on_text(piece)
+        answer.text = "".join(pieces).strip()
+        answer.refused = is_refusal(answer.text)
+        answer.citations = cite(hits[:kept], answer.text)
+        return answer
+
+
+def cite(hits: list[Hit], text: str) -> list[dict]:
+    """Numbered citations for the passages given to the model; `cited` marks those the answer names."""
+    named = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+    return [
+        {
+            "n": i,
+            "source": h.source,
+            "heading": h.heading,
+            "score": round(h.score, 4),
+            "chunk_id": h.chunk_id,
+            "cited": i in named,
+        }
+        for i, h in enumerate(hits, 1)
+    ]
+
+
+def open_assistant(path: str | Path, config: AskConfig | None = None) -> Assistant:
+    return Assistant(open_bundle(path), config or AskConfig())

@@ -1,0 +1,234 @@
+"""`outpost` command line. Each command imports what it needs when it runs, so --help is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from runtime.errors import OutpostError
+
+
+class Group(click.Group):
+    """Turns library errors into one `Error: ...` line and an exit code; no tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OutpostError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="outpost-llm")
+def cli():
+    """Outpost: offline, cited answers from your manuals on CPU-only devices.
+
+    \b
+    Build a bundle:   outpost export docs/ --out bundle/
+    Ask it:           outpost ask bundle/ "How do I reset the controller?"
+    """
+
+
+def _ask_options(f):
+    options = [
+        click.option("--top-k", type=int, help="Passages given to the model (default: the bundle's)."),
+        click.option("--threshold", type=float, help="Grounding threshold (default: calibrated at export)."),
+        click.option("--max-context", type=int, help="Token budget for prompt + answer."),
+        click.option("--max-new-tokens", type=int, help="Longest answer in tokens."),
+        click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
+                     help="CPU threads (0: onnxruntime's default)."),
+        click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _ask_config(top_k, threshold, max_context, max_new_tokens, threads, no_hybrid):
+    from runtime.assistant import AskConfig
+
+    return AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid)
+
+
+def _print_sources(answer) -> None:
+    if answer.refused or not answer.citations:
+        return
+    cited = [c for c in answer.citations if c["cited"]] or answer.citations
+    click.echo("\nSources:")
+    for c in cited:
+        where = c["source"] + (f" > {c['heading']}" if c["heading"] else "")
+        click.echo(f"  [{c['n']}] {where}")
+
+
+def _print_timings(answer) -> None:
+    t = answer.timings
+    click.echo(
+        f"retrieval {answer.retrieval_s * 1000:.0f} ms, prompt {t.prompt_tokens} tokens, "
+        f"first token {t.first_token_s:.2f} s, {t.new_tokens} tokens at {t.tokens_per_s:.1f} tokens/s",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@click.argument("question", required=False)
+@_ask_options
+@click.option("--json", "as_json", is_flag=True, help="Print the answer, citations, scores and timings as JSON.")
+@click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
+def ask(bundle, question, as_json, timings, **options):
+    """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
+    if question is None or question == "-":
+        question = "" if sys.stdin.isatty() else sys.stdin.read()
+    from runtime.assistant import open_assistant
+    from runtime.errors import InputError
+
+    if not question.strip():
+        raise InputError("the question is empty; pass it as an argument or on stdin")
+    assistant = open_assistant(bundle, _ask_config(**options))
+    stream = None if as_json else lambda piece: click.echo(piece, nl=False)
+    answer = assistant.ask(question, on_text=stream)
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo()
+    _print_sources(answer)
+    if timings:
+        _print_timings(answer)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@_ask_options
+@click.option("--timings", is_flag=True, help="Print time to first token and tokens/s after each answer.")
+def chat(bundle, timings, **options):
+    """Ask several questions in a row; earlier turns are kept within the context budget.
+
+    Ctrl-C stops the current answer; Ctrl-D or /quit ends the chat.
+    """
+    from runtime.assistant import open_assistant
+
+    assistant = open_assistant(bundle, _ask_config(**options))
+    history: list[dict] = []
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            question = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive and question == "":
+            break
+        question = question.strip()
+        if question in ("/quit", "/exit"):
+            break
+        if not question:
+            continue
+        stop = {"now": False}
+        try:
+            answer = assistant.ask(
+                question, history, on_text=lambda p: click.echo(p, nl=False), should_stop=lambda: stop["now"]
+            )
+        except KeyboardInterrupt:
+            click.echo("\n(stopped)", err=True)
+            continue
+        except OutpostError as e:
+            click.echo(f"Error: {e}", err=True)
+            continue
+        click.echo()
+        _print_sources(answer)
+        if timings:
+            _print_timings(answer)
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+def info(bundle, as_json):
+    """Describe BUNDLE: model, embedder, index, documents and export checks."""
+    from runtime.bundle import open_bundle
+
+    m = open_bundle(bundle).manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=2))
+        return
+    model, emb, idx, checks = m["model"], m["embedder"], m["index"], m["checks"]
+    quant = model["quantization"]
+    rows = [
+        ("bundle", f"{bundle} ({m['size_bytes'] / 1e6:.1f} MB, {len(m['files'])} files, schema {m['schema']})"),
+        ("created", f"{m['created']} in {m.get('export_seconds', '?')} s"),
+        ("model", f"{model['base']} ({model['parameters'] / 1e6:.0f}M parameters, {quant['precision']}"
+                  + (f", {quant.get('algo_config', 'rtn')}" if quant["precision"] != "fp32" else "") + ")"),
+        ("adapter", model["adapter"]["path"] if model["adapter"] else "none"),
+        ("embedder", f"{emb['id']} ({emb['dim']}-d, {emb['pooling']} pooling, {emb['variant']})"),
+        ("index", f"{idx['count']} chunks, usearch {idx['metric']} {idx['dtype']}"),
+        ("documents", f"{len(m['sources']['documents'])} ({len(m['sources']['skipped'])} skipped)"),
+        ("grounding", f"threshold {m['retrieval']['grounding_threshold']}, top-k {m['retrieval']['top_k']}"),
+        ("parity", f"{checks['parity']['token_agreement_pct']}% greedy tokens agree with PyTorch"),
+        ("retrieval", ", ".join(f"{k} {v}" for k, v in checks["retrieval"].items() if k.startswith(("dense", "hybrid")))),
+    ]  # fmt: skip
+    for key, value in rows:
+        click.echo(f"{key:>10}  {value}")
+
+
+@cli.command("export")
+@click.argument("docs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="Bundle folder to write.")
+@click.option("--base", default="embedded:SmolLM2-135M-Instruct", show_default=True, envvar="OUTPOST_BASE",
+              help="Base model: embedded default, a Hugging Face folder, a .gguf file or a hub id.")
+@click.option("--adapter", type=click.Path(), help="PEFT adapter folder to merge before conversion.")
+@click.option("--precision", type=click.Choice(["int4", "int8", "fp32"]), default="int4", show_default=True)
+@click.option("--quant-algo", default="k_quant_mixed", show_default=True,
+              help="int4/int8 method: default, rtn, k_quant, k_quant_last, k_quant_mixed.")
+@click.option("--embedder", default="embedded:all-MiniLM-L6-v2", show_default=True,
+              help="sentence-transformers model folder or hub id.")
+@click.option("--top-k", default=4, show_default=True, help="Passages per question.")
+@click.option("--max-context", default=1536, show_default=True, help="Token budget for prompt + answer on the device.")
+@click.option("--max-new-tokens", default=200, show_default=True, help="Longest answer in tokens.")
+@click.option("--chunk-chars", default=900, show_default=True, help="Target chunk size in characters.")
+@click.option("--chunk-overlap", default=150, show_default=True, help="Overlap between chunks of one section.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
+def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k, max_context,
+               max_new_tokens, chunk_chars, chunk_overlap, force, strict, as_json):  # fmt: skip
+    """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf files)."""
+    from export.bundle import ExportConfig, build_bundle
+    from export.chunk import ChunkConfig
+    from export.llm import LlmConfig
+
+    config = ExportConfig(
+        docs=list(docs),
+        out=out,
+        llm=LlmConfig(base=base, adapter=adapter, precision=precision, quant_algo=quant_algo),
+        embedder=embedder,
+        chunk=ChunkConfig(target_chars=chunk_chars, overlap_chars=chunk_overlap),
+        top_k=top_k,
+        max_context=max_context,
+        max_new_tokens=max_new_tokens,
+        force=force,
+        strict=strict,
+    )
+    manifest = build_bundle(config)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+    else:
+        checks = manifest["checks"]
+        click.echo(
+            f"{out}: {manifest['size_bytes'] / 1e6:.1f} MB, {manifest['index']['count']} chunks, "
+            f"parity {checks['parity']['token_agreement_pct']}%, "
+            f"threshold {manifest['retrieval']['grounding_threshold']}"
+        )
+
+
+def main() -> None:
+    cli(prog_name="outpost")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Typed errors. The library raises these; only the CLI turns them into `Error: ...`."""
+
+
+class OutpostError(Exception):
+    """Base class: a problem the user can fix. The message says what and how."""
+
+    exit_code = 1
+
+
+class UsageError(OutpostError):
+    """A flag or argument that cannot work (exit code 2)."""
+
+    exit_code = 2
+
+
+class InputError(OutpostError):
+    """Documents, data or questions that cannot be used."""
+
+
+class BundleError(OutpostError):
+    """A path that is not a usable bundle."""
+
+
+class ModelError(OutpostError):
+    """A base model, adapter or build step that failed."""

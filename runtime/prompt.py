@@ -1,0 +1,108 @@
+"""The one prompt layout, shared by the runtime and the trainer.
+
+A prompt is a list of chat messages; the model's own chat template turns it into text.
+Passages are numbered [1], [2], ... and the answer cites them by number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from runtime.errors import InputError
+
+SYSTEM = (
+    "You are a technical assistant. Answer the question using only the numbered passages "
+    "from the manuals. Be brief and exact: copy names, numbers and commands from the "
+    "passages. Cite the passage you used like [1]. If the passages do not contain the "
+    "answer, reply exactly: {refusal}"
+)
+REFUSAL = "The documents do not cover this question."
+
+
+@dataclass(frozen=True)
+class Passage:
+    source: str
+    heading: str
+    text: str
+
+
+def format_passage(number: int, passage: Passage) -> str:
+    where = passage.source + (f" > {passage.heading}" if passage.heading else "")
+    return f"[{number}] ({where})\n{passage.text.strip()}"
+
+
+def user_message(question: str, passages: Sequence[Passage]) -> str:
+    blocks = [format_passage(i, p) for i, p in enumerate(passages, 1)]
+    context = "\n\n".join(blocks) if blocks else "(no passages)"
+    return f"Passages:\n{context}\n\nQuestion: {question.strip()}"
+
+
+def build_messages(
+    question: str,
+    passages: Sequence[Passage],
+    history: Sequence[dict] = (),
+) -> list[dict]:
+    """System message, earlier turns (plain), then the question with its passages."""
+    messages = [{"role": "system", "content": SYSTEM.format(refusal=REFUSAL)}]
+    messages.extend(history)
+    messages.append({"role": "user", "content": user_message(question, passages)})
+    return messages
+
+
+def fit_messages(
+    question: str,
+    passages: Sequence[Passage],
+    history: Sequence[dict],
+    count_tokens: Callable[[list[dict]], int],
+    budget: int,
+) -> tuple[list[dict], int]:
+    """Largest prompt within `budget` tokens: drop old turns, then trailing passages.
+
+    The question is never cut. Returns the messages and how many passages were kept.
+    Raises InputError when the question alone does not fit.
+    """
+    bare = build_messages(question, [], [])
+    if count_tokens(bare) > budget:
+        raise InputError(
+            f"the question is {count_tokens(bare)} tokens with the prompt, over the "
+            f"{budget}-token budget; shorten it or raise --max-context"
+        )
+    history = list(history)
+    kept = list(passages)
+    while True:
+        messages = build_messages(question, kept, history)
+        if count_tokens(messages) <= budget:
+            return messages, len(kept)
+        if history:
+            history = history[2:]  # drop the oldest user/assistant pair
+        elif len(kept) > 1:
+            kept.pop()
+        else:
+            kept = [_shorten(kept[0], question, count_tokens, budget)]
+            return build_messages(question, kept, []), 1
+
+
+def _shorten(
+    passage: Passage,
+    question: str,
+    count_tokens: Callable[[list[dict]], int],
+    budget: int,
+) -> Passage:
+    """Cut one passage's text (by words, binary search) until the prompt fits."""
+    words = passage.text.split()
+    lo, hi = 0, len(words)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        trial = Passage(passage.source, passage.heading, " ".join(words[:mid]))
+        if count_tokens(build_messages(question, [trial])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return Passage(passage.source, passage.heading, " ".join(words[:lo]))
+
+
+def is_refusal(answer: str) -> bool:
+    text = " ".join(answer.lower().split())
+    markers = ("do not cover", "don't cover", "does not cover", "not covered", "no information")
+    return any(m in text for m in markers)

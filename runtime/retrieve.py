@@ -1,0 +1,102 @@
+"""Find the passages for a question: dense search (usearch) fused with keyword search (SQLite FTS5).
+
+Dense search finds paraphrases; keyword search finds exact names (commands, part numbers,
+error codes) that a small embedder blurs. Reciprocal-rank fusion merges the two lists.
+The dense cosine of the best passage decides grounding: below the bundle's threshold the
+documents are taken not to cover the question.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.embed import Embedder
+
+RRF_K = 60
+STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i if in is it of on or should "
+    "that the this to was what when where which who why will with you your my me we "
+    "there their then than into about after before any all also has have had not no".split()
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    score: float  # dense cosine similarity to the question
+    source: str
+    heading: str
+    text: str
+
+
+class ChunkStore:
+    """SQLite chunk store: one row per chunk, plus an FTS5 table over text and heading."""
+
+    def __init__(self, path: Path):
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def get(self, ids: list[int]) -> dict[int, tuple[str, str, str]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, source, heading, text FROM chunks WHERE id IN ({marks})", ids
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def keyword_search(self, query: str, limit: int) -> list[int]:
+        terms = [t for t in re.findall(r"[\w][\w.\-/]*[\w]|\w", query.lower()) if t not in STOPWORDS]
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', "") + '"' for t in dict.fromkeys(terms))
+        rows = self.db.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, limit),
+        )
+        return [r[0] for r in rows]
+
+
+class Retriever:
+    def __init__(self, index_path: Path, store_path: Path, ndim: int, embedder: Embedder):
+        from usearch.index import Index
+
+        self.index = Index.restore(str(index_path), view=True)
+        if self.index is None or self.index.ndim != ndim:
+            raise ValueError(f"index {index_path} does not hold {ndim}-dimensional vectors")
+        self.store = ChunkStore(store_path)
+        self.embedder = embedder
+
+    def search(self, question: str, k: int, hybrid: bool = True) -> list[Hit]:
+        query = self.embedder.embed([question])[0]
+        pool = max(4 * k, 20)
+        found = self.index.search(query, min(pool, len(self.index)))
+        dense_ids = [int(x) for x in found.keys]
+        dense_score = {int(key): 1.0 - float(d) for key, d in zip(found.keys, found.distances)}
+        fused: dict[int, float] = {}
+        for rank, cid in enumerate(dense_ids):
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+        if hybrid:
+            for rank, cid in enumerate(self.store.keyword_search(question, pool)):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+        best = sorted(fused, key=lambda c: -fused[c])[:k]
+        missing = [c for c in best if c not in dense_score]
+        if missing:
+            vectors = np.asarray(self.index.get(missing), dtype=np.float32).reshape(len(missing), -1)
+            norms = np.linalg.norm(vectors, axis=1) + 1e-12
+            for cid, v, n in zip(missing, vectors, norms):
+                dense_score[cid] = float(v @ query / n)
+        rows = self.store.get(best)
+        return [Hit(c, dense_score[c], *rows[c]) for c in best if c in rows]
+
+    def best_score(self, question: str) -> float:
+        query = self.embedder.embed([question])[0]
+        found = self.index.search(query, 1)
+        return 1.0 - float(found.distances[0]) if len(found.keys) else 0.0
