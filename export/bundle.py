@@ -63,6 +63,9 @@ class ExportConfig:
         self.chunk.check()
         if not self.docs:
             raise UsageError("give at least one documents folder or file")
+        for d in self.docs:
+            if not Path(d).exists():
+                raise InputError(f"{d} does not exist; pass folders or files of documents")
         if self.top_k < 1:
             raise UsageError("--top-k must be at least 1")
         if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
@@ -84,9 +87,24 @@ def _versions() -> dict:
     return found
 
 
+def quiet_libraries() -> None:
+    """Our progress lines replace the libraries' warnings and progress bars on stderr."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("transformers", "sentence_transformers", "torch", "onnxruntime", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def build_bundle(config: ExportConfig) -> dict:
     """Build the bundle; return its manifest. Raises OutpostError subclasses on bad input."""
     config.check()
+    quiet_libraries()
     started = time.perf_counter()
     out = Path(config.out)
 
@@ -95,10 +113,14 @@ def build_bundle(config: ExportConfig) -> dict:
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
     if skipped and config.strict:
-        raise InputError(f"{len(skipped)} file(s) skipped ({skipped[0].path}: {skipped[0].reason}); fix them or drop --strict")
+        raise InputError(
+            f"{len(skipped)} file(s) skipped ({skipped[0].path}: {skipped[0].reason}); fix them or drop --strict"
+        )
     if not docs:
         detail = f" ({skipped[0].path}: {skipped[0].reason})" if skipped else ""
-        raise InputError(f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html or .pdf files")
+        raise InputError(
+            f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html or .pdf files"
+        )
     chunks = chunk_documents(docs, config.chunk)
     log(f"{len(docs)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
 
@@ -131,13 +153,20 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
     write_store(chunks, tmp / "chunks.sqlite")
 
     log("calibrating the grounding threshold and checking retrieval")
-    retriever = Retriever(tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder)
+    retriever = Retriever(
+        tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder
+    )
     best_in = np.array([retriever.best_score(q) for q in queries])
     best_off = np.array([retriever.best_score(q) for q in OFF_TOPIC])
     threshold, calibration = calibrate_threshold(best_in, best_off)
     k = config.top_k
-    dense_hits = sum(i in {h.chunk_id for h in retriever.search(q, k, hybrid=False)} for i, q in zip(sample_ids, queries))
-    hybrid_hits = sum(i in {h.chunk_id for h in retriever.search(q, k)} for i, q in zip(sample_ids, queries))
+    dense_hits = sum(
+        i in {h.chunk_id for h in retriever.search(q, k, hybrid=False)}
+        for i, q in zip(sample_ids, queries)
+    )
+    hybrid_hits = sum(
+        i in {h.chunk_id for h in retriever.search(q, k)} for i, q in zip(sample_ids, queries)
+    )
     retrieval_check = {
         "queries": len(queries),
         "query": "first sentence of a sampled chunk",
@@ -159,7 +188,9 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
     shutil.rmtree(work)
     log("parity check: ONNX model against PyTorch")
     parity = parity_check(model, tokenizer, tmp / "model")
-    log(f"parity: {parity['token_agreement_pct']}% greedy tokens agree, chat template match: {parity['chat_template_match']}")
+    log(
+        f"parity: {parity['token_agreement_pct']}% greedy tokens agree, chat template match: {parity['chat_template_match']}"
+    )
     del model
     gc.collect()
     genai = json.loads((tmp / "model" / "genai_config.json").read_text())
@@ -183,14 +214,25 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
         "chunker": {**config.chunk.as_dict(), "chunks": len(chunks)},
         "index": index_info,
         "store": {"file": "chunks.sqlite", "count": len(chunks), "fts": "fts5 unicode61"},
-        "retrieval": {"top_k": k, "hybrid": "rrf(dense, bm25)", "grounding_threshold": threshold,
-                      "calibration": calibration},  # fmt: skip
-        "generation": {"max_context": config.max_context, "max_new_tokens": config.max_new_tokens,
-                       "repetition_penalty": config.repetition_penalty},  # fmt: skip
+        "retrieval": {
+            "top_k": k,
+            "hybrid": "rrf(dense, bm25)",
+            "grounding_threshold": threshold,
+            "calibration": calibration,
+        },  # fmt: skip
+        "generation": {
+            "max_context": config.max_context,
+            "max_new_tokens": config.max_new_tokens,
+            "repetition_penalty": config.repetition_penalty,
+        },  # fmt: skip
         "checks": {"parity": parity, "retrieval": retrieval_check},
-        "sources": {"root": str(root), "documents": [{"path": d.source, "type": d.kind,
-                    "sha256": sha256_file(d.path)} for d in docs],  # fmt: skip
-                    "skipped": [asdict(s) for s in skipped]},
+        "sources": {
+            "root": str(root),
+            "documents": [
+                {"path": d.source, "type": d.kind, "sha256": sha256_file(d.path)} for d in docs
+            ],  # fmt: skip
+            "skipped": [asdict(s) for s in skipped],
+        },
     }
 
 
@@ -198,7 +240,10 @@ def _write_manifest(tmp: Path, manifest: dict) -> None:
     files = {}
     for f in sorted(tmp.rglob("*")):
         if f.is_file() and f.name != MANIFEST:
-            files[f.relative_to(tmp).as_posix()] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
+            files[f.relative_to(tmp).as_posix()] = {
+                "size": f.stat().st_size,
+                "sha256": sha256_file(f),
+            }
     manifest["files"] = files
     manifest["size_bytes"] = sum(v["size"] for v in files.values())
     path = tmp / MANIFEST

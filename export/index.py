@@ -117,8 +117,15 @@ def calibrate_threshold(best_in: np.ndarray, best_off: np.ndarray) -> tuple[floa
     in_lo = float(np.percentile(best_in, 5))
     threshold = round(min(off_hi, in_lo), 4)
     stats = {
-        "off_topic_best": {"max": round(float(best_off.max()), 4), "p95": round(float(np.percentile(best_off, 95)), 4)},
-        "in_corpus_best": {"min": round(float(best_in.min()), 4), "p5": round(in_lo, 4), "median": round(float(np.median(best_in)), 4)},
+        "off_topic_best": {
+            "max": round(float(best_off.max()), 4),
+            "p95": round(float(np.percentile(best_off, 95)), 4),
+        },
+        "in_corpus_best": {
+            "min": round(float(best_in.min()), 4),
+            "p5": round(in_lo, 4),
+            "median": round(float(np.median(best_in)), 4),
+        },
         "off_topic_questions": len(best_off),
         "in_corpus_questions": len(best_in),
     }

@@ -65,7 +65,9 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[Skip
             continue
         for dirpath, dirnames, filenames in os.walk(r):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-            found.extend(Path(dirpath, f).resolve() for f in sorted(filenames) if not f.startswith("."))
+            found.extend(
+                Path(dirpath, f).resolve() for f in sorted(filenames) if not f.startswith(".")
+            )
     files, skipped = [], []
     for f in dict.fromkeys(found):
         source = f.relative_to(root).as_posix()
@@ -93,7 +95,9 @@ def read_document(path: Path, source: str) -> Document:
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
     doc.blocks = [b for b in doc.blocks if b.text.strip()]
     if not doc.blocks:
-        raise InputError("no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else ""))
+        raise InputError(
+            "no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
+        )
     return doc
 
 
@@ -109,11 +113,13 @@ def read_markdown(text: str) -> list[Block]:
             para.clear()
 
     lines = text.replace("\r\n", "\n").split("\n")
-    for i, line in enumerate(lines):
+    for line in lines:
         stripped = line.strip()
         if fence is not None:
             if stripped.startswith(("```", "~~~")):
-                blocks.append(Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True))
+                blocks.append(
+                    Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True)
+                )
                 fence = None
             else:
                 fence.append(line)
@@ -138,7 +144,9 @@ def read_markdown(text: str) -> list[Block]:
         else:
             para.append(stripped)
     if fence:
-        blocks.append(Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True))
+        blocks.append(
+            Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True)
+        )
     flush()
     return blocks
 
@@ -166,7 +174,9 @@ def read_text(text: str) -> list[Block]:
 SKIP_TAGS = {"script", "style", "head", "nav", "header", "footer", "aside", "noscript", "svg",
              "object", "form", "button", "template", "iframe"}  # fmt: skip
 SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
-SKIP_CLASSES = re.compile(r"\b(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)\b")
+SKIP_CLASSES = re.compile(
+    r"\b(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)\b"
+)
 BLOCK_TAGS = {"p", "div", "li", "pre", "blockquote", "section", "table", "dd", "dt", "ul", "ol",
               "dl", "br", "hr", "tr", "figure", "figcaption", "caption", "article", "main"}  # fmt: skip
 VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
@@ -201,7 +211,9 @@ class _HtmlBlocks(html.parser.HTMLParser):
         code = self.pre > 0 or "\n" in raw.strip()
         text = clean(raw, keep_lines=code)
         if text:
-            self.blocks.append(Block(text, tuple(h for _, h in self.headings), glue=glue, code=code))
+            self.blocks.append(
+                Block(text, tuple(h for _, h in self.headings), glue=glue, code=code)
+            )
 
     def handle_starttag(self, tag, attrs_list):
         attrs = {k: (v or "") for k, v in attrs_list}
@@ -249,7 +261,9 @@ class _HtmlBlocks(html.parser.HTMLParser):
             level = self.heading_level
             self.heading_level = 0
             if title:
-                self.headings = [(lv, h) for lv, h in self.headings if lv < level] + [(level, title)]
+                self.headings = [(lv, h) for lv, h in self.headings if lv < level] + [
+                    (level, title)
+                ]
         elif tag == "pre":
             self.pre = max(0, self.pre - 1)
             self._flush()
@@ -300,25 +314,20 @@ def read_pdf(path: Path) -> list[Block]:
     heading = ""
     for number, page in enumerate(pages, 1):
         para: list[str] = []
-
-        def flush(page_no=number):
-            if para:
-                label = (heading, f"p. {page_no}") if heading else (f"p. {page_no}",)
-                blocks.append(Block(clean(" ".join(para)), label))
-                para.clear()
-
-        for line in page.split("\n"):
+        for line in [*page.split("\n"), ""]:  # the trailing "" ends the page's last paragraph
             s = line.strip()
-            if not s:
-                flush()
-            elif PDF_HEADING.match(s) and not s.endswith((".", ",", ";")) and len(s) < 80:
-                flush()
-                heading = clean(s)
-            else:
+            is_heading = (
+                bool(PDF_HEADING.match(s)) and not s.endswith((".", ",", ";")) and len(s) < 80
+            )
+            if s and not is_heading:
                 para.append(s)
-                if s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300:
-                    flush()
-        flush()
+            long_enough = s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300
+            if para and (not s or is_heading or long_enough):
+                label = (heading, f"p. {number}") if heading else (f"p. {number}",)
+                blocks.append(Block(clean(" ".join(para)), label))
+                para = []
+            if is_heading:
+                heading = clean(s)
     return blocks
 
 

@@ -96,7 +96,9 @@ def resolve_base(name: str) -> LoadedBase:
     try:
         from huggingface_hub import snapshot_download
 
-        local = snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"])
+        local = snapshot_download(
+            name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]
+        )
     except Exception as e:  # noqa: BLE001 - network, auth or missing repo: one line
         raise ModelError(
             f"cannot fetch base model {name!r} ({type(e).__name__}); download it on a connected "
@@ -171,6 +173,7 @@ def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, 
         cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
     log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
     env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
+    cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cache_dir / "builder.log"
     with open(log_path, "w") as logf:
         done = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -192,7 +195,9 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
     per_probe = []
     for text in PROBES:
         messages = [{"role": "user", "content": text}]
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
         template_match &= rendered == onnx.render(messages)
         ids = tokenizer(rendered, return_tensors="pt", add_special_tokens=False).input_ids
         with torch.no_grad():
@@ -201,7 +206,9 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
         ref = out[0, ids.shape[1] :].tolist()
         got = onnx_greedy(onnx, ids[0].tolist(), len(ref))
         same = sum(a == b for a, b in zip(ref, got))
-        first_diff = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
+        first_diff = next(
+            (i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got))
+        )
         agree, total, prefix = agree + same, total + max(len(ref), 1), prefix + first_diff
         per_probe.append({"prompt": text, "torch": tokenizer.decode(ref), "onnx": tokenizer.decode(got),
                           "agreement_pct": round(100 * same / max(len(ref), 1), 1)})  # fmt: skip

@@ -49,7 +49,9 @@ def open_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
         raise BundleError(f"{root} is not a folder; pass a bundle made by `outpost export`")
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise BundleError(f"{root} is not a bundle (no {MANIFEST}); build one with `outpost export`")
+        raise BundleError(
+            f"{root} is not a bundle (no {MANIFEST}); build one with `outpost export`"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:

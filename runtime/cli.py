@@ -79,7 +79,12 @@ def _print_timings(answer) -> None:
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @click.argument("question", required=False)
 @_ask_options
-@click.option("--json", "as_json", is_flag=True, help="Print the answer, citations, scores and timings as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the answer, citations, scores and timings as JSON.",
+)
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
 def ask(bundle, question, as_json, timings, **options):
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
@@ -105,7 +110,9 @@ def ask(bundle, question, as_json, timings, **options):
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @_ask_options
-@click.option("--timings", is_flag=True, help="Print time to first token and tokens/s after each answer.")
+@click.option(
+    "--timings", is_flag=True, help="Print time to first token and tokens/s after each answer."
+)
 def chat(bundle, timings, **options):
     """Ask several questions in a row; earlier turns are kept within the context budget.
 
@@ -128,11 +135,8 @@ def chat(bundle, timings, **options):
             break
         if not question:
             continue
-        stop = {"now": False}
         try:
-            answer = assistant.ask(
-                question, history, on_text=lambda p: click.echo(p, nl=False), should_stop=lambda: stop["now"]
-            )
+            answer = assistant.ask(question, history, on_text=lambda p: click.echo(p, nl=False))
         except KeyboardInterrupt:
             click.echo("\n(stopped)", err=True)
             continue
@@ -143,7 +147,10 @@ def chat(bundle, timings, **options):
         _print_sources(answer)
         if timings:
             _print_timings(answer)
-        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+        history += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer.text},
+        ]
 
 
 @cli.command()
@@ -176,22 +183,77 @@ def info(bundle, as_json):
         click.echo(f"{key:>10}  {value}")
 
 
+@cli.command("eval")
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@click.option(
+    "--questions", "-q", required=True, type=click.Path(), help="JSON-lines questions file."
+)
+@_ask_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report (with every answer) as JSON."
+)
+def eval_cmd(bundle, questions, as_json, **options):
+    """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
+    from runtime.assistant import open_assistant
+    from runtime.evaluate import evaluate, load_questions
+    from runtime.log import counter
+
+    items = load_questions(questions)
+    assistant = open_assistant(bundle, _ask_config(**options))
+    report = evaluate(assistant, items, counter("questions"))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    for key, value in report.items():
+        if key != "rows":
+            click.echo(f"{key:>20}  {value}")
+    for r in report["rows"]:
+        if r["answerable"] and not r["correct"]:
+            click.echo(f"  miss {r['id']}: {r['answer'][:100]!r}")
+
+
 @cli.command("export")
 @click.argument("docs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(), help="Bundle folder to write.")
-@click.option("--base", default="embedded:SmolLM2-135M-Instruct", show_default=True, envvar="OUTPOST_BASE",
-              help="Base model: embedded default, a Hugging Face folder, a .gguf file or a hub id.")
-@click.option("--adapter", type=click.Path(), help="PEFT adapter folder to merge before conversion.")
-@click.option("--precision", type=click.Choice(["int4", "int8", "fp32"]), default="int4", show_default=True)
-@click.option("--quant-algo", default="k_quant_mixed", show_default=True,
-              help="int4/int8 method: default, rtn, k_quant, k_quant_last, k_quant_mixed.")
-@click.option("--embedder", default="embedded:all-MiniLM-L6-v2", show_default=True,
-              help="sentence-transformers model folder or hub id.")
+@click.option(
+    "--base",
+    default="embedded:SmolLM2-135M-Instruct",
+    show_default=True,
+    envvar="OUTPOST_BASE",
+    help="Base model: embedded default, a Hugging Face folder, a .gguf file or a hub id.",
+)
+@click.option(
+    "--adapter", type=click.Path(), help="PEFT adapter folder to merge before conversion."
+)
+@click.option(
+    "--precision", type=click.Choice(["int4", "int8", "fp32"]), default="int4", show_default=True
+)
+@click.option(
+    "--quant-algo",
+    default="k_quant_mixed",
+    show_default=True,
+    help="int4/int8 method: default, rtn, k_quant, k_quant_last, k_quant_mixed.",
+)
+@click.option(
+    "--embedder",
+    default="embedded:all-MiniLM-L6-v2",
+    show_default=True,
+    help="sentence-transformers model folder or hub id.",
+)
 @click.option("--top-k", default=4, show_default=True, help="Passages per question.")
-@click.option("--max-context", default=1536, show_default=True, help="Token budget for prompt + answer on the device.")
+@click.option(
+    "--max-context",
+    default=1536,
+    show_default=True,
+    help="Token budget for prompt + answer on the device.",
+)
 @click.option("--max-new-tokens", default=200, show_default=True, help="Longest answer in tokens.")
-@click.option("--chunk-chars", default=900, show_default=True, help="Target chunk size in characters.")
-@click.option("--chunk-overlap", default=150, show_default=True, help="Overlap between chunks of one section.")
+@click.option(
+    "--chunk-chars", default=900, show_default=True, help="Target chunk size in characters."
+)
+@click.option(
+    "--chunk-overlap", default=150, show_default=True, help="Overlap between chunks of one section."
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")

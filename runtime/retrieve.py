@@ -53,7 +53,9 @@ class ChunkStore:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
     def keyword_search(self, query: str, limit: int) -> list[int]:
-        terms = [t for t in re.findall(r"[\w][\w.\-/]*[\w]|\w", query.lower()) if t not in STOPWORDS]
+        terms = [
+            t for t in re.findall(r"[\w][\w.\-/]*[\w]|\w", query.lower()) if t not in STOPWORDS
+        ]
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', "") + '"' for t in dict.fromkeys(terms))
@@ -89,7 +91,9 @@ class Retriever:
         best = sorted(fused, key=lambda c: -fused[c])[:k]
         missing = [c for c in best if c not in dense_score]
         if missing:
-            vectors = np.asarray(self.index.get(missing), dtype=np.float32).reshape(len(missing), -1)
+            vectors = np.asarray(self.index.get(missing), dtype=np.float32).reshape(
+                len(missing), -1
+            )
             norms = np.linalg.norm(vectors, axis=1) + 1e-12
             for cid, v, n in zip(missing, vectors, norms):
                 dense_score[cid] = float(v @ query / n)

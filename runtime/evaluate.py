@@ -1,0 +1,107 @@
+"""`outpost eval`: answer quality of a bundle on a questions file.
+
+Questions file: JSON lines with `id`, `question`, `answerable`, `answer_keywords` and, for
+answerable questions, `source_path` (the document path as the bundle names it, or a suffix of it).
+
+- accuracy: answerable questions not declined whose answer holds every keyword (NFKC, case-blind)
+- refusal rate: unanswerable questions declined; false refusals: answerable ones declined
+- cited: answerable questions whose shown citations include the source document
+- recall@k: answerable questions whose source document is among the retrieved passages
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import unicodedata
+from pathlib import Path
+
+from runtime.errors import InputError
+
+
+def _norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def load_questions(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist; pass a JSON-lines questions file")
+    items = []
+    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{p}:{number}: not JSON ({e.msg})") from None
+        if not isinstance(item, dict) or not str(item.get("question", "")).strip():
+            raise InputError(f'{p}:{number}: needs a non-empty "question"')
+        if not isinstance(item.get("answerable", True), bool):
+            raise InputError(f'{p}:{number}: "answerable" must be true or false')
+        item.setdefault("id", f"line-{number}")
+        item.setdefault("answerable", True)
+        item.setdefault("answer_keywords", [])
+        items.append(item)
+    if not items:
+        raise InputError(f"{p} holds no questions")
+    return items
+
+
+def _matches(source: str, wanted: str | None) -> bool:
+    return bool(wanted) and (
+        source == wanted or source.endswith("/" + wanted) or wanted.endswith("/" + source)
+    )
+
+
+def shown_citations(answer) -> list[dict]:
+    """The citations the CLI prints: those the answer names, else every passage given."""
+    if answer.refused:
+        return []
+    return [c for c in answer.citations if c["cited"]] or answer.citations
+
+
+def evaluate(assistant, questions: list[dict], progress=None) -> dict:
+    rows = []
+    for i, item in enumerate(questions, 1):
+        answer = assistant.ask(item["question"])
+        text = _norm(answer.text)
+        keywords_ok = all(_norm(k) in text for k in item["answer_keywords"])
+        wanted = item.get("source_path")
+        rows.append({
+            "id": item["id"],
+            "answerable": item["answerable"],
+            "refused": answer.refused,
+            "correct": item["answerable"] and not answer.refused and keywords_ok,
+            "cited": any(_matches(c["source"], wanted) for c in shown_citations(answer)),
+            "retrieved": any(_matches(c["source"], wanted) for c in answer.citations),
+            "answer": answer.text,
+            "ttft_s": answer.timings.first_token_s,
+            "tokens_per_s": answer.timings.tokens_per_s,
+        })  # fmt: skip
+        if progress:
+            progress(i, len(questions))
+    answerable = [r for r in rows if r["answerable"]]
+    negative = [r for r in rows if not r["answerable"]]
+
+    def share(items, key):
+        return round(sum(bool(r[key]) for r in items) / len(items), 4) if items else None
+
+    generated = [r for r in rows if r["tokens_per_s"] > 0]
+    return {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(negative),
+        "accuracy": share(answerable, "correct"),
+        "refusal_rate": share(negative, "refused"),
+        "false_refusal_rate": share(answerable, "refused"),
+        "cited": share(answerable, "cited"),
+        f"recall_at_{assistant.top_k}": share(answerable, "retrieved"),
+        "median_ttft_s": round(statistics.median(r["ttft_s"] for r in generated), 3)
+        if generated
+        else None,
+        "median_tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in generated), 1)
+        if generated
+        else None,
+        "rows": rows,
+    }

@@ -1,0 +1,64 @@
+"""Shared, session-scoped artifacts: each expensive model or bundle is built once per run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def outpost(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 900):
+    """Run the real CLI in a subprocess; returns CompletedProcess with text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def load_make_pdf():
+    spec = importlib.util.spec_from_file_location("make_pdf", EXAMPLES / "make_pdf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def examples_docs() -> Path:
+    return EXAMPLES / "docs"
+
+
+@pytest.fixture(scope="session")
+def questions() -> list[dict]:
+    lines = (EXAMPLES / "questions.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def smol_bundle(tmp_path_factory) -> Path:
+    """The embedded default (SmolLM2 int4 + MiniLM) over the example documents."""
+    out = tmp_path_factory.mktemp("smol") / "bundle"
+    done = outpost("export", str(EXAMPLES / "docs"), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3(tmp_path_factory) -> Path:
+    from tiny import build_tiny_phi3
+
+    corpus = [p.read_text(errors="ignore") for p in (EXAMPLES / "docs").rglob("*.md")]
+    return build_tiny_phi3(tmp_path_factory.mktemp("phi3") / "model", corpus * 4)

@@ -1,0 +1,130 @@
+"""Bad input: one `Error: ...` line, exit code 1 (2 for usage), no traceback, nothing written."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import load_make_pdf, outpost
+
+
+def assert_clean_error(done, code=1, match=""):
+    assert done.returncode == code, (done.returncode, done.stderr[-1500:])
+    lines = done.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), done.stderr[-1500:]
+    assert "Traceback" not in done.stderr
+    assert match.lower() in lines[-1].lower(), lines[-1]
+    return lines[-1]
+
+
+def nothing_written(parent):
+    return [p.name for p in parent.iterdir() if p.name.startswith(".") or p.name == "out"]
+
+
+def test_missing_docs_folder(tmp_path):
+    done = outpost("export", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert_clean_error(done, match="does not exist")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert nothing_written(tmp_path) == []
+
+
+def test_empty_docs_folder(tmp_path):
+    (tmp_path / "docs").mkdir()
+    done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
+    assert_clean_error(done, match="no readable documents")
+    assert nothing_written(tmp_path) == []
+
+
+def test_only_unsupported_files(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "manual.docx").write_bytes(b"PK\x03\x04")
+    done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
+    assert "skipped manual.docx: unsupported type '.docx'" in done.stderr
+    assert_clean_error(done, match="add .md, .txt, .html or .pdf")
+    assert nothing_written(tmp_path) == []
+
+
+def test_pdf_without_text(tmp_path):
+    (tmp_path / "docs").mkdir()
+    load_make_pdf().write_pdf(tmp_path / "docs" / "scan.pdf", [])
+    done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
+    assert_clean_error(done, match="scan.pdf: no text found (a scanned PDF? run OCR first)")
+    assert nothing_written(tmp_path) == []
+
+
+def test_strict_fails_on_a_skipped_file(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "ok.md").write_text("# Ok\n\nGood text.")
+    (tmp_path / "docs" / "bad.txt").write_bytes(b"\x00\x00binary")
+    done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"), "--strict")
+    assert_clean_error(done, match="bad.txt: binary content")
+    assert nothing_written(tmp_path) == []
+
+
+def test_unknown_base_model(tmp_path, examples_docs):
+    done = outpost(
+        "export", str(examples_docs), "--out", str(tmp_path / "out"), "--base", "no-such-model"
+    )
+    assert_clean_error(done, match="unknown base model 'no-such-model'")
+    assert nothing_written(tmp_path) == []
+
+
+def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs):
+    done = outpost("export", str(examples_docs / "press"), "--out", str(tmp_path / "out"),
+                   "--embedder", str(tmp_path / "missing-embedder"))  # fmt: skip
+    assert_clean_error(done, match="cannot load embedder")
+    assert "reading documents" in done.stderr  # it got past ingestion before failing
+    assert nothing_written(tmp_path) == []
+
+
+def test_existing_output_needs_force(tmp_path, examples_docs):
+    (tmp_path / "out").mkdir()
+    done = outpost("export", str(examples_docs), "--out", str(tmp_path / "out"))
+    assert_clean_error(done, code=2, match="--force")
+
+
+def test_usage_errors_exit_2(tmp_path, examples_docs):
+    done = outpost("export", str(examples_docs), "--out", str(tmp_path / "out"), "--top-k", "0")
+    assert_clean_error(done, code=2, match="--top-k")
+    done = outpost(
+        "export", str(examples_docs), "--out", str(tmp_path / "o"), "--precision", "int3"
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_not_a_bundle(tmp_path):
+    done = outpost("ask", str(tmp_path), "What?")
+    assert_clean_error(done, match="is not a bundle (no bundle.json)")
+    done = outpost("info", str(tmp_path / "missing"))
+    assert_clean_error(done, match="is not a folder")
+
+
+@pytest.mark.slow
+def test_bundle_with_a_missing_file(tmp_path, smol_bundle):
+    copy = tmp_path / "copy"
+    shutil.copytree(smol_bundle, copy, copy_function=os.link)
+    (copy / "index.usearch").unlink()
+    done = outpost("ask", str(copy), "What?")
+    assert_clean_error(done, match="index.usearch is missing")
+
+
+@pytest.mark.slow
+def test_bundle_with_a_truncated_file(tmp_path, smol_bundle):
+    copy = tmp_path / "copy"
+    shutil.copytree(smol_bundle, copy)
+    with open(copy / "chunks.sqlite", "r+b") as f:
+        f.truncate(1000)
+    done = outpost("info", str(copy))
+    assert_clean_error(done, match="chunks.sqlite has 1000 bytes")
+
+
+@pytest.mark.slow
+def test_empty_question(smol_bundle):
+    assert_clean_error(outpost("ask", str(smol_bundle), "   "), match="question is empty")
+    assert_clean_error(outpost("ask", str(smol_bundle), input=""), match="question is empty")
+
+
+@pytest.mark.slow
+def test_question_longer_than_the_context(smol_bundle):
+    done = outpost("ask", str(smol_bundle), "why is the pump loud " * 600)
+    assert_clean_error(done, match="-token budget; shorten it or raise --max-context")
