@@ -34,8 +34,9 @@ from export.llm import (
     resolve_base,
 )
 from runtime import __version__
-from runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_file
+from runtime.bundle import MANIFEST, SCHEMA_VERSION, Bundle, sha256_file
 from runtime.errors import InputError, UsageError
+from runtime.evaluate import evaluate, load_questions
 from runtime.log import counter, log
 from runtime.retrieve import Retriever
 
@@ -55,6 +56,7 @@ class ExportConfig:
     max_context: int = 1536
     max_new_tokens: int = 200
     repetition_penalty: float = 1.05
+    questions: str | None = None  # JSON-lines questions: `outpost eval` runs at export
     force: bool = False
     strict: bool = False
 
@@ -75,6 +77,8 @@ class ExportConfig:
             raise UsageError(f"{out} already exists; pass --force to replace it")
         if out.exists() and not (out / MANIFEST).is_file():
             raise UsageError(f"{out} exists and is not a bundle; choose another --out")
+        if self.questions:
+            load_questions(self.questions)  # a bad questions file fails before any work
 
 
 def _versions() -> dict:
@@ -131,6 +135,8 @@ def build_bundle(config: ExportConfig) -> dict:
     tmp.mkdir()
     try:
         manifest = _build_into(tmp, config, docs, skipped, root, chunks, base)
+        if config.questions:
+            manifest["checks"]["eval"] = _evaluate(tmp, manifest, config.questions)
         manifest["export_seconds"] = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
         _swap_into_place(tmp, out)
@@ -234,6 +240,20 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
             "skipped": [asdict(s) for s in skipped],
         },
     }
+
+
+def _evaluate(tmp: Path, manifest: dict, questions: str) -> dict:
+    from runtime.assistant import AskConfig, Assistant
+
+    log(f"evaluating the bundle on {questions}")
+    assistant = Assistant(Bundle(tmp, manifest), AskConfig())
+    report = evaluate(assistant, load_questions(questions), counter("questions"))
+    report["questions_file"] = str(questions)
+    report["rows"] = [
+        {k: r[k] for k in ("id", "correct", "refused", "cited")} for r in report["rows"]
+    ]
+    log(f"eval: accuracy {report['accuracy']}, refusal rate {report['refusal_rate']}")
+    return report
 
 
 def _write_manifest(tmp: Path, manifest: dict) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -176,8 +177,18 @@ def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, 
     cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cache_dir / "builder.log"
     with open(log_path, "w") as logf:
-        done = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-    if done.returncode != 0 or not (out_dir / "genai_config.json").is_file():
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
+        for line in proc.stdout:
+            logf.write(line)
+            if m := re.match(r"Reading layer (\d+)", line):
+                if int(m.group(1)) % 10 == 0:
+                    log(f"model builder: layer {m.group(1)}")
+            elif line.startswith(("Quantizing", "Saving ONNX model")):
+                log(f"model builder: {line.strip()[:60]}")
+        returncode = proc.wait()
+    if returncode != 0 or not (out_dir / "genai_config.json").is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ModelError(f"the model builder failed: {' | '.join(tail)}")
     return {"precision": config.precision, "execution_provider": "cpu", **extra}

@@ -217,13 +217,14 @@ def eval_cmd(bundle, questions, as_json, **options):
 @click.option("--out", "-o", required=True, type=click.Path(), help="Bundle folder to write.")
 @click.option(
     "--base",
-    default="embedded:SmolLM2-135M-Instruct",
-    show_default=True,
     envvar="OUTPOST_BASE",
-    help="Base model: embedded default, a Hugging Face folder, a .gguf file or a hub id.",
+    help="Base model: a Hugging Face folder, a .gguf file or a hub id "
+    "[default: the adapter's base, else embedded:SmolLM2-135M-Instruct].",
 )
 @click.option(
-    "--adapter", type=click.Path(), help="PEFT adapter folder to merge before conversion."
+    "--adapter",
+    type=click.Path(),
+    help="PEFT adapter (or `outpost train` run folder) to merge before conversion.",
 )
 @click.option(
     "--precision", type=click.Choice(["int4", "int8", "fp32"]), default="int4", show_default=True
@@ -254,25 +255,36 @@ def eval_cmd(bundle, questions, as_json, **options):
 @click.option(
     "--chunk-overlap", default=150, show_default=True, help="Overlap between chunks of one section."
 )
+@click.option(
+    "--questions",
+    type=click.Path(),
+    help="Questions file: run `outpost eval` and store the report in bundle.json.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k, max_context,
-               max_new_tokens, chunk_chars, chunk_overlap, force, strict, as_json):  # fmt: skip
+               max_new_tokens, chunk_chars, chunk_overlap, questions, force, strict, as_json):  # fmt: skip
     """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf files)."""
     from export.bundle import ExportConfig, build_bundle
     from export.chunk import ChunkConfig
-    from export.llm import LlmConfig
+    from export.llm import LlmConfig, base_for
 
     config = ExportConfig(
         docs=list(docs),
         out=out,
-        llm=LlmConfig(base=base, adapter=adapter, precision=precision, quant_algo=quant_algo),
+        llm=LlmConfig(
+            base=base_for(base, adapter),
+            adapter=adapter,
+            precision=precision,
+            quant_algo=quant_algo,
+        ),
         embedder=embedder,
         chunk=ChunkConfig(target_chars=chunk_chars, overlap_chars=chunk_overlap),
         top_k=top_k,
         max_context=max_context,
         max_new_tokens=max_new_tokens,
+        questions=questions,
         force=force,
         strict=strict,
     )
