@@ -56,6 +56,7 @@ class ExportConfig:
     max_context: int = 1536
     max_new_tokens: int = 200
     repetition_penalty: float = 1.05
+    exclude: tuple[str, ...] = ()  # glob patterns of files to leave out
     questions: str | None = None  # JSON-lines questions: `outpost eval` runs at export
     force: bool = False
     strict: bool = False
@@ -113,7 +114,7 @@ def build_bundle(config: ExportConfig) -> dict:
     out = Path(config.out)
 
     log("reading documents")
-    docs, skipped, root = ingest(config.docs, counter("documents"))
+    docs, skipped, root = ingest(config.docs, counter("documents"), config.exclude)
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
     if skipped and config.strict:

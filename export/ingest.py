@@ -7,6 +7,7 @@ page marks its main content (<main>, role="main", <article>), only that is kept.
 
 from __future__ import annotations
 
+import fnmatch
 import html.parser
 import os
 import re
@@ -50,8 +51,13 @@ def clean(text: str, keep_lines: bool = False) -> str:
     return " ".join(text.split())
 
 
-def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[Skipped], Path]:
-    """All files under `paths`, as (path, source name), the unsupported ones, and the root."""
+def discover(
+    paths: list[str | Path], exclude: tuple[str, ...] = ()
+) -> tuple[list[tuple[Path, str]], list[Skipped], Path]:
+    """All files under `paths`, as (path, source name), the unsupported ones, and the root.
+
+    `exclude` holds glob patterns matched against the source path and the file name.
+    """
     roots = [Path(p) for p in paths]
     for r in roots:
         if not r.exists():
@@ -71,6 +77,8 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[Skip
     files, skipped = [], []
     for f in dict.fromkeys(found):
         source = f.relative_to(root).as_posix()
+        if any(fnmatch.fnmatch(source, g) or fnmatch.fnmatch(f.name, g) for g in exclude):
+            continue
         if f.suffix.lower() in SUPPORTED:
             files.append((f, source))
         else:
@@ -331,9 +339,11 @@ def read_pdf(path: Path) -> list[Block]:
     return blocks
 
 
-def ingest(paths: list[str | Path], progress=None) -> tuple[list[Document], list[Skipped], Path]:
+def ingest(
+    paths: list[str | Path], progress=None, exclude: tuple[str, ...] = ()
+) -> tuple[list[Document], list[Skipped], Path]:
     """Read every supported file; collect the others with the reason they were skipped."""
-    files, skipped, root = discover(paths)
+    files, skipped, root = discover(paths, exclude)
     docs: list[Document] = []
     for i, (path, source) in enumerate(files, 1):
         try:

@@ -61,6 +61,22 @@ class LoadedBase:
     weights_sha256: str
 
 
+def base_for(base: str | None, adapter: str | None) -> str:
+    """The base model to use: the one given, else the adapter's own base, else the embedded one."""
+    if base:
+        return base
+    if adapter:
+        config = Path(adapter) / "adapter_config.json"
+        if not config.is_file():
+            raise ModelError(
+                f"{adapter} has no adapter_config.json; pass a PEFT adapter or trainer run folder"
+            )
+        recorded = json.loads(config.read_text()).get("base_model_name_or_path")
+        if recorded:
+            return recorded
+    return EMBEDDED_LLM
+
+
 def _hash_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for p in sorted(paths):

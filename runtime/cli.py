@@ -260,11 +260,14 @@ def eval_cmd(bundle, questions, as_json, **options):
     type=click.Path(),
     help="Questions file: run `outpost eval` and store the report in bundle.json.",
 )
+@click.option(
+    "--exclude", multiple=True, help="Glob of files to leave out (path or name); repeatable."
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k, max_context,
-               max_new_tokens, chunk_chars, chunk_overlap, questions, force, strict, as_json):  # fmt: skip
+               max_new_tokens, chunk_chars, chunk_overlap, questions, exclude, force, strict, as_json):  # fmt: skip
     """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf files)."""
     from export.bundle import ExportConfig, build_bundle
     from export.chunk import ChunkConfig
@@ -285,6 +288,7 @@ def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k,
         max_context=max_context,
         max_new_tokens=max_new_tokens,
         questions=questions,
+        exclude=tuple(exclude),
         force=force,
         strict=strict,
     )
@@ -298,6 +302,23 @@ def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k,
             f"parity {checks['parity']['token_agreement_pct']}%, "
             f"threshold {manifest['retrieval']['grounding_threshold']}"
         )
+
+
+@cli.command(
+    "train",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def train_entry(ctx):
+    """Train a LoRA/QLoRA adapter (needs the [train] extra)."""
+    try:
+        from trainer.cli import train_cmd
+    except ImportError as e:
+        raise OutpostError(
+            f"`outpost train` needs the training extra ({e.name} is missing): pip install 'outpost-llm[train]'"
+        ) from None
+    train_cmd.main(ctx.args, prog_name="outpost train", standalone_mode=False)
 
 
 def main() -> None:

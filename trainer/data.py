@@ -1,0 +1,242 @@
+"""Training data: load and check chat or prompt/completion JSONL, build grounded examples from
+documents, and tokenize with the base model's chat template (loss on assistant tokens only).
+
+Accepted lines:
+    {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+    {"prompt": "...", "completion": "..."}
+    {"question": "...", "answer": "...", "source_path": "...", "answerable": true}   (with --docs)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import InputError
+from runtime.prompt import REFUSAL, Passage, build_messages
+
+ROLES = {"system", "user", "assistant"}
+IGNORE = -100
+
+
+def _fail(path: Path, line: int, problem: str) -> InputError:
+    return InputError(f"{path}:{line}: {problem}")
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist; pass a JSON-lines file")
+    rows = []
+    for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _fail(p, number, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(item, dict):
+            raise _fail(p, number, "each line must be a JSON object")
+        rows.append((number, item))
+    if not rows:
+        raise InputError(f"{p} is empty; add one JSON object per line")
+    return rows
+
+
+def check_conversation(path: Path, number: int, item: dict) -> list[dict]:
+    """One line -> a list of messages, or an InputError naming file:line and the problem."""
+    if "messages" in item:
+        messages = item["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise _fail(path, number, '"messages" must be a non-empty list')
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+                raise _fail(path, number, f'message {i + 1} needs a string "content"')
+            if m.get("role") not in ROLES:
+                raise _fail(
+                    path,
+                    number,
+                    f"message {i + 1} has unknown role {m.get('role')!r}; use system, user or assistant",
+                )
+        if not any(m["role"] == "assistant" for m in messages):
+            raise _fail(path, number, "conversation has no assistant turn to learn from")
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    if "prompt" in item or "completion" in item:
+        if not isinstance(item.get("prompt"), str) or not isinstance(item.get("completion"), str):
+            raise _fail(path, number, '"prompt" and "completion" must both be strings')
+        if not item["completion"].strip():
+            raise _fail(path, number, '"completion" is empty')
+        return [
+            {"role": "user", "content": item["prompt"]},
+            {"role": "assistant", "content": item["completion"]},
+        ]
+    raise _fail(path, number, 'expected "messages", or "prompt" and "completion"')
+
+
+def load_conversations(path: str | Path) -> list[list[dict]]:
+    p = Path(path)
+    return [check_conversation(p, n, item) for n, item in read_jsonl(p)]
+
+
+def load_qa(path: str | Path) -> list[dict]:
+    """Question/answer/source lines for grounded fine-tuning."""
+    p = Path(path)
+    items = []
+    for number, item in read_jsonl(p):
+        if not isinstance(item.get("question"), str) or not item["question"].strip():
+            raise _fail(p, number, 'needs a non-empty "question"')
+        answerable = item.get("answerable", True)
+        if not isinstance(answerable, bool):
+            raise _fail(p, number, '"answerable" must be true or false')
+        if answerable and (not isinstance(item.get("answer"), str) or not item.get("source_path")):
+            raise _fail(p, number, 'an answerable question needs "answer" and "source_path"')
+        items.append({**item, "answerable": answerable, "line": number})
+    return items
+
+
+# --- grounded examples ------------------------------------------------------------------
+
+
+@dataclass
+class GroundedConfig:
+    passages: int = 4  # as many as the runtime gives the model
+    refusal_share: float = 0.3  # answerable questions also used with the right passage removed
+    seed: int = 0
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[\w.\-]+", text.lower()) if len(w) > 2}
+
+
+def build_grounded(
+    qa: list[dict], docs: list[str], config: GroundedConfig, log
+) -> list[list[dict]]:
+    """Conversations laid out exactly as the runtime prompts them.
+
+    For an answerable question: the passages a search returns, with the passage holding the
+    answer among them, and the answer citing it by number. For a share of them, and for every
+    unanswerable question: the passages without the answer, and the refusal as the target.
+    """
+    from export.chunk import ChunkConfig, chunk_documents
+    from export.ingest import ingest
+
+    documents, _, _ = ingest(docs)
+    if not documents:
+        raise InputError(
+            f"no readable documents in {', '.join(docs)}; --docs needs the manuals the questions are about"
+        )
+    chunks = chunk_documents(documents, ChunkConfig())
+    chunk_words = [_words(c.heading + " " + c.text) for c in chunks]
+    rng = random.Random(config.seed)
+    conversations = []
+    for item in qa:
+        q_words = _words(item["question"])
+        ranked = sorted(range(len(chunks)), key=lambda i: -len(q_words & chunk_words[i]))
+        gold = None
+        if item["answerable"]:
+            wanted = item["source_path"]
+            same_source = [
+                i
+                for i in range(len(chunks))
+                if chunks[i].source == wanted or chunks[i].source.endswith("/" + wanted)
+            ]
+            if not same_source:
+                raise InputError(
+                    f"line {item['line']}: source_path {wanted!r} is not among the --docs files"
+                )
+            a_words = _words(item["answer"]) | q_words
+            gold = max(same_source, key=lambda i: len(a_words & chunk_words[i]))
+        distractors = [
+            i
+            for i in ranked
+            if i != gold and chunks[i].source != (chunks[gold].source if gold is not None else None)
+        ]
+        distractors = distractors[: config.passages]
+
+        def passages(ids):
+            return [Passage(chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
+
+        if gold is not None:
+            ids = distractors[: config.passages - 1]
+            position = rng.randrange(len(ids) + 1)
+            ids.insert(position, gold)
+            answer = item["answer"].strip()
+            if not re.search(r"\[\d+\]", answer):
+                answer = f"{answer} [{position + 1}]"
+            conversations.append(
+                build_messages(item["question"], passages(ids))
+                + [{"role": "assistant", "content": answer}]
+            )
+        if gold is None or rng.random() < config.refusal_share:
+            ids = distractors[: config.passages]
+            conversations.append(
+                build_messages(item["question"], passages(ids))
+                + [{"role": "assistant", "content": REFUSAL}]
+            )
+    log(
+        f"grounded examples: {len(conversations)} from {len(qa)} questions over {len(chunks)} chunks"
+    )
+    return conversations
+
+
+# --- tokenisation -----------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of each assistant reply (with its end tag)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(
+            messages[:i], tokenize=False, add_generation_prompt=True
+        )
+        upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not text.startswith(prefix) or not text.startswith(upto):
+            raise InputError(
+                "the chat template does not render conversations incrementally; cannot mask prompts"
+            )
+        end = len(upto)
+        # Keep the template's end-of-turn marker, drop trailing whitespace/newlines after it.
+        while end > len(prefix) and upto[end - 1].isspace():
+            end -= 1
+        spans.append((len(prefix), end))
+    return text, spans
+
+
+def tokenize(tokenizer, messages: list[dict], max_length: int) -> tuple[Example, bool]:
+    """Token ids and labels (-100 outside assistant replies). Returns (example, truncated)."""
+    text, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = []
+    for token, (start, end) in zip(ids, enc["offset_mapping"]):
+        inside = any(s <= start < e or (start < s < end) for s, e in spans)
+        labels.append(token if inside else IGNORE)
+    truncated = len(ids) > max_length
+    return Example(ids[:max_length], labels[:max_length]), truncated
+
+
+def pack(examples: list[Example], max_length: int, pad_id: int) -> list[Example]:
+    """Greedy sample packing into rows of at most max_length tokens (labels keep their masks)."""
+    rows: list[Example] = []
+    cur = Example([], [])
+    for ex in sorted(examples, key=lambda e: -len(e.input_ids)):
+        if cur.input_ids and len(cur.input_ids) + len(ex.input_ids) > max_length:
+            rows.append(cur)
+            cur = Example([], [])
+        cur.input_ids += ex.input_ids
+        cur.labels += ex.labels
+    if cur.input_ids:
+        rows.append(cur)
+    return rows
