@@ -202,15 +202,20 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
             messages[:i], tokenize=False, add_generation_prompt=True
         )
         upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if not text.startswith(prefix) or not text.startswith(upto):
+        begin = text.find(m["content"], len(prefix)) if text.startswith(prefix) else -1
+        if begin < 0 or not upto.startswith(text[:begin]):
             raise InputError(
                 "the chat template does not render conversations incrementally; cannot mask prompts"
             )
-        end = len(upto)
-        # Keep the template's end-of-turn marker, drop trailing whitespace/newlines after it.
-        while end > len(prefix) and upto[end - 1].isspace():
-            end -= 1
-        spans.append((len(prefix), end))
+        end = begin + len(m["content"])
+        # Keep the end-of-turn marker (what the full text and the render up to this turn share).
+        stop = begin + len(m["content"])
+        while stop < min(len(text), len(upto)) and text[stop] == upto[stop]:
+            stop += 1
+        marker = text[end:stop]
+        cut = max(marker.rfind("\n"), marker.rfind(" "))
+        end += len(marker[:cut].rstrip()) if cut >= 0 else len(marker)
+        spans.append((begin, end))
     return text, spans
 
 

@@ -1,0 +1,107 @@
+"""Training data checks (file:line errors) and assistant-only loss masks."""
+
+import pytest
+
+from runtime.errors import InputError
+from runtime.prompt import REFUSAL
+from tiny import train_tokenizer
+from trainer.data import (
+    IGNORE,
+    GroundedConfig,
+    build_grounded,
+    load_conversations,
+    load_qa,
+    tokenize,
+)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([], "is empty"),
+        (
+            [
+                '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}',
+                "{not json",
+            ],
+            ":2: not valid JSON",
+        ),
+        (
+            ['{"messages": [{"role": "robot", "content": "hi"}]}'],
+            ":1: message 1 has unknown role 'robot'",
+        ),
+        (
+            ['{"messages": [{"role": "user", "content": "hi"}]}'],
+            ":1: conversation has no assistant turn",
+        ),
+        (
+            ['{"prompt": "hi", "completion": 3}'],
+            ':1: "prompt" and "completion" must both be strings',
+        ),
+        (['{"text": "hi"}'], ':1: expected "messages", or "prompt" and "completion"'),
+        (['["a list"]'], ":1: each line must be a JSON object"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path, lines, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(lines))
+    with pytest.raises(InputError) as e:
+        load_conversations(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_qa_lines_need_answer_and_source(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "What?", "answer": "That."}\n')
+    with pytest.raises(InputError, match=r":1: an answerable question needs"):
+        load_qa(path)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(examples_docs):
+    corpus = [p.read_text() for p in examples_docs.rglob("*.md")]
+    return train_tokenizer(corpus * 3)
+
+
+def test_loss_only_on_assistant_tokens(tokenizer):
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "How often is the filter replaced?"},
+        {"role": "assistant", "content": "Every 500 hours."},
+        {"role": "user", "content": "And the oil?"},
+        {"role": "assistant", "content": "Every 4,000 hours."},
+    ]
+    ex, truncated = tokenize(tokenizer, messages, 512)
+    assert not truncated
+    learned = [t for t, label in zip(ex.input_ids, ex.labels) if label != IGNORE]
+    text = tokenizer.decode(learned)
+    assert "Every 500 hours." in text and "Every 4,000 hours." in text
+    assert "filter replaced" not in text and "Be brief" not in text and "<|user|>" not in text
+    assert text.count("<|end|>") == 2  # the end-of-turn marker is learned, so the model stops
+
+
+def test_truncation_is_reported(tokenizer):
+    messages = [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]
+    ex, truncated = tokenize(tokenizer, messages, 64)
+    assert truncated and len(ex.input_ids) == 64
+
+
+def test_grounded_examples_use_the_runtime_layout(tmp_path, examples_docs):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        '{"question": "How often must the hydraulic filter be replaced?", "answer": "Every 500 hours.", "source_path": "press/px200-maintenance.md"}\n'
+        '{"question": "What is the capital of Canada?", "answerable": false}\n'
+    )
+    conversations = build_grounded(
+        load_qa(qa), [str(examples_docs)], GroundedConfig(refusal_share=1.0), lambda m: None
+    )
+    answer, refusal_same_q, refusal_neg = conversations
+    assert answer[-1]["content"].startswith("Every 500 hours. [")
+    n = int(answer[-1]["content"].split("[")[1].rstrip("]"))
+    user = answer[1]["content"]
+    block = user.split(f"[{n}] (")[1]
+    assert block.startswith("press/px200-maintenance.md") and "500 operating hours" in block
+    assert refusal_same_q[-1]["content"] == REFUSAL
+    assert "500 operating hours" not in refusal_same_q[1]["content"]
+    assert refusal_neg[-1]["content"] == REFUSAL
+    assert user.count("\n[") + user.startswith("[") >= 3  # several passages, as at run time
