@@ -58,6 +58,7 @@ class ExportConfig:
     repetition_penalty: float = 1.05
     exclude: tuple[str, ...] = ()  # glob patterns of files to leave out
     questions: str | None = None  # JSON-lines questions: `outpost eval` runs at export
+    sign: str | None = None  # Ed25519 private key: bundle.sig over bundle.json
     force: bool = False
     strict: bool = False
 
@@ -80,6 +81,8 @@ class ExportConfig:
             raise UsageError(f"{out} exists and is not a bundle; choose another --out")
         if self.questions:
             load_questions(self.questions)  # a bad questions file fails before any work
+        if self.sign and not Path(self.sign).is_file():
+            raise UsageError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
 
 
 def _versions() -> dict:
@@ -140,6 +143,10 @@ def build_bundle(config: ExportConfig) -> dict:
             manifest["checks"]["eval"] = _evaluate(tmp, manifest, config.questions)
         manifest["export_seconds"] = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
+        if config.sign:
+            from runtime.verify import sign_manifest
+
+            log(f"signed with key {sign_manifest(tmp, Path(config.sign))}")
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -157,6 +164,9 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
     queries = [pseudo_question(chunks[i]) for i in sample_ids]
     query_vectors = emb.embedder.embed(queries)
     index_info = build_index(vectors, query_vectors, tmp / "index.usearch", log)
+    # Bind the index to the embedder that made its vectors and to the chunk store.
+    index_info["embedder"] = {"sha256": sha256_file(tmp / emb.config["file"]), "dim": emb.config["dim"],
+                              "normalize": emb.config["normalize"]}  # fmt: skip
     write_store(chunks, tmp / "chunks.sqlite")
 
     log("calibrating the grounding threshold and checking retrieval")

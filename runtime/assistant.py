@@ -141,5 +141,14 @@ def cite(hits: list[Hit], text: str) -> list[dict]:
     ]
 
 
-def open_assistant(path: str | Path, config: AskConfig | None = None) -> Assistant:
-    return Assistant(open_bundle(path), config or AskConfig())
+def open_assistant(
+    path: str | Path, config: AskConfig | None = None, verify: bool = True, trusted: list[Path] = ()
+) -> Assistant:
+    """Open (a bundle folder or a bundles folder's `current`), verify, and load the models."""
+    from runtime.install import resolve
+    from runtime.verify import verify_on_open
+
+    bundle = open_bundle(resolve(path))
+    if verify or trusted:
+        verify_on_open(bundle.path, bundle.manifest, trusted)
+    return Assistant(bundle, config or AskConfig())

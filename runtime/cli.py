@@ -44,16 +44,24 @@ def _ask_options(f):
         click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
                      help="CPU threads (0: onnxruntime's default)."),
         click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
+        click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks."),
+        click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
+                     help="Trusted public key (file or folder); unsigned or wrongly signed bundles are refused."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _ask_config(top_k, threshold, max_context, max_new_tokens, threads, no_hybrid):
-    from runtime.assistant import AskConfig
+def _open(
+    bundle, top_k, threshold, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust
+):
+    from pathlib import Path
 
-    return AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid)
+    from runtime.assistant import AskConfig, open_assistant
+
+    config = AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid)
+    return open_assistant(bundle, config, verify=not no_verify, trusted=[Path(t) for t in trust])
 
 
 def _print_sources(answer) -> None:
@@ -90,12 +98,11 @@ def ask(bundle, question, as_json, timings, **options):
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
     if question is None or question == "-":
         question = "" if sys.stdin.isatty() else sys.stdin.read()
-    from runtime.assistant import open_assistant
     from runtime.errors import InputError
 
     if not question.strip():
         raise InputError("the question is empty; pass it as an argument or on stdin")
-    assistant = open_assistant(bundle, _ask_config(**options))
+    assistant = _open(bundle, **options)
     stream = None if as_json else lambda piece: click.echo(piece, nl=False)
     answer = assistant.ask(question, on_text=stream)
     if as_json:
@@ -118,9 +125,8 @@ def chat(bundle, timings, **options):
 
     Ctrl-C stops the current answer; Ctrl-D or /quit ends the chat.
     """
-    from runtime.assistant import open_assistant
 
-    assistant = open_assistant(bundle, _ask_config(**options))
+    assistant = _open(bundle, **options)
     history: list[dict] = []
     interactive = sys.stdin.isatty()
     while True:
@@ -159,8 +165,9 @@ def chat(bundle, timings, **options):
 def info(bundle, as_json):
     """Describe BUNDLE: model, embedder, index, documents and export checks."""
     from runtime.bundle import open_bundle
+    from runtime.install import resolve
 
-    m = open_bundle(bundle).manifest
+    m = open_bundle(resolve(bundle)).manifest
     if as_json:
         click.echo(json.dumps(m, indent=2))
         return
@@ -183,6 +190,102 @@ def info(bundle, as_json):
         click.echo(f"{key:>10}  {value}")
 
 
+@cli.command()
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
+              help="Trusted public key (file or folder): require a valid signature by one of them.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def verify(bundle, trust, as_json):
+    """Check every file of BUNDLE against bundle.json (size and sha256), the index binding and,
+    with --trust, the signature. Names each missing, changed or unexpected file."""
+    from pathlib import Path
+
+    from runtime.bundle import open_bundle
+    from runtime.install import resolve
+    from runtime.verify import check_binding, check_files, check_signature, load_public_keys
+
+    b = open_bundle(resolve(bundle), check_sizes=False)
+    problems = check_files(b.path, b.manifest) + check_binding(b.path, b.manifest)
+    if trust:
+        if (p := check_signature(b.path, load_public_keys([Path(t) for t in trust]))) is not None:
+            problems.append(p)
+    if as_json:
+        click.echo(json.dumps({"bundle": str(b.path), "ok": not problems, "files": len(b.manifest["files"]),
+                               "problems": [p.__dict__ for p in problems]}, indent=2))  # fmt: skip
+    else:
+        for p in problems:
+            click.echo(f"{p.kind:>10}  {p.path}  ({p.detail})")
+        if not problems:
+            signed = ", signature valid" if trust else ""
+            click.echo(f"ok: {len(b.manifest['files'])} files match bundle.json{signed}")
+    if problems:
+        raise OutpostError(f"{len(problems)} problem(s) in {b.path}; copy the bundle again or re-export it")
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="Key path prefix: writes PREFIX.key and PREFIX.pub.",
+)
+def keygen(out):
+    """Make an Ed25519 key pair for signing bundles (`export --sign PREFIX.key`)."""
+    from pathlib import Path
+
+    from runtime.verify import generate_keypair
+
+    prefix = Path(out)
+    fp = generate_keypair(
+        prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    )
+    click.echo(f"{prefix}.key (keep it secret), {prefix}.pub (copy to devices); key id {fp}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(), help="Archive file to write.")
+def pack(bundle, output):
+    """Verify BUNDLE and pack it into one archive for `outpost install`."""
+    from pathlib import Path
+
+    from runtime.install import pack as pack_bundle
+
+    size = pack_bundle(Path(bundle), Path(output))
+    click.echo(f"{output}: {size / 1e6:.1f} MB")
+
+
+@cli.command()
+@click.argument("archive", type=click.Path())
+@click.option("--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES",
+              help="Bundles folder on the device (holds releases/, current, previous).")  # fmt: skip
+@click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
+              help="Trusted public key: refuse archives not signed by one of them.")  # fmt: skip
+def install(archive, bundles, trust):
+    """Extract ARCHIVE safely, verify it, then switch BUNDLES/current to it atomically."""
+    from pathlib import Path
+
+    from runtime.install import install as install_archive
+
+    cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust])
+    click.echo(f"installed {cid[:16]}; {bundles}/current points at it")
+
+
+@cli.command()
+@click.option(
+    "--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES", help="Bundles folder."
+)
+def rollback(bundles):
+    """Point BUNDLES/current back at the previously installed bundle."""
+    from pathlib import Path
+
+    from runtime.install import rollback as roll_back
+
+    cid = roll_back(Path(bundles))
+    click.echo(f"rolled back; current is {cid[:16]}")
+
+
 @cli.command("eval")
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @click.option(
@@ -194,12 +297,11 @@ def info(bundle, as_json):
 )
 def eval_cmd(bundle, questions, as_json, **options):
     """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
-    from runtime.assistant import open_assistant
     from runtime.evaluate import evaluate, load_questions
     from runtime.log import counter
 
     items = load_questions(questions)
-    assistant = open_assistant(bundle, _ask_config(**options))
+    assistant = _open(bundle, **options)
     report = evaluate(assistant, items, counter("questions"))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -263,11 +365,16 @@ def eval_cmd(bundle, questions, as_json, **options):
 @click.option(
     "--exclude", multiple=True, help="Glob of files to leave out (path or name); repeatable."
 )
+@click.option(
+    "--sign",
+    type=click.Path(),
+    help="Ed25519 private key (from `outpost keygen`) to sign the bundle.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k, max_context,
-               max_new_tokens, chunk_chars, chunk_overlap, questions, exclude, force, strict, as_json):  # fmt: skip
+               max_new_tokens, chunk_chars, chunk_overlap, questions, exclude, sign, force, strict, as_json):  # fmt: skip
     """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf files)."""
     from export.bundle import ExportConfig, build_bundle
     from export.chunk import ChunkConfig
@@ -289,6 +396,7 @@ def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k,
         max_new_tokens=max_new_tokens,
         questions=questions,
         exclude=tuple(exclude),
+        sign=sign,
         force=force,
         strict=strict,
     )
