@@ -134,8 +134,9 @@ def build_bundle(config: ExportConfig) -> dict:
 
     base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         manifest = _build_into(tmp, config, docs, skipped, root, chunks, base)

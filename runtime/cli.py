@@ -219,7 +219,9 @@ def verify(bundle, trust, as_json):
             signed = ", signature valid" if trust else ""
             click.echo(f"ok: {len(b.manifest['files'])} files match bundle.json{signed}")
     if problems:
-        raise OutpostError(f"{len(problems)} problem(s) in {b.path}; copy the bundle again or re-export it")
+        raise OutpostError(
+            f"{len(problems)} problem(s) in {b.path}; copy the bundle again or re-export it"
+        )
 
 
 @cli.command()

@@ -62,3 +62,21 @@ def tiny_phi3(tmp_path_factory) -> Path:
 
     corpus = [p.read_text(errors="ignore") for p in (EXAMPLES / "docs").rglob("*.md")]
     return build_tiny_phi3(tmp_path_factory.mktemp("phi3") / "model", corpus * 4)
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> Path:
+    prefix = tmp_path_factory.mktemp("keys") / "release"
+    done = outpost("keygen", "-o", str(prefix))
+    assert done.returncode == 0, done.stderr
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
+    """A small signed bundle (tiny Phi-3 int4 over the press documents) for fast tests."""
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    done = outpost("export", str(EXAMPLES / "docs" / "press"), "--out", str(out), "--base", str(tiny_phi3),
+                   "--sign", f"{signing_key}.key")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
