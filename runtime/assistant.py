@@ -99,7 +99,11 @@ class Assistant:
             raise InputError("the question is empty; pass it as an argument or on stdin")
         answer = Answer(question=question, threshold=self.threshold)
         start = time.perf_counter()
-        hits = self.retriever.search(question, self.top_k, hybrid=self.hybrid)
+        # A follow-up ("and who must be told?") names little by itself: search with the
+        # previous question too, so retrieval and grounding see the topic of the conversation.
+        earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
+        query = f"{earlier[-1]} {question}" if earlier else question
+        hits = self.retriever.search(query, self.top_k, hybrid=self.hybrid)
         answer.retrieval_s = time.perf_counter() - start
         answer.best_score = max((h.score for h in hits), default=0.0)
         budget = self.max_context - self.settings.max_new_tokens
@@ -114,15 +118,28 @@ class Assistant:
                 on_text(REFUSAL)
             return answer
         pieces: list[str] = []
-        stream = self.generator.stream(messages, self.settings, answer.timings, should_stop)
-        for piece in stream:
+        text = ""
+
+        def stop() -> bool:
+            return should_stop() or looping(text)
+
+        for piece in self.generator.stream(messages, self.settings, answer.timings, stop):
             pieces.append(piece)
+            text += piece
             if on_text:
                 on_text(piece)
-        answer.text = "".join(pieces).strip()
+        answer.text = text.strip()
         answer.refused = is_refusal(answer.text)
         answer.citations = cite(hits[:kept], answer.text)
         return answer
+
+
+LOOP_CHARS = 48
+
+
+def looping(text: str) -> bool:
+    """True once the answer repeats its own last LOOP_CHARS characters: small models loop."""
+    return len(text) > 2 * LOOP_CHARS and text[-LOOP_CHARS:] in text[:-LOOP_CHARS]
 
 
 def cite(hits: list[Hit], text: str) -> list[dict]:

@@ -52,3 +52,12 @@ def test_question_longer_than_budget_is_an_error():
 def test_refusal_detection():
     assert is_refusal(REFUSAL)
     assert not is_refusal("Replace the filter every 500 hours [1].")
+
+
+def test_loop_detection_stops_repeating_answers():
+    from runtime.assistant import looping
+
+    sentence = "The emergency stop procedure is described in the incident document. "
+    assert not looping("Replace the HF-2210 filter every 500 hours [1].")
+    assert not looping(sentence)
+    assert looping(sentence * 3)
