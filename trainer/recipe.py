@@ -246,16 +246,17 @@ def _peak_memory_gib(device: str) -> float:
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
+    from export.bundle import quiet_libraries
+
+    quiet_libraries()
     import torch
     from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-    from export.bundle import quiet_libraries
     from export.llm import resolve_base
 
     config.check()
-    quiet_libraries()
     out = _check_out(config, resume)
     device, method = _device_and_method(config)
     base = resolve_base(config.base)
@@ -357,7 +358,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         for j in range(config.grad_accum):
             ids = batches[(offset + j) % len(batches)]
             input_ids, mask, labels = _collate(train_set, ids, pad, accelerator.device)
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+            loss = _loss(model, input_ids, mask, labels, selective=world == 1)
             accelerator.backward(loss / config.grad_accum)
             loss_sum += float(loss)
             tokens += int(mask.sum())
@@ -387,6 +388,25 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     return metrics
 
 
+def _loss(model, input_ids, mask, labels, selective: bool):
+    """Causal LM loss. `selective`: run the LM head only where a label is learned.
+
+    With assistant-only labels most positions are masked; the full fp32 logits (tokens x
+    vocabulary, 49k wide for SmolLM2) and their softmax are then mostly wasted work. Under
+    data parallel the plain forward is used, so the DDP wrapper sees the whole model call.
+    """
+    import torch
+
+    if not selective:
+        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    inner = model.get_base_model()
+    hidden = inner.get_decoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = inner.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
 def _eval_loss(model, examples, pad, accelerator) -> float:
     import torch
 
@@ -395,7 +415,7 @@ def _eval_loss(model, examples, pad, accelerator) -> float:
     with torch.no_grad():
         for i in range(len(examples)):
             input_ids, mask, labels = _collate(examples, [i], pad, accelerator.device)
-            total += float(model(input_ids=input_ids, attention_mask=mask, labels=labels).loss)
+            total += float(_loss(model, input_ids, mask, labels, selective=accelerator.num_processes == 1))
             count += 1
     return round(total / max(count, 1), 5)
 
