@@ -49,9 +49,16 @@ def questions() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def smol_bundle(tmp_path_factory) -> Path:
-    """The embedded default (SmolLM2 int4 + MiniLM) over the example documents."""
+    """The embedded default (SmolLM2 int4 + MiniLM) over the example documents, evaluated at export."""
     out = tmp_path_factory.mktemp("smol") / "bundle"
-    done = outpost("export", str(EXAMPLES / "docs"), "--out", str(out))
+    done = outpost(
+        "export",
+        str(EXAMPLES / "docs"),
+        "--out",
+        str(out),
+        "--questions",
+        str(EXAMPLES / "questions.jsonl"),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 

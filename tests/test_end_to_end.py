@@ -13,7 +13,6 @@ import pytest
 
 from conftest import EXAMPLES, outpost
 from runtime.bundle import open_bundle
-from runtime.evaluate import evaluate, load_questions
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +46,30 @@ def test_export_leaves_no_temporary_folders(smol_bundle):
 
 
 def test_quality_on_the_example_questions(smol_bundle):
-    from runtime.assistant import open_assistant
-
-    report = evaluate(open_assistant(smol_bundle), load_questions(EXAMPLES / "questions.jsonl"))
+    report = json.loads((smol_bundle / "bundle.json").read_text())["checks"]["eval"]
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
+    assert report["questions"] == 27 and report["answerable"] == 22
     assert report["recall_at_4"] >= RECALL_FLOOR
     assert report["accuracy"] >= QUALITY_FLOOR
     assert report["cited"] >= RECALL_FLOOR
     off_topic = [r for r in report["rows"] if r["id"] in ("ex-neg-04", "ex-neg-05")]
-    assert all(r["refused"] for r in off_topic)
+    assert off_topic and all(r["refused"] for r in off_topic)
+
+
+def test_eval_command_reports_json(smol_bundle, tmp_path):
+    subset = tmp_path / "q.jsonl"
+    subset.write_text(
+        "".join(line + "\n" for line in (EXAMPLES / "questions.jsonl").read_text().splitlines()[:3])
+    )
+    done = outpost("eval", str(smol_bundle), "--questions", str(subset), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["questions"] == 3 and len(report["rows"]) == 3
+    assert report["recall_at_4"] == 1.0 and report["median_tokens_per_s"] > 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok?"}\n{"answerable": true}\n')
+    done = outpost("eval", str(smol_bundle), "--questions", str(bad))
+    assert done.returncode == 1 and f'{bad}:2: needs a non-empty "question"' in done.stderr
 
 
 def test_ask_json_has_answer_citations_scores_and_timings(smol_bundle):

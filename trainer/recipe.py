@@ -415,7 +415,9 @@ def _eval_loss(model, examples, pad, accelerator) -> float:
     with torch.no_grad():
         for i in range(len(examples)):
             input_ids, mask, labels = _collate(examples, [i], pad, accelerator.device)
-            total += float(_loss(model, input_ids, mask, labels, selective=accelerator.num_processes == 1))
+            total += float(
+                _loss(model, input_ids, mask, labels, selective=accelerator.num_processes == 1)
+            )
             count += 1
     return round(total / max(count, 1), 5)
 
