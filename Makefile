@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 BUNDLE  ?= demo-bundle
-QUESTION ?= How often must the hydraulic filter on the PX-200 press be replaced?
+QUESTION ?= What is the maximum system pressure of the PX-200 press?
 
 .PHONY: demo test install lint bench clean
 

@@ -220,6 +220,7 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
         "model": {
             "dir": "model",
             "base": base.model_id,
+            "source": config.llm.base,  # as given to --base: what the trainer and benchmarks reload
             "base_sha256": base.weights_sha256,
             "parameters": params,
             "adapter": merge,

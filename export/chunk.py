@@ -111,7 +111,11 @@ def chunk_document(doc: Document, config: ChunkConfig) -> list[Chunk]:
             lines.append(text)
         start = cur[0][2]
         end = cur[-1][2] + len(cur[-1][1])
-        chunks.append(Chunk(doc.source, " > ".join(head), "\n".join(lines), start, end))
+        chunks.append(
+            Chunk(
+                doc.source, _heading([b.headings for b, _, _ in cur]), "\n".join(lines), start, end
+            )
+        )
 
     for block, text, at in pieces:
         if cur:
@@ -129,6 +133,19 @@ def chunk_document(doc: Document, config: ChunkConfig) -> list[Chunk]:
         cur.append((block, text, at))
     emit()
     return chunks
+
+
+def _heading(paths: list[tuple[str, ...]]) -> str:
+    """Heading of a chunk: its section path; for a chunk that spans sections, their common
+    parent and the section names ("Manual > Daily / Hydraulic filter")."""
+    unique = list(dict.fromkeys(p for p in paths if p))
+    if len(unique) <= 1:
+        return " > ".join(unique[0]) if unique else ""
+    common = 0
+    while all(len(p) > common and p[common] == unique[0][common] for p in unique):
+        common += 1
+    tails = list(dict.fromkeys(" > ".join(p[common:]) for p in unique if p[common:]))
+    return " > ".join([*unique[0][:common], " / ".join(tails)])
 
 
 def doc_text_find(haystack: str, needle: str, start: int) -> int:

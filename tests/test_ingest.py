@@ -112,3 +112,13 @@ def test_long_block_is_split_with_overlap():
     assert all(len(c.text) <= 600 for c in chunks)
     # consecutive chunks share text (overlap) inside one section
     assert any(c2.text[:40] in c1.text for c1, c2 in zip(chunks, chunks[1:]))
+
+
+def test_chunk_spanning_sections_names_them_all():
+    blocks = read_markdown(
+        "# Manual\n\n## Daily\n\nCheck oil.\n\n## Hydraulic filter\n\nReplace every 500 hours.\n"
+    )
+    doc = Document("m.md", None, "markdown", blocks)
+    (chunk,) = chunk_document(doc, ChunkConfig(min_chars=200))
+    assert chunk.heading == "Manual > Daily / Hydraulic filter"
+    assert "Hydraulic filter: Replace every 500 hours." in chunk.text

@@ -1,0 +1,144 @@
+"""Device-side speed: time to first token, decode tokens/s and peak memory of the bundle's
+onnxruntime-genai model against plain PyTorch transformers on the same prompts (the peer the
+export replaces), measured in the same run, each in its own process.
+
+    .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2]
+
+The prompts are the real `outpost ask` prompts (retrieved passages, the bundle's context budget),
+rendered once and fed to both engines as token ids; greedy decoding, 64 new tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NEW_TOKENS = 64
+
+
+def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
+    from runtime.assistant import open_assistant
+    from runtime.prompt import Passage, fit_messages
+
+    a = open_assistant(bundle)
+    items = [json.loads(x) for x in Path(questions).read_text().splitlines() if x.strip()][:n]
+    out = []
+    for item in items:
+        hits = a.retriever.search(item["question"], a.top_k)
+        passages = [Passage(h.source, h.heading, h.text) for h in hits]
+        messages, _ = fit_messages(item["question"], passages, [], a.generator.count_tokens,
+                                   a.max_context - a.settings.max_new_tokens)  # fmt: skip
+        out.append(list(a.generator.tokenizer.encode(a.generator.render(messages))))
+    return out
+
+
+def run_onnx(bundle: str, ids_list, threads: int) -> dict:
+    from runtime.bundle import open_bundle
+    from runtime.generate import Generator
+
+    gen = Generator(open_bundle(bundle).model_dir, threads)
+    og = gen.og
+    ttft, tps = [], []
+    for ids in ids_list:
+        params = og.GeneratorParams(gen.model)
+        params.set_search_options(
+            max_length=len(ids) + NEW_TOKENS, min_length=len(ids) + NEW_TOKENS, do_sample=False
+        )
+        g = og.Generator(gen.model, params)
+        start = time.perf_counter()
+        g.append_tokens(ids)
+        g.generate_next_token()
+        first = time.perf_counter()
+        n = 1
+        while not g.is_done():
+            g.generate_next_token()
+            n += 1
+        end = time.perf_counter()
+        ttft.append(first - start)
+        tps.append((n - 1) / (end - first))
+    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+
+
+def run_torch(bundle: str, ids_list, threads: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from export.llm import resolve_base
+    from runtime.bundle import open_bundle
+
+    torch.set_num_threads(threads)
+    base = resolve_base(open_bundle(bundle).manifest["model"]["source"])
+    kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(
+        base.location, dtype=torch.float32, **kwargs
+    ).eval()
+    ttft, tps = [], []
+    with torch.no_grad():
+        for ids in ids_list:
+            x = torch.tensor([ids])
+            start = time.perf_counter()
+            out = model(x, use_cache=True)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            first = time.perf_counter()
+            for _ in range(NEW_TOKENS - 1):
+                out = model(nxt, past_key_values=past, use_cache=True)
+                past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            end = time.perf_counter()
+            ttft.append(first - start)
+            tps.append((NEW_TOKENS - 1) / (end - first))
+    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+
+
+def child(engine: str, bundle: str, ids_path: str, threads: int) -> None:
+    ids_list = json.loads(Path(ids_path).read_text())
+    result = (run_onnx if engine == "onnx" else run_torch)(bundle, ids_list, threads)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bundle")
+    ap.add_argument("--questions", default="examples/questions.jsonl")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("-n", type=int, default=8)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], args.bundle, args.child[1], args.threads)
+        return
+    ids_list = prompts(args.bundle, args.questions, args.n)
+    ids_path = Path("/tmp/outpost-bench-ids.json")
+    ids_path.write_text(json.dumps(ids_list))
+    rows = {}
+    for engine in ("onnx", "torch"):
+        done = subprocess.run([sys.executable, __file__, args.bundle, "--threads", str(args.threads),
+                               "--child", engine, str(ids_path)], capture_output=True, text=True, check=True)  # fmt: skip
+        rows[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    mean_prompt = statistics.mean(len(x) for x in ids_list)
+    print(
+        f"{len(ids_list)} prompts, mean {mean_prompt:.0f} tokens, {NEW_TOKENS} new tokens, {args.threads} threads"
+    )
+    print("| engine | TTFT s | decode tokens/s | peak RSS MiB |")
+    print("|---|---|---|---|")
+    for name, label in (
+        ("onnx", "outpost (onnxruntime-genai, bundle model)"),
+        ("torch", "transformers fp32 (PyTorch)"),
+    ):
+        r = rows[name]
+        print(
+            f"| {label} | {r['ttft_s']:.2f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} |"
+        )
+    o, t = rows["onnx"], rows["torch"]
+    print(f"ratios outpost/transformers: TTFT {o['ttft_s'] / t['ttft_s']:.2f}x, decode {o['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
+          f"memory {o['peak_rss_mib'] / t['peak_rss_mib']:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
