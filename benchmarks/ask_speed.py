@@ -34,7 +34,7 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
         passages = [Passage(h.source, h.heading, h.text) for h in hits]
         messages, _ = fit_messages(item["question"], passages, [], a.generator.count_tokens,
                                    a.max_context - a.settings.max_new_tokens)  # fmt: skip
-        out.append(list(a.generator.tokenizer.encode(a.generator.render(messages))))
+        out.append([int(t) for t in a.generator.tokenizer.encode(a.generator.render(messages))])
     return out
 
 
