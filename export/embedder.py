@@ -144,5 +144,5 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> E
             "texts": len(probe),
         },
     }
-    embedder = Embedder(final, tokenizer_path, max_tokens)
-    return EmbedderExport(config, embedder)
+    # The chosen session already holds the model; the rename does not disturb it.
+    return EmbedderExport(config, int8 if keep_int8 else fp32)

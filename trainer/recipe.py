@@ -343,9 +343,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "method_used": method,
         "base_id": base.model_id,
         "family": family,
-        "target_modules": targets,
+        "target_modules_used": targets,
     }
-    recorded["target_modules"] = config.target_modules
     (out / RUN_FILE).write_text(json.dumps(recorded, indent=2))
 
     pad = tokenizer.pad_token_id
