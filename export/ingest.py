@@ -113,12 +113,17 @@ def read_markdown(text: str) -> list[Block]:
     blocks: list[Block] = []
     headings: list[tuple[int, str]] = []
     para: list[str] = []
+    table: list[str] = []  # rows of a pipe table, one line each ("a | b | c")
     fence: list[str] | None = None
 
     def flush():
         if para:
             blocks.append(Block(clean(" ".join(para)), tuple(h for _, h in headings)))
             para.clear()
+        if table:
+            rows = "\n".join(table)
+            blocks.append(Block(clean(rows, True), tuple(h for _, h in headings), code=True))
+            table.clear()
 
     lines = text.replace("\r\n", "\n").split("\n")
     for line in lines:
@@ -136,6 +141,14 @@ def read_markdown(text: str) -> list[Block]:
             flush()
             fence = []
             continue
+        if stripped.startswith("|"):  # pipe table: keep one row per line, as HTML tables
+            if para:
+                flush()
+            if not re.fullmatch(r"[|:\-\s]+", stripped):  # not the |---|---| rule
+                table.append(" | ".join(c.strip() for c in stripped.strip("|").split("|")))
+            continue
+        if table:
+            flush()
         level, title = 0, ""
         if m := re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", stripped):
             level, title = len(m.group(1)), m.group(2)

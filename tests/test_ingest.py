@@ -122,3 +122,16 @@ def test_chunk_spanning_sections_names_them_all():
     (chunk,) = chunk_document(doc, ChunkConfig(min_chars=200))
     assert chunk.heading == "Manual > Daily / Hydraulic filter"
     assert "Hydraulic filter: Replace every 500 hours." in chunk.text
+
+
+def test_markdown_table_keeps_one_row_per_line():
+    md = (
+        "# Alarms\n\nCodes below.\n\n| Code | Meaning |\n|------|:-------:|\n"
+        "| E-101 | Oil hot |\n| E-104 | Oil low |\nAfter the table.\n"
+    )
+    texts = [(b.text, b.code) for b in read_markdown(md)]
+    assert texts == [
+        ("Codes below.", False),
+        ("Code | Meaning\nE-101 | Oil hot\nE-104 | Oil low", True),
+        ("After the table.", False),
+    ]

@@ -147,3 +147,25 @@ def test_qlora_on_cuda(tiny_phi3, chat_file, tmp_path):
     done = outpost(*train_args(tiny_phi3, chat_file, tmp_path / "q", "--method", "qlora"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "q" / "recipe.json").read_text())["method_used"] == "qlora"
+
+
+def test_general_replay_keeps_the_base_models_own_answers():
+    """Self-distillation: the embedded model's greedy answers, finished ones only, as chat data."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from export.llm import EMBEDDED_LLM, resolve_base
+    from trainer.general import self_distill
+
+    base = resolve_base(EMBEDDED_LLM)
+    tokenizer = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(
+        base.location, gguf_file=base.gguf_file, dtype=torch.float32
+    )
+    side, said = tokenizer.padding_side, []
+    replay = self_distill(model, tokenizer, 3, 48, said.append)
+    assert said == [f"general replay: {len(replay)} of 3 base-model answers kept"]
+    assert replay and all([m["role"] for m in c] == ["user", "assistant"] for c in replay)
+    first = {c[0]["content"]: c[1]["content"] for c in replay}
+    assert "Paris" in first["What is the capital of France?"]
+    assert tokenizer.padding_side == side  # generation pads left; the trainer pads right

@@ -11,6 +11,7 @@ from trainer.data import (
     build_grounded,
     load_conversations,
     load_qa,
+    quote,
     tokenize,
 )
 
@@ -93,15 +94,37 @@ def test_grounded_examples_use_the_runtime_layout(tmp_path, examples_docs):
         '{"question": "What is the capital of Canada?", "answerable": false}\n'
     )
     conversations = build_grounded(
-        load_qa(qa), [str(examples_docs)], GroundedConfig(refusal_share=1.0), lambda m: None
+        load_qa(qa),
+        [str(examples_docs)],
+        GroundedConfig(refusal_share=1.0, variants=2, min_passages=3),
+        lambda m: None,
     )
-    answer, refusal_same_q, refusal_neg = conversations
-    assert answer[-1]["content"].startswith("Every 500 hours. [")
-    n = int(answer[-1]["content"].split("[")[1].rstrip("]"))
-    user = answer[1]["content"]
-    block = user.split(f"[{n}] (")[1]
-    assert block.startswith("press/px200-maintenance.md") and "500 operating hours" in block
+    *answers, refusal_same_q, refusal_neg, refusal_neg2 = conversations
+    assert len(answers) == 2
+    for answer in answers:  # each variant holds the right passage and cites it
+        assert answer[-1]["content"].startswith("Every 500 hours. [")
+        n = int(answer[-1]["content"].split("[")[1].rstrip("]"))
+        user = answer[1]["content"]
+        block = user.split(f"[{n}] (")[1]
+        assert block.startswith("press/px200-maintenance.md") and "500 operating hours" in block
+        assert user.count("\n[") + user.startswith("[") >= 3  # several passages, as at run time
+    assert answers[0][1]["content"] != answers[1][1]["content"]
     assert refusal_same_q[-1]["content"] == REFUSAL
     assert "500 operating hours" not in refusal_same_q[1]["content"]
-    assert refusal_neg[-1]["content"] == REFUSAL
-    assert user.count("\n[") + user.startswith("[") >= 3  # several passages, as at run time
+    assert refusal_neg[-1]["content"] == refusal_neg2[-1]["content"] == REFUSAL
+
+
+def test_quote_takes_the_passage_line_that_holds_the_answer():
+    passage = (
+        "Code | Meaning | Action\nE-101 | Oil temperature high | Check the cooler.\n"
+        "E-104 | Low oil level | Top up with ISO VG 46 oil.\n"
+        "Check the oil level first, then clean the suction\nstrainer (part SS-90). Then restart."
+    )
+    assert quote("Low oil level: top up.", "What does alarm E-104 mean?", passage) == (
+        "E-104: Low oil level; Top up with ISO VG 46 oil."
+    )
+    # a sentence wrapped over two lines is rejoined; the answer's trailing dot does not matter
+    assert quote("SS-90.", "Which strainer part?", passage) == (
+        "Check the oil level first, then clean the suction strainer (part SS-90)."
+    )
+    assert quote("Forty bar.", "What pressure?", passage) == "Forty bar."  # nothing to quote

@@ -62,6 +62,19 @@ import click
 @click.option(
     "--refusal-share", type=float, help="Share of grounded questions also taught as refusals."
 )
+@click.option(
+    "--variants", type=int, help="Prompts per answerable grounded question (other passages)."
+)
+@click.option(
+    "--answer-style",
+    type=click.Choice(["given", "quote"]),
+    help="Grounded targets: the given answers, or the passage line that holds the answer.",
+)
+@click.option(
+    "--general",
+    type=int,
+    help="General prompts answered by the base model and replayed in training (0: none).",
+)
 @click.option("--save-every", type=int, help="Checkpoint every N steps.")
 @click.option("--eval-every", type=int, help="Eval loss every N steps.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")

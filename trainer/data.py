@@ -102,13 +102,58 @@ def load_qa(path: str | Path) -> list[dict]:
 
 @dataclass
 class GroundedConfig:
-    passages: int = 4  # as many as the runtime gives the model
-    refusal_share: float = 0.3  # answerable questions also used with the right passage removed
+    passages: int = 4  # at most as many as the runtime gives the model
+    min_passages: int = 2  # each example draws its passage count from [min_passages, passages]
+    variants: int = 2  # prompts per answerable question (other distractors, other position)
+    refusal_share: float = 0.3  # answerable questions also used with their document removed
+    answer_style: str = "given"  # "quote": the passage's own sentence that holds the answer
     seed: int = 0
 
 
+ANSWER_STYLES = ("given", "quote")
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences, table rows and list items; lines wrapped mid-sentence (text, PDF) are rejoined."""
+    lines: list[str] = []
+    for line in (x.strip() for x in text.split("\n")):
+        if not line:
+            continue
+        row = " | " in line or re.match(r"^([-*+]|\d+[.)])\s", line)
+        if (
+            lines
+            and not row
+            and not lines[-1].endswith((".", "!", "?", ":"))
+            and " | " not in lines[-1]
+        ):
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    parts = [p for line in lines for p in re.split(r"(?<=[.!?])\s+", line)]
+    return [p.strip() for p in parts if len(p.strip()) > 3]
+
+
+def quote(answer: str, question: str, passage: str) -> str:
+    """The sentence (or table row, list item) of `passage` that best carries `answer`.
+
+    Small models copy far more reliably than they paraphrase: taught to quote the manual's own
+    line, a 135M model keeps its numbers and part names. Falls back to `answer` when no line
+    shares a word with it.
+    """
+    a_words, q_words = _words(answer), _words(question)
+    scored = [
+        (2 * len(a_words & _words(s)) + len(q_words & _words(s)), s) for s in _sentences(passage)
+    ]
+    best = max(scored, default=(0, ""), key=lambda x: x[0])
+    if not best[1] or not a_words & _words(best[1]):
+        return answer
+    line = best[1].strip("|-* ").replace(" | ", ": ", 1).replace(" | ", "; ")
+    return line if line.endswith((".", "!", "?")) else line + "."
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[\w.\-]+", text.lower()) if len(w) > 2}
+    words = (w.strip(".-") for w in re.findall(r"[\w.\-]+", text.lower()))
+    return {w for w in words if len(w) > 2}
 
 
 def build_grounded(
@@ -116,9 +161,11 @@ def build_grounded(
 ) -> list[list[dict]]:
     """Conversations laid out exactly as the runtime prompts them.
 
-    For an answerable question: the passages a search returns, with the passage holding the
-    answer among them, and the answer citing it by number. For a share of them, and for every
-    unanswerable question: the passages without the answer, and the refusal as the target.
+    For an answerable question: `variants` prompts, each with the passage holding the answer
+    at a random position among passages a keyword search ranks high (other parts of the same
+    manual included, as the runtime's search returns them), and the answer citing it by number.
+    For a share of answerable questions, and for every unanswerable one: passages without the
+    answer (for answerable ones, nothing from its document), and the refusal as the target.
     """
     from export.chunk import ChunkConfig, chunk_documents
     from export.ingest import ingest
@@ -131,55 +178,64 @@ def build_grounded(
     chunks = chunk_documents(documents, ChunkConfig())
     chunk_words = [_words(c.heading + " " + c.text) for c in chunks]
     rng = random.Random(config.seed)
+    low = max(1, min(config.min_passages, config.passages))
+
+    def passages(ids):
+        return [Passage(chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
+
+    def count():
+        return rng.randint(low, config.passages)
+
     conversations = []
+    refusals = 0
     for item in qa:
         q_words = _words(item["question"])
         ranked = sorted(range(len(chunks)), key=lambda i: -len(q_words & chunk_words[i]))
-        gold = None
-        if item["answerable"]:
-            wanted = item["source_path"]
-            same_source = [
-                i
-                for i in range(len(chunks))
-                if chunks[i].source == wanted or chunks[i].source.endswith("/" + wanted)
-            ]
-            if not same_source:
-                raise InputError(
-                    f"line {item['line']}: source_path {wanted!r} is not among the --docs files"
+        if not item["answerable"]:
+            for _ in range(config.variants):
+                ids = ranked[: count() + 2]
+                rng.shuffle(ids)
+                conversations.append(
+                    _turn(item["question"], passages(ids[: config.passages]), REFUSAL)
                 )
-            a_words = _words(item["answer"]) | q_words
-            gold = max(same_source, key=lambda i: len(a_words & chunk_words[i]))
-        distractors = [
+                refusals += 1
+            continue
+        wanted = item["source_path"]
+        same_source = [
             i
-            for i in ranked
-            if i != gold and chunks[i].source != (chunks[gold].source if gold is not None else None)
+            for i in range(len(chunks))
+            if chunks[i].source == wanted or chunks[i].source.endswith("/" + wanted)
         ]
-        distractors = distractors[: config.passages]
-
-        def passages(ids):
-            return [Passage(chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
-
-        if gold is not None:
-            ids = distractors[: config.passages - 1]
+        if not same_source:
+            raise InputError(
+                f"line {item['line']}: source_path {wanted!r} is not among the --docs files"
+            )
+        a_words = _words(item["answer"]) | q_words
+        gold = max(same_source, key=lambda i: len(a_words & chunk_words[i]))
+        nearby = [i for i in ranked[:12] if i != gold]
+        for _ in range(config.variants):
+            ids = rng.sample(nearby, min(len(nearby), count() - 1))
             position = rng.randrange(len(ids) + 1)
             ids.insert(position, gold)
             answer = item["answer"].strip()
+            if config.answer_style == "quote":
+                answer = quote(answer, item["question"], chunks[gold].text)
             if not re.search(r"\[\d+\]", answer):
                 answer = f"{answer} [{position + 1}]"
-            conversations.append(
-                build_messages(item["question"], passages(ids))
-                + [{"role": "assistant", "content": answer}]
-            )
-        if gold is None or rng.random() < config.refusal_share:
-            ids = distractors[: config.passages]
-            conversations.append(
-                build_messages(item["question"], passages(ids))
-                + [{"role": "assistant", "content": REFUSAL}]
-            )
+            conversations.append(_turn(item["question"], passages(ids), answer))
+        if rng.random() < config.refusal_share:
+            others = [i for i in ranked if chunks[i].source != chunks[gold].source]
+            conversations.append(_turn(item["question"], passages(others[: count()]), REFUSAL))
+            refusals += 1
     log(
-        f"grounded examples: {len(conversations)} from {len(qa)} questions over {len(chunks)} chunks"
+        f"grounded examples: {len(conversations)} ({refusals} refusals) from {len(qa)} questions "
+        f"over {len(chunks)} chunks"
     )
     return conversations
+
+
+def _turn(question: str, passages: list[Passage], reply: str) -> list[dict]:
+    return build_messages(question, passages) + [{"role": "assistant", "content": reply}]
 
 
 # --- tokenisation -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from export.llm import EMBEDDED_LLM
 from runtime.errors import InputError, ModelError, UsageError
 from runtime.log import log
+from trainer.general import PROMPTS
 
 METHODS = ("auto", "qlora", "lora")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -30,6 +31,7 @@ TARGETS = {
     "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 RUN_FILE = "recipe.json"
+GENERAL_FILE = "general.jsonl"  # the replayed base-model answers, reused by --resume
 # Settings that define the run: a folder holding another run with different ones is refused.
 IDENTITY = (
     "base",
@@ -42,6 +44,9 @@ IDENTITY = (
     "max_length",
     "seed",
     "packing",
+    "variants",
+    "answer_style",
+    "general",
 )
 
 
@@ -70,6 +75,9 @@ class TrainConfig:
     packing: bool = False
     reject_long: bool = False  # reject over-long examples instead of truncating them
     refusal_share: float = 0.3
+    variants: int = 2  # prompts per answerable question in grounded data
+    answer_style: str = "given"  # grounded targets: the given answers, or the passage's own line
+    general: int = 0  # general prompts answered by the base model and replayed (0: none)
     save_every: int = 50
     eval_every: int = 25
     gradient_checkpointing: bool = True  # GPU only
@@ -95,6 +103,12 @@ class TrainConfig:
             problems.append("--dropout must be in [0, 1)")
         if not 0 <= self.refusal_share <= 1:
             problems.append("--refusal-share must be in [0, 1]")
+        if self.answer_style not in ("given", "quote"):
+            problems.append("--answer-style must be given or quote")
+        if self.variants < 1:
+            problems.append("--variants must be at least 1")
+        if not 0 <= self.general <= len(PROMPTS):
+            problems.append(f"--general must be in [0, {len(PROMPTS)}]")
         if problems:  # all at once, like torchtune
             raise UsageError("; ".join(problems))
 
@@ -180,7 +194,6 @@ def _examples(config: TrainConfig, tokenizer, path: str):
         load_qa,
         pack,
         read_jsonl,
-        tokenize,
     )
 
     first = read_jsonl(path)[0][1]
@@ -192,11 +205,27 @@ def _examples(config: TrainConfig, tokenizer, path: str):
         conversations = build_grounded(
             load_qa(path),
             config.docs,
-            GroundedConfig(refusal_share=config.refusal_share, seed=config.seed),
+            GroundedConfig(
+                refusal_share=config.refusal_share,
+                variants=config.variants,
+                answer_style=config.answer_style,
+                seed=config.seed,
+            ),
             log,
         )
     else:
         conversations = load_conversations(path)
+    examples = _tokenized(config, tokenizer, conversations, path)
+    if config.packing:
+        examples = pack(examples, config.max_length, tokenizer.pad_token_id or 0)
+    if not examples:
+        raise InputError(f"{path}: no example keeps an assistant token within --max-length")
+    return examples
+
+
+def _tokenized(config: TrainConfig, tokenizer, conversations, path: str):
+    from trainer.data import tokenize
+
     examples, truncated = [], 0
     for i, messages in enumerate(conversations):
         ex, cut = tokenize(tokenizer, messages, config.max_length)
@@ -209,10 +238,6 @@ def _examples(config: TrainConfig, tokenizer, path: str):
             examples.append(ex)
     if truncated:
         log(f"{truncated} of {len(conversations)} examples truncated to {config.max_length} tokens")
-    if config.packing:
-        examples = pack(examples, config.max_length, tokenizer.pad_token_id or 0)
-    if not examples:
-        raise InputError(f"{path}: no example keeps an assistant token within --max-length")
     return examples
 
 
@@ -287,6 +312,20 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         )
         load["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = AutoModelForCausalLM.from_pretrained(base.location, **load)
+    replay = []
+    if config.general:  # before the adapter: the base model's own answers
+        from trainer.data import load_conversations, pack
+        from trainer.general import self_distill
+
+        saved = out / GENERAL_FILE
+        if resume and saved.is_file():
+            replay = load_conversations(str(saved))
+        else:
+            replay = self_distill(model, tokenizer, config.general, 96, log)
+        rows = _tokenized(config, tokenizer, replay, "general")
+        train_set += (
+            pack(rows, config.max_length, tokenizer.pad_token_id) if config.packing else rows
+        )
     family = model.config.model_type
     targets = config.target_modules or TARGETS.get(family, "all-linear")
     if method == "qlora":
@@ -346,6 +385,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "target_modules_used": targets,
     }
     (out / RUN_FILE).write_text(json.dumps(recorded, indent=2))
+    if replay:
+        (out / GENERAL_FILE).write_text("".join(json.dumps({"messages": m}) + "\n" for m in replay))
 
     pad = tokenizer.pad_token_id
     rank, tokens_seen, started = accelerator.process_index, 0, time.perf_counter()

