@@ -12,7 +12,7 @@ from runtime.bundle import Bundle, open_bundle
 from runtime.embed import open_embedder
 from runtime.errors import InputError, UsageError
 from runtime.generate import GenerationSettings, Generator, Timings
-from runtime.prompt import REFUSAL, Passage, fit_messages, is_refusal
+from runtime.prompt import REFUSAL, REFUSAL_OPENINGS, Passage, fit_messages, is_refusal
 from runtime.retrieve import Hit, Retriever
 
 
@@ -24,6 +24,7 @@ class AskConfig:
     max_new_tokens: int | None = None
     threads: int = 0
     hybrid: bool = True
+    refusal_p: float | None = None  # None: the bundle's (calibrated by the trainer, else 0.5)
 
     def check(self) -> None:
         if self.top_k is not None and self.top_k < 1:
@@ -34,6 +35,8 @@ class AskConfig:
             raise UsageError("--max-context must be at least 64 tokens")
         if self.threads < 0:
             raise UsageError("--threads must be 0 (all cores) or more")
+        if self.refusal_p is not None and not 0 <= self.refusal_p <= 1:
+            raise UsageError("--refusal-p must be between 0 and 1 (0: the model declines freely)")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Answer:
     citations: list[dict] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     retrieval_s: float = 0.0
+    refusal_p: float | None = None  # the model's probability of declining, when it opened so
 
     def as_dict(self) -> dict:
         return {
@@ -56,9 +60,13 @@ class Answer:
             "grounded": self.grounded,
             "best_score": round(self.best_score, 4),
             "threshold": round(self.threshold, 4),
+            "refusal_p": None if self.refusal_p is None else round(self.refusal_p, 4),
             "citations": self.citations,
             "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.timings.as_dict()},
         }
+
+
+DEFAULT_REFUSAL_P = 0.5  # decline when declining is more likely than answering
 
 
 class Assistant:
@@ -81,6 +89,10 @@ class Assistant:
             max_new_tokens=config.max_new_tokens or m["generation"]["max_new_tokens"],
             repetition_penalty=m["generation"].get("repetition_penalty", 1.0),
         )
+        refusal_p = config.refusal_p
+        if refusal_p is None:
+            refusal_p = m["generation"].get("refusal_min_p", DEFAULT_REFUSAL_P)
+        self.gate = self.generator.refusal_gate(REFUSAL_OPENINGS, refusal_p)
         if self.settings.max_new_tokens >= self.max_context:
             raise UsageError(
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
@@ -123,13 +135,16 @@ class Assistant:
         def stop() -> bool:
             return should_stop() or looping(text)
 
-        for piece in self.generator.stream(messages, self.settings, answer.timings, stop):
+        for piece in self.generator.stream(
+            messages, self.settings, answer.timings, stop, self.gate
+        ):
             pieces.append(piece)
             text += piece
             if on_text:
                 on_text(piece)
         answer.text = text.strip()
         answer.refused = is_refusal(answer.text)
+        answer.refusal_p = self.gate.p if self.gate else None
         answer.citations = cite(hits[:kept], answer.text)
         return answer
 

@@ -39,6 +39,8 @@ def _ask_options(f):
     options = [
         click.option("--top-k", type=int, help="Passages given to the model (default: the bundle's)."),
         click.option("--threshold", type=float, help="Grounding threshold (default: calibrated at export)."),
+        click.option("--refusal-p", type=float,
+                     help="Decline only when the model's probability of declining reaches this (default: the bundle's)."),
         click.option("--max-context", type=int, help="Token budget for prompt + answer."),
         click.option("--max-new-tokens", type=int, help="Longest answer in tokens."),
         click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
@@ -54,13 +56,15 @@ def _ask_options(f):
 
 
 def _open(
-    bundle, top_k, threshold, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust
-):
+    bundle, top_k, threshold, refusal_p, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust
+):  # fmt: skip
     from pathlib import Path
 
     from runtime.assistant import AskConfig, open_assistant
 
-    config = AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid)
+    config = AskConfig(
+        top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid, refusal_p
+    )
     return open_assistant(bundle, config, verify=not no_verify, trusted=[Path(t) for t in trust])
 
 

@@ -76,6 +76,7 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             "cited": any(_matches(c["source"], wanted) for c in shown_citations(answer)),
             "retrieved": any(_matches(c["source"], wanted) for c in answer.citations),
             "answer": answer.text,
+            "refusal_p": answer.refusal_p,
             "ttft_s": answer.timings.first_token_s,
             "tokens_per_s": answer.timings.tokens_per_s,
         })  # fmt: skip

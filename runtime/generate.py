@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,32 @@ class GenerationSettings:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class RefusalGate:
+    """Decline only when the model puts at least `min_p` of its probability on declining.
+
+    Greedy decoding takes the refusal whenever its opening token is the single most likely
+    one. A fine-tuned small model spreads the probability of answering over many different
+    first tokens while the refusal always opens the same way, so it declined answerable
+    questions with as little as 20 % of its probability on declining. The gate measures the
+    probability of the refusal's first two tokens; below `min_p` those two tokens are not
+    allowed to follow each other and the model answers with its next choice.
+    """
+
+    first: int  # the refusal's first token
+    second: frozenset[int]  # tokens that continue it into the refusal
+    min_p: float = 0.5
+    p: float | None = None  # measured on the last call: probability of declining
+
+
+def _softmax_at(logits, ids) -> float:
+    import numpy as np
+
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    e = np.exp(row - row.max())
+    return float(e[list(ids)].sum() / e.sum())
+
+
 class Generator:
     def __init__(self, model_dir: Path, threads: int = 0):
         os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -64,6 +90,14 @@ class Generator:
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
 
+    def refusal_gate(self, openings: Sequence[str], min_p: float) -> RefusalGate | None:
+        """The gate for a refusal that opens with any of `openings` (same first token)."""
+        encoded = [list(self.tokenizer.encode(o)) for o in openings]
+        encoded = [e for e in encoded if len(e) >= 2 and e[0] == encoded[0][0]]
+        if not encoded:
+            return None  # a one-token refusal cannot be told from an answer's first word
+        return RefusalGate(int(encoded[0][0]), frozenset(int(e[1]) for e in encoded), min_p)
+
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.tokenizer.encode(self.render(messages)))
 
@@ -73,8 +107,9 @@ class Generator:
         settings: GenerationSettings,
         timings: Timings,
         should_stop: Callable[[], bool] = lambda: False,
+        gate: RefusalGate | None = None,
     ) -> Iterator[str]:
-        """Yield decoded text pieces; fill `timings` as it goes."""
+        """Yield decoded text pieces; fill `timings` as it goes (and `gate.p`, if given)."""
         og = self.og
         ids = self.tokenizer.encode(self.render(messages))
         timings.prompt_tokens = len(ids)
@@ -89,9 +124,24 @@ class Generator:
         decoder = self.tokenizer.create_stream()
         start = time.perf_counter()
         generator.append_tokens(ids)
+        opening = None
+        if gate is not None:
+            gate.p = None
+            opening = _softmax_at(generator.get_logits(), [gate.first])
         while not generator.is_done() and not should_stop():
             generator.generate_next_token()
             token = generator.get_next_tokens()[0]
+            if opening is not None:  # first token: does it open the refusal?
+                if token == gate.first and not generator.is_done():
+                    logits = generator.get_logits()
+                    gate.p = opening * _softmax_at(logits, gate.second)
+                    if gate.p < gate.min_p:
+                        import numpy as np
+
+                        logits = np.array(logits, dtype=np.float32)
+                        logits[..., list(gate.second)] = np.finfo(np.float32).min
+                        generator.set_logits(logits)
+                opening = None  # (another first token: the model answers; p stays None)
             timings.new_tokens += 1
             if timings.new_tokens == 1:
                 timings.first_token_s = time.perf_counter() - start

@@ -18,6 +18,9 @@ SYSTEM = (
     "answer, reply exactly: {refusal}"
 )
 REFUSAL = "The documents do not cover this question."
+# How the refusal opens, including the variant small models drift into; the runtime's refusal
+# gate measures the probability of these two-token openings (runtime/generate.py).
+REFUSAL_OPENINGS = ("The documents", "The document")
 
 
 @dataclass(frozen=True)
