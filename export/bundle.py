@@ -34,6 +34,7 @@ from export.llm import (
     resolve_base,
 )
 from runtime import __version__
+from runtime.assistant import DEFAULT_REFUSAL_P
 from runtime.bundle import MANIFEST, SCHEMA_VERSION, Bundle, sha256_file
 from runtime.errors import InputError, UsageError
 from runtime.evaluate import evaluate, load_questions
@@ -243,6 +244,7 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
             "max_context": config.max_context,
             "max_new_tokens": config.max_new_tokens,
             "repetition_penalty": config.repetition_penalty,
+            "refusal_min_p": DEFAULT_REFUSAL_P,  # runtime refusal gate (runtime/generate.py)
         },  # fmt: skip
         "checks": {"parity": parity, "retrieval": retrieval_check},
         "sources": {

@@ -186,7 +186,8 @@ def info(bundle, as_json):
         ("embedder", f"{emb['id']} ({emb['dim']}-d, {emb['pooling']} pooling, {emb['variant']})"),
         ("index", f"{idx['count']} chunks, usearch {idx['metric']} {idx['dtype']}"),
         ("documents", f"{len(m['sources']['documents'])} ({len(m['sources']['skipped'])} skipped)"),
-        ("grounding", f"threshold {m['retrieval']['grounding_threshold']}, top-k {m['retrieval']['top_k']}"),
+        ("grounding", f"threshold {m['retrieval']['grounding_threshold']}, top-k {m['retrieval']['top_k']}, "
+                      f"declines at p >= {m['generation'].get('refusal_min_p', 0.5)}"),
         ("parity", f"{checks['parity']['token_agreement_pct']}% greedy tokens agree with PyTorch"),
         ("retrieval", ", ".join(f"{k} {v}" for k, v in checks["retrieval"].items() if k.startswith(("dense", "hybrid")))),
     ]  # fmt: skip

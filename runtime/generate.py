@@ -86,6 +86,7 @@ class Generator:
         self.tokenizer = og.Tokenizer(self.model)
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
+        self.last_ids: list[int] = []
 
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
@@ -124,6 +125,7 @@ class Generator:
         decoder = self.tokenizer.create_stream()
         start = time.perf_counter()
         generator.append_tokens(ids)
+        self.last_ids = []  # the new token ids of this call, for tests and debugging
         opening = None
         if gate is not None:
             gate.p = None
@@ -131,6 +133,7 @@ class Generator:
         while not generator.is_done() and not should_stop():
             generator.generate_next_token()
             token = generator.get_next_tokens()[0]
+            self.last_ids.append(int(token))
             if opening is not None:  # first token: does it open the refusal?
                 if token == gate.first and not generator.is_done():
                     logits = generator.get_logits()

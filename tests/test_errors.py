@@ -125,6 +125,12 @@ def test_empty_question(smol_bundle):
 
 
 @pytest.mark.slow
+def test_refusal_p_out_of_range(smol_bundle):
+    done = outpost("ask", str(smol_bundle), "What is the PIN?", "--refusal-p", "1.5")
+    assert_clean_error(done, code=2, match="--refusal-p must be between 0 and 1")
+
+
+@pytest.mark.slow
 def test_question_longer_than_the_context(smol_bundle):
     done = outpost("ask", str(smol_bundle), "why is the pump loud " * 600)
     assert_clean_error(done, match="-token budget; shorten it or raise --max-context")

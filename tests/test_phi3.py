@@ -38,3 +38,29 @@ def test_phi3_int4_bundle_generates(tiny_bundle):
     answer = json.loads(done.stdout)
     assert answer["timings"]["new_tokens"] > 0
     assert answer["citations"][0]["source"] == "px200-maintenance.md"
+
+
+def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
+    """The gate (runtime/generate.py) on a real int4 model: whatever two tokens the model opens
+    with play the refusal here. Below min_p the second may not follow the first; at 0 nothing
+    changes; the probability it reports is that of the opening, in (0, 1]."""
+    from runtime.bundle import open_bundle
+    from runtime.generate import GenerationSettings, Generator, RefusalGate, Timings
+
+    gen = Generator(open_bundle(tiny_bundle).model_dir)
+    messages = [{"role": "user", "content": "How often must the hydraulic filter be replaced?"}]
+
+    def run(gate=None):
+        list(gen.stream(messages, GenerationSettings(max_new_tokens=6), Timings(), gate=gate))
+        return list(gen.last_ids)
+
+    free = run()
+    assert len(free) == 6
+    blocked = RefusalGate(free[0], frozenset({free[1]}), min_p=1.0)
+    out = run(blocked)
+    assert out[0] == free[0] and out[1] != free[1]
+    assert 0 < blocked.p <= 1
+    allowed = RefusalGate(free[0], frozenset({free[1]}), min_p=0.0)
+    assert run(allowed) == free and allowed.p == blocked.p
+    other = RefusalGate(free[0] + 1, frozenset({free[1]}), min_p=1.0)
+    assert run(other) == free and other.p is None
