@@ -38,7 +38,7 @@ def chat_file(tmp_path_factory):
 def train_args(base, data, out, *extra):
     return ("train", "--base", str(base), "--data", str(data), "--eval", str(data), "--out", str(out),
             "--max-steps", "16", "--lr", "1e-2", "--grad-accum", "3", "--save-every", "8",
-            "--eval-every", "8", "--seed", "1", *extra)  # fmt: skip
+            "--eval-every", "8", "--seed", "1", "--general", "2", *extra)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,7 @@ def run_dir(tiny_phi3, chat_file, tmp_path_factory):
     done = outpost(*train_args(tiny_phi3, chat_file, out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training LORA on cpu" in done.stderr
+    assert "general replay: " in done.stderr and " of 2 base-model answers kept" in done.stderr
     return out
 
 
