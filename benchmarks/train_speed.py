@@ -60,9 +60,7 @@ def make_model(shape: str, folder: Path) -> Path:
         model.save_pretrained(folder)
         tok.save_pretrained(folder)
         return folder
-    from transformers import Phi3Config, Phi3ForCausalLM
-
-    from tiny import build_tiny_phi3, train_tokenizer
+    from tiny import build_tiny_phi3
 
     corpus = [
         " ".join(f"word{i} part{i % 37} value{i % 11}" for i in range(j, j + 40))
@@ -70,20 +68,8 @@ def make_model(shape: str, folder: Path) -> Path:
     ]
     if shape == "tiny":
         return build_tiny_phi3(folder, corpus)
-    tok = train_tokenizer(corpus)
-    end_id, eos_id = (
-        tok.convert_tokens_to_ids("<|end|>"),
-        tok.convert_tokens_to_ids("<|endoftext|>"),
-    )
-    config = Phi3Config(
-        **PHI3_MINI, bos_token_id=eos_id, eos_token_id=[eos_id, end_id], pad_token_id=eos_id
-    )
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = Phi3ForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return build_tiny_phi3(folder, corpus, sizes=PHI3_MINI, dtype=torch.bfloat16, device=device)
 
 
 def reply_data(path: Path, tokenizer, rows: int, seq: int) -> None:

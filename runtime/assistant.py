@@ -129,7 +129,6 @@ class Assistant:
             if on_text:
                 on_text(REFUSAL)
             return answer
-        pieces: list[str] = []
         text = ""
 
         def stop() -> bool:
@@ -138,7 +137,6 @@ class Assistant:
         for piece in self.generator.stream(
             messages, self.settings, answer.timings, stop, self.gate
         ):
-            pieces.append(piece)
             text += piece
             if on_text:
                 on_text(piece)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 # Official onnxruntime-genai builds send telemetry unless this is set before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -64,8 +66,6 @@ class RefusalGate:
 
 
 def _softmax_at(logits, ids) -> float:
-    import numpy as np
-
     row = np.asarray(logits, dtype=np.float64).reshape(-1)
     e = np.exp(row - row.max())
     return float(e[list(ids)].sum() / e.sum())
@@ -139,8 +139,6 @@ class Generator:
                     logits = generator.get_logits()
                     gate.p = opening * _softmax_at(logits, gate.second)
                     if gate.p < gate.min_p:
-                        import numpy as np
-
                         logits = np.array(logits, dtype=np.float32)
                         logits[..., list(gate.second)] = np.finfo(np.float32).min
                         generator.set_logits(logits)

@@ -38,8 +38,15 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 512):
     return fast
 
 
-def build_tiny_phi3(out: Path, corpus: list[str], layers: int = 2, seed: int = 0) -> Path:
-    """Random Phi-3 (hidden 128) with a tokenizer and Phi-3's chat template, saved to `out`."""
+def build_tiny_phi3(
+    out: Path, corpus: list[str], layers: int = 2, seed: int = 0, sizes: dict | None = None,
+    dtype=None, device: str = "cpu",
+) -> Path:  # fmt: skip
+    """Random Phi-3 (hidden 128) with a tokenizer and Phi-3's chat template, saved to `out`.
+
+    `sizes` overrides the config (benchmarks build a Phi-3-mini shape this way), `dtype` and
+    `device` where the random weights are made.
+    """
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
 
@@ -60,8 +67,13 @@ def build_tiny_phi3(out: Path, corpus: list[str], layers: int = 2, seed: int = 0
         pad_token_id=eos_id,
         tie_word_embeddings=False,
     )
+    for key, value in (sizes or {}).items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
-    model = Phi3ForCausalLM(config).eval()
+    with torch.device(device):
+        model = Phi3ForCausalLM(config).eval()
+    if dtype is not None:
+        model = model.to(dtype)
     model.generation_config.eos_token_id = [eos_id, end_id]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

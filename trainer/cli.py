@@ -6,6 +6,8 @@ import json
 
 import click
 
+from trainer.data import ANSWER_STYLES
+
 
 @click.command("train")
 @click.option(
@@ -67,7 +69,7 @@ import click
 )
 @click.option(
     "--answer-style",
-    type=click.Choice(["given", "quote"]),
+    type=click.Choice(ANSWER_STYLES),
     help="Grounded targets: the given answers, or the passage line that holds the answer.",
 )
 @click.option(

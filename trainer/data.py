@@ -111,6 +111,7 @@ class GroundedConfig:
 
 
 ANSWER_STYLES = ("given", "quote")
+NEARBY = 12  # distractors are drawn from the passages a keyword search ranks this high
 
 
 def _sentences(text: str) -> list[str]:
@@ -141,13 +142,16 @@ def quote(answer: str, question: str, passage: str) -> str:
     shares a word with it.
     """
     a_words, q_words = _words(answer), _words(question)
-    scored = [
-        (2 * len(a_words & _words(s)) + len(q_words & _words(s)), s) for s in _sentences(passage)
-    ]
-    best = max(scored, default=(0, ""), key=lambda x: x[0])
-    if not best[1] or not a_words & _words(best[1]):
+    scored = []
+    for sentence in _sentences(passage):
+        words = _words(sentence)
+        scored.append(
+            (2 * len(a_words & words) + len(q_words & words), len(a_words & words), sentence)
+        )
+    best = max(scored, default=None, key=lambda x: x[0])
+    if best is None or not best[1]:
         return answer
-    line = best[1].strip("|-* ").replace(" | ", ": ", 1).replace(" | ", "; ")
+    line = best[2].strip("|-* ").replace(" | ", ": ", 1).replace(" | ", "; ")
     return line if line.endswith((".", "!", "?")) else line + "."
 
 
@@ -212,7 +216,7 @@ def build_grounded(
             )
         a_words = _words(item["answer"]) | q_words
         gold = max(same_source, key=lambda i: len(a_words & chunk_words[i]))
-        nearby = [i for i in ranked[:12] if i != gold]
+        nearby = [i for i in ranked[:NEARBY] if i != gold]
         for _ in range(config.variants):
             ids = rng.sample(nearby, min(len(nearby), count() - 1))
             position = rng.randrange(len(ids) + 1)
@@ -263,9 +267,8 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
             raise InputError(
                 "the chat template does not render conversations incrementally; cannot mask prompts"
             )
-        end = begin + len(m["content"])
+        end = stop = begin + len(m["content"])
         # Keep the end-of-turn marker (what the full text and the render up to this turn share).
-        stop = begin + len(m["content"])
         while stop < min(len(text), len(upto)) and text[stop] == upto[stop]:
             stop += 1
         marker = text[end:stop]

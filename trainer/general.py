@@ -53,6 +53,9 @@ PROMPTS = [
 ]
 
 
+BATCH = 8  # prompts generated together (left-padded)
+
+
 def self_distill(model, tokenizer, count: int, max_new_tokens: int, log) -> list[list[dict]]:
     """The base model's greedy answers to `count` general prompts, as chat conversations.
 
@@ -76,9 +79,10 @@ def self_distill(model, tokenizer, count: int, max_new_tokens: int, log) -> list
     stops = set(stops if isinstance(stops, list) else [stops]) | {tokenizer.eos_token_id}
     conversations = []
     try:
-        for start in range(0, len(texts), 8):
+        for start in range(0, len(prompts), BATCH):
+            group = prompts[start : start + BATCH]
             batch = tokenizer(
-                texts[start : start + 8],
+                texts[start : start + BATCH],
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
@@ -91,19 +95,14 @@ def self_distill(model, tokenizer, count: int, max_new_tokens: int, log) -> list
                     repetition_penalty=1.1,
                     pad_token_id=tokenizer.pad_token_id,
                 )
-            for prompt, row in zip(
-                prompts[start : start + 8], out[:, batch["input_ids"].shape[1] :]
-            ):
-                ids = row.tolist()
-                end = next((i for i, t in enumerate(ids) if t in stops), None)
-                if end is None:
-                    continue
-                reply = tokenizer.decode(ids[:end], skip_special_tokens=True).strip()
-                if reply:
+            for prompt, row in zip(group, out[:, batch["input_ids"].shape[1] :].tolist()):
+                end = next((i for i, t in enumerate(row) if t in stops), None)
+                reply = "" if end is None else tokenizer.decode(row[:end], skip_special_tokens=True)
+                if reply.strip():
                     conversations.append(
                         [
                             {"role": "user", "content": prompt},
-                            {"role": "assistant", "content": reply},
+                            {"role": "assistant", "content": reply.strip()},
                         ]
                     )
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 from export.llm import EMBEDDED_LLM
 from runtime.errors import InputError, ModelError, UsageError
 from runtime.log import log
+from trainer.data import ANSWER_STYLES
 from trainer.general import PROMPTS
 
 METHODS = ("auto", "qlora", "lora")
@@ -103,8 +104,8 @@ class TrainConfig:
             problems.append("--dropout must be in [0, 1)")
         if not 0 <= self.refusal_share <= 1:
             problems.append("--refusal-share must be in [0, 1]")
-        if self.answer_style not in ("given", "quote"):
-            problems.append("--answer-style must be given or quote")
+        if self.answer_style not in ANSWER_STYLES:
+            problems.append(f"--answer-style must be one of {', '.join(ANSWER_STYLES)}")
         if self.variants < 1:
             problems.append("--variants must be at least 1")
         if not 0 <= self.general <= len(PROMPTS):
@@ -192,7 +193,6 @@ def _examples(config: TrainConfig, tokenizer, path: str):
         build_grounded,
         load_conversations,
         load_qa,
-        pack,
         read_jsonl,
     )
 
@@ -215,16 +215,15 @@ def _examples(config: TrainConfig, tokenizer, path: str):
         )
     else:
         conversations = load_conversations(path)
-    examples = _tokenized(config, tokenizer, conversations, path)
-    if config.packing:
-        examples = pack(examples, config.max_length, tokenizer.pad_token_id or 0)
+    examples = _rows(config, tokenizer, conversations, path)
     if not examples:
         raise InputError(f"{path}: no example keeps an assistant token within --max-length")
     return examples
 
 
-def _tokenized(config: TrainConfig, tokenizer, conversations, path: str):
-    from trainer.data import tokenize
+def _rows(config: TrainConfig, tokenizer, conversations, path: str):
+    """Tokenized conversations (assistant-only labels), packed into rows with --packing."""
+    from trainer.data import pack, tokenize
 
     examples, truncated = [], 0
     for i, messages in enumerate(conversations):
@@ -238,6 +237,8 @@ def _tokenized(config: TrainConfig, tokenizer, conversations, path: str):
             examples.append(ex)
     if truncated:
         log(f"{truncated} of {len(conversations)} examples truncated to {config.max_length} tokens")
+    if config.packing:
+        examples = pack(examples, config.max_length, tokenizer.pad_token_id or 0)
     return examples
 
 
@@ -314,7 +315,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base.location, **load)
     replay = []
     if config.general:  # before the adapter: the base model's own answers
-        from trainer.data import load_conversations, pack
+        from trainer.data import load_conversations
         from trainer.general import self_distill
 
         saved = out / GENERAL_FILE
@@ -322,10 +323,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             replay = load_conversations(str(saved))
         else:
             replay = self_distill(model, tokenizer, config.general, 96, log)
-        rows = _tokenized(config, tokenizer, replay, "general")
-        train_set += (
-            pack(rows, config.max_length, tokenizer.pad_token_id) if config.packing else rows
-        )
+        train_set += _rows(config, tokenizer, replay, "general")
     family = model.config.model_type
     targets = config.target_modules or TARGETS.get(family, "all-linear")
     if method == "qlora":
