@@ -29,14 +29,15 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 bench: install
-	$(BIN)/python benchmarks/run.py
+	test -f $(BUNDLE)/bundle.json || $(BIN)/outpost export examples/docs --out $(BUNDLE)
+	$(BIN)/python benchmarks/run.py --bundle $(BUNDLE)
 
 clean:
 	rm -rf $(BUNDLE) .pytest_cache

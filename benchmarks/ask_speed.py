@@ -34,50 +34,33 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
         passages = [Passage(h.source, h.heading, h.text) for h in hits]
         messages, _ = fit_messages(item["question"], passages, [], a.generator.count_tokens,
                                    a.max_context - a.settings.max_new_tokens)  # fmt: skip
-        out.append([int(t) for t in a.generator.tokenizer.encode(a.generator.render(messages))])
+        out.append(a.generator.encode(messages))
     return out
 
 
 def run_onnx(bundle: str, ids_list, threads: int) -> dict:
     from runtime.bundle import open_bundle
-    from runtime.generate import Generator
+    from runtime.generate import GenerationSettings, Generator
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
-    og = gen.og
     ttft, tps = [], []
     for ids in ids_list:
-        params = og.GeneratorParams(gen.model)
-        params.set_search_options(
-            max_length=len(ids) + NEW_TOKENS, min_length=len(ids) + NEW_TOKENS, do_sample=False
-        )
-        g = og.Generator(gen.model, params)
-        start = time.perf_counter()
-        g.append_tokens(ids)
-        g.generate_next_token()
-        first = time.perf_counter()
-        n = 1
-        while not g.is_done():
-            g.generate_next_token()
-            n += 1
-        end = time.perf_counter()
-        ttft.append(first - start)
-        tps.append((n - 1) / (end - first))
+        settings = GenerationSettings(NEW_TOKENS, extra={"min_length": len(ids) + NEW_TOKENS})
+        timings = gen.run(ids, settings).complete().timings
+        ttft.append(timings.first_token_s)
+        tps.append(timings.tokens_per_s)
     return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
 
 
 def run_torch(bundle: str, ids_list, threads: int) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from export.llm import resolve_base
+    from export.base import load_causal_lm, resolve_base
     from runtime.bundle import open_bundle
 
     torch.set_num_threads(threads)
-    base = resolve_base(open_bundle(bundle).manifest["model"]["source"])
-    kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(
-        base.location, dtype=torch.float32, **kwargs
-    ).eval()
+    base = resolve_base(open_bundle(bundle).manifest.model.source)
+    model = load_causal_lm(base, dtype=torch.float32).eval()
     ttft, tps = [], []
     with torch.no_grad():
         for ids in ids_list:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from runtime.bundle import open_bundle
-from runtime.generate import GenerationSettings, Generator, Timings
+from runtime.generate import GenerationSettings, Generator
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -23,15 +23,10 @@ def main() -> None:
     for path in sys.argv[1:]:
         bundle = open_bundle(Path(path))
         generator = Generator(bundle.model_dir)
-        print(f"## {path} ({'adapter' if bundle.manifest['model']['adapter'] else 'base'})")
+        print(f"## {path} ({'adapter' if bundle.manifest.model.adapter else 'base'})")
         for q in QUESTIONS:
-            text = "".join(
-                generator.stream(
-                    [{"role": "user", "content": q}],
-                    GenerationSettings(max_new_tokens=48),
-                    Timings(),
-                )
-            )
+            messages = [{"role": "user", "content": q}]
+            text = generator.run(messages, GenerationSettings(max_new_tokens=48)).complete().text
             print(f"- {q} -> {' '.join(text.split())}")
 
 

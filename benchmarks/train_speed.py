@@ -50,7 +50,7 @@ def make_model(shape: str, folder: Path) -> Path:
     if shape == "smollm2":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from export.llm import EMBEDDED_LLM, resolve_base
+        from export.base import EMBEDDED_LLM, resolve_base
 
         base = resolve_base(EMBEDDED_LLM)
         tok = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)
@@ -155,7 +155,8 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
     import torch
     from transformers import AutoTokenizer
 
-    from trainer.recipe import TrainConfig, train
+    from trainer.config import TrainConfig
+    from trainer.recipe import train
 
     data = work / "replies.jsonl"
     reply_data(

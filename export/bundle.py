@@ -9,21 +9,21 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from export.base import LoadedBase, resolve_base
 from export.chunk import ChunkConfig, chunk_documents
 from export.embedder import EMBEDDED_EMBEDDER, export_embedder
 from export.index import OFF_TOPIC, build_index, calibrate_threshold, pseudo_question, write_store
 from export.ingest import ingest
+from export.libraries import quiet_libraries, versions
 from export.llm import (
     LlmConfig,
     build_onnx,
@@ -31,18 +31,28 @@ from export.llm import (
     load_model,
     parameter_count,
     parity_check,
-    resolve_base,
 )
-from runtime import __version__
-from runtime.assistant import DEFAULT_REFUSAL_P
-from runtime.bundle import MANIFEST, SCHEMA_VERSION, Bundle, sha256_file
+from runtime.bundle import Bundle
 from runtime.errors import InputError, UsageError
 from runtime.evaluate import evaluate, load_questions
+from runtime.files import fsync_dir, sha256_file
 from runtime.log import counter, log
+from runtime.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    EmbedderInfo,
+    FileEntry,
+    GenerationInfo,
+    IndexInfo,
+    Manifest,
+    ModelInfo,
+    RetrievalInfo,
+    Sources,
+    StoreInfo,
+    section,
+)
 from runtime.retrieve import Retriever
 
-LIBRARIES = ("onnxruntime", "onnxruntime-genai", "usearch", "tokenizers", "torch",
-             "transformers", "sentence-transformers", "peft", "numpy")  # fmt: skip
 SELF_CHECK_QUERIES = 200
 
 
@@ -86,31 +96,7 @@ class ExportConfig:
             raise UsageError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
 
 
-def _versions() -> dict:
-    found = {"python": platform.python_version(), "outpost": __version__}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
-def quiet_libraries() -> None:
-    """Our progress lines replace the libraries' warnings and progress bars on stderr."""
-    import logging
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    warnings.filterwarnings("ignore")
-    logging.getLogger().setLevel(logging.ERROR)
-    for name in ("transformers", "sentence_transformers", "torch", "onnxruntime", "peft"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def build_bundle(config: ExportConfig) -> dict:
+def build_bundle(config: ExportConfig) -> Manifest:
     """Build the bundle; return its manifest. Raises OutpostError subclasses on bad input."""
     config.check()
     quiet_libraries()
@@ -128,7 +114,7 @@ def build_bundle(config: ExportConfig) -> dict:
     if not docs:
         detail = f" ({skipped[0].path}: {skipped[0].reason})" if skipped else ""
         raise InputError(
-            f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html or .pdf files"
+            f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html, .pdf or .docx files"
         )
     chunks = chunk_documents(docs, config.chunk)
     log(f"{len(docs)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
@@ -140,10 +126,12 @@ def build_bundle(config: ExportConfig) -> dict:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
-        manifest = _build_into(tmp, config, docs, skipped, root, chunks, base)
+        retrieval = _retrieval_part(tmp, config, chunks)
+        model = _llm_part(tmp, config, base)
+        manifest = _manifest(config, docs, skipped, root, chunks, retrieval, model)
         if config.questions:
-            manifest["checks"]["eval"] = _evaluate(tmp, manifest, config.questions)
-        manifest["export_seconds"] = round(time.perf_counter() - started, 1)
+            manifest.checks["eval"] = _evaluate(tmp, manifest, config.questions)
+        manifest.export_seconds = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
         if config.sign:
             from runtime.verify import sign_manifest
@@ -152,11 +140,21 @@ def build_bundle(config: ExportConfig) -> dict:
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"bundle written to {out} in {manifest['export_seconds']} s")
+    log(f"bundle written to {out} in {manifest.export_seconds} s")
     return manifest
 
 
-def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
+@dataclass
+class RetrievalPart:
+    embedder: EmbedderInfo
+    index: IndexInfo
+    threshold: float
+    calibration: dict
+    check: dict
+
+
+def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
+    """Embedder (ONNX), chunk vectors, index, chunk store, grounding threshold, self-check."""
     texts = [c.embedding_text() for c in chunks]
     rng = random.Random(0)
     sample_ids = sorted(rng.sample(range(len(chunks)), min(SELF_CHECK_QUERIES, len(chunks))))
@@ -179,23 +177,32 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
     best_off = np.array([retriever.best_score(q) for q in OFF_TOPIC])
     threshold, calibration = calibrate_threshold(best_in, best_off)
     k = config.top_k
-    dense_hits = sum(
-        i in {h.chunk_id for h in retriever.search(q, k, hybrid=False)}
-        for i, q in zip(sample_ids, queries)
-    )
-    hybrid_hits = sum(
-        i in {h.chunk_id for h in retriever.search(q, k)} for i, q in zip(sample_ids, queries)
-    )
-    retrieval_check = {
+
+    def hit_rate(hybrid: bool) -> float:
+        hits = sum(i in {h.chunk_id for h in retriever.search(q, k, hybrid=hybrid)}
+                   for i, q in zip(sample_ids, queries))  # fmt: skip
+        return round(hits / len(queries), 4)
+
+    check = {
         "queries": len(queries),
         "query": "first sentence of a sampled chunk",
-        f"dense_hit_at_{k}": round(dense_hits / len(queries), 4),
-        f"hybrid_hit_at_{k}": round(hybrid_hits / len(queries), 4),
+        f"dense_hit_at_{k}": hit_rate(False),
+        f"hybrid_hit_at_{k}": hit_rate(True),
         "off_topic_refused": round(float(np.mean(best_off < threshold)), 4),
         "in_corpus_refused": round(float(np.mean(best_in < threshold)), 4),
     }
-    del retriever
+    embedder, index = section(EmbedderInfo, emb.config), section(IndexInfo, index_info)
+    return RetrievalPart(embedder, index, threshold, calibration, check)
 
+
+@dataclass
+class ModelPart:
+    info: ModelInfo
+    parity: dict
+
+
+def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase) -> ModelPart:
+    """Base model (+ adapter) -> onnxruntime-genai folder, checked against PyTorch."""
     model, tokenizer, merge = load_model(base, config.llm.adapter, log)
     params = parameter_count(model)
     work = tmp / ".work"
@@ -213,51 +220,58 @@ def _build_into(tmp: Path, config, docs, skipped, root, chunks, base) -> dict:
     del model
     gc.collect()
     genai = json.loads((tmp / "model" / "genai_config.json").read_text())
+    info = ModelInfo(
+        dir="model",
+        base=base.model_id,
+        source=config.llm.base,  # as given to --base: what the trainer and benchmarks reload
+        base_sha256=base.weights_sha256,
+        parameters=params,
+        adapter=merge,
+        quantization=quant,
+        chat_template_sha256=chat_template_sha256(tmp / "model"),
+        context_length=genai["model"]["context_length"],
+        type=genai["model"]["type"],
+    )
+    return ModelPart(info, parity)
 
-    return {
-        "schema": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "libraries": _versions(),
-        "model": {
-            "dir": "model",
-            "base": base.model_id,
-            "source": config.llm.base,  # as given to --base: what the trainer and benchmarks reload
-            "base_sha256": base.weights_sha256,
-            "parameters": params,
-            "adapter": merge,
-            "quantization": quant,
-            "chat_template_sha256": chat_template_sha256(tmp / "model"),
-            "context_length": genai["model"]["context_length"],
-            "type": genai["model"]["type"],
-        },
-        "embedder": emb.config,
-        "chunker": {**config.chunk.as_dict(), "chunks": len(chunks)},
-        "index": index_info,
-        "store": {"file": "chunks.sqlite", "count": len(chunks), "fts": "fts5 unicode61"},
-        "retrieval": {
-            "top_k": k,
-            "hybrid": "rrf(dense, bm25)",
-            "grounding_threshold": threshold,
-            "calibration": calibration,
-        },  # fmt: skip
-        "generation": {
-            "max_context": config.max_context,
-            "max_new_tokens": config.max_new_tokens,
-            "repetition_penalty": config.repetition_penalty,
-            "refusal_min_p": DEFAULT_REFUSAL_P,  # runtime refusal gate (runtime/generate.py)
-        },  # fmt: skip
-        "checks": {"parity": parity, "retrieval": retrieval_check},
-        "sources": {
-            "root": str(root),
-            "documents": [
+
+def _manifest(
+    config, docs, skipped, root, chunks, retrieval: RetrievalPart, model: ModelPart
+) -> Manifest:
+    """Everything but the file list, which is written last (_write_manifest)."""
+    return Manifest(
+        schema=SCHEMA_VERSION,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        libraries=versions(),
+        model=model.info,
+        embedder=retrieval.embedder,
+        chunker={**config.chunk.as_dict(), "chunks": len(chunks)},
+        index=retrieval.index,
+        store=StoreInfo(file="chunks.sqlite", count=len(chunks), fts="fts5 unicode61"),
+        retrieval=RetrievalInfo(
+            top_k=config.top_k,
+            grounding_threshold=retrieval.threshold,
+            calibration=retrieval.calibration,
+        ),  # fmt: skip
+        generation=GenerationInfo(
+            max_context=config.max_context,
+            max_new_tokens=config.max_new_tokens,
+            repetition_penalty=config.repetition_penalty,
+        ),
+        checks={"parity": model.parity, "retrieval": retrieval.check},
+        sources=Sources(
+            root=str(root),
+            documents=[
                 {"path": d.source, "type": d.kind, "sha256": sha256_file(d.path)} for d in docs
-            ],  # fmt: skip
-            "skipped": [asdict(s) for s in skipped],
-        },
-    }
+            ],
+            skipped=[asdict(s) for s in skipped],
+        ),
+        files={},
+        size_bytes=0,
+    )
 
 
-def _evaluate(tmp: Path, manifest: dict, questions: str) -> dict:
+def _evaluate(tmp: Path, manifest: Manifest, questions: str) -> dict:
     from runtime.assistant import AskConfig, Assistant
 
     log(f"evaluating the bundle on {questions}")
@@ -271,18 +285,16 @@ def _evaluate(tmp: Path, manifest: dict, questions: str) -> dict:
     return report
 
 
-def _write_manifest(tmp: Path, manifest: dict) -> None:
+def _write_manifest(tmp: Path, manifest: Manifest) -> None:
     files = {}
     for f in sorted(tmp.rglob("*")):
         if f.is_file() and f.name != MANIFEST:
-            files[f.relative_to(tmp).as_posix()] = {
-                "size": f.stat().st_size,
-                "sha256": sha256_file(f),
-            }
-    manifest["files"] = files
-    manifest["size_bytes"] = sum(v["size"] for v in files.values())
-    path = tmp / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            files[f.relative_to(tmp).as_posix()] = FileEntry(f.stat().st_size, sha256_file(f))
+    manifest.files = files
+    manifest.size_bytes = sum(v.size for v in files.values())
+    text = manifest.to_json()
+    Manifest.from_json(text)  # what the runtime will read: every field present and typed
+    (tmp / MANIFEST).write_text(text, encoding="utf-8")
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -294,8 +306,4 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(out.parent)

@@ -1,6 +1,6 @@
 """Files -> documents: each document is a list of blocks (text with its heading path).
 
-Markdown, plain text, HTML and PDF. A block is a paragraph, a list item, a table, a code
+Markdown and Word (export/markup.py), plain text, HTML and PDF. A block is a paragraph, a list item, a table, a code
 block or a definition term. Navigation, scripts and page furniture are dropped; when an HTML
 page marks its main content (<main>, role="main", <article>), only that is kept.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from runtime.errors import InputError
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
-             ".htm": "html", ".pdf": "pdf"}  # fmt: skip
+             ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
 
 
 @dataclass
@@ -92,6 +92,10 @@ def read_document(path: Path, source: str) -> Document:
     doc = Document(source, path, kind)
     if kind == "pdf":
         doc.blocks = read_pdf(path)
+    elif kind == "docx":
+        from export.markup import read_docx
+
+        doc.blocks = read_docx(path)
     else:
         try:
             raw = path.read_bytes()
@@ -100,6 +104,8 @@ def read_document(path: Path, source: str) -> Document:
         if b"\x00" in raw[:4096]:
             raise InputError("binary content, not text")
         text = raw.decode("utf-8", errors="replace")
+        from export.markup import read_markdown
+
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
     doc.blocks = [b for b in doc.blocks if b.text.strip()]
     if not doc.blocks:
@@ -107,69 +113,6 @@ def read_document(path: Path, source: str) -> Document:
             "no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
         )
     return doc
-
-
-def read_markdown(text: str) -> list[Block]:
-    blocks: list[Block] = []
-    headings: list[tuple[int, str]] = []
-    para: list[str] = []
-    table: list[str] = []  # rows of a pipe table, one line each ("a | b | c")
-    fence: list[str] | None = None
-
-    def flush():
-        if para:
-            blocks.append(Block(clean(" ".join(para)), tuple(h for _, h in headings)))
-            para.clear()
-        if table:
-            rows = "\n".join(table)
-            blocks.append(Block(clean(rows, True), tuple(h for _, h in headings), code=True))
-            table.clear()
-
-    lines = text.replace("\r\n", "\n").split("\n")
-    for line in lines:
-        stripped = line.strip()
-        if fence is not None:
-            if stripped.startswith(("```", "~~~")):
-                blocks.append(
-                    Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True)
-                )
-                fence = None
-            else:
-                fence.append(line)
-            continue
-        if stripped.startswith(("```", "~~~")):
-            flush()
-            fence = []
-            continue
-        if stripped.startswith("|"):  # pipe table: keep one row per line, as HTML tables
-            if para:
-                flush()
-            if not re.fullmatch(r"[|:\-\s]+", stripped):  # not the |---|---| rule
-                table.append(" | ".join(c.strip() for c in stripped.strip("|").split("|")))
-            continue
-        if table:
-            flush()
-        level, title = 0, ""
-        if m := re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", stripped):
-            level, title = len(m.group(1)), m.group(2)
-        elif para and len(para) == 1 and re.fullmatch(r"=+|-+", stripped) and len(stripped) >= 3:
-            level, title = (1 if stripped[0] == "=" else 2), para.pop()
-        if level:
-            flush()
-            headings = [(lv, h) for lv, h in headings if lv < level] + [(level, clean(title))]
-        elif not stripped:
-            flush()
-        elif re.match(r"^([-*+]|\d+[.)])\s+", stripped) and para:
-            flush()  # each list item is its own block
-            para.append(stripped)
-        else:
-            para.append(stripped)
-    if fence:
-        blocks.append(
-            Block(clean("\n".join(fence), True), tuple(h for _, h in headings), code=True)
-        )
-    flush()
-    return blocks
 
 
 def read_text(text: str) -> list[Block]:

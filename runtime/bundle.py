@@ -1,7 +1,8 @@
-"""Open a bundle: read bundle.json and check that every file it lists is there.
+"""Open a bundle: read bundle.json (runtime/manifest.py) and check the files it lists.
 
 A bundle is a folder:
     bundle.json        manifest (schema, versions, settings, checks, size + sha256 of every file)
+    bundle.sig         optional Ed25519 signature over bundle.json (runtime/verify.py)
     model/             onnxruntime-genai model folder (genai_config.json, model.onnx, tokenizer)
     embedder/          model.onnx (pooling and normalisation inside the graph) + tokenizer.json
     index.usearch      usearch index over the chunk embeddings
@@ -10,69 +11,95 @@ A bundle is a folder:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import BundleError
+from runtime.files import sha256_file
+from runtime.manifest import MANIFEST, Manifest
 
-MANIFEST = "bundle.json"
-SCHEMA_VERSION = 1
+SIGNATURE = "bundle.sig"
+NOT_LISTED = {MANIFEST, SIGNATURE}
 
 
 @dataclass(frozen=True)
 class Bundle:
     path: Path
-    manifest: dict
+    manifest: Manifest
 
     def file(self, relative: str) -> Path:
         return self.path / relative
 
     @property
     def model_dir(self) -> Path:
-        return self.path / self.manifest["model"]["dir"]
+        return self.path / self.manifest.model.dir
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    kind: str  # missing | changed | unexpected | binding | signature
+    detail: str
+
+    def __str__(self) -> str:
+        if self.kind == "missing":
+            return f"{self.path} is missing"
+        if self.kind == "changed":
+            return f"{self.path} has changed ({self.detail})"
+        return f"{self.path}: {self.kind} ({self.detail})"
 
 
-def open_bundle(path: str | Path, verify_hashes: bool = False, check_sizes: bool = True) -> Bundle:
-    """Read the manifest and check sizes (and, if asked, sha256) of every listed file."""
+def check_files(
+    root: Path, manifest: Manifest, hashes: bool = True, unexpected: bool = True
+) -> list[Problem]:
+    """Every listed file present with its size (and sha256); unlisted files reported."""
+    problems = []
+    for rel, entry in sorted(manifest.files.items()):
+        f = root / rel
+        if not f.is_file() or f.is_symlink():
+            problems.append(
+                Problem(rel, "missing", "listed in bundle.json, not on disk as a plain file")
+            )
+        elif (size := f.stat().st_size) != entry.size:
+            problems.append(Problem(rel, "changed", f"{size} bytes, expected {entry.size}"))
+        elif hashes and sha256_file(f) != entry.sha256:
+            problems.append(Problem(rel, "changed", "sha256 differs from bundle.json"))
+    if unexpected:
+        for f in sorted(root.rglob("*")):
+            rel = f.relative_to(root).as_posix()
+            if (
+                (f.is_file() or f.is_symlink())
+                and rel not in manifest.files
+                and rel not in NOT_LISTED
+            ):
+                problems.append(Problem(rel, "unexpected", "not listed in bundle.json"))
+    return problems
+
+
+def read_manifest(root: Path) -> Manifest:
+    path = root / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BundleError(f"{path} is unreadable ({e.strerror}); copy the bundle again") from None
+    return Manifest.from_json(raw, str(path))
+
+
+def open_bundle(path: str | Path, check_sizes: bool = True) -> Bundle:
+    """Read the manifest and (by default) check that every listed file has its size."""
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"{root} is not a folder; pass a bundle made by `outpost export`")
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+    if not (root / MANIFEST).is_file():
         raise BundleError(
             f"{root} is not a bundle (no {MANIFEST}); build one with `outpost export`"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise BundleError(f"{manifest_path} is unreadable ({e}); rebuild the bundle") from None
-    schema = manifest.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise BundleError(
-            f"{manifest_path}: schema {schema!r}, this outpost reads schema {SCHEMA_VERSION}; "
-            "rebuild the bundle with this version of `outpost export`"
-        )
-    problems = []
-    for rel, meta in sorted(manifest.get("files", {}).items() if check_sizes else []):
-        f = root / rel
-        if not f.is_file():
-            problems.append(f"{rel} is missing")
-        elif f.stat().st_size != meta["size"]:
-            problems.append(f"{rel} has {f.stat().st_size} bytes, expected {meta['size']}")
-        elif verify_hashes and sha256_file(f) != meta["sha256"]:
-            problems.append(f"{rel} has changed (sha256 mismatch)")
-    if problems:
-        raise BundleError(
-            f"bundle {root} is damaged: {'; '.join(problems)}; copy the bundle again or re-export it"
-        )
+    manifest = read_manifest(root)
+    if check_sizes:
+        problems = check_files(root, manifest, hashes=False, unexpected=False)
+        if problems:
+            raise BundleError(
+                f"bundle {root} is damaged: {'; '.join(map(str, problems))}; "
+                "copy the bundle again or re-export it"
+            )
     return Bundle(root, manifest)

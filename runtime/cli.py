@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from importlib import metadata
 
 import click
 
 from runtime.errors import OutpostError
 
+PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
+
+
+@functools.cache
+def _plugins() -> dict:
+    """Commands other packages register (e.g. export, train); loaded only when used."""
+    return {ep.name: ep for ep in metadata.entry_points(group=PLUGINS)}
+
 
 class Group(click.Group):
-    """Turns library errors into one `Error: ...` line and an exit code; no tracebacks."""
+    """Turns library errors into one `Error: ...` line and an exit code; no tracebacks.
+
+    Besides its own (device) commands it lists the commands registered under the
+    `outpost.commands` entry-point group, importing a command's module only when it is run or
+    its help is shown. The runtime does not name them.
+    """
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_plugins()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in _plugins():
+            command = _plugins()[name].load()
+        return command
 
     def invoke(self, ctx):
         try:
@@ -35,6 +59,11 @@ def cli():
     """
 
 
+def trust_option(help: str):
+    return click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
+                        help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)")  # fmt: skip
+
+
 def _ask_options(f):
     options = [
         click.option("--top-k", type=int, help="Passages given to the model (default: the bundle's)."),
@@ -47,8 +76,7 @@ def _ask_options(f):
                      help="CPU threads (0: onnxruntime's default)."),
         click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
         click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks."),
-        click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
-                     help="Trusted public key (file or folder); unsigned or wrongly signed bundles are refused."),
+        trust_option("Trusted public key: unsigned or wrongly signed bundles are refused"),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -61,7 +89,15 @@ def _open(
     from pathlib import Path
 
     from runtime.assistant import AskConfig, open_assistant
+    from runtime.generate import available_cores
 
+    cores = available_cores()
+    if threads > cores:
+        click.echo(
+            f"note: --threads {threads} is more than the {cores} cores available; using {cores}",
+            err=True,
+        )
+        threads = cores
     config = AskConfig(
         top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid, refusal_p
     )
@@ -69,9 +105,9 @@ def _open(
 
 
 def _print_sources(answer) -> None:
-    if answer.refused or not answer.citations:
+    cited = answer.shown_citations()
+    if not cited:
         return
-    cited = [c for c in answer.citations if c["cited"]] or answer.citations
     click.echo("\nSources:")
     for c in cited:
         where = c["source"] + (f" > {c['heading']}" if c["heading"] else "")
@@ -87,6 +123,18 @@ def _print_timings(answer) -> None:
     )
 
 
+def _read_stdin() -> str:
+    from runtime.errors import InputError
+
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"the question on stdin is not UTF-8 text (byte {e.start}); send UTF-8"
+        ) from None
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @click.argument("question", required=False)
@@ -100,12 +148,11 @@ def _print_timings(answer) -> None:
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
 def ask(bundle, question, as_json, timings, **options):
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
-    if question is None or question == "-":
-        question = "" if sys.stdin.isatty() else sys.stdin.read()
-    from runtime.errors import InputError
+    from runtime.prompt import check_question
 
-    if not question.strip():
-        raise InputError("the question is empty; pass it as an argument or on stdin")
+    if question is None or question == "-":
+        question = "" if sys.stdin.isatty() else _read_stdin()
+    question = check_question(question)
     assistant = _open(bundle, **options)
     stream = None if as_json else lambda piece: click.echo(piece, nl=False)
     answer = assistant.ask(question, on_text=stream)
@@ -173,23 +220,24 @@ def info(bundle, as_json):
 
     m = open_bundle(resolve(bundle)).manifest
     if as_json:
-        click.echo(json.dumps(m, indent=2))
+        click.echo(json.dumps(m.to_dict(), indent=2))
         return
-    model, emb, idx, checks = m["model"], m["embedder"], m["index"], m["checks"]
-    quant = model["quantization"]
+    model, emb, idx, checks, quant = m.model, m.embedder, m.index, m.checks, m.model.quantization
+    retrieval = checks.get("retrieval", {})
+    parity = checks.get("parity", {}).get("token_agreement_pct", "?")
     rows = [
-        ("bundle", f"{bundle} ({m['size_bytes'] / 1e6:.1f} MB, {len(m['files'])} files, schema {m['schema']})"),
-        ("created", f"{m['created']} in {m.get('export_seconds', '?')} s"),
-        ("model", f"{model['base']} ({model['parameters'] / 1e6:.0f}M parameters, {quant['precision']}"
-                  + (f", {quant.get('algo_config', 'rtn')}" if quant["precision"] != "fp32" else "") + ")"),
-        ("adapter", model["adapter"]["path"] if model["adapter"] else "none"),
-        ("embedder", f"{emb['id']} ({emb['dim']}-d, {emb['pooling']} pooling, {emb['variant']})"),
-        ("index", f"{idx['count']} chunks, usearch {idx['metric']} {idx['dtype']}"),
-        ("documents", f"{len(m['sources']['documents'])} ({len(m['sources']['skipped'])} skipped)"),
-        ("grounding", f"threshold {m['retrieval']['grounding_threshold']}, top-k {m['retrieval']['top_k']}, "
-                      f"declines at p >= {m['generation'].get('refusal_min_p', 0.5)}"),
-        ("parity", f"{checks['parity']['token_agreement_pct']}% greedy tokens agree with PyTorch"),
-        ("retrieval", ", ".join(f"{k} {v}" for k, v in checks["retrieval"].items() if k.startswith(("dense", "hybrid")))),
+        ("bundle", f"{bundle} ({m.size_bytes / 1e6:.1f} MB, {len(m.files)} files, schema {m.schema})"),
+        ("created", f"{m.created} in {m.export_seconds or '?'} s"),
+        ("model", f"{model.base} ({model.parameters / 1e6:.0f}M parameters, {quant.get('precision', '?')}"
+                  + (f", {quant.get('algo_config', 'rtn')}" if quant.get("precision") != "fp32" else "") + ")"),
+        ("adapter", model.adapter.get("path", "?") if model.adapter else "none"),
+        ("embedder", f"{emb.id} ({emb.dim}-d, {emb.pooling} pooling, {emb.variant})"),
+        ("index", f"{idx.count} chunks, usearch {idx.metric} {idx.dtype}"),
+        ("documents", f"{len(m.sources.documents)} ({len(m.sources.skipped)} skipped)"),
+        ("grounding", f"threshold {m.retrieval.grounding_threshold}, top-k {m.retrieval.top_k}, "
+                      f"declines at p >= {m.generation.refusal_min_p}"),
+        ("parity", f"{parity}% greedy tokens agree with PyTorch"),
+        ("retrieval", ", ".join(f"{k} {v}" for k, v in retrieval.items() if k.startswith(("dense", "hybrid")))),
     ]  # fmt: skip
     for key, value in rows:
         click.echo(f"{key:>10}  {value}")
@@ -197,17 +245,16 @@ def info(bundle, as_json):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
-              help="Trusted public key (file or folder): require a valid signature by one of them.")  # fmt: skip
+@trust_option("Trusted public key: require a valid signature by one of them")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def verify(bundle, trust, as_json):
     """Check every file of BUNDLE against bundle.json (size and sha256), the index binding and,
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
 
-    from runtime.bundle import open_bundle
+    from runtime.bundle import check_files, open_bundle
     from runtime.install import resolve
-    from runtime.verify import check_binding, check_files, check_signature, load_public_keys
+    from runtime.verify import check_binding, check_signature, load_public_keys
 
     b = open_bundle(resolve(bundle), check_sizes=False)
     problems = check_files(b.path, b.manifest) + check_binding(b.path, b.manifest)
@@ -215,14 +262,14 @@ def verify(bundle, trust, as_json):
         if (p := check_signature(b.path, load_public_keys([Path(t) for t in trust]))) is not None:
             problems.append(p)
     if as_json:
-        click.echo(json.dumps({"bundle": str(b.path), "ok": not problems, "files": len(b.manifest["files"]),
+        click.echo(json.dumps({"bundle": str(b.path), "ok": not problems, "files": len(b.manifest.files),
                                "problems": [p.__dict__ for p in problems]}, indent=2))  # fmt: skip
     else:
         for p in problems:
             click.echo(f"{p.kind:>10}  {p.path}  ({p.detail})")
         if not problems:
             signed = ", signature valid" if trust else ""
-            click.echo(f"ok: {len(b.manifest['files'])} files match bundle.json{signed}")
+            click.echo(f"ok: {len(b.manifest.files)} files match bundle.json{signed}")
     if problems:
         raise OutpostError(
             f"{len(problems)} problem(s) in {b.path}; copy the bundle again or re-export it"
@@ -230,45 +277,10 @@ def verify(bundle, trust, as_json):
 
 
 @cli.command()
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(),
-    help="Key path prefix: writes PREFIX.key and PREFIX.pub.",
-)
-def keygen(out):
-    """Make an Ed25519 key pair for signing bundles (`export --sign PREFIX.key`)."""
-    from pathlib import Path
-
-    from runtime.verify import generate_keypair
-
-    prefix = Path(out)
-    fp = generate_keypair(
-        prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
-    )
-    click.echo(f"{prefix}.key (keep it secret), {prefix}.pub (copy to devices); key id {fp}")
-
-
-@cli.command()
-@click.argument("bundle", type=click.Path())
-@click.option("--output", "-o", required=True, type=click.Path(), help="Archive file to write.")
-def pack(bundle, output):
-    """Verify BUNDLE and pack it into one archive for `outpost install`."""
-    from pathlib import Path
-
-    from runtime.install import pack as pack_bundle
-
-    size = pack_bundle(Path(bundle), Path(output))
-    click.echo(f"{output}: {size / 1e6:.1f} MB")
-
-
-@cli.command()
 @click.argument("archive", type=click.Path())
 @click.option("--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES",
               help="Bundles folder on the device (holds releases/, current, previous).")  # fmt: skip
-@click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
-              help="Trusted public key: refuse archives not signed by one of them.")  # fmt: skip
+@trust_option("Trusted public key: refuse archives not signed by one of them")
 def install(archive, bundles, trust):
     """Extract ARCHIVE safely, verify it, then switch BUNDLES/current to it atomically."""
     from pathlib import Path
@@ -319,121 +331,6 @@ def eval_cmd(bundle, questions, as_json, **options):
     for r in report["rows"]:
         if r["answerable"] and not r["correct"]:
             click.echo(f"  miss {r['id']}: {r['answer'][:100]!r}")
-
-
-@cli.command("export")
-@click.argument("docs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "-o", required=True, type=click.Path(), help="Bundle folder to write.")
-@click.option(
-    "--base",
-    envvar="OUTPOST_BASE",
-    help="Base model: a Hugging Face folder, a .gguf file or a hub id "
-    "[default: the adapter's base, else embedded:SmolLM2-135M-Instruct].",
-)
-@click.option(
-    "--adapter",
-    type=click.Path(),
-    help="PEFT adapter (or `outpost train` run folder) to merge before conversion.",
-)
-@click.option(
-    "--precision", type=click.Choice(["int4", "int8", "fp32"]), default="int4", show_default=True
-)
-@click.option(
-    "--quant-algo",
-    default="k_quant_mixed",
-    show_default=True,
-    help="int4/int8 method: default, rtn, k_quant, k_quant_last, k_quant_mixed.",
-)
-@click.option(
-    "--embedder",
-    default="embedded:all-MiniLM-L6-v2",
-    show_default=True,
-    help="sentence-transformers model folder or hub id.",
-)
-@click.option("--top-k", default=4, show_default=True, help="Passages per question.")
-@click.option(
-    "--max-context",
-    default=1536,
-    show_default=True,
-    help="Token budget for prompt + answer on the device.",
-)
-@click.option("--max-new-tokens", default=200, show_default=True, help="Longest answer in tokens.")
-@click.option(
-    "--chunk-chars", default=900, show_default=True, help="Target chunk size in characters."
-)
-@click.option(
-    "--chunk-overlap", default=150, show_default=True, help="Overlap between chunks of one section."
-)
-@click.option(
-    "--questions",
-    type=click.Path(),
-    help="Questions file: run `outpost eval` and store the report in bundle.json.",
-)
-@click.option(
-    "--exclude", multiple=True, help="Glob of files to leave out (path or name); repeatable."
-)
-@click.option(
-    "--sign",
-    type=click.Path(),
-    help="Ed25519 private key (from `outpost keygen`) to sign the bundle.",
-)
-@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-@click.option("--strict", is_flag=True, help="Fail when any file is skipped.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
-def export_cmd(docs, out, base, adapter, precision, quant_algo, embedder, top_k, max_context,
-               max_new_tokens, chunk_chars, chunk_overlap, questions, exclude, sign, force, strict, as_json):  # fmt: skip
-    """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf files)."""
-    from export.bundle import ExportConfig, build_bundle
-    from export.chunk import ChunkConfig
-    from export.llm import LlmConfig, base_for
-
-    config = ExportConfig(
-        docs=list(docs),
-        out=out,
-        llm=LlmConfig(
-            base=base_for(base, adapter),
-            adapter=adapter,
-            precision=precision,
-            quant_algo=quant_algo,
-        ),
-        embedder=embedder,
-        chunk=ChunkConfig(target_chars=chunk_chars, overlap_chars=chunk_overlap),
-        top_k=top_k,
-        max_context=max_context,
-        max_new_tokens=max_new_tokens,
-        questions=questions,
-        exclude=tuple(exclude),
-        sign=sign,
-        force=force,
-        strict=strict,
-    )
-    manifest = build_bundle(config)
-    if as_json:
-        click.echo(json.dumps(manifest, indent=2))
-    else:
-        checks = manifest["checks"]
-        click.echo(
-            f"{out}: {manifest['size_bytes'] / 1e6:.1f} MB, {manifest['index']['count']} chunks, "
-            f"parity {checks['parity']['token_agreement_pct']}%, "
-            f"threshold {manifest['retrieval']['grounding_threshold']}"
-        )
-
-
-@cli.command(
-    "train",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.pass_context
-def train_entry(ctx):
-    """Train a LoRA/QLoRA adapter (needs the [train] extra)."""
-    try:
-        from trainer.cli import train_cmd
-    except ImportError as e:
-        raise OutpostError(
-            f"`outpost train` needs the training extra ({e.name} is missing): pip install 'outpost-llm[train]'"
-        ) from None
-    train_cmd.main(ctx.args, prog_name="outpost train", standalone_mode=False)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.manifest import EmbedderInfo
+
 
 class Embedder:
     def __init__(self, model_path: Path, tokenizer_path: Path, max_tokens: int, threads: int = 0):
@@ -57,10 +59,7 @@ class Embedder:
         return out
 
 
-def open_embedder(bundle_path: Path, config: dict, threads: int = 0) -> Embedder:
+def open_embedder(bundle_path: Path, config: EmbedderInfo, threads: int = 0) -> Embedder:
     return Embedder(
-        bundle_path / config["file"],
-        bundle_path / config["tokenizer"],
-        int(config["max_tokens"]),
-        threads,
+        bundle_path / config.file, bundle_path / config.tokenizer, config.max_tokens, threads
     )

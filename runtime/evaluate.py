@@ -11,12 +11,12 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 
 from __future__ import annotations
 
-import json
 import statistics
 import unicodedata
 from pathlib import Path
 
 from runtime.errors import InputError
+from runtime.files import read_jsonl
 
 
 def _norm(text: str) -> str:
@@ -25,17 +25,9 @@ def _norm(text: str) -> str:
 
 def load_questions(path: str | Path) -> list[dict]:
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p} does not exist; pass a JSON-lines questions file")
     items = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}:{number}: not JSON ({e.msg})") from None
-        if not isinstance(item, dict) or not str(item.get("question", "")).strip():
+    for number, item in read_jsonl(p, "a JSON-lines questions file"):
+        if not str(item.get("question", "")).strip():
             raise InputError(f'{p}:{number}: needs a non-empty "question"')
         if not isinstance(item.get("answerable", True), bool):
             raise InputError(f'{p}:{number}: "answerable" must be true or false')
@@ -43,22 +35,14 @@ def load_questions(path: str | Path) -> list[dict]:
         item.setdefault("answerable", True)
         item.setdefault("answer_keywords", [])
         items.append(item)
-    if not items:
-        raise InputError(f"{p} holds no questions")
     return items
 
 
-def _matches(source: str, wanted: str | None) -> bool:
+def source_matches(source: str, wanted: str | None) -> bool:
+    """A document path as the bundle names it against one given by a user (or a suffix of it)."""
     return bool(wanted) and (
         source == wanted or source.endswith("/" + wanted) or wanted.endswith("/" + source)
     )
-
-
-def shown_citations(answer) -> list[dict]:
-    """The citations the CLI prints: those the answer names, else every passage given."""
-    if answer.refused:
-        return []
-    return [c for c in answer.citations if c["cited"]] or answer.citations
 
 
 def evaluate(assistant, questions: list[dict], progress=None) -> dict:
@@ -73,8 +57,8 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             "answerable": item["answerable"],
             "refused": answer.refused,
             "correct": item["answerable"] and not answer.refused and keywords_ok,
-            "cited": any(_matches(c["source"], wanted) for c in shown_citations(answer)),
-            "retrieved": any(_matches(c["source"], wanted) for c in answer.citations),
+            "cited": any(source_matches(c["source"], wanted) for c in answer.shown_citations()),
+            "retrieved": any(source_matches(c["source"], wanted) for c in answer.citations),
             "answer": answer.text,
             "refusal_p": answer.refusal_p,
             "ttft_s": answer.timings.first_token_s,

@@ -1,21 +1,46 @@
 """Token generation with onnxruntime-genai: Config -> Model -> Tokenizer -> Generator loop.
 
 The model folder's genai_config.json supplies defaults; only what the caller sets is overridden.
+Every caller that decodes (ask, chat, eval, the export parity check, benchmarks) goes through
+`Generator.run`, which returns a per-call `Run`: iterate it for text pieces, read `run.result`
+for the token ids, timings, what the logits processors measured and why it finished. Nothing
+about one call is stored on the Generator, so several calls can be in flight.
+
+A logits processor looks at (and may change) the next-token logits before a token is chosen:
+`wants(new_ids)` says whether it needs the logits at this step (reading them costs a copy of
+the vocabulary row, so processors ask only when they act), `__call__(new_ids, logits)` returns
+changed logits or None, and `measured()` returns what it found for the result.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 # Official onnxruntime-genai builds send telemetry unless this is set before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 @dataclass
@@ -48,6 +73,32 @@ class GenerationSettings:
 
 
 @dataclass
+class Generation:
+    """What one call produced."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    measured: dict = field(default_factory=dict)  # from the logits processors
+    finish_reason: str | None = None  # "end" (end of text or length), "stopped" (caller)
+
+
+class LogitsProcessor(Protocol):
+    def wants(self, new_ids: list[int]) -> bool: ...
+
+    def __call__(self, new_ids: list[int], logits: np.ndarray) -> np.ndarray | None: ...
+
+    def measured(self) -> dict: ...
+
+
+def probability(logits, ids) -> float:
+    """Softmax probability mass of `ids` in a logits row."""
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    e = np.exp(row - row.max())
+    return float(e[list(ids)].sum() / e.sum())
+
+
+@dataclass(frozen=True)
 class RefusalGate:
     """Decline only when the model puts at least `min_p` of its probability on declining.
 
@@ -57,18 +108,105 @@ class RefusalGate:
     questions with as little as 20 % of its probability on declining. The gate measures the
     probability of the refusal's first two tokens; below `min_p` those two tokens are not
     allowed to follow each other and the model answers with its next choice.
+
+    The gate is the setting; `processor()` makes the per-call logits processor.
     """
 
     first: int  # the refusal's first token
     second: frozenset[int]  # tokens that continue it into the refusal
     min_p: float = 0.5
-    p: float | None = None  # measured on the last call: probability of declining
+
+    def processor(self) -> RefusalCheck:
+        return RefusalCheck(self)
 
 
-def _softmax_at(logits, ids) -> float:
-    row = np.asarray(logits, dtype=np.float64).reshape(-1)
-    e = np.exp(row - row.max())
-    return float(e[list(ids)].sum() / e.sum())
+@dataclass
+class RefusalCheck:
+    gate: RefusalGate
+    opening: float | None = None  # probability of the refusal's first token
+    p: float | None = None  # probability of declining; None when the answer opened otherwise
+
+    def wants(self, new_ids: list[int]) -> bool:
+        return not new_ids or (len(new_ids) == 1 and new_ids[0] == self.gate.first)
+
+    def __call__(self, new_ids: list[int], logits: np.ndarray) -> np.ndarray | None:
+        if not new_ids:
+            self.opening = probability(logits, [self.gate.first])
+            return None
+        self.p = self.opening * probability(logits, self.gate.second)
+        if self.p >= self.gate.min_p:
+            return None
+        blocked = np.array(logits, dtype=np.float32)
+        blocked[..., list(self.gate.second)] = np.finfo(np.float32).min
+        return blocked
+
+    def measured(self) -> dict:
+        return {"refusal_p": self.p}
+
+
+class Run:
+    """One generation in progress: iterate for text pieces; `result` fills as it goes."""
+
+    def __init__(self, owner: Generator, ids: list[int], settings: GenerationSettings,
+                 processors: Sequence[LogitsProcessor], should_stop: Callable[[], bool]):  # fmt: skip
+        self.owner, self.ids, self.settings = owner, ids, settings
+        self.processors, self.should_stop = list(processors), should_stop
+        self.result = Generation()
+
+    def __iter__(self) -> Iterator[str]:
+        og, model = self.owner.og, self.owner.model
+        result, timings = self.result, self.result.timings
+        timings.prompt_tokens = len(self.ids)
+        params = og.GeneratorParams(model)
+        params.set_search_options(
+            max_length=min(self.owner.context_length, len(self.ids) + self.settings.max_new_tokens),
+            do_sample=False,
+            repetition_penalty=self.settings.repetition_penalty,
+            **self.settings.extra,
+        )
+        generator = og.Generator(model, params)
+        decoder = self.owner.tokenizer.create_stream()
+        start = time.perf_counter()
+        generator.append_tokens(self.ids)
+        new_ids = result.token_ids
+        while not generator.is_done():
+            if self.should_stop():
+                result.finish_reason = "stopped"
+                break
+            self._process(generator, new_ids)
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            new_ids.append(token)
+            timings.new_tokens += 1
+            if timings.new_tokens == 1:
+                timings.first_token_s = time.perf_counter() - start
+            timings.total_s = time.perf_counter() - start
+            piece = decoder.decode(token)
+            if piece:
+                result.text += piece
+                yield piece
+        else:
+            result.finish_reason = "end"
+        for p in self.processors:
+            result.measured.update(p.measured())
+
+    def _process(self, generator, new_ids: list[int]) -> None:
+        active = [p for p in self.processors if p.wants(new_ids)]
+        if not active:
+            return
+        logits = generator.get_logits()
+        changed = False
+        for p in active:
+            out = p(new_ids, logits)
+            if out is not None:
+                logits, changed = out, True
+        if changed:
+            generator.set_logits(np.asarray(logits, dtype=np.float32))
+
+    def complete(self) -> Generation:
+        for _ in self:
+            pass
+        return self.result
 
 
 class Generator:
@@ -86,10 +224,15 @@ class Generator:
         self.tokenizer = og.Tokenizer(self.model)
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
-        self.last_ids: list[int] = []
 
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(self.render(messages))]
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return len(self.tokenizer.encode(self.render(messages)))
 
     def refusal_gate(self, openings: Sequence[str], min_p: float) -> RefusalGate | None:
         """The gate for a refusal that opens with any of `openings` (same first token)."""
@@ -99,54 +242,13 @@ class Generator:
             return None  # a one-token refusal cannot be told from an answer's first word
         return RefusalGate(int(encoded[0][0]), frozenset(int(e[1]) for e in encoded), min_p)
 
-    def count_tokens(self, messages: list[dict]) -> int:
-        return len(self.tokenizer.encode(self.render(messages)))
-
-    def stream(
+    def run(
         self,
-        messages: list[dict],
+        prompt: list[dict] | list[int],
         settings: GenerationSettings,
-        timings: Timings,
+        processors: Sequence[LogitsProcessor] = (),
         should_stop: Callable[[], bool] = lambda: False,
-        gate: RefusalGate | None = None,
-    ) -> Iterator[str]:
-        """Yield decoded text pieces; fill `timings` as it goes (and `gate.p`, if given)."""
-        og = self.og
-        ids = self.tokenizer.encode(self.render(messages))
-        timings.prompt_tokens = len(ids)
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(
-            max_length=min(self.context_length, len(ids) + settings.max_new_tokens),
-            do_sample=False,
-            repetition_penalty=settings.repetition_penalty,
-            **settings.extra,
-        )
-        generator = og.Generator(self.model, params)
-        decoder = self.tokenizer.create_stream()
-        start = time.perf_counter()
-        generator.append_tokens(ids)
-        self.last_ids = []  # the new token ids of this call, for tests and debugging
-        opening = None
-        if gate is not None:
-            gate.p = None
-            opening = _softmax_at(generator.get_logits(), [gate.first])
-        while not generator.is_done() and not should_stop():
-            generator.generate_next_token()
-            token = generator.get_next_tokens()[0]
-            self.last_ids.append(int(token))
-            if opening is not None:  # first token: does it open the refusal?
-                if token == gate.first and not generator.is_done():
-                    logits = generator.get_logits()
-                    gate.p = opening * _softmax_at(logits, gate.second)
-                    if gate.p < gate.min_p:
-                        logits = np.array(logits, dtype=np.float32)
-                        logits[..., list(gate.second)] = np.finfo(np.float32).min
-                        generator.set_logits(logits)
-                opening = None  # (another first token: the model answers; p stays None)
-            timings.new_tokens += 1
-            if timings.new_tokens == 1:
-                timings.first_token_s = time.perf_counter() - start
-            timings.total_s = time.perf_counter() - start
-            piece = decoder.decode(token)
-            if piece:
-                yield piece
+    ) -> Run:
+        """Greedy generation from chat messages (rendered with the model's template) or token ids."""
+        ids = self.encode(prompt) if prompt and isinstance(prompt[0], dict) else list(prompt)
+        return Run(self, ids, settings, processors, should_stop)

@@ -1,4 +1,4 @@
-"""Pack a bundle into one archive; install archives on a device with verification before
+"""Install archives made by `outpost pack` on a device: safe extraction, verification before
 activation, an atomic `current` switch, and rollback.
 
 A bundles folder on a device:
@@ -21,11 +21,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from runtime.bundle import MANIFEST, open_bundle
-from runtime.errors import BundleError, UsageError
+from runtime.bundle import open_bundle
+from runtime.errors import BundleError, OutpostError, UsageError
+from runtime.files import fsync_dir
+from runtime.manifest import MANIFEST
 from runtime.verify import content_id, verify_on_open
 
-ROOT_NAME = "bundle"
+ROOT_NAME = "bundle"  # every archive member lives under bundle/
 
 
 @dataclass
@@ -33,28 +35,6 @@ class Limits:
     max_total_bytes: int = 16 * 2**30
     max_file_bytes: int = 8 * 2**30
     max_files: int = 10_000
-
-
-def pack(bundle: Path, archive: Path) -> int:
-    """Verify the bundle, then write a tar archive (temp file, then rename). Returns its size."""
-    b = open_bundle(bundle)
-    verify_on_open(b.path, b.manifest)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(f".{archive.name}.tmp-{os.getpid()}")
-    try:
-        with tarfile.open(tmp, "w") as tar:
-            for f in sorted(b.path.rglob("*")):
-                if f.is_file():
-                    tar.add(
-                        f,
-                        arcname=f"{ROOT_NAME}/{f.relative_to(b.path).as_posix()}",
-                        recursive=False,
-                    )
-        _fsync_file(tmp)
-        os.replace(tmp, archive)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return archive.stat().st_size
 
 
 def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:
@@ -87,26 +67,13 @@ def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]
     return members
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def _point(link: Path, target: str) -> None:
     """Atomically make `link` a symlink to `target` (relative)."""
     tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
 
 
 def install(
@@ -145,12 +112,17 @@ def install(
                 f"{archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
             )
         b = open_bundle(root)
-        verify_on_open(b.path, b.manifest, trusted)
+        verify_on_open(b.path, b.manifest, trusted, always_hash=True)
         cid = content_id(root)
         final = releases / cid
+        if final.exists() and not _verifies(final, trusted):
+            # The same release installed earlier and damaged or tampered with since: replace it.
+            broken = bundles / f".broken-{os.getpid()}"
+            os.replace(final, broken)
+            shutil.rmtree(broken, ignore_errors=True)
         if not final.exists():
             os.replace(root, final)
-            _fsync_dir(releases)
+            fsync_dir(releases)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     current = bundles / "current"
@@ -158,6 +130,15 @@ def install(
         _point(bundles / "previous", os.readlink(current))
     _point(current, f"releases/{cid}")
     return cid
+
+
+def _verifies(path: Path, trusted: list[Path]) -> bool:
+    try:
+        b = open_bundle(path)
+        verify_on_open(b.path, b.manifest, trusted, always_hash=True)
+    except OutpostError:
+        return False
+    return True
 
 
 def rollback(bundles: Path) -> str:

@@ -23,6 +23,23 @@ REFUSAL = "The documents do not cover this question."
 REFUSAL_OPENINGS = ("The documents", "The document")
 
 
+# Control characters cut prompts short (NUL ends a C string in the tokenizer) or garble them;
+# tabs and line breaks are kept.
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: None}
+
+
+def strip_controls(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def check_question(question: str) -> str:
+    """The question as the model sees it; InputError when nothing is left to ask."""
+    question = strip_controls(question).strip()
+    if not question:
+        raise InputError("the question is empty; pass it as an argument or on stdin")
+    return question
+
+
 @dataclass(frozen=True)
 class Passage:
     source: str

@@ -1,13 +1,15 @@
 """Trust in a bundle: file hashes, the index-embedder-store binding, and Ed25519 signatures.
 
-- `check_files`: every file listed in bundle.json is present with its size and sha256; files
-  the manifest does not list are reported as unexpected.
+- `runtime.bundle.check_files`: every file listed in bundle.json is present with its size and
+  sha256; files the manifest does not list are reported as unexpected.
 - `check_binding`: the index was built by this embedder (file hash, dimension, metric,
   normalisation) over this chunk store (same count).
 - Signatures: `bundle.sig` holds an Ed25519 signature over the exact bytes of bundle.json
   (which lists the sha256 of every other file), so signing the manifest signs the bundle.
-- Full hashing is slow on a small device, so a bundle whose hashes were checked once is
-  remembered by content id (the sha256 of bundle.json) in a cache folder; later opens check sizes.
+- On open: with trusted keys every file is hashed every time. Without, a bundle whose hashes
+  were checked is remembered in a cache folder together with the device, inode, size, mtime and
+  ctime of each of its files; any difference (a copy, an edit, a touched file) hashes it again.
+  ctime cannot be set back by a user, so an edit that restores size and mtime still shows.
 """
 
 from __future__ import annotations
@@ -16,84 +18,39 @@ import base64
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.bundle import MANIFEST, sha256_file
+from runtime.bundle import SIGNATURE, Problem, check_files
 from runtime.errors import BundleError, UsageError
-
-SIGNATURE = "bundle.sig"
-NOT_LISTED = {MANIFEST, SIGNATURE}
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    kind: str  # missing | changed | unexpected | binding | signature
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.kind} ({self.detail})"
+from runtime.manifest import MANIFEST, Manifest
 
 
 def content_id(root: Path) -> str:
     return hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
 
 
-def check_files(root: Path, manifest: dict, hashes: bool = True) -> list[Problem]:
-    problems = []
-    listed = manifest.get("files", {})
-    for rel, meta in sorted(listed.items()):
-        f = root / rel
-        if not f.is_file():
-            problems.append(Problem(rel, "missing", "listed in bundle.json, not on disk"))
-        elif f.stat().st_size != meta["size"]:
-            problems.append(
-                Problem(rel, "changed", f"{f.stat().st_size} bytes, expected {meta['size']}")
-            )
-        elif hashes and sha256_file(f) != meta["sha256"]:
-            problems.append(Problem(rel, "changed", "sha256 differs from bundle.json"))
-    for f in sorted(root.rglob("*")):
-        rel = f.relative_to(root).as_posix()
-        if (f.is_file() or f.is_symlink()) and rel not in listed and rel not in NOT_LISTED:
-            problems.append(Problem(rel, "unexpected", "not listed in bundle.json"))
-    return problems
-
-
-def check_binding(root: Path, manifest: dict) -> list[Problem]:
+def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
     """The index must fit the embedder and the chunk store it was built with."""
-    index, emb, store = manifest["index"], manifest["embedder"], manifest["store"]
+    index, emb, store = manifest.index, manifest.embedder, manifest.store
     problems = []
-    bound = index.get("embedder", {})
-    embedder_file = manifest["files"].get(emb["file"], {})
-    if bound.get("sha256") != embedder_file.get("sha256"):
-        problems.append(
-            Problem(index["file"], "binding", "built by a different embedder model file")
-        )
+    embedder_file = manifest.files.get(emb.file)
+    if embedder_file is None or index.embedder.sha256 != embedder_file.sha256:
+        problems.append(Problem(index.file, "binding", "built by a different embedder model file"))
     for key in ("dim", "normalize"):
-        if bound.get(key) != emb.get(key):
+        bound, actual = getattr(index.embedder, key), getattr(emb, key)
+        if bound != actual:
             problems.append(
                 Problem(
-                    index["file"],
-                    "binding",
-                    f"embedder {key} {emb.get(key)!r}, index built for {bound.get(key)!r}",
+                    index.file, "binding", f"embedder {key} {actual!r}, index built for {bound!r}"
                 )
             )
-    if index.get("count") != store.get("count"):
+    if index.count != store.count:
         problems.append(
-            Problem(
-                store["file"],
-                "binding",
-                f"{store.get('count')} chunks, index holds {index.get('count')}",
-            )
+            Problem(store.file, "binding", f"{store.count} chunks, index holds {index.count}")
         )
-    if index.get("metric") != "cos":
+    if index.metric != "cos":
         problems.append(
-            Problem(
-                index["file"],
-                "binding",
-                f"metric {index.get('metric')!r}, the runtime expects 'cos'",
-            )
+            Problem(index.file, "binding", f"metric {index.metric!r}, the runtime expects 'cos'")
         )
     return problems
 
@@ -105,71 +62,20 @@ def _crypto():
     try:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-            Ed25519PrivateKey,
-            Ed25519PublicKey,
-        )
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     except ImportError:  # pragma: no cover - cryptography is a base dependency
         raise UsageError(
             "signatures need the cryptography package: pip install cryptography"
         ) from None
-    return InvalidSignature, serialization, Ed25519PrivateKey, Ed25519PublicKey
-
-
-def generate_keypair(private_path: Path, public_path: Path) -> str:
-    """Write a PEM private key (mode 600) and a PEM public key; return the key's fingerprint."""
-    _, serialization, Ed25519PrivateKey, _ = _crypto()
-    for p in (private_path, public_path):
-        if p.exists():
-            raise UsageError(
-                f"{p} already exists; choose another path (keys are never overwritten)"
-            )
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
-    public_path.write_bytes(public)
-    return fingerprint(public)
+    return InvalidSignature, serialization, Ed25519PublicKey
 
 
 def fingerprint(public_pem: bytes) -> str:
     return hashlib.sha256(public_pem.strip()).hexdigest()[:16]
 
 
-def sign_manifest(root: Path, private_key: Path) -> str:
-    _, serialization, Ed25519PrivateKey, _ = _crypto()
-    try:
-        key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(
-            f"--sign {private_key}: not a readable Ed25519 private key ({e})"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(
-            f"--sign {private_key}: not an Ed25519 key; make one with `outpost keygen`"
-        )
-    signature = key.sign((root / MANIFEST).read_bytes())
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = {
-        "algorithm": "ed25519",
-        "key": fingerprint(public),
-        "signature": base64.b64encode(signature).decode(),
-    }
-    (root / SIGNATURE).write_text(json.dumps(record) + "\n")
-    return record["key"]
-
-
 def load_public_keys(paths: list[Path]) -> dict[str, object]:
-    _, serialization, _, Ed25519PublicKey = _crypto()
+    _, serialization, Ed25519PublicKey = _crypto()
     keys = {}
     for p in paths:
         files = sorted(p.glob("*.pub")) + sorted(p.glob("*.pem")) if p.is_dir() else [p]
@@ -223,27 +129,58 @@ def cache_dir() -> Path:
     return Path(base) / "verified"
 
 
-def verify_on_open(root: Path, manifest: dict, trusted_paths: list[Path] = ()) -> bool:
-    """Sizes always; full hashes the first time this content id is seen. Returns True when
-    hashes were checked now. Raises BundleError naming each problem."""
+def _stamp(root: Path, manifest: Manifest) -> dict:
+    """What a file's bytes cannot change without changing: device, inode, size, mtime, ctime."""
+    stamp = {"root": str(root.resolve())}
+    for rel in sorted(manifest.files):
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            return {}
+        stamp[rel] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    st = (root / MANIFEST).stat()
+    stamp[MANIFEST] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return stamp
+
+
+def _marker(root: Path) -> Path:
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:32]
+    return cache_dir() / f"{content_id(root)}-{key}.json"
+
+
+def verify_on_open(
+    root: Path, manifest: Manifest, trusted_paths: list[Path] = (), always_hash: bool = False
+) -> bool:
+    """Check sizes, binding, signature (with trusted keys) and hashes: with trusted keys or
+    `always_hash` every time, otherwise whenever the files' stamps differ from the last full
+    check. Returns True when hashes were checked now. Raises BundleError naming each problem."""
     trusted = load_public_keys(list(trusted_paths)) if trusted_paths else {}
     problems: list[Problem] = []
     if trusted:
         if (p := check_signature(root, trusted)) is not None:
             problems.append(p)
-    cid = content_id(root)
-    marker = cache_dir() / cid
-    full = not marker.is_file()
+    marker = _marker(root)
+    stamp = _stamp(root, manifest)
+    full = always_hash or bool(trusted) or not stamp or _read_stamp(marker) != stamp
     problems += check_files(root, manifest, hashes=full)
     problems += check_binding(root, manifest)
     if problems:
         raise BundleError(
             f"bundle {root} failed verification: {'; '.join(map(str, problems))}; copy it again or re-export it (or pass --no-verify)"
         )
-    if full:
+    if full and stamp:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(str(root.resolve()) + "\n")
+            tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(stamp))
+            os.replace(tmp, marker)
         except OSError:
             pass  # a read-only device still works; it just hashes again next time
     return full
+
+
+def _read_stamp(marker: Path) -> dict | None:
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None

@@ -21,8 +21,8 @@ QUALITY_FLOOR = 0.25
 
 
 def test_manifest_records_files_settings_and_checks(smol_bundle):
-    bundle = open_bundle(smol_bundle, verify_hashes=True)
-    m = bundle.manifest
+    open_bundle(smol_bundle)  # typed: every field present and of its type
+    m = json.loads((smol_bundle / "bundle.json").read_text())
     assert {"model/model.onnx", "model/genai_config.json", "embedder/model.onnx", "index.usearch",
             "chunks.sqlite"} <= set(m["files"])  # fmt: skip
     assert m["model"]["quantization"]["precision"] in ("int4", "int8", "fp32")

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import load_make_pdf
 from export.chunk import ChunkConfig, chunk_document, chunk_documents
-from export.ingest import Document, discover, ingest, read_document, read_html, read_markdown
+from export.ingest import Document, discover, ingest, read_document, read_html
+from export.markup import read_markdown
 from runtime.errors import InputError
 
 HTML = """<html><head><title>T</title><script>var x = 1;</script></head><body>
@@ -69,13 +70,13 @@ def test_pdf_without_text_is_refused(tmp_path):
 
 def test_unsupported_and_unreadable_files_are_listed(tmp_path):
     (tmp_path / "a.md").write_text("# Hi\n\nSome text here.")
-    (tmp_path / "b.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "b.xlsx").write_bytes(b"PK\x03\x04")
     (tmp_path / "c.txt").write_bytes(b"\x00\x01\x02binary")
     (tmp_path / "d.pdf").write_bytes(b"not a pdf")
     docs, skipped, root = ingest([tmp_path])
     assert [d.source for d in docs] == ["a.md"]
     reasons = {s.path: s.reason for s in skipped}
-    assert "unsupported" in reasons["b.docx"] and "binary" in reasons["c.txt"]
+    assert "unsupported" in reasons["b.xlsx"] and "binary" in reasons["c.txt"]
     assert "PDF" in reasons["d.pdf"]
     assert root == tmp_path.resolve()
 
@@ -127,11 +128,65 @@ def test_chunk_spanning_sections_names_them_all():
 def test_markdown_table_keeps_one_row_per_line():
     md = (
         "# Alarms\n\nCodes below.\n\n| Code | Meaning |\n|------|:-------:|\n"
-        "| E-101 | Oil hot |\n| E-104 | Oil low |\nAfter the table.\n"
+        "| E-101 | Oil hot |\n| E-104 | Oil low |\n\nAfter the table.\n"
     )
     texts = [(b.text, b.code) for b in read_markdown(md)]
     assert texts == [
         ("Codes below.", False),
         ("Code | Meaning\nE-101 | Oil hot\nE-104 | Oil low", True),
         ("After the table.", False),
+    ]
+
+
+def test_markdown_fences_are_code_whatever_they_hold():
+    md = (
+        "# Setup\n\n```sh\n# not a heading\n~~~\nstill code\n```\n\n"
+        "~~~\n```\n~~~\n\n## Next\n\nText with **bold**, `code` and [a link](http://x).\n"
+    )
+    blocks = read_markdown(md)
+    assert [(b.text, b.code, b.headings) for b in blocks] == [
+        ("# not a heading\n~~~\nstill code", True, ("Setup",)),
+        ("```", True, ("Setup",)),
+        ("Text with bold, code and a link.", False, ("Setup", "Next")),
+    ]
+
+
+def test_markdown_list_items_are_blocks_under_their_heading():
+    blocks = read_markdown(
+        "Title\n=====\n\nSteps:\n1. Open the valve.\n2. Wait 5 s.\n- loose item\n"
+    )
+    assert [(b.text, b.headings) for b in blocks] == [
+        ("Steps:", ("Title",)),
+        ("Open the valve.", ("Title",)),
+        ("Wait 5 s.", ("Title",)),
+        ("loose item", ("Title",)),
+    ]
+
+
+def test_docx_keeps_headings_lists_and_tables(tmp_path):
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Pump P-7", level=1)
+    d.add_paragraph("The pump moves coolant.")
+    d.add_heading("Alarms", level=2)
+    d.add_paragraph("Check the inlet first.", style="List Bullet")
+    table = d.add_table(rows=2, cols=2)
+    for r, (a, b) in enumerate([("Code", "Meaning"), ("P1", "Dry run")]):
+        table.cell(r, 0).text, table.cell(r, 1).text = a, b
+    d.save(tmp_path / "p7.docx")
+    doc = read_document(tmp_path / "p7.docx", "p7.docx")
+    assert [(b.text, b.headings, b.code) for b in doc.blocks] == [
+        ("The pump moves coolant.", ("Pump P-7",), False),
+        ("Check the inlet first.", ("Pump P-7", "Alarms"), False),
+        ("Code | Meaning\nP1 | Dry run", ("Pump P-7", "Alarms"), True),
+    ]
+
+
+def test_damaged_docx_is_skipped_with_the_reason(tmp_path):
+    (tmp_path / "a.md").write_text("# Hi\n\nSome text here.")
+    (tmp_path / "b.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    _, skipped, _ = ingest([tmp_path])
+    assert [(s.path, s.reason.split(" (")[0]) for s in skipped] == [
+        ("b.docx", "unreadable Word file")
     ]

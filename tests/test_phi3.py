@@ -45,22 +45,44 @@ def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
     with play the refusal here. Below min_p the second may not follow the first; at 0 nothing
     changes; the probability it reports is that of the opening, in (0, 1]."""
     from runtime.bundle import open_bundle
-    from runtime.generate import GenerationSettings, Generator, RefusalGate, Timings
+    from runtime.generate import GenerationSettings, Generator, RefusalGate
 
     gen = Generator(open_bundle(tiny_bundle).model_dir)
     messages = [{"role": "user", "content": "How often must the hydraulic filter be replaced?"}]
 
     def run(gate=None):
-        list(gen.stream(messages, GenerationSettings(max_new_tokens=6), Timings(), gate=gate))
-        return list(gen.last_ids)
+        checks = [gate.processor()] if gate else []
+        result = gen.run(messages, GenerationSettings(max_new_tokens=6), checks).complete()
+        return result.token_ids, result.measured.get("refusal_p")
 
-    free = run()
+    free, _ = run()
     assert len(free) == 6
     blocked = RefusalGate(free[0], frozenset({free[1]}), min_p=1.0)
-    out = run(blocked)
+    out, p_blocked = run(blocked)
     assert out[0] == free[0] and out[1] != free[1]
-    assert 0 < blocked.p <= 1
+    assert 0 < p_blocked <= 1
     allowed = RefusalGate(free[0], frozenset({free[1]}), min_p=0.0)
-    assert run(allowed) == free and allowed.p == blocked.p
+    assert run(allowed) == (free, p_blocked)
     other = RefusalGate(free[0] + 1, frozenset({free[1]}), min_p=1.0)
-    assert run(other) == free and other.p is None
+    assert run(other) == (free, None)
+
+
+def test_runs_in_flight_keep_their_own_results(tiny_bundle):
+    """Two generations interleaved on one Generator: each result holds only its own tokens and
+    measurements (what a server answering several questions at once needs)."""
+    from runtime.bundle import open_bundle
+    from runtime.generate import GenerationSettings, Generator
+
+    gen = Generator(open_bundle(tiny_bundle).model_dir)
+    settings = GenerationSettings(max_new_tokens=5)
+    prompts = [[{"role": "user", "content": q}] for q in ("Reset the press?", "What is E-305?")]
+    alone = [gen.run(p, settings).complete() for p in prompts]
+    runs = [gen.run(p, settings) for p in prompts]
+    streams = [iter(r) for r in runs]
+    for _ in range(10):
+        for s in streams:
+            next(s, None)
+    for r, a in zip(runs, alone):
+        r.complete()
+        assert r.result.token_ids == a.token_ids and r.result.text == a.text
+        assert r.result.timings.new_tokens == len(a.token_ids) and r.result.finish_reason == "end"

@@ -155,7 +155,7 @@ def test_general_replay_keeps_the_base_models_own_answers():
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from export.llm import EMBEDDED_LLM, resolve_base
+    from export.base import EMBEDDED_LLM, resolve_base
     from trainer.general import self_distill
 
     base = resolve_base(EMBEDDED_LLM)

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import EXAMPLES, ROOT, outpost
+from runtime.bundle import open_bundle
 from runtime.errors import BundleError
 from runtime.install import Limits, install
 from runtime.verify import verify_on_open
@@ -87,20 +88,31 @@ def test_truncated_missing_and_unexpected_files_are_named(tiny_bundle, tmp_path)
     print(f"truncated files: {len(files)}, all named")
 
 
-def test_runtime_hashes_once_then_checks_sizes(tiny_bundle, tmp_path, monkeypatch):
+def test_runtime_hash_cache_cannot_be_fooled(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("OUTPOST_CACHE", str(tmp_path / "cache"))
-    m = manifest(tiny_bundle)
-    assert verify_on_open(tiny_bundle, m) is True  # first open: full sha256
-    assert verify_on_open(tiny_bundle, m) is False  # known content id: sizes only
     copy = link_copy(tiny_bundle, tmp_path / "c", copy=["chunks.sqlite"])
-    data = bytearray((copy / "chunks.sqlite").read_bytes())
+    m = open_bundle(copy).manifest
+    assert verify_on_open(copy, m) is True  # first open: full sha256
+    assert verify_on_open(copy, m) is False  # same files, same stamps: no hashing
+    store = copy / "chunks.sqlite"
+    before = store.stat()
+    data = bytearray(store.read_bytes())
     data[200] ^= 0xFF
-    (copy / "chunks.sqlite").write_bytes(bytes(data))
-    # Same content id (bundle.json unchanged) in the cache: a same-size change is caught by
-    # `outpost verify`, not by every open; a fresh cache catches it on open.
-    monkeypatch.setenv("OUTPOST_CACHE", str(tmp_path / "fresh"))
-    with pytest.raises(BundleError, match="chunks.sqlite: changed"):
+    store.write_bytes(bytes(data))
+    os.utime(store, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    with pytest.raises(BundleError, match="chunks.sqlite has changed"):
         verify_on_open(copy, m)
+    # A verified bundle's copy elsewhere is hashed again, not trusted by its content id.
+    store.unlink()
+    shutil.copyfile(tiny_bundle / "chunks.sqlite", store)
+    assert verify_on_open(copy, m) is True
+    second = link_copy(copy, tmp_path / "second", copy=["chunks.sqlite"])
+    (second / "chunks.sqlite").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="chunks.sqlite has changed"):
+        verify_on_open(second, m)
+    # With trusted keys every open hashes.
+    assert verify_on_open(copy, m) is False
+    assert verify_on_open(copy, m, always_hash=True) is True
 
 
 def test_signatures_refuse_unsigned_wrongly_signed_and_edited_bundles(

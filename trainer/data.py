@@ -9,14 +9,16 @@ Accepted lines:
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InputError
+from runtime.evaluate import source_matches
+from runtime.files import read_jsonl
 from runtime.prompt import REFUSAL, Passage, build_messages
+from trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
 
 ROLES = {"system", "user", "assistant"}
 IGNORE = -100
@@ -24,26 +26,6 @@ IGNORE = -100
 
 def _fail(path: Path, line: int, problem: str) -> InputError:
     return InputError(f"{path}:{line}: {problem}")
-
-
-def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p} does not exist; pass a JSON-lines file")
-    rows = []
-    for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _fail(p, number, f"not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(item, dict):
-            raise _fail(p, number, "each line must be a JSON object")
-        rows.append((number, item))
-    if not rows:
-        raise InputError(f"{p} is empty; add one JSON object per line")
-    return rows
 
 
 def check_conversation(path: Path, number: int, item: dict) -> list[dict]:
@@ -110,7 +92,6 @@ class GroundedConfig:
     seed: int = 0
 
 
-ANSWER_STYLES = ("given", "quote")
 NEARBY = 12  # distractors are drawn from the passages a keyword search ranks this high
 
 
@@ -205,11 +186,7 @@ def build_grounded(
                 refusals += 1
             continue
         wanted = item["source_path"]
-        same_source = [
-            i
-            for i in range(len(chunks))
-            if chunks[i].source == wanted or chunks[i].source.endswith("/" + wanted)
-        ]
+        same_source = [i for i in range(len(chunks)) if source_matches(chunks[i].source, wanted)]
         if not same_source:
             raise InputError(
                 f"line {item['line']}: source_path {wanted!r} is not among the --docs files"

@@ -1,8 +1,9 @@
-"""The training run: one straight-line recipe for LoRA (CPU or GPU) and QLoRA (CUDA).
+"""The training run for LoRA (CPU or GPU) and QLoRA (CUDA), in three stages:
+`setup` (base model, data, adapter), `optimiser` (optimiser, schedule, accelerate) and `fit`
+(the loop, checkpoints, the finished adapter). Settings: trainer/config.py.
 
-defaults < recipe YAML (--config) < flags. Everything the run needs to be repeated or resumed
-is written to RUN_DIR/recipe.json; the adapter lands in RUN_DIR itself so that plain peft and
-`outpost export --adapter RUN_DIR` load it.
+Everything the run needs to be repeated or resumed is written to RUN_DIR/recipe.json; the
+adapter lands in RUN_DIR itself so that plain peft and `outpost export --adapter RUN_DIR` load it.
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ import random
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from export.llm import EMBEDDED_LLM
 from runtime.errors import InputError, ModelError, UsageError
 from runtime.log import log
-from trainer.data import ANSWER_STYLES
-from trainer.general import PROMPTS
+from trainer.config import TrainConfig
 
-METHODS = ("auto", "qlora", "lora")
-SCHEDULES = ("cosine", "linear", "constant")
 TARGETS = {
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -33,111 +30,6 @@ TARGETS = {
 }
 RUN_FILE = "recipe.json"
 GENERAL_FILE = "general.jsonl"  # the replayed base-model answers, reused by --resume
-# Settings that define the run: a folder holding another run with different ones is refused.
-IDENTITY = (
-    "base",
-    "data",
-    "docs",
-    "method",
-    "rank",
-    "alpha",
-    "target_modules",
-    "max_length",
-    "seed",
-    "packing",
-    "variants",
-    "answer_style",
-    "general",
-)
-
-
-@dataclass
-class TrainConfig:
-    base: str = EMBEDDED_LLM
-    data: str = ""
-    out: str = ""
-    eval: str | None = None
-    docs: list[str] = field(default_factory=list)
-    method: str = "auto"
-    epochs: float = 2.0
-    max_steps: int = 0  # > 0 overrides epochs
-    learning_rate: float = 2e-4
-    schedule: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | None = None  # None: every linear layer of the family
-    max_length: int = 2048
-    batch_size: int = 1
-    grad_accum: int = 4
-    seed: int = 0
-    packing: bool = False
-    reject_long: bool = False  # reject over-long examples instead of truncating them
-    refusal_share: float = 0.3
-    variants: int = 2  # prompts per answerable question in grounded data
-    answer_style: str = "given"  # grounded targets: the given answers, or the passage's own line
-    general: int = 0  # general prompts answered by the base model and replayed (0: none)
-    save_every: int = 50
-    eval_every: int = 25
-    gradient_checkpointing: bool = True  # GPU only
-
-    def check(self) -> None:
-        problems = []
-        if not self.data:
-            problems.append("--data is required (a JSON-lines file)")
-        if not self.out:
-            problems.append("--out is required (the run folder)")
-        if self.method not in METHODS:
-            problems.append(f"--method must be one of {', '.join(METHODS)}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"--schedule must be one of {', '.join(SCHEDULES)}")
-        for name in ("rank", "alpha", "max_length", "batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1")
-        if self.learning_rate <= 0:
-            problems.append("--learning-rate must be positive")
-        if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0):
-            problems.append("--epochs must be positive (or give --max-steps)")
-        if not 0 <= self.dropout < 1:
-            problems.append("--dropout must be in [0, 1)")
-        if not 0 <= self.refusal_share <= 1:
-            problems.append("--refusal-share must be in [0, 1]")
-        if self.answer_style not in ANSWER_STYLES:
-            problems.append(f"--answer-style must be one of {', '.join(ANSWER_STYLES)}")
-        if self.variants < 1:
-            problems.append("--variants must be at least 1")
-        if not 0 <= self.general <= len(PROMPTS):
-            problems.append(f"--general must be in [0, {len(PROMPTS)}]")
-        if problems:  # all at once, like torchtune
-            raise UsageError("; ".join(problems))
-
-
-def load_recipe(path: str | Path) -> dict:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--config {p} does not exist")
-    try:
-        values = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"--config {p} is not valid YAML ({e})") from None
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UsageError(f"--config {p}: unknown keys {', '.join(unknown)}")
-    return values
-
-
-def resolve_config(recipe: str | None, flags: dict) -> TrainConfig:
-    values = load_recipe(recipe) if recipe else {}
-    values.update({k: v for k, v in flags.items() if v is not None and v != ()})
-    config = TrainConfig(**values)
-    config.docs = list(config.docs)
-    config.check()
-    return config
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -170,10 +62,12 @@ def _check_out(config: TrainConfig, resume: bool) -> Path:
     if out.exists() and any(out.iterdir()):
         if not run_file.is_file():
             raise UsageError(f"{out} is not empty and holds no outpost run; choose another --out")
-        previous = json.loads(run_file.read_text())
-        changed = [
-            k for k in IDENTITY if previous.get(k) != json.loads(json.dumps(asdict(config)))[k]
-        ]
+        try:
+            previous = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            raise UsageError(f"{run_file} is unreadable; choose another --out") from None
+        now = json.loads(json.dumps(config.identity()))
+        changed = [k for k in now if previous.get(k) != now[k]]
         if changed:
             raise UsageError(
                 f"{out} holds a different run ({', '.join(changed)} differ); choose another --out"
@@ -188,15 +82,10 @@ def _check_out(config: TrainConfig, resume: bool) -> Path:
 
 
 def _examples(config: TrainConfig, tokenizer, path: str):
-    from trainer.data import (
-        GroundedConfig,
-        build_grounded,
-        load_conversations,
-        load_qa,
-        read_jsonl,
-    )
+    from runtime.files import read_jsonl
+    from trainer.data import GroundedConfig, build_grounded, load_conversations, load_qa
 
-    first = read_jsonl(path)[0][1]
+    first = read_jsonl(path)[0][1]  # the first line decides the format
     if "question" in first:
         if not config.docs:
             raise UsageError(
@@ -271,25 +160,52 @@ def _peak_memory_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
 
 
+@dataclass
+class Setup:
+    model: object
+    tokenizer: object
+    train_set: list
+    eval_set: list
+    replay: list
+    device: str
+    method: str
+    base_id: str
+    family: str
+    targets: object
+
+
+@dataclass
+class Optimisation:
+    accelerator: object
+    model: object
+    optimizer: object
+    scheduler: object
+    total: int
+    micro_per_epoch: int
+
+
 def train(config: TrainConfig, resume: bool = False) -> dict:
-    from export.bundle import quiet_libraries
+    """Check, set up, fit; returns the metrics written to RUN_DIR/metrics.json."""
+    from export.libraries import quiet_libraries
 
     quiet_libraries()
-    import torch
-    from accelerate import Accelerator
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
-
-    from export.llm import resolve_base
-
     config.check()
     out = _check_out(config, resume)
+    run = setup(config, out, resume)
+    opt = optimiser(config, run)
+    return fit(config, out, run, opt, resume)
+
+
+def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
+    """Tokenizer, training data, base model (4-bit for QLoRA), general replay, LoRA adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from export.base import load_causal_lm, load_tokenizer, resolve_base
+
     device, method = _device_and_method(config)
     base = resolve_base(config.base)
-    kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(base.location, **kwargs)
-    if not tokenizer.chat_template:
-        raise ModelError(f"{base.model_id} has no chat template; use an instruct/chat model")
+    tokenizer = load_tokenizer(base)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     train_set = _examples(config, tokenizer, config.data)
@@ -301,7 +217,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     )
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    load = {"dtype": torch.float32 if device == "cpu" else torch.bfloat16, **kwargs}
+    load = {"dtype": torch.float32 if device == "cpu" else torch.bfloat16}
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -312,18 +228,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         load["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    model = AutoModelForCausalLM.from_pretrained(base.location, **load)
-    replay = []
-    if config.general:  # before the adapter: the base model's own answers
-        from trainer.data import load_conversations
-        from trainer.general import self_distill
-
-        saved = out / GENERAL_FILE
-        if resume and saved.is_file():
-            replay = load_conversations(str(saved))
-        else:
-            replay = self_distill(model, tokenizer, config.general, 96, log)
-        train_set += _rows(config, tokenizer, replay, "general")
+    model = load_causal_lm(base, **load)
+    replay = _general_replay(config, out, resume, model, tokenizer)
+    train_set += _rows(config, tokenizer, replay, "general") if replay else []
     family = model.config.model_type
     targets = config.target_modules or TARGETS.get(family, "all-linear")
     if method == "qlora":
@@ -335,18 +242,36 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     elif device == "cuda" and config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
     model = get_peft_model(model, lora)
     model.train()  # checkpointing works only in training mode; from_pretrained returns eval mode
+    return Setup(model, tokenizer, train_set, eval_set, replay, device, method, base.model_id,
+                 family, targets)  # fmt: skip
 
-    accelerator = Accelerator(cpu=device == "cpu")
-    if method == "qlora":
+
+def _general_replay(config: TrainConfig, out: Path, resume: bool, model, tokenizer) -> list:
+    """The base model's own answers to general prompts, made before the adapter is attached."""
+    if not config.general:
+        return []
+    from trainer.data import load_conversations
+    from trainer.general import self_distill
+
+    saved = out / GENERAL_FILE
+    if resume and saved.is_file():
+        return load_conversations(str(saved))
+    return self_distill(model, tokenizer, config.general, 96, log)
+
+
+def optimiser(config: TrainConfig, run: Setup) -> Optimisation:
+    """AdamW (paged 8-bit for QLoRA), the learning-rate schedule, accelerate's wrapping."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import get_scheduler
+
+    accelerator = Accelerator(cpu=run.device == "cpu")
+    model = run.model
+    if run.method == "qlora":
         import bitsandbytes as bnb
 
         optimizer = bnb.optim.PagedAdamW8bit(
@@ -358,7 +283,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             trainable, lr=config.learning_rate, weight_decay=config.weight_decay
         )
     world = accelerator.num_processes
-    micro_per_epoch = math.ceil(len(train_set) / config.batch_size / world)
+    micro_per_epoch = math.ceil(len(run.train_set) / config.batch_size / world)
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
     total = config.max_steps or max(1, int(config.epochs * steps_per_epoch))
     scheduler = get_scheduler(
@@ -368,34 +293,41 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         num_training_steps=total,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    return Optimisation(accelerator, model, optimizer, scheduler, total, micro_per_epoch)
 
-    metrics = {"train": [], "eval": [], "method": method, "device": device, "processes": world}
+
+def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: bool) -> dict:
+    """The optimisation loop: logs, eval loss, checkpoints, then the adapter and its records."""
+    accelerator, model, optimizer, scheduler = (
+        opt.accelerator,
+        opt.model,
+        opt.optimizer,
+        opt.scheduler,
+    )
+    world = accelerator.num_processes
+    metrics = {
+        "train": [],
+        "eval": [],
+        "method": run.method,
+        "device": run.device,
+        "processes": world,
+    }
     step = 0
     if resume:
         step, metrics = _restore(out, accelerator, model, optimizer, scheduler)
-        log(f"resuming at step {step} of {total}")
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = {
-        **asdict(config),
-        "method_used": method,
-        "base_id": base.model_id,
-        "family": family,
-        "target_modules_used": targets,
-    }
-    (out / RUN_FILE).write_text(json.dumps(recorded, indent=2))
-    if replay:
-        (out / GENERAL_FILE).write_text("".join(json.dumps({"messages": m}) + "\n" for m in replay))
+        log(f"resuming at step {step} of {opt.total}")
+    _record_run(config, out, run)
 
-    pad = tokenizer.pad_token_id
+    pad = run.tokenizer.pad_token_id
     rank, tokens_seen, started = accelerator.process_index, 0, time.perf_counter()
-    while step < total:
+    while step < opt.total:
         micro = step * config.grad_accum
-        epoch, offset = divmod(micro, micro_per_epoch)
-        batches = _batches(train_set, config.batch_size, config.seed, epoch)[rank::world]
+        epoch, offset = divmod(micro, opt.micro_per_epoch)
+        batches = _batches(run.train_set, config.batch_size, config.seed, epoch)[rank::world]
         loss_sum, tokens = 0.0, 0
         for j in range(config.grad_accum):
             ids = batches[(offset + j) % len(batches)]
-            input_ids, mask, labels = _collate(train_set, ids, pad, accelerator.device)
+            input_ids, mask, labels = _collate(run.train_set, ids, pad, accelerator.device)
             loss = _loss(model, input_ids, mask, labels, selective=world == 1)
             accelerator.backward(loss / config.grad_accum)
             loss_sum += float(loss)
@@ -407,23 +339,35 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         tokens_seen += tokens * world
         elapsed = time.perf_counter() - started
         row = {"step": step, "loss": round(loss_sum / config.grad_accum, 5), "lr": scheduler.get_last_lr()[0],
-               "tokens_per_s": round(tokens_seen / elapsed, 1), "peak_memory_gib": round(_peak_memory_gib(device), 3)}  # fmt: skip
+               "tokens_per_s": round(tokens_seen / elapsed, 1), "peak_memory_gib": round(_peak_memory_gib(run.device), 3)}  # fmt: skip
         metrics["train"].append(row)
         if accelerator.is_main_process:
-            log(f"step {step}/{total} loss {row['loss']:.4f} ({row['tokens_per_s']:.0f} tokens/s)")
-        if eval_set and (step % config.eval_every == 0 or step == total):
+            log(
+                f"step {step}/{opt.total} loss {row['loss']:.4f} ({row['tokens_per_s']:.0f} tokens/s)"
+            )
+        if run.eval_set and (step % config.eval_every == 0 or step == opt.total):
             metrics["eval"].append(
-                {"step": step, "loss": _eval_loss(model, eval_set, pad, accelerator)}
+                {"step": step, "loss": _eval_loss(model, run.eval_set, pad, accelerator)}
             )
             log(f"eval loss {metrics['eval'][-1]['loss']:.4f}")
             model.train()
-        if step % config.save_every == 0 and step < total:
+        if step % config.save_every == 0 and step < opt.total:
             _checkpoint(out, step, metrics, accelerator, model, optimizer, scheduler)
 
     if accelerator.is_main_process:
         _finish(out, accelerator.unwrap_model(model), config, metrics)
     accelerator.wait_for_everyone()
     return metrics
+
+
+def _record_run(config: TrainConfig, out: Path, run: Setup) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = {**asdict(config), "method_used": run.method, "base_id": run.base_id,
+                "family": run.family, "target_modules_used": run.targets}  # fmt: skip
+    (out / RUN_FILE).write_text(json.dumps(recorded, indent=2))
+    if run.replay:
+        text = "".join(json.dumps({"messages": m}) + "\n" for m in run.replay)
+        (out / GENERAL_FILE).write_text(text)
 
 
 def _loss(model, input_ids, mask, labels, selective: bool):

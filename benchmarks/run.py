@@ -1,0 +1,65 @@
+"""Run every benchmark in one go (`make bench`); each prints its own table or JSON.
+
+    .venv/bin/python benchmarks/run.py [--bundle demo-bundle] [--only NAME ...] [--threads 2]
+
+Benchmarks (docs/benchmarks.md has their results and what they compare):
+    ask_speed   bundle's onnxruntime-genai model vs plain transformers: TTFT, tokens/s, memory
+    general     the bundle's model on general questions (no passages)
+    precision   int4 / int8 / fp32 exports: answer quality, size, speed (exports 5 bundles)
+    train_speed outpost train vs plain transformers + peft (CUDA; on CPU a small smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+NAMES = ("ask_speed", "general", "precision", "train_speed")
+
+
+def commands(bundle: str, threads: int) -> dict[str, list[str]]:
+    py = sys.executable
+    train = ["--shape", "tiny", "--method", "lora", "--batch", "2", "--seq", "128", "--steps", "5"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            train = ["--shape", "phi3-mini", "--method", "qlora"]
+    except ImportError:
+        pass
+    return {
+        "ask_speed": [py, str(HERE / "ask_speed.py"), bundle, "--threads", str(threads)],
+        "general": [py, str(HERE / "general.py"), bundle],
+        "precision": [py, str(HERE / "precision.py"), "--threads", str(threads)],
+        "train_speed": [py, str(HERE / "train_speed.py"), *train],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default="demo-bundle", help="Bundle for ask_speed and general.")
+    ap.add_argument("--only", nargs="+", choices=NAMES, help="Run these benchmarks only.")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    chosen = args.only or NAMES
+    if {"ask_speed", "general"} & set(chosen) and not (Path(args.bundle) / "bundle.json").is_file():
+        sys.exit(f"Error: {args.bundle} is not a bundle; run `make demo` first or pass --bundle")
+    failed = []
+    for name, command in commands(args.bundle, args.threads).items():
+        if name not in chosen:
+            continue
+        print(f"\n## {name}\n", flush=True)
+        started = time.perf_counter()
+        if subprocess.run(command).returncode != 0:
+            failed.append(name)
+        print(f"\n({name}: {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    if failed:
+        sys.exit(f"Error: {', '.join(failed)} failed; see the output above")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Signing keys and bundle signatures (build side; devices only verify: runtime/verify.py).
+
+`bundle.sig` holds an Ed25519 signature over the exact bytes of bundle.json, which lists the
+sha256 of every other file, so signing the manifest signs the bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime.bundle import SIGNATURE
+from runtime.errors import UsageError
+from runtime.manifest import MANIFEST
+from runtime.verify import fingerprint
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def generate_keypair(private_path: Path, public_path: Path) -> str:
+    """Write a PEM private key (mode 600) and a PEM public key; return the key's fingerprint."""
+    for p in (private_path, public_path):
+        if p.exists():
+            raise UsageError(
+                f"{p} already exists; choose another path (keys are never overwritten)"
+            )
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    public = _public_pem(key)
+    public_path.write_bytes(public)
+    return fingerprint(public)
+
+
+def sign_manifest(root: Path, private_key: Path) -> str:
+    """Write root/bundle.sig; return the signing key's fingerprint."""
+    try:
+        key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(
+            f"--sign {private_key}: not a readable Ed25519 private key ({e})"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(
+            f"--sign {private_key}: not an Ed25519 key; make one with `outpost keygen`"
+        )
+    signature = key.sign((root / MANIFEST).read_bytes())
+    record = {
+        "algorithm": "ed25519",
+        "key": fingerprint(_public_pem(key)),
+        "signature": base64.b64encode(signature).decode(),
+    }
+    (root / SIGNATURE).write_text(json.dumps(record) + "\n")
+    return record["key"]

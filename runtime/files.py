@@ -1,0 +1,77 @@
+"""File rules written once: content hashes, durable renames, and JSON-lines reading.
+
+Every write that must survive a power cut goes to a temporary path, is fsynced and renamed;
+the folder holding it is fsynced after the rename. JSON-lines errors name `file:line`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from runtime.errors import InputError
+
+BLOCK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_files(paths: Iterable[Path]) -> str:
+    """One digest over several files' bytes, in sorted path order (e.g. sharded weights)."""
+    digest = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            while block := f.read(BLOCK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | Path, what: str = "a JSON-lines file") -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; InputError naming file:line otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist; pass {what}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise InputError(f"{p} is unreadable ({e.strerror})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"{p}:{number}: not valid JSON ({e.msg} at column {e.colno})"
+            ) from None
+        if not isinstance(item, dict):
+            raise InputError(f"{p}:{number}: each line must be a JSON object")
+        rows.append((number, item))
+    if not rows:
+        raise InputError(f"{p} is empty; add one JSON object per line")
+    return rows

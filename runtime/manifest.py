@@ -1,0 +1,231 @@
+"""bundle.json as typed dataclasses: written by `outpost export`, read by everything else.
+
+`Manifest.from_json` checks every field the runtime relies on (present, of the right type, and
+every file path relative and inside the bundle) and raises a BundleError that names the field,
+so a damaged or foreign manifest is one error line, never a KeyError. Sections that are records
+of how the bundle was made (checks, calibration, quantisation settings) stay plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import PurePosixPath
+
+from runtime.errors import BundleError
+
+MANIFEST = "bundle.json"
+SCHEMA_VERSION = 1
+DEFAULT_REFUSAL_P = 0.5  # decline when declining is more likely than answering
+
+
+@dataclass
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass
+class ModelInfo:
+    dir: str
+    base: str
+    source: str
+    base_sha256: str
+    parameters: int
+    adapter: dict | None
+    quantization: dict
+    chat_template_sha256: str | None
+    context_length: int
+    type: str
+
+
+@dataclass
+class EmbedderInfo:
+    id: str
+    file: str
+    tokenizer: str
+    dim: int
+    pooling: str
+    normalize: bool
+    max_tokens: int
+    variant: str
+    source_normalize: bool = True
+    checks: dict = field(default_factory=dict)
+
+
+@dataclass
+class IndexBinding:
+    """What the index was built with: the embedder file's hash, its dimension, normalisation."""
+
+    sha256: str
+    dim: int
+    normalize: bool
+
+
+@dataclass
+class IndexInfo:
+    file: str
+    metric: str
+    dtype: str
+    count: int
+    ndim: int
+    embedder: IndexBinding
+    recall_at_10: dict = field(default_factory=dict)
+    min_recall: float = 0.0
+
+
+@dataclass
+class StoreInfo:
+    file: str
+    count: int
+    fts: str = "fts5 unicode61"
+
+
+@dataclass
+class RetrievalInfo:
+    top_k: int
+    grounding_threshold: float
+    hybrid: str = "rrf(dense, bm25)"
+    calibration: dict = field(default_factory=dict)
+
+
+@dataclass
+class GenerationInfo:
+    max_context: int
+    max_new_tokens: int
+    repetition_penalty: float = 1.0
+    refusal_min_p: float = DEFAULT_REFUSAL_P  # runtime refusal gate (runtime/generate.py)
+
+
+@dataclass
+class Sources:
+    root: str
+    documents: list
+    skipped: list
+
+
+@dataclass
+class Manifest:
+    schema: int
+    created: str
+    libraries: dict
+    model: ModelInfo
+    embedder: EmbedderInfo
+    chunker: dict
+    index: IndexInfo
+    store: StoreInfo
+    retrieval: RetrievalInfo
+    generation: GenerationInfo
+    checks: dict
+    sources: Sources
+    files: dict[str, FileEntry]
+    size_bytes: int
+    export_seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = MANIFEST) -> Manifest:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{where} is not valid JSON ({e}); copy the bundle again") from None
+        if not isinstance(data, dict):
+            raise BundleError(
+                f"{where} holds a {type(data).__name__}, not an object; not a bundle manifest"
+            )
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise BundleError(
+                f"{where}: schema {schema!r}, this outpost reads schema {SCHEMA_VERSION}; "
+                "rebuild the bundle with this version of `outpost export`"
+            )
+        manifest = _parse(cls, data, "", where)
+        _check_paths(manifest, where)
+        return manifest
+
+
+def section(cls, data: dict, where: str = MANIFEST):
+    """One typed section (e.g. IndexInfo) from a plain dict, checked like the whole manifest."""
+    return _parse(cls, data, "", where)
+
+
+def _fail(where: str, name: str, problem: str) -> BundleError:
+    return BundleError(f"{where}: field {name!r} {problem}; copy the bundle again or re-export it")
+
+
+def _parse(cls, data: dict, prefix: str, where: str):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        name = f"{prefix}{f.name}"
+        if f.name not in data:
+            if f.default is not MISSING or f.default_factory is not MISSING:
+                continue
+            raise _fail(where, name, "is missing")
+        values[f.name] = _value(hints[f.name], data[f.name], name, where)
+    return cls(**values)
+
+
+def _value(kind, value, name: str, where: str):
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(k for k in options if k is not type(None))
+        origin = typing.get_origin(kind)
+    if is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise _fail(where, name, f"must be an object, not {_describe(value)}")
+        return _parse(kind, value, name + ".", where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(where, name, f"must be an object, not {_describe(value)}")
+        _, item = typing.get_args(kind)
+        return {k: _value(item, v, f"{name}[{k!r}]", where) for k, v in value.items()}
+    expected = {int: int, float: (int, float), str: str, bool: bool, dict: dict, list: list}[
+        origin or kind
+    ]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, expected):
+        raise _fail(where, name, f"must be {_NAMES[origin or kind]}, not {_describe(value)}")
+    return float(value) if kind is float else value
+
+
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          dict: "an object", list: "a list"}  # fmt: skip
+
+
+def _describe(value) -> str:
+    return "null" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
+
+
+def safe_relative(path: str) -> bool:
+    """A manifest path: relative, '/'-separated, normalised, no '..', no empty or '.' parts."""
+    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
+        return False
+    parts = path.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and PurePosixPath(path).as_posix() == path
+
+
+def _check_paths(m: Manifest, where: str) -> None:
+    for rel in m.files:
+        if not safe_relative(rel) or rel == MANIFEST:
+            raise BundleError(
+                f"{where}: file path {rel!r} is not a plain relative path inside the bundle; "
+                "refusing the bundle"
+            )
+    refs = {"model.dir": m.model.dir, "embedder.file": m.embedder.file,
+            "embedder.tokenizer": m.embedder.tokenizer, "index.file": m.index.file,
+            "store.file": m.store.file}  # fmt: skip
+    for name, rel in refs.items():
+        if not safe_relative(rel):
+            raise _fail(where, name, f"({rel!r}) must be a plain relative path inside the bundle")
+        if name != "model.dir" and rel not in m.files:
+            raise _fail(where, name, f"names {rel!r}, which the manifest does not list")

@@ -1,0 +1,183 @@
+"""Fast in-process tests of single mechanisms: retrieval fusion, citations, threshold
+calibration, index dtype choice, archive members, JSON-lines errors, training settings."""
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from export.chunk import Chunk
+from export.index import build_index, calibrate_threshold, write_store
+from runtime.assistant import Answer, cite, looping
+from runtime.errors import BundleError, InputError, UsageError
+from runtime.files import read_jsonl
+from runtime.install import Limits, _safe_members
+from runtime.prompt import check_question
+from runtime.retrieve import Hit, Retriever
+
+
+class FixedEmbedder:
+    """Vectors chosen by the test: retrieval is what is under test here, not the embedder."""
+
+    def __init__(self, table: dict[str, np.ndarray]):
+        self.table = table
+
+    def embed(self, texts):
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture
+def small_index(tmp_path):
+    chunks = [
+        Chunk("a.md", "Filters", "Replace the hydraulic filter every 500 hours.", 0, 10),
+        Chunk("b.md", "Alarms", "Alarm E-305 means oil temperature high.", 0, 10),
+        Chunk("c.md", "Belts", "Belt tension 10 mm deflection.", 0, 10),
+    ]
+    vectors = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0])])
+    build_index(vectors, vectors, tmp_path / "index.usearch", lambda _: None)
+    write_store(chunks, tmp_path / "chunks.sqlite")
+    return tmp_path
+
+
+def test_dense_and_keyword_hits_are_fused(small_index):
+    # The question's vector points at the filter chunk, its words name alarm E-305.
+    question = "what does E-305 mean"
+    emb = FixedEmbedder({question: unit([0.9, 0.1, 0.4, 0])})
+    r = Retriever(small_index / "index.usearch", small_index / "chunks.sqlite", 4, emb)
+    dense = [h.source for h in r.search(question, 3, hybrid=False)]
+    hybrid = [h.source for h in r.search(question, 3)]
+    assert dense == ["a.md", "c.md", "b.md"]
+    assert hybrid == ["b.md", "a.md", "c.md"]  # the exact name lifts the keyword hit to the top
+    scores = {h.source: h.score for h in r.search(question, 3)}
+    assert scores["a.md"] == pytest.approx(
+        float(unit([0.9, 0.1, 0.4, 0]) @ unit([1, 0, 0, 0])), abs=1e-3
+    )
+
+
+def test_index_takes_the_smallest_dtype_that_keeps_recall(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    info = build_index(vectors, vectors[:50], tmp_path / "i.usearch", lambda _: None)
+    assert info["recall_at_10"][info["dtype"]] >= info["min_recall"]
+    assert list(info["recall_at_10"])[-1] == info["dtype"]  # stopped at the first that passed
+    assert (tmp_path / "i.usearch").stat().st_size > 0
+
+
+def test_threshold_sits_between_off_topic_and_in_corpus():
+    off = np.linspace(0.05, 0.20, 20)
+    inside = np.linspace(0.40, 0.90, 50)
+    threshold, stats = calibrate_threshold(inside, off)
+    assert float(np.percentile(off, 95)) < threshold <= float(np.percentile(inside, 5))
+    assert stats["off_topic_questions"] == 20
+    # Overlapping scores: never above the 5th percentile of real questions.
+    threshold, _ = calibrate_threshold(np.linspace(0.1, 0.9, 50), np.linspace(0.3, 0.6, 20))
+    assert threshold <= float(np.percentile(np.linspace(0.1, 0.9, 50), 5))
+
+
+def test_citations_mark_what_the_answer_names():
+    hits = [Hit(i, 0.5, f"s{i}.md", "", "text") for i in range(3)]
+    cited = cite(hits, "Replace it every 500 hours [2].")
+    assert [c["cited"] for c in cited] == [False, True, False] and cited[1]["n"] == 2
+    answer = Answer("q", citations=cited)
+    assert [c["n"] for c in answer.shown_citations()] == [2]
+    answer.citations = cite(hits, "No number named.")
+    assert [c["n"] for c in answer.shown_citations()] == [1, 2, 3]  # none named: all given
+    answer.refused = True
+    assert answer.shown_citations() == []
+
+
+def test_looping_answers_are_caught():
+    assert not looping("The pressure is 280 bar. " * 2)
+    assert looping("10.01 " * 40)
+
+
+def test_questions_lose_control_characters():
+    assert check_question("  What is\x00 E-305?\x07\n") == "What is E-305?"
+    with pytest.raises(InputError, match="question is empty"):
+        check_question("\x00\x01 \n")
+
+
+def archive(*members) -> tarfile.TarFile:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "/etc/passwd"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    buf.seek(0)
+    return tarfile.open(fileobj=buf, mode="r")
+
+
+@pytest.mark.parametrize(
+    "name, kind, message",
+    [("bundle/../../evil", tarfile.REGTYPE, "points outside"), ("/etc/cron.d/x", tarfile.REGTYPE, "points outside"),
+     ("other/bundle.json", tarfile.REGTYPE, "not under bundle/"), ("bundle/link", tarfile.SYMTYPE, "is a link"),
+     ("bundle/dev", tarfile.CHRTYPE, "device or special file"), ("bundle/fifo", tarfile.FIFOTYPE, "device or special")],
+)  # fmt: skip
+def test_crafted_archive_members_are_refused(name, kind, message):
+    with pytest.raises(BundleError, match=message):
+        _safe_members(archive((name, kind, b"x")), Limits())
+
+
+def test_archive_limits():
+    members = [(f"bundle/f{i}", tarfile.REGTYPE, b"x" * 10) for i in range(5)]
+    assert len(_safe_members(archive(*members), Limits())) == 5
+    with pytest.raises(BundleError, match="over the limit of 4"):
+        _safe_members(archive(*members), Limits(max_files=4))
+    with pytest.raises(BundleError, match="per-file limit"):
+        _safe_members(archive(*members), Limits(max_file_bytes=5))
+    with pytest.raises(BundleError, match="size limit"):
+        _safe_members(archive(*members), Limits(max_total_bytes=30))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [('{"a": 1}\n{oops\n', ":2: not valid JSON"), ("[1, 2]\n", ":1: each line must be a JSON object"),
+     ("\n\n", "is empty"), (b"\xff\xfe{}", "not UTF-8")],
+)  # fmt: skip
+def test_jsonl_errors_name_file_and_line(tmp_path, text, message):
+    p = tmp_path / "q.jsonl"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputError, match=message):
+        read_jsonl(p)
+
+
+def test_training_flags_are_made_from_the_settings():
+    from dataclasses import fields
+
+    from trainer.cli import train_cmd
+    from trainer.config import TrainConfig
+
+    flags = {p.name for p in train_cmd.params}
+    assert {f.name for f in fields(TrainConfig)} <= flags
+    assert flags - {f.name for f in fields(TrainConfig)} == {"recipe", "resume", "as_json"}
+    for p in train_cmd.params:
+        if p.name in {f.name for f in fields(TrainConfig)}:
+            assert p.help, p.name
+
+
+def test_training_settings_precedence_and_errors(tmp_path):
+    from trainer.config import resolve_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rank: 8\nlearning_rate: 1\ntarget_modules: q_proj, v_proj\n")
+    config = resolve_config(str(recipe), {"data": "d", "out": "o", "rank": 4, "epochs": None})
+    assert config.rank == 4 and config.learning_rate == 1.0 and config.epochs == 2.0
+    assert config.target_modules == ["q_proj", "v_proj"]
+    recipe.write_text("rank: eight\n")
+    with pytest.raises(UsageError, match="--rank must be int"):
+        resolve_config(str(recipe), {"data": "d", "out": "o"})
+    with pytest.raises(
+        UsageError, match="--data is required.*--method must be one of.*--rank must be at least 1"
+    ):
+        resolve_config(None, {"rank": 0, "method": "magic", "out": "o"})

@@ -1,0 +1,196 @@
+"""Training settings, each declared once: the dataclass field carries its help text, choices and
+whether it defines the run; the `outpost train` flags are made from these fields.
+
+Precedence: defaults < recipe YAML (--config) < flags. Checks report every problem at once,
+naming the flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+from export.base import EMBEDDED_LLM
+from runtime.errors import UsageError
+from trainer.general import PROMPTS
+
+METHODS = ("auto", "qlora", "lora")
+SCHEDULES = ("cosine", "linear", "constant")
+ANSWER_STYLES = ("given", "quote")
+
+
+def setting(default, help: str, *, choices=None, identity=False, path=False, alias=None):
+    """A TrainConfig field with what its flag needs. `identity`: a run folder holding another
+    run with a different value is refused."""
+    meta = {"help": help, "choices": choices, "identity": identity, "path": path, "alias": alias}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    base: str = setting(EMBEDDED_LLM, "Base model: HF folder, .gguf, hub id.", identity=True)
+    data: str = setting("", "Training JSONL: chat messages, prompt/completion, or questions (with --docs).",
+                        identity=True, path=True)  # fmt: skip
+    out: str = setting(
+        "", "Run folder: adapter, recipe, metrics, loss curve, checkpoints.", path=True
+    )
+    eval: str | None = setting(
+        None, "Evaluation JSONL (same formats); eval loss is logged.", path=True
+    )
+    docs: list[str] = setting(
+        [], "Documents for grounded examples; repeatable.", identity=True, path=True
+    )
+    method: str = setting(
+        "auto", "auto: QLoRA on CUDA, LoRA on CPU.", choices=METHODS, identity=True
+    )
+    epochs: float = setting(2.0, "Passes over the data.")
+    max_steps: int = setting(0, "Optimizer steps; overrides --epochs (0: use --epochs).")
+    learning_rate: float = setting(2e-4, "Peak learning rate.", alias="--lr")
+    schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
+    warmup_ratio: float = setting(0.05, "Share of steps spent warming up.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    rank: int = setting(16, "LoRA rank.", identity=True)
+    alpha: int = setting(32, "LoRA alpha.", identity=True)
+    dropout: float = setting(0.05, "LoRA dropout.")
+    target_modules: list[str] | None = setting(
+        None,
+        "Comma-separated module names [default: every linear layer of the family].",
+        identity=True,
+    )
+    max_length: int = setting(2048, "Longest example in tokens.", identity=True)
+    batch_size: int = setting(1, "Examples per micro-batch.")
+    grad_accum: int = setting(4, "Gradient accumulation steps.")
+    seed: int = setting(0, "Random seed (data order, distractors, LoRA init).", identity=True)
+    packing: bool = setting(False, "Pack several examples into one row.", identity=True)
+    reject_long: bool = setting(False, "Fail on over-long examples instead of truncating.")
+    refusal_share: float = setting(0.3, "Share of grounded questions also taught as refusals.")
+    variants: int = setting(
+        2, "Prompts per answerable grounded question (other passages).", identity=True
+    )
+    answer_style: str = setting("given", "Grounded targets: the given answers, or the passage line "
+                                "that holds the answer.", choices=ANSWER_STYLES, identity=True)  # fmt: skip
+    general: int = setting(0, "General prompts answered by the base model and replayed (0: none).",
+                           identity=True)  # fmt: skip
+    save_every: int = setting(50, "Checkpoint every N steps.")
+    eval_every: int = setting(25, "Eval loss every N steps.")
+    gradient_checkpointing: bool = setting(True, "Gradient checkpointing (GPU only).")
+
+    def check(self) -> None:
+        problems = []
+        if not self.data:
+            problems.append("--data is required (a JSON-lines file)")
+        if not self.out:
+            problems.append("--out is required (the run folder)")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                problems.append(f"{flag(f.name)} must be one of {', '.join(choices)}")
+        for name in ("rank", "alpha", "max_length", "batch_size", "grad_accum", "variants",
+                     "save_every", "eval_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                problems.append(f"{flag(name)} must be at least 1")
+        if self.learning_rate <= 0:
+            problems.append("--learning-rate must be positive")
+        if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0):
+            problems.append("--epochs must be positive (or give --max-steps)")
+        if not 0 <= self.dropout < 1:
+            problems.append("--dropout must be in [0, 1)")
+        if not 0 <= self.refusal_share <= 1:
+            problems.append("--refusal-share must be in [0, 1]")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("--warmup-ratio must be in [0, 1)")
+        if not 0 <= self.general <= len(PROMPTS):
+            problems.append(f"--general must be in [0, {len(PROMPTS)}]")
+        if problems:  # all at once, like torchtune
+            raise UsageError("; ".join(problems))
+
+    def identity(self) -> dict:
+        """The settings that define the run (a resumed run must match them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity")}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def click_options(command):
+    """Decorate a click command with one option per TrainConfig field (all default None, so
+    only what the user passed overrides the recipe)."""
+    import click
+
+    for f in reversed(fields(TrainConfig)):
+        meta = f.metadata
+        names = [flag(f.name)] + ([meta["alias"]] if meta.get("alias") else [])
+        kwargs = {"help": meta["help"], "default": None}
+        kind = f.type
+        if f.name == "docs":
+            kwargs.update(multiple=True, type=click.Path(), default=())
+        elif kind == "bool":
+            names = [f"{flag(f.name)}/--no-{f.name.replace('_', '-')}"]
+        elif meta.get("choices"):
+            kwargs["type"] = click.Choice(meta["choices"])
+        elif meta.get("path"):
+            kwargs["type"] = click.Path()
+        elif kind in ("int", "float"):
+            kwargs["type"] = {"int": int, "float": float}[kind]
+        command = click.option(*names, f.name, **kwargs)(command)
+    return command
+
+
+def load_recipe(path: str | Path) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config {p} does not exist")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config {p} is not valid YAML ({e})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--config {p} must be a mapping of setting: value")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"--config {p}: unknown keys {', '.join(unknown)}")
+    return values
+
+
+def resolve_config(recipe: str | None, flags: dict) -> TrainConfig:
+    """defaults < recipe YAML < flags (a flag left out is None or an empty tuple)."""
+    values = load_recipe(recipe) if recipe else {}
+    values.update({k: v for k, v in flags.items() if v is not None and v != ()})
+    if isinstance(values.get("target_modules"), str):
+        values["target_modules"] = [
+            t.strip() for t in values["target_modules"].split(",") if t.strip()
+        ]
+    if "docs" in values:
+        values["docs"] = (
+            [values["docs"]] if isinstance(values["docs"], str) else list(values["docs"])
+        )
+    config = TrainConfig(**values)
+    _check_types(config)
+    config.check()
+    return config
+
+
+def _check_types(config: TrainConfig) -> None:
+    """A recipe YAML can hold any type: name the key whose value cannot work."""
+    wrong = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if value is None or default is None:
+            continue
+        ok = isinstance(value, type(default)) and not (
+            isinstance(value, bool) and not isinstance(default, bool)
+        )
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+            ok = True
+        if not ok:
+            wrong.append(f"{flag(f.name)} must be {type(default).__name__}, not {value!r}")
+    if wrong:
+        raise UsageError("; ".join(wrong))
