@@ -35,7 +35,7 @@ from export.llm import (
 from runtime.bundle import Bundle
 from runtime.errors import InputError, UsageError
 from runtime.evaluate import evaluate, load_questions
-from runtime.files import fsync_dir, sha256_file
+from runtime.files import fsync_dir, remove_stale, sha256_file
 from runtime.log import counter, log
 from runtime.manifest import (
     MANIFEST,
@@ -86,14 +86,41 @@ class ExportConfig:
         if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
             raise UsageError("--max-new-tokens must be at least 1 and below --max-context")
         out = Path(self.out)
+        for parent in [out, *out.parents]:
+            if parent.exists() and not parent.is_dir():
+                raise InputError(
+                    f"--out {out}: {parent} is a file, not a folder; choose another --out"
+                )
         if out.exists() and not self.force:
-            raise UsageError(f"{out} already exists; pass --force to replace it")
-        if out.exists() and not (out / MANIFEST).is_file():
-            raise UsageError(f"{out} exists and is not a bundle; choose another --out")
+            raise InputError(f"{out} already exists; pass --force to replace it")
+        if out.exists():
+            _check_replaceable(out)
         if self.questions:
             load_questions(self.questions)  # a bad questions file fails before any work
         if self.sign and not Path(self.sign).is_file():
-            raise UsageError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
+            raise InputError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
+
+
+def _check_replaceable(out: Path) -> None:
+    """--force replaces only a bundle this tool made, holding nothing but its own files."""
+    from runtime.bundle import check_files, open_bundle
+    from runtime.errors import OutpostError
+
+    try:
+        bundle = open_bundle(out, check_sizes=False)
+    except OutpostError:
+        raise InputError(
+            f"{out} exists and is not a bundle made by `outpost export`; --force replaces only "
+            "bundles; choose another --out or remove it yourself"
+        ) from None
+    foreign = [
+        p.path for p in check_files(out, bundle.manifest, hashes=False) if p.kind == "unexpected"
+    ]
+    if foreign:
+        raise InputError(
+            f"{out} holds files that are not part of its bundle ({', '.join(foreign[:3])}); "
+            "--force would delete them; move them away or choose another --out"
+        )
 
 
 def build_bundle(config: ExportConfig) -> Manifest:
@@ -107,6 +134,9 @@ def build_bundle(config: ExportConfig) -> Manifest:
     docs, skipped, root = ingest(config.docs, counter("documents"), config.exclude)
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
+    for d in docs:
+        for note in d.notes:
+            log(f"note {d.source}: {note}")
     if skipped and config.strict:
         raise InputError(
             f"{len(skipped)} file(s) skipped ({skipped[0].path}: {skipped[0].reason}); fix them or drop --strict"
@@ -121,8 +151,10 @@ def build_bundle(config: ExportConfig) -> Manifest:
 
     base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed export
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(out.parent, f".{out.name}.tmp-")  # left by a killed export (not a running one)
+    remove_stale(out.parent, f".{out.name}.old-")
+    if out.exists():
+        log(f"replacing the bundle at {out} (--force)")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -134,7 +166,7 @@ def build_bundle(config: ExportConfig) -> Manifest:
         manifest.export_seconds = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
         if config.sign:
-            from runtime.verify import sign_manifest
+            from export.sign import sign_manifest
 
             log(f"signed with key {sign_manifest(tmp, Path(config.sign))}")
         _swap_into_place(tmp, out)

@@ -61,9 +61,9 @@ def write_store(chunks: list[Chunk], path: Path) -> None:
 
 
 def _new_index(ndim: int, dtype: str):
-    from usearch.index import Index
+    from runtime.retrieve import usearch_index
 
-    return Index(ndim=ndim, metric="cos", dtype=dtype)
+    return usearch_index()(ndim=ndim, metric="cos", dtype=dtype)
 
 
 def build_index(vectors: np.ndarray, queries: np.ndarray, path: Path, log) -> dict:

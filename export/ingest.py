@@ -7,6 +7,7 @@ page marks its main content (<main>, role="main", <article>), only that is kept.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import html.parser
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import InputError
+from runtime.prompt import strip_controls
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
              ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
@@ -35,6 +37,7 @@ class Document:
     path: Path
     kind: str
     blocks: list[Block] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a user should know (encoding, ...)
 
 
 @dataclass
@@ -43,8 +46,16 @@ class Skipped:
     reason: str
 
 
+# Files larger than this are skipped (a manual is rarely over a few MB of text; a dump is).
+MAX_TEXT_BYTES = 16 * 2**20
+MAX_PDF_BYTES = 256 * 2**20
+MAX_LINE_CHARS = 100_000  # longer lines are split by the chunker, with a note
+
+
 def clean(text: str, keep_lines: bool = False) -> str:
-    text = unicodedata.normalize("NFKC", text).replace("¶", "").replace("\u00ad", "")
+    text = (
+        unicodedata.normalize("NFKC", strip_controls(text)).replace("¶", "").replace("\u00ad", "")
+    )
     if keep_lines:
         lines = [line.rstrip() for line in text.replace("\t", "    ").split("\n")]
         return "\n".join(lines).strip("\n")
@@ -54,9 +65,11 @@ def clean(text: str, keep_lines: bool = False) -> str:
 def discover(
     paths: list[str | Path], exclude: tuple[str, ...] = ()
 ) -> tuple[list[tuple[Path, str]], list[Skipped], Path]:
-    """All files under `paths`, as (path, source name), the unsupported ones, and the root.
+    """All files under `paths`, as (path, source name), the skipped ones with why, and the root.
 
-    `exclude` holds glob patterns matched against the source path and the file name.
+    `exclude` holds glob patterns matched against the source path and the file name. Links are
+    followed only to files inside the documents root; unreadable folders, link loops and
+    links that lead outside are listed as skipped.
     """
     roots = [Path(p) for p in paths]
     for r in roots:
@@ -65,31 +78,83 @@ def discover(
     parents = [r.resolve() if r.is_dir() else r.resolve().parent for r in roots]
     root = Path(os.path.commonpath(parents))
     found: list[Path] = []
+    skipped: list[Skipped] = []
+
+    def name(p: Path) -> str:
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+    def unreadable(e: OSError) -> None:
+        skipped.append(Skipped(name(Path(e.filename)), f"unreadable folder ({e.strerror})"))
+
     for r in roots:
         if r.is_file():
             found.append(r.resolve())
             continue
-        for dirpath, dirnames, filenames in os.walk(r):
+        for dirpath, dirnames, filenames in os.walk(r.resolve(), onerror=unreadable):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-            found.extend(
-                Path(dirpath, f).resolve() for f in sorted(filenames) if not f.startswith(".")
-            )
-    files, skipped = [], []
-    for f in dict.fromkeys(found):
-        source = f.relative_to(root).as_posix()
+            found.extend(Path(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
+    files, seen = [], set()
+    for f in found:
+        source = name(f)
         if any(fnmatch.fnmatch(source, g) or fnmatch.fnmatch(f.name, g) for g in exclude):
             continue
+        try:
+            target = f.resolve(strict=True)
+        except (OSError, RuntimeError) as e:  # a link loop or a link to nothing
+            skipped.append(Skipped(source, f"broken or looping link ({type(e).__name__})"))
+            continue
+        if not target.is_relative_to(root):
+            skipped.append(Skipped(source, f"a link to {target}, outside the documents folder"))
+            continue
+        if target in seen:
+            continue
+        seen.add(target)
         if f.suffix.lower() in SUPPORTED:
-            files.append((f, source))
+            files.append((target, source))
         else:
             skipped.append(Skipped(source, f"unsupported type '{f.suffix or f.name}'"))
     return files, skipped, root
+
+
+def decode(raw: bytes, kind: str) -> tuple[str, str | None]:
+    """Text of a file and, when it was not UTF-8, a note naming the encoding used.
+
+    UTF-8 (with or without BOM) and UTF-16 with a BOM; else the charset an HTML page declares;
+    else Windows-1252 (a superset of Latin-1 for text), which is what most non-UTF-8 manuals are.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[3:]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors="replace"), None
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    if kind == "html" and (m := re.search(rb"charset=[\"']?([\w-]+)", raw[:4096], re.I)):
+        declared = m.group(1).decode("ascii").lower()
+        try:
+            return raw.decode(declared), f"decoded as {declared} (declared by the page, not UTF-8)"
+        except (LookupError, UnicodeDecodeError):
+            pass
+    try:
+        return raw.decode("cp1252"), "not UTF-8; decoded as Windows-1252 (check accented letters)"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "not UTF-8; decoded as Latin-1 (check accented letters)"
 
 
 def read_document(path: Path, source: str) -> Document:
     """Raise InputError with the reason when the file cannot give text."""
     kind = SUPPORTED[path.suffix.lower()]
     doc = Document(source, path, kind)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputError(f"unreadable ({e.strerror})") from None
+    limit = MAX_PDF_BYTES if kind in ("pdf", "docx") else MAX_TEXT_BYTES
+    if size > limit:
+        raise InputError(
+            f"{size / 2**20:.0f} MB, over the {limit // 2**20} MB limit for {kind} files; split it"
+        )
     if kind == "pdf":
         doc.blocks = read_pdf(path)
     elif kind == "docx":
@@ -101,9 +166,16 @@ def read_document(path: Path, source: str) -> Document:
             raw = path.read_bytes()
         except OSError as e:
             raise InputError(f"unreadable ({e.strerror})") from None
-        if b"\x00" in raw[:4096]:
+        utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        if b"\x00" in raw[:4096] and not utf16:
             raise InputError("binary content, not text")
-        text = raw.decode("utf-8", errors="replace")
+        text, note = decode(raw, kind)
+        text = strip_controls(text)  # before parsing: CommonMark turns NUL into U+FFFD
+        if note:
+            doc.notes.append(note)
+        longest = max((len(line) for line in text.splitlines()), default=0)
+        if longest > MAX_LINE_CHARS and kind != "html":
+            doc.notes.append(f"a line of {longest} characters; split into chunks at sentences")
         from export.markup import read_markdown
 
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
@@ -306,6 +378,8 @@ def ingest(
             docs.append(read_document(path, source))
         except InputError as e:
             skipped.append(Skipped(source, str(e)))
+        except Exception as e:  # noqa: BLE001 - a reader choking on a damaged file skips that file
+            skipped.append(Skipped(source, f"cannot be read ({type(e).__name__}: {str(e)[:80]})"))
         if progress:
             progress(i, len(files))
     return docs, skipped, root

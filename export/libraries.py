@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 from importlib import metadata
@@ -20,10 +21,18 @@ RECORDED = ("onnxruntime", "onnxruntime-genai", "usearch", "tokenizers", "torch"
 
 
 def require_extra(extra: str, command: str) -> None:
-    """One line naming the extra to install when a build command runs on a device install."""
+    """One line naming the extra to install when a build command runs on a device install.
+
+    torch is imported (everything else builds on it, and a broken install shows here); the
+    others are looked up without importing them, which would cost seconds before a usage error.
+    """
+    quiet_libraries()
     for name in EXTRAS[extra]:
         try:
-            importlib.import_module(name)
+            if name == "torch":
+                importlib.import_module(name)
+            elif importlib.util.find_spec(name) is None:
+                raise ImportError(name)
         except ImportError:
             torch_first = "pip install torch==2.13.0 && " if name == "torch" else ""
             raise OutpostError(

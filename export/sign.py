@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.bundle import SIGNATURE
-from runtime.errors import UsageError
+from runtime.errors import InputError
 from runtime.manifest import MANIFEST
 from runtime.verify import fingerprint
 
@@ -30,7 +30,7 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
     """Write a PEM private key (mode 600) and a PEM public key; return the key's fingerprint."""
     for p in (private_path, public_path):
         if p.exists():
-            raise UsageError(
+            raise InputError(
                 f"{p} already exists; choose another path (keys are never overwritten)"
             )
     key = Ed25519PrivateKey.generate()
@@ -51,11 +51,11 @@ def sign_manifest(root: Path, private_key: Path) -> str:
     try:
         key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
-        raise UsageError(
+        raise InputError(
             f"--sign {private_key}: not a readable Ed25519 private key ({e})"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(
+        raise InputError(
             f"--sign {private_key}: not an Ed25519 key; make one with `outpost keygen`"
         )
     signature = key.sign((root / MANIFEST).read_bytes())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.bundle import Bundle, open_bundle
 from runtime.embed import open_embedder
-from runtime.errors import UsageError
+from runtime.errors import BundleError, OutpostError, UsageError
 from runtime.generate import GenerationSettings, Generator, Timings
 from runtime.prompt import (
     REFUSAL,
@@ -88,11 +89,16 @@ class Assistant:
         threshold = config.threshold
         self.threshold = m.retrieval.grounding_threshold if threshold is None else threshold
         self.hybrid = config.hybrid
-        embedder = open_embedder(bundle.path, m.embedder, config.threads)
-        self.retriever = Retriever(
-            bundle.file(m.index.file), bundle.file(m.store.file), embedder.dim, embedder
-        )
-        self.generator = Generator(bundle.model_dir, config.threads)
+        with loading(m.embedder.file):
+            embedder = open_embedder(bundle.path, m.embedder, config.threads)
+        with loading(f"{m.index.file} or {m.store.file}"):
+            self.retriever = Retriever(
+                bundle.file(m.index.file), bundle.file(m.store.file), embedder.dim, embedder
+            )
+            if (count := self.retriever.store.count()) != m.store.count:
+                raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
+        with loading(m.model.dir + "/"):
+            self.generator = Generator(bundle.model_dir, config.threads)
         limit = self.generator.context_length
         self.max_context = min(config.max_context or m.generation.max_context, limit)
         self.settings = GenerationSettings(
@@ -148,6 +154,21 @@ class Assistant:
         answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None
         answer.citations = cite(hits[:kept], answer.text)
         return answer
+
+
+@contextmanager
+def loading(part: str):
+    """A part of the bundle that does not load (a foreign or damaged file opened with
+    --no-verify) is one BundleError naming it, not a library traceback."""
+    try:
+        yield
+    except OutpostError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime, usearch and sqlite raise their own types
+        detail = " ".join(str(e).split())[:160]
+        raise BundleError(
+            f"cannot load {part} ({type(e).__name__}: {detail}); copy the bundle again or re-export it"
+        ) from None
 
 
 LOOP_CHARS = 48

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from importlib import metadata
 
 import click
 
 from runtime.errors import OutpostError
+
+
+def one_line(message: str) -> str:
+    """Library messages may quote multi-line text (a parser's report): the error stays one line."""
+    return " ".join(message.split())
+
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 
@@ -41,11 +48,20 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except OutpostError as e:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: still one line; OUTPOST_DEBUG=1 shows where
+            if os.environ.get("OUTPOST_DEBUG"):
+                raise
+            detail = one_line(str(e))[:200]
+            click.echo(f"Error: internal error ({type(e).__name__}: {detail}); rerun with "
+                       "OUTPOST_DEBUG=1 for the traceback and report it", err=True)  # fmt: skip
+            sys.exit(1)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,7 +214,7 @@ def chat(bundle, timings, **options):
             click.echo("\n(stopped)", err=True)
             continue
         except OutpostError as e:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
         click.echo()
         _print_sources(answer)

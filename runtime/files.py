@@ -48,6 +48,29 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale(parent: Path, prefix: str) -> list[Path]:
+    """Remove `prefix<PID>` folders left by processes that are gone; a live one's is kept."""
+    import shutil
+
+    removed = []
+    for stale in parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix) :]
+        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
 def read_jsonl(path: str | Path, what: str = "a JSON-lines file") -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; InputError naming file:line otherwise."""
     p = Path(path)

@@ -152,8 +152,15 @@ class Run:
         self.owner, self.ids, self.settings = owner, ids, settings
         self.processors, self.should_stop = list(processors), should_stop
         self.result = Generation()
+        self._pieces: Iterator[str] | None = None
 
     def __iter__(self) -> Iterator[str]:
+        """The text pieces; iterating again (or `complete()`) continues where it stopped."""
+        if self._pieces is None:
+            self._pieces = self._generate()
+        return self._pieces
+
+    def _generate(self) -> Iterator[str]:
         og, model = self.owner.og, self.owner.model
         result, timings = self.result, self.result.timings
         timings.prompt_tokens = len(self.ids)
@@ -224,6 +231,16 @@ class Generator:
         self.tokenizer = og.Tokenizer(self.model)
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
+        self.vocab_size = int(genai["model"].get("vocab_size", 0))
+        self._digits = None
+
+    def digit_tokens(self):
+        """(ids of tokens holding a digit, {id: digits} of pure-digit tokens), built once."""
+        if self._digits is None:
+            from runtime.support import digit_tokens
+
+            self._digits = digit_tokens(self.tokenizer, self.vocab_size)
+        return self._digits
 
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)

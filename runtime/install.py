@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runtime.bundle import open_bundle
-from runtime.errors import BundleError, OutpostError, UsageError
-from runtime.files import fsync_dir
+from runtime.errors import BundleError, InputError, OutpostError
+from runtime.files import fsync_dir, remove_stale
 from runtime.manifest import MANIFEST
 from runtime.verify import content_id, verify_on_open
 
@@ -80,13 +80,20 @@ def install(
     archive: Path, bundles: Path, trusted: list[Path] = (), limits: Limits | None = None
 ) -> str:
     """Extract, verify, then switch `current` to the new bundle. Returns its content id."""
-    limits = limits or Limits()
     if not archive.is_file():
-        raise UsageError(f"{archive} does not exist; pass a file made by `outpost pack`")
+        raise InputError(f"{archive} does not exist; pass a file made by `outpost pack`")
+    try:
+        return _install(archive, bundles, trusted, limits or Limits())
+    except OSError as e:
+        raise InputError(
+            f"--bundles {bundles}: cannot write there ({e.strerror or e}); choose a writable folder"
+        ) from None
+
+
+def _install(archive: Path, bundles: Path, trusted: list[Path], limits: Limits) -> str:
     releases = bundles / "releases"
     releases.mkdir(parents=True, exist_ok=True)
-    for stale in bundles.glob(".incoming-*"):  # left by an interrupted install
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(bundles, ".incoming-")  # left by an interrupted install (not a running one)
     incoming = bundles / f".incoming-{os.getpid()}"
     try:
         try:
@@ -104,7 +111,11 @@ def install(
                         out.flush()
                         os.fsync(out.fileno())
                     os.chmod(target, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
+            raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
+        except OSError as e:
+            if e.filename and Path(e.filename).is_relative_to(bundles):
+                raise  # writing failed: reported as a --bundles problem
             raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
         root = incoming / ROOT_NAME
         if not (root / MANIFEST).is_file():
@@ -144,7 +155,7 @@ def _verifies(path: Path, trusted: list[Path]) -> bool:
 def rollback(bundles: Path) -> str:
     current, previous = bundles / "current", bundles / "previous"
     if not previous.is_symlink():
-        raise UsageError(f"{bundles} has no previous bundle to roll back to")
+        raise BundleError(f"{bundles} has no previous bundle to roll back to")
     old_current = os.readlink(current) if current.is_symlink() else None
     target = os.readlink(previous)
     if not (bundles / target / MANIFEST).is_file():

@@ -39,6 +39,8 @@ class ChunkStore:
 
     def __init__(self, path: Path):
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._rows: int | None = None
+        self._df: dict[str, int] = {}
 
     def get(self, ids: list[int]) -> dict[int, tuple[str, str, str]]:
         if not ids:
@@ -50,7 +52,25 @@ class ChunkStore:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def count(self) -> int:
+        """Rows in the store; also reads the keyword index, so a foreign file fails here."""
+        self.db.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'probe' LIMIT 1"
+        ).fetchall()
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def count_rows(self) -> int:
+        if self._rows is None:
+            self._rows = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return self._rows
+
+    def document_frequency(self, term: str) -> int:
+        """Chunks holding `term` (the keyword index's own tokenisation), remembered per term."""
+        if term not in self._df:
+            phrase = '"' + term.replace('"', "") + '"'
+            self._df[term] = self.db.execute(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
+            ).fetchone()[0]
+        return self._df[term]
 
     def keyword_search(self, query: str, limit: int) -> list[int]:
         terms = [
@@ -66,9 +86,18 @@ class ChunkStore:
         return [r[0] for r in rows]
 
 
+def usearch_index():
+    """usearch's Index class, loaded after onnxruntime: with usearch 2.26.6 and onnxruntime 1.31.1
+    importing usearch first makes the later onnxruntime import crash the process (segfault)."""
+    import onnxruntime  # noqa: F401 - load order matters, see above
+    from usearch.index import Index
+
+    return Index
+
+
 class Retriever:
     def __init__(self, index_path: Path, store_path: Path, ndim: int, embedder: Embedder):
-        from usearch.index import Index
+        Index = usearch_index()
 
         self.index = Index.restore(str(index_path), view=True)
         if self.index is None or self.index.ndim != ndim:

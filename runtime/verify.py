@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from runtime.bundle import SIGNATURE, Problem, check_files
-from runtime.errors import BundleError, UsageError
+from runtime.errors import BundleError, InputError, UsageError
 from runtime.manifest import MANIFEST, Manifest
 
 
@@ -84,9 +84,9 @@ def load_public_keys(paths: list[Path]) -> dict[str, object]:
                 pem = f.read_bytes()
                 key = serialization.load_pem_public_key(pem)
             except (OSError, ValueError) as e:
-                raise UsageError(f"--trust {f}: not a readable public key ({e})") from None
+                raise InputError(f"--trust {f}: not a readable public key ({e})") from None
             if not isinstance(key, Ed25519PublicKey):
-                raise UsageError(f"--trust {f}: not an Ed25519 public key")
+                raise InputError(f"--trust {f}: not an Ed25519 public key")
             keys[fingerprint(pem)] = key
     return keys
 

@@ -80,7 +80,7 @@ def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs
 def test_existing_output_needs_force(tmp_path, examples_docs):
     (tmp_path / "out").mkdir()
     done = outpost("export", str(examples_docs), "--out", str(tmp_path / "out"))
-    assert_clean_error(done, code=2, match="--force")
+    assert_clean_error(done, code=1, match="--force")
 
 
 def test_usage_errors_exit_2(tmp_path, examples_docs):

@@ -80,3 +80,10 @@ def test_build_commands_on_a_device_install_name_the_extra(device_env, args, ext
         f"pip install torch==2.13.0 && pip install 'outpost-llm[{extra}]'"
     ]
     assert outpost(args[0], "--help", env=device_env).returncode == 0
+
+
+def test_usearch_loads_without_breaking_onnxruntime():
+    """usearch imported first crashes the later onnxruntime import; the runtime's loader orders them."""
+    code = "from runtime.retrieve import usearch_index; usearch_index(); import onnxruntime; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]

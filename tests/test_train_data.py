@@ -41,6 +41,19 @@ from trainer.data import (
         ),
         (['{"text": "hi"}'], ':1: expected "messages", or "prompt" and "completion"'),
         (['["a list"]'], ":1: each line must be a JSON object"),
+        (
+            [
+                '{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}'
+            ],
+            ":1: message 1 is 'assistant' out of order",
+        ),
+        (
+            [
+                '{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, '
+                '{"role": "assistant", "content": "b"}]}'
+            ],
+            ":1: message 2 is 'system' out of order",
+        ),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, lines, message):
@@ -128,3 +141,27 @@ def test_quote_takes_the_passage_line_that_holds_the_answer():
         "Check the oil level first, then clean the suction strainer (part SS-90)."
     )
     assert quote("Forty bar.", "What pressure?", passage) == "Forty bar."  # nothing to quote
+
+
+def test_dropped_examples_are_not_called_truncated(tokenizer, capsys):
+    """An example cut before its answer has nothing to learn: it is dropped and said so."""
+    from runtime import log
+    from trainer.config import TrainConfig
+    from trainer.recipe import _rows
+
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
+    long_answer = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "word " * 200},
+    ]
+    long_question = [
+        {"role": "user", "content": "word " * 200},
+        {"role": "assistant", "content": "yes"},
+    ]
+    config = TrainConfig(data="d", out="o", max_length=40)
+    log.quiet = False
+    rows = _rows(config, tokenizer, [short, long_answer, long_question], "d.jsonl")
+    err = capsys.readouterr().err
+    assert len(rows) == 2
+    assert "1 of 3 examples truncated to 40 tokens" in err
+    assert "1 of 3 examples dropped: no answer token within 40 tokens" in err

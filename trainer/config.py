@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from export.base import EMBEDDED_LLM
-from runtime.errors import UsageError
+from runtime.errors import InputError, UsageError
 from trainer.general import PROMPTS
 
 METHODS = ("auto", "qlora", "lora")
@@ -144,17 +144,17 @@ def load_recipe(path: str | Path) -> dict:
 
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"--config {p} does not exist")
+        raise InputError(f"--config {p} does not exist")
     try:
         values = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise UsageError(f"--config {p} is not valid YAML ({e})") from None
+        raise InputError(f"--config {p} is not valid YAML ({e})") from None
     if not isinstance(values, dict):
-        raise UsageError(f"--config {p} must be a mapping of setting: value")
+        raise InputError(f"--config {p} must be a mapping of setting: value")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UsageError(f"--config {p}: unknown keys {', '.join(unknown)}")
+        raise InputError(f"--config {p}: unknown keys {', '.join(unknown)}")
     return values
 
 

@@ -45,6 +45,14 @@ def check_conversation(path: Path, number: int, item: dict) -> list[dict]:
                 )
         if not any(m["role"] == "assistant" for m in messages):
             raise _fail(path, number, "conversation has no assistant turn to learn from")
+        roles = [m["role"] for m in messages]
+        turns = roles[1:] if roles[0] == "system" else roles
+        expected = ["user", "assistant"] * len(turns)
+        if turns != expected[: len(turns)]:
+            at = next(i for i, (r, e) in enumerate(zip(turns, expected)) if r != e)
+            at += 2 if roles[0] == "system" else 1
+            raise _fail(path, number, f"message {at} is {roles[at - 1]!r} out of order; after an "
+                        "optional system message, user and assistant turns alternate, user first")  # fmt: skip
         return [{"role": m["role"], "content": m["content"]} for m in messages]
     if "prompt" in item or "completion" in item:
         if not isinstance(item.get("prompt"), str) or not isinstance(item.get("completion"), str):

@@ -59,25 +59,28 @@ def _device_and_method(config: TrainConfig):
 def _check_out(config: TrainConfig, resume: bool) -> Path:
     out = Path(config.out)
     run_file = out / RUN_FILE
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not run_file.is_file():
-            raise UsageError(f"{out} is not empty and holds no outpost run; choose another --out")
+            raise InputError(f"{out} is not empty and holds no outpost run; choose another --out")
         try:
             previous = json.loads(run_file.read_text())
         except (OSError, ValueError):
-            raise UsageError(f"{run_file} is unreadable; choose another --out") from None
+            raise InputError(f"{run_file} is unreadable; choose another --out") from None
         now = json.loads(json.dumps(config.identity()))
-        changed = [k for k in now if previous.get(k) != now[k]]
+        changed = [k for k in now if not isinstance(previous, dict) or previous.get(k) != now[k]]
         if changed:
-            raise UsageError(
+            raise InputError(
                 f"{out} holds a different run ({', '.join(changed)} differ); choose another --out"
             )
         if not resume:
-            raise UsageError(
+            raise InputError(
                 f"{out} already holds this run; pass --resume to continue it or choose another --out"
             )
     elif resume:
-        raise UsageError(f"--resume: {out} holds no run to continue")
+        raise InputError(f"--resume: {out} holds no run to continue")
     return out
 
 
@@ -114,18 +117,24 @@ def _rows(config: TrainConfig, tokenizer, conversations, path: str):
     """Tokenized conversations (assistant-only labels), packed into rows with --packing."""
     from trainer.data import pack, tokenize
 
-    examples, truncated = [], 0
+    examples, truncated, dropped = [], 0, 0
     for i, messages in enumerate(conversations):
         ex, cut = tokenize(tokenizer, messages, config.max_length)
         if cut and config.reject_long:
             raise InputError(
                 f"{path}: example {i + 1} is longer than --max-length {config.max_length}; raise it or drop --reject-long"
             )
-        truncated += cut
         if any(label != -100 for label in ex.labels):
             examples.append(ex)
+            truncated += cut
+        else:
+            dropped += 1  # cut before any answer token: nothing left to learn
     if truncated:
         log(f"{truncated} of {len(conversations)} examples truncated to {config.max_length} tokens")
+    if dropped:
+        log(
+            f"{dropped} of {len(conversations)} examples dropped: no answer token within {config.max_length} tokens"
+        )
     if config.packing:
         examples = pack(examples, config.max_length, tokenizer.pad_token_id or 0)
     return examples
@@ -437,7 +446,7 @@ def _restore(out: Path, accelerator, model, optimizer, scheduler):
 
     checkpoints = sorted((out / "checkpoints").glob("step-[0-9]*[0-9]"))
     if not checkpoints:
-        raise UsageError(f"--resume: {out} has no checkpoint yet; start again without --resume")
+        raise InputError(f"--resume: {out} has no checkpoint yet; start again without --resume")
     last = checkpoints[-1]
     set_peft_model_state_dict(
         accelerator.unwrap_model(model), load_file(last / "adapter" / "adapter_model.safetensors")
