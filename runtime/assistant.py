@@ -12,6 +12,7 @@ from pathlib import Path
 from runtime.bundle import Bundle, open_bundle
 from runtime.embed import open_embedder
 from runtime.errors import BundleError, OutpostError, UsageError
+from runtime.evidence import evidence, read
 from runtime.generate import GenerationSettings, Generator, Timings
 from runtime.prompt import (
     REFUSAL,
@@ -22,6 +23,16 @@ from runtime.prompt import (
     is_refusal,
 )
 from runtime.retrieve import Hit, Retriever
+from runtime.support import check, number_copy
+
+READERS = ("windows", "chunks")
+# Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
+WITHHELD = (
+    "The manuals' passages do not confirm the answer the model wrote, so it is not shown; "
+    "read the quoted passage instead."
+)
+CANDIDATES = 8  # chunks whose sentences the windows reader ranks
+EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
 
 @dataclass
@@ -33,6 +44,9 @@ class AskConfig:
     threads: int = 0
     hybrid: bool = True
     refusal_p: float | None = None  # None: the bundle's (calibrated by the trainer, else 0.5)
+    reader: str = "windows"  # "windows": best sentences with neighbours; "chunks": whole passages
+    min_evidence: float | None = None  # None: the bundle's; decline below this evidence coverage
+    support: bool = True  # check the answer's facts against the passages; copy numbers only
 
     def check(self) -> None:
         if self.top_k is not None and self.top_k < 1:
@@ -45,6 +59,10 @@ class AskConfig:
             raise UsageError("--threads must be 0 (all cores) or more")
         if self.refusal_p is not None and not 0 <= self.refusal_p <= 1:
             raise UsageError("--refusal-p must be between 0 and 1 (0: the model declines freely)")
+        if self.min_evidence is not None and not 0 <= self.min_evidence <= 1:
+            raise UsageError("--min-evidence must be between 0 and 1 (0: never decline for it)")
+        if self.reader not in READERS:
+            raise UsageError(f"--reader must be one of {', '.join(READERS)}")
 
 
 @dataclass
@@ -59,16 +77,30 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     retrieval_s: float = 0.0
     refusal_p: float | None = None  # the model's probability of declining, when it opened so
+    evidence: list[dict] = field(
+        default_factory=list
+    )  # quoted spans: chunk_id, start, end, text, ...
+    evidence_score: float | None = None  # coverage of the question's weight by what the model read
+    declined_by: str | None = None  # threshold | evidence | model | support
+    support: dict | None = None  # facts checked, unsupported ones, and what was done
+    generated: str = ""  # the model's text before the support check (for evaluation)
+    passages: list[str] = field(default_factory=list)  # the texts the model was given
 
     def as_dict(self) -> dict:
         return {
             "question": self.question,
             "answer": self.text,
             "refused": self.refused,
+            "declined_by": self.declined_by,
+            "evidence": self.evidence,
             "grounded": self.grounded,
             "best_score": round(self.best_score, 4),
             "threshold": round(self.threshold, 4),
+            "evidence_score": None
+            if self.evidence_score is None
+            else round(self.evidence_score, 4),
             "refusal_p": None if self.refusal_p is None else round(self.refusal_p, 4),
+            "support": self.support,
             "citations": self.citations,
             "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.timings.as_dict()},
         }
@@ -107,6 +139,11 @@ class Assistant:
         )
         refusal_p = m.generation.refusal_min_p if config.refusal_p is None else config.refusal_p
         self.gate = self.generator.refusal_gate(REFUSAL_OPENINGS, refusal_p)
+        self.reader, self.support = config.reader, config.support
+        self.min_evidence = (
+            m.generation.min_evidence if config.min_evidence is None else config.min_evidence
+        )
+        self.windows, self.radius = m.generation.windows, m.generation.window_radius
         if self.settings.max_new_tokens >= self.max_context:
             raise UsageError(
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
@@ -127,33 +164,118 @@ class Assistant:
         # previous question too, so retrieval and grounding see the topic of the conversation.
         earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
         query = f"{earlier[-1]} {question}" if earlier else question
-        hits = self.retriever.search(query, self.top_k, hybrid=self.hybrid)
+        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
+        hits = self.retriever.search(query, wanted, hybrid=self.hybrid)
+        answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
+        if self.reader == "windows":
+            reading = read(
+                query,
+                hits,
+                self.retriever.embedder,
+                self.retriever.store,
+                self.windows,
+                self.radius,
+            )
+            answer.evidence_score = reading.answerability
+            shown_passages = [(hits[w.hit], w.start, w.end) for w in reading.windows]
+        else:
+            reading = None
+            shown_passages = [(h, 0, len(h.text)) for h in hits]
         answer.retrieval_s = time.perf_counter() - start
-        answer.best_score = max((h.score for h in hits), default=0.0)
         budget = self.max_context - self.settings.max_new_tokens
-        passages = [Passage(h.source, h.heading, h.text) for h in hits]
+        passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
         # Fit first: a question too long for the context is an error even when ungrounded.
         messages, kept = fit_messages(
             question, passages, history or [], self.generator.count_tokens, budget
         )
         if answer.best_score < self.threshold:
-            answer.grounded, answer.refused, answer.text = False, True, REFUSAL
-            if on_text:
-                on_text(REFUSAL)
-            return answer
-        checks = [self.gate.processor()] if self.gate else []
+            return self._decline(answer, "threshold", on_text, grounded=False)
+        if reading is not None and reading.answerability < self.min_evidence:
+            return self._decline(answer, "evidence", on_text)
+        given = answer.passages = [p.text for p in passages[:kept]]
+        processors = [self.gate.processor()] if self.gate else []
+        if self.support:
+            processors.append(number_copy(self.generator, " ".join([*given, question])))
         run = self.generator.run(
-            messages, self.settings, checks, lambda: should_stop() or looping(run.result.text)
+            messages, self.settings, processors, lambda: should_stop() or looping(run.result.text)
+        )
+        shown = Shown(
+            on_text, (lambda text: check(text, given, question)) if self.support else None
         )
         for piece in run:
-            if on_text:
-                on_text(piece)
+            if not shown.add(piece):
+                break  # a sentence with a fact the passages do not hold: stop writing
+        else:
+            shown.finish()
         answer.timings = run.result.timings
-        answer.text = run.result.text.strip()
+        answer.generated = run.result.text.strip()
+        answer.text = shown.text.strip()
         answer.refused = is_refusal(answer.text)
         answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None
-        answer.citations = cite(hits[:kept], answer.text)
+        answer.declined_by = "model" if answer.refused else None
+        if self.support:
+            action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
+            answer.support = {**check(answer.generated, given, question).as_dict(), "action": action,
+                              "numbers_blocked": run.result.measured.get("numbers_blocked", 0)}  # fmt: skip
+            if action == "evidence":
+                answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
+                if on_text:
+                    on_text(WITHHELD)
+        answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
+        if reading is not None and (not answer.refused or answer.declined_by == "support"):
+            # A withheld answer shows the evidence instead: the line that best answers the question.
+            said = answer.text if not answer.refused else ""
+            answer.evidence = evidence(reading, hits, said, question, limit=EVIDENCE_SPANS)
         return answer
+
+    def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
+        answer.grounded, answer.refused, answer.text, answer.declined_by = (
+            grounded,
+            True,
+            REFUSAL,
+            why,
+        )
+        if on_text:
+            on_text(REFUSAL)
+        return answer
+
+
+class Shown:
+    """What reaches the screen, a sentence at a time: with a `check`, each sentence is shown only
+    once its facts are found in the passages; the first one that fails ends the answer there."""
+
+    _END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+    def __init__(self, on_text: Callable[[str], None] | None, check_sentence=None):
+        self.on_text, self.check = on_text, check_sentence
+        self.text, self.pending = "", ""
+        self.failed: str | None = None  # the sentence that was not shown
+
+    def add(self, piece: str) -> bool:
+        if self.check is None:
+            return self._show(piece)
+        self.pending += piece
+        while m := self._END.search(self.pending):
+            sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
+            if not self._checked(sentence):
+                return False
+        return True
+
+    def finish(self) -> bool:
+        sentence, self.pending = self.pending, ""
+        return self._checked(sentence) if self.check and sentence.strip() else True
+
+    def _checked(self, sentence: str) -> bool:
+        if sentence.strip() and not self.check(sentence).ok:
+            self.failed = sentence
+            return False
+        return self._show(sentence)
+
+    def _show(self, text: str) -> bool:
+        self.text += text
+        if self.on_text and text:
+            self.on_text(text)
+        return True
 
 
 @contextmanager

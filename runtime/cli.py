@@ -93,6 +93,12 @@ def _ask_options(f):
         click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
         click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks."),
         trust_option("Trusted public key: unsigned or wrongly signed bundles are refused"),
+        click.option("--reader", type=click.Choice(["windows", "chunks"]), default="windows", show_default=True,
+                     help="What the model reads: the best sentences with their neighbours, or whole passages."),
+        click.option("--min-evidence", type=click.FloatRange(0, 1),
+                     help="Decline when the passages read cover less of the question than this (default: the bundle's)."),
+        click.option("--no-support", is_flag=True,
+                     help="Show answers unchecked: no number copying, no check of facts against the passages."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -100,7 +106,8 @@ def _ask_options(f):
 
 
 def _open(
-    bundle, top_k, threshold, refusal_p, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust
+    bundle, top_k, threshold, refusal_p, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust,
+    reader, min_evidence, no_support,
 ):  # fmt: skip
     from pathlib import Path
 
@@ -114,10 +121,21 @@ def _open(
             err=True,
         )
         threads = cores
-    config = AskConfig(
-        top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid, refusal_p
-    )
+    config = AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid, refusal_p,
+                       reader, min_evidence, not no_support)  # fmt: skip
     return open_assistant(bundle, config, verify=not no_verify, trusted=[Path(t) for t in trust])
+
+
+def _print_evidence(answer) -> None:
+    """The quoted line(s) that hold the answer, under it, with where they are."""
+    for e in answer.evidence:
+        where = e["source"] + (f" > {e['heading']}" if e["heading"] else "")
+        click.echo(f"\nEvidence ({where}):\n  \u201c{e['text']}\u201d")
+    if answer.declined_by == "support" and answer.support:
+        click.echo(
+            f"(not shown: {', '.join(answer.support['unsupported'])} is not in the passages)",
+            err=True,
+        )
 
 
 def _print_sources(answer) -> None:
@@ -176,6 +194,7 @@ def ask(bundle, question, as_json, timings, **options):
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
         return
     click.echo()
+    _print_evidence(answer)
     _print_sources(answer)
     if timings:
         _print_timings(answer)
@@ -217,6 +236,7 @@ def chat(bundle, timings, **options):
             click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
         click.echo()
+        _print_evidence(answer)
         _print_sources(answer)
         if timings:
             _print_timings(answer)

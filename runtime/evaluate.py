@@ -7,6 +7,11 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 - refusal rate: unanswerable questions declined; false refusals: answerable ones declined
 - cited: answerable questions whose shown citations include the source document
 - recall@k: answerable questions whose source document is among the retrieved passages
+- evidence accuracy: answerable questions whose quoted evidence (the spans shown, at most two)
+  holds every keyword
+- unsupported rate: shown (not declined) answers holding a fact the passages given do not
+  (runtime/support.py); with the support check on it is 0 by construction, with
+  `--no-support` it measures what the check prevents
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from runtime.errors import InputError
 from runtime.files import read_jsonl
+from runtime.support import check
 
 
 def _norm(text: str) -> str:
@@ -51,6 +57,11 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         answer = assistant.ask(item["question"])
         text = _norm(answer.text)
         keywords_ok = all(_norm(k) in text for k in item["answer_keywords"])
+        quoted = _norm(" ".join(e["text"] for e in answer.evidence))
+        shown = not answer.refused
+        unsupported = (
+            check(answer.text, answer.passages, answer.question).unsupported if shown else []
+        )
         wanted = item.get("source_path")
         rows.append({
             "id": item["id"],
@@ -60,6 +71,12 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             "cited": any(source_matches(c["source"], wanted) for c in answer.shown_citations()),
             "retrieved": any(source_matches(c["source"], wanted) for c in answer.citations),
             "answer": answer.text,
+            "declined_by": answer.declined_by,
+            "evidence": [e["text"] for e in answer.evidence],
+            "evidence_ok": bool(item["answerable"] and quoted and all(_norm(k) in quoted for k in item["answer_keywords"])),
+            "evidence_score": answer.evidence_score,
+            "unsupported": unsupported,
+            "generated": answer.generated,
             "refusal_p": answer.refusal_p,
             "ttft_s": answer.timings.first_token_s,
             "tokens_per_s": answer.timings.tokens_per_s,
@@ -82,6 +99,12 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         "false_refusal_rate": share(answerable, "refused"),
         "cited": share(answerable, "cited"),
         f"recall_at_{assistant.top_k}": share(answerable, "retrieved"),
+        "evidence_accuracy": share(answerable, "evidence_ok"),
+        "unsupported_rate": share([r for r in rows if not r["refused"]], "unsupported"),
+        "declined_by": {
+            why: sum(r["declined_by"] == why for r in rows)
+            for why in ("threshold", "evidence", "model", "support")
+        },  # fmt: skip
         "median_ttft_s": round(statistics.median(r["ttft_s"] for r in generated), 3)
         if generated
         else None,

@@ -8,8 +8,8 @@ command, a code, a product name) counts for more than a common one. The model re
 units with their neighbours instead of whole chunks: a shorter prompt that a small model reads
 better and prefills faster.
 
-`coverage` is also the answerability signal: a question whose weighty terms the best windows
-do not contain is one the manuals do not answer ("flash the firmware over Bluetooth" in a
+`coverage` is also the answerability signal: a question whose weighty terms the retrieved
+chunks do not contain is one the manuals do not answer ("flash the firmware over Bluetooth" in a
 manual that never says Bluetooth), whatever the topic similarity.
 
 After the answer is written, the evidence is the unit that best holds the answer's facts and
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
 from runtime.retrieve import STOPWORDS, Hit
 from runtime.support import facts, normalise
 
@@ -63,23 +64,41 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
     return units
 
 
+# Words that say what kind of answer is wanted, not what it is about.
+QUESTION_WORDS = frozenset(
+    "often much many long mean means meaning explain tell describe happen happens need needs "
+    "must should would could way ways kind type use used using get set make there".split()
+)
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "ies", "ied", "ed", "es", "er", "ly", "s")
+
+
+def stem(term: str) -> str:
+    """A crude stem for matching word forms (replaced ~ replace ~ replacement): a prefix."""
+    if not term.isalpha():
+        return term
+    for suffix in _SUFFIXES:
+        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
+            return term[: -len(suffix)]
+    return term
+
+
 def terms(text: str) -> set[str]:
     found = set()
     for t in _TERM.findall(normalise(text)):
-        if t in STOPWORDS or len(t) < 2:
+        if t in STOPWORDS or t in QUESTION_WORDS or len(t) < 2:
             continue
-        found.add(t[:-1] if len(t) > 4 and t.endswith("s") and not t.endswith("ss") else t)
+        found.add(stem(t))
     return found
 
 
 def idf_weights(question_terms: set[str], store) -> dict[str, float]:
-    """Inverse document frequency of each term in the chunk store (FTS5)."""
+    """Inverse document frequency of each term (as a prefix: every word form) in the chunk store."""
     total = max(store.count_rows(), 1)
     return {t: math.log((total + 1) / (store.document_frequency(t) + 0.5)) for t in question_terms}
 
 
 def coverage(weights: dict[str, float], text: str) -> float:
-    """Share of the question's weight whose terms occur in the text (stem- and case-blind)."""
+    """Share of the question's weight whose terms occur in the text (word forms, case-blind)."""
     if not weights:
         return 0.0
     have = terms(text)
@@ -94,11 +113,13 @@ class Reading:
     scores: np.ndarray  # per unit, for the question
     windows: list[Window]
     weights: dict[str, float]
-    answerability: float  # coverage of the question's weight by the best windows (with headings)
+    answerability: (
+        float  # coverage of the question's weight by the candidate chunks (with headings)
+    )
 
 
-def read(question: str, hits: list[Hit], embedder, store, windows: int = 4, radius: int = 1,
-         lexical_weight: float = 1.0) -> Reading:  # fmt: skip
+def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT_WINDOWS,
+         radius: int = DEFAULT_RADIUS, lexical_weight: float = 1.0) -> Reading:  # fmt: skip
     """Rank the units of `hits` for the question and pick the windows the model will read."""
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
     weights = idf_weights(terms(question), store)
@@ -132,25 +153,35 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = 4, radi
             merged.start, merged.end = min(merged.start, window.start), max(merged.end, window.end)
         else:
             chosen.append(window)
-    context = " ".join(f"{hits[w.hit].heading} {hits[w.hit].text[w.start : w.end]}" for w in chosen)
-    return Reading(units, scores, chosen, weights, coverage(weights, context))
+    # Answerability: the question's weight found anywhere in the candidates (headings included).
+    # Measured against the windows alone it separated answerable from unanswerable questions
+    # less well (docs/quality.md).
+    found = " ".join(f"{h.heading} {h.text}" for h in hits)
+    return Reading(units, scores, chosen, weights, coverage(weights, found))
 
 
-def evidence(reading: Reading, hits: list[Hit], answer: str, limit: int = 1) -> list[dict]:
-    """The units inside the read windows that best hold the answer, quoted with offsets."""
+def evidence(
+    reading: Reading, hits: list[Hit], answer: str, question: str = "", limit: int = 1
+) -> list[dict]:
+    """The units inside the read windows that best hold the answer, quoted with offsets.
+
+    A unit's score: its score for the question, plus the answer's facts and words it holds that
+    the question does not (those are what the answer added, so they say where it came from).
+    """
     inside = [j for j, u in enumerate(reading.units)
               if any(w.hit == u.hit and w.start <= u.start and u.end <= w.end for w in reading.windows)]  # fmt: skip
     if not inside:
         return []
-    answer_facts = [normalise(f) for f in facts(answer)]
-    answer_terms = terms(answer)
+    asked = normalise(question)
+    answer_facts = [f for f in (normalise(f) for f in facts(answer)) if f not in asked]
+    answer_terms = terms(answer) - terms(question)
 
     def score(j: int) -> float:
         u = reading.units[j]
         text = normalise(u.text)
         fact_hits = sum(f in text for f in answer_facts)
         word_hits = len(answer_terms & terms(u.text)) / max(len(answer_terms), 1)
-        return 2.0 * fact_hits + word_hits + float(reading.scores[j])
+        return float(reading.scores[j]) + 0.5 * fact_hits + 0.2 * word_hits
 
     ranked = sorted(inside, key=score, reverse=True)[:limit]
     out = []

@@ -19,6 +19,8 @@ from runtime.errors import BundleError
 MANIFEST = "bundle.json"
 SCHEMA_VERSION = 1
 DEFAULT_REFUSAL_P = 0.5  # decline when declining is more likely than answering
+DEFAULT_WINDOWS, DEFAULT_RADIUS = 4, 1  # measured in docs/quality.md ("What the model reads")
+DEFAULT_MIN_EVIDENCE = 0.55  # share of the question's weight the read passages must contain
 
 
 @dataclass
@@ -97,6 +99,11 @@ class GenerationInfo:
     max_new_tokens: int
     repetition_penalty: float = 1.0
     refusal_min_p: float = DEFAULT_REFUSAL_P  # runtime refusal gate (runtime/generate.py)
+    min_evidence: float = (
+        DEFAULT_MIN_EVIDENCE  # decline below this evidence coverage (runtime/evidence.py)
+    )
+    windows: int = DEFAULT_WINDOWS  # sentence windows the model reads (runtime/evidence.py)
+    window_radius: int = DEFAULT_RADIUS  # sentences on each side of a window's best one
 
 
 @dataclass

@@ -64,9 +64,11 @@ class ChunkStore:
         return self._rows
 
     def document_frequency(self, term: str) -> int:
-        """Chunks holding `term` (the keyword index's own tokenisation), remembered per term."""
+        """Chunks holding `term` (a word as a prefix, so every form counts), remembered per term."""
         if term not in self._df:
-            phrase = '"' + term.replace('"', "") + '"'
+            phrase = (
+                '"' + term.replace('"', "") + '"' + ("*" if term.isalpha() else "")
+            )  # word forms
             self._df[term] = self.db.execute(
                 "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
             ).fetchone()[0]

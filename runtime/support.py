@@ -2,7 +2,8 @@
 was given, and numbers cannot be invented while the answer is generated.
 
 Checkable facts: numbers (with their decimals), identifiers that mix letters with digits or
-underscores (E-305, PX-200, VTYSH_PAGER, bgpd.conf), file paths, `code` and "quoted" names.
+underscores (E-305, PX-200, VTYSH_PAGER, bgpd.conf), acronyms and names in capitals (OSHA),
+file paths, `code` and "quoted" names.
 A fact is supported when it occurs in the passages or in the question (an answer may repeat
 what was asked), compared case-blind after NFKC with white space folded. Citation markers [n]
 are not facts.
@@ -25,12 +26,13 @@ import numpy as np
 _CITATION = re.compile(r"\[\d+\]")
 _FACTS = [
     re.compile(r"`([^`\n]{2,80})`"),  # `code`
-    re.compile(r"\"([^\"\n]{2,60})\"|“([^”\n]{2,60})”"),  # "quoted names"
+    re.compile(r"\"([^\"\n]{2,40})\"|“([^”\n]{2,40})”"),  # "quoted names" (not quoted sentences)
     re.compile(r"(?<![\w/])(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*"),  # /file/paths
     # identifiers with a digit, an underscore or an inner dot/hyphen next to a digit
     re.compile(
         r"\b(?=[\w.\-]*[\d_])[A-Za-z][\w]*(?:[.\-][\w]+)+\b|\b[A-Za-z]+_[\w]+\b|\b[A-Za-z]+\d[\w]*\b"
     ),
+    re.compile(r"\b[A-Z]{2,}s?\b"),  # acronyms and names in capitals (OSHA, HMI, VTY)
     re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*"),  # numbers, decimals, times, versions
 ]
 
@@ -51,6 +53,8 @@ def facts(answer: str) -> list[str]:
             if any(a <= span[0] < b or a < span[1] <= b for a, b in taken):
                 continue  # part of a fact already taken (a number inside an identifier)
             value = value.strip(" .,;:")
+            if pattern is _FACTS[1] and len(value.split()) > 4:
+                continue  # a quoted phrase or sentence (often the question restated), not a name
             if value and value not in found:
                 found.append(value)
                 taken.append(span)

@@ -44,7 +44,7 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
         "retrieval": {"top_k": 4, "hybrid": "rrf(dense, bm25)", "grounding_threshold": 0.2,
                       "calibration": {}},
         "generation": {"max_context": 1536, "max_new_tokens": 200, "repetition_penalty": 1.05,
-                       "refusal_min_p": 0.5},
+                       "refusal_min_p": 0.5, "min_evidence": 0.55, "windows": 4, "window_radius": 1},
         "checks": {"parity": {"token_agreement_pct": 100.0}, "retrieval": {"hybrid_hit_at_4": 1.0}},
         "sources": {"root": "/docs", "documents": [{"path": "a.md", "type": "markdown"}], "skipped": []},
         "files": entries,

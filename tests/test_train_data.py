@@ -127,6 +127,28 @@ def test_grounded_examples_use_the_runtime_layout(tmp_path, examples_docs):
     assert refusal_neg[-1]["content"] == refusal_neg2[-1]["content"] == REFUSAL
 
 
+def test_grounded_examples_in_the_windows_layout(tmp_path, examples_docs):
+    """The trainer shows the model what the runtime's reader shows: sentence windows, the one
+    holding the answer among them and cited."""
+    from trainer.data import SentenceEmbedder
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        '{"question": "How often must the hydraulic filter be replaced?", "answer": "Every 500 hours.", "source_path": "press/px200-maintenance.md"}\n'
+    )
+    config = GroundedConfig(
+        refusal_share=0.0, variants=2, layout="windows", embedder=SentenceEmbedder()
+    )
+    conversations = build_grounded(load_qa(qa), [str(examples_docs)], config, lambda m: None)
+    assert len(conversations) == 2
+    for c in conversations:
+        n = int(c[-1]["content"].split("[")[1].rstrip("]"))
+        block = c[1]["content"].split(f"[{n}] (")[1].split("\n\n[")[0]
+        assert block.startswith("press/px200-maintenance.md") and "500 operating hours" in block
+        chunk_sized = max(len(b) for b in c[1]["content"].split("\n\n["))
+        assert chunk_sized < 700  # windows, not whole chunks
+
+
 def test_quote_takes_the_passage_line_that_holds_the_answer():
     passage = (
         "Code | Meaning | Action\nE-101 | Oil temperature high | Check the cooler.\n"

@@ -17,6 +17,7 @@ from trainer.general import PROMPTS
 METHODS = ("auto", "qlora", "lora")
 SCHEDULES = ("cosine", "linear", "constant")
 ANSWER_STYLES = ("given", "quote")
+LAYOUTS = ("windows", "chunks")
 
 
 def setting(default, help: str, *, choices=None, identity=False, path=False, alias=None):
@@ -71,6 +72,8 @@ class TrainConfig:
     )
     answer_style: str = setting("given", "Grounded targets: the given answers, or the passage line "
                                 "that holds the answer.", choices=ANSWER_STYLES, identity=True)  # fmt: skip
+    layout: str = setting("windows", "Grounded passages: the runtime reader's sentence windows, or whole "
+                          "chunks.", choices=LAYOUTS, identity=True)  # fmt: skip
     general: int = setting(0, "General prompts answered by the base model and replayed (0: none).",
                            identity=True)  # fmt: skip
     save_every: int = setting(50, "Checkpoint every N steps.")

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from runtime.errors import InputError
 from runtime.evaluate import source_matches
+from runtime.evidence import Window
 from runtime.files import read_jsonl
 from runtime.prompt import REFUSAL, Passage, build_messages
+from runtime.retrieve import Hit
 from trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
 
 ROLES = {"system", "user", "assistant"}
@@ -97,6 +99,8 @@ class GroundedConfig:
     variants: int = 2  # prompts per answerable question (other distractors, other position)
     refusal_share: float = 0.3  # answerable questions also used with their document removed
     answer_style: str = "given"  # "quote": the passage's own sentence that holds the answer
+    layout: str = "chunks"  # "windows": the sentence windows the runtime's reader shows
+    embedder: object = None  # for "windows": anything with embed(texts) -> unit vectors
     seed: int = 0
 
 
@@ -173,8 +177,16 @@ def build_grounded(
     rng = random.Random(config.seed)
     low = max(1, min(config.min_passages, config.passages))
 
-    def passages(ids):
-        return [Passage(chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
+    store = MemoryStore([c.heading + " " + c.text for c in chunks])
+
+    def passages(ids, question="", gold=None):
+        hits = [Hit(i, 0.0, chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
+        if config.layout == "windows":
+            return windows_layout(question, hits, ids.index(gold) if gold in ids else None,
+                                  config.embedder, store)  # fmt: skip
+        return [Passage(h.source, h.heading, h.text) for h in hits], (
+            ids.index(gold) if gold in ids else None
+        )
 
     def count():
         return rng.randint(low, config.passages)
@@ -188,9 +200,8 @@ def build_grounded(
             for _ in range(config.variants):
                 ids = ranked[: count() + 2]
                 rng.shuffle(ids)
-                conversations.append(
-                    _turn(item["question"], passages(ids[: config.passages]), REFUSAL)
-                )
+                shown, _ = passages(ids[: config.passages], item["question"])
+                conversations.append(_turn(item["question"], shown, REFUSAL))
                 refusals += 1
             continue
         wanted = item["source_path"]
@@ -206,21 +217,80 @@ def build_grounded(
             ids = rng.sample(nearby, min(len(nearby), count() - 1))
             position = rng.randrange(len(ids) + 1)
             ids.insert(position, gold)
+            shown, position = passages(ids, item["question"], gold)
             answer = item["answer"].strip()
             if config.answer_style == "quote":
                 answer = quote(answer, item["question"], chunks[gold].text)
             if not re.search(r"\[\d+\]", answer):
                 answer = f"{answer} [{position + 1}]"
-            conversations.append(_turn(item["question"], passages(ids), answer))
+            conversations.append(_turn(item["question"], shown, answer))
         if rng.random() < config.refusal_share:
             others = [i for i in ranked if chunks[i].source != chunks[gold].source]
-            conversations.append(_turn(item["question"], passages(others[: count()]), REFUSAL))
+            shown, _ = passages(others[: count()], item["question"])
+            conversations.append(_turn(item["question"], shown, REFUSAL))
             refusals += 1
     log(
         f"grounded examples: {len(conversations)} ({refusals} refusals) from {len(qa)} questions "
         f"over {len(chunks)} chunks"
     )
     return conversations
+
+
+class SentenceEmbedder:
+    """The bundle's embedder model through sentence-transformers (the ONNX export the runtime
+    uses agrees with it to cosine 1.0), so training windows are the ones the device shows."""
+
+    def __init__(self, name: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        from export.embedder import EMBEDDED_EMBEDDER, resolve_embedder
+
+        _, location = resolve_embedder(name or EMBEDDED_EMBEDDER)
+        self.model = SentenceTransformer(location, device="cpu")
+
+    def embed(self, texts):
+        return self.model.encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64
+        )
+
+
+class MemoryStore:
+    """Document frequencies over chunk texts in memory, as the runtime's chunk store gives them."""
+
+    def __init__(self, texts: list[str]):
+        from runtime.evidence import terms
+
+        self.vocab = [terms(t) for t in texts]
+
+    def count_rows(self) -> int:
+        return len(self.vocab)
+
+    def document_frequency(self, term: str) -> int:
+        return sum(any(w.startswith(term) for w in words) for words in self.vocab)
+
+
+def windows_layout(
+    question: str, hits: list, gold: int | None, embedder, store
+) -> tuple[list[Passage], int | None]:
+    """The runtime reader's windows over `hits` (runtime/evidence.py), keeping one from the gold
+    chunk (its best unit) so the answer stays among what the model reads. Returns the passages
+    and the gold window's position."""
+    from runtime.evidence import read
+
+    reading = read(question, hits, embedder, store)  # the runtime's defaults
+    chosen = list(reading.windows)
+    if gold is not None and not any(w.hit == gold for w in chosen):
+        best = max((j for j, u in enumerate(reading.units) if u.hit == gold),
+                   key=lambda j: reading.scores[j], default=None)  # fmt: skip
+        if best is not None:
+            unit = reading.units[best]
+            chosen[-1:] = [Window(gold, unit.start, unit.end, float(reading.scores[best]))]
+    shown = [
+        Passage(hits[w.hit].source, hits[w.hit].heading, hits[w.hit].text[w.start : w.end])
+        for w in chosen
+    ]
+    position = next((i for i, w in enumerate(chosen) if w.hit == gold), None)
+    return shown, position
 
 
 def _turn(question: str, passages: list[Passage], reply: str) -> list[dict]:

@@ -86,7 +86,13 @@ def _check_out(config: TrainConfig, resume: bool) -> Path:
 
 def _examples(config: TrainConfig, tokenizer, path: str):
     from runtime.files import read_jsonl
-    from trainer.data import GroundedConfig, build_grounded, load_conversations, load_qa
+    from trainer.data import (
+        GroundedConfig,
+        SentenceEmbedder,
+        build_grounded,
+        load_conversations,
+        load_qa,
+    )
 
     first = read_jsonl(path)[0][1]  # the first line decides the format
     if "question" in first:
@@ -101,6 +107,8 @@ def _examples(config: TrainConfig, tokenizer, path: str):
                 refusal_share=config.refusal_share,
                 variants=config.variants,
                 answer_style=config.answer_style,
+                layout=config.layout,
+                embedder=SentenceEmbedder() if config.layout == "windows" else None,
                 seed=config.seed,
             ),
             log,

@@ -1,0 +1,165 @@
+"""The reader's mechanisms: sentence units with exact offsets, the support check, the number
+copying constraint, sentence-by-sentence showing, evidence quotes and evidence-based declines."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from conftest import outpost
+from runtime.assistant import Shown
+from runtime.evidence import coverage, split_units, terms
+from runtime.support import NumberCopy, check, facts
+
+
+def test_units_keep_exact_offsets():
+    text = "Specifications:\n- Maximum pressure: 280 bar. Oil: HLP 46.\nCode | Meaning\nE-305 | Oil hot"
+    units = split_units(text, 3)
+    assert [u.text for u in units] == ["Specifications:", "- Maximum pressure: 280 bar.", "Oil: HLP 46.",
+                                       "Code | Meaning", "E-305 | Oil hot"]  # fmt: skip
+    assert all(text[u.start : u.end] == u.text and u.hit == 3 for u in units)
+
+
+def test_facts_are_numbers_identifiers_paths_code_and_quotes():
+    answer = 'Set VTYSH_PAGER to "less", port 2605 [2]; edit /etc/services and run `vtysh -b` (E-305, 6.5 bar).'
+    assert facts(answer) == [
+        "vtysh -b",
+        "less",
+        "/etc/services",
+        "VTYSH_PAGER",
+        "E-305",
+        "2605",
+        "6.5",
+    ]
+
+
+def test_a_fabricated_number_is_caught():
+    passages = ["bgpd 2605/tcp # BGPd vty", "Default timeout value is 10 minutes."]
+    assert check("The port is 2605 [1].", passages).ok
+    bad = check("The port is 2601 and the timeout 10 minutes.", passages)
+    assert bad.unsupported == ["2601"]
+    assert check(
+        "Pressure 6,5 bar.", ["pressure of 6.5 bar"]
+    ).ok  # a decimal comma is the same number
+    assert not check("Pressure 5.6 bar.", ["pressure of 6.5 bar"]).ok  # the same digits, swapped
+    assert check(
+        "Use PX-200 settings.", [], question="How do I set up the PX-200?"
+    ).ok  # from the question
+
+
+def test_identifiers_and_quotes_must_be_in_the_passages():
+    assert check("Set VTYSH_PAGER.", ["the VTYSH_PAGER variable"]).ok
+    assert check('Run "gammu-smsd".', ["run gammu-smsd as a daemon"]).ok
+    assert check("Run `gammu identify`.", ["gammu identify"]).ok
+    assert check("Edit /etc/gammurc.", ["the file /etc/gammurc"]).ok
+    assert check("Set SMSD_PIN.", ["set PIN"]).unsupported == ["SMSD_PIN"]
+
+
+def copy_processor(runs):
+    pure = {i: str(i) for i in range(10)}  # token i is the digit i
+    holding = np.array(
+        list(range(10)) + [12], dtype=np.int64
+    )  # 12: a token holding a digit ("x86")
+    return NumberCopy(holding, pure, set(runs))
+
+
+def logits_preferring(*order, size=20):
+    row = np.zeros(size, dtype=np.float32)
+    for rank, token in enumerate(order):
+        row[token] = 10.0 - rank
+    return row
+
+
+def test_numbers_are_copied_never_invented():
+    p = copy_processor({"2605", "10"})
+    # Nothing written yet: 2 and 1 may start a number, 7 may not; the mixed token 12 never.
+    out = p([15], logits_preferring(7, 12, 2))
+    assert int(np.argmax(out)) == 2
+    # "26" so far: 0 continues to 260(5); a non-digit (token 15) may not end an unfinished number.
+    out = p([2, 6], logits_preferring(15, 1, 0))
+    assert int(np.argmax(out)) == 0
+    # "2605" is complete: it may end (15), and no digit may follow it.
+    out = p([2, 6, 0, 5], logits_preferring(3, 15))
+    assert int(np.argmax(out)) == 15
+    assert p.measured()["numbers_blocked"] == 3
+
+
+def test_sentences_are_shown_only_once_checked():
+    seen = []
+    shown = Shown(seen.append, lambda text: check(text, ["The port is 2605."]))
+    for piece in ["The port ", "is 2605. ", "It was 2601", " before."]:
+        assert shown.add(piece)  # the last sentence has not ended yet
+    assert not shown.finish()
+    assert seen == ["The port is 2605. "] and shown.failed == "It was 2601 before."
+    plain = Shown(seen.append)
+    assert plain.add("anything 999") and plain.text == "anything 999"
+
+
+def test_coverage_weighs_rare_terms():
+    weights = {"bluetooth": 5.0, "firmware": 2.0, "flash": 1.0}
+    assert coverage(weights, "Flash the firmware over USB.") == pytest.approx(3 / 8)
+    assert coverage(weights, "Bluetooth pairing and firmware flashing") == 1.0
+    # word forms meet in a crude stem (a prefix), question words drop out
+    assert terms("How often are the filters replaced? Every 500 hours") == {
+        "filt",
+        "replac",
+        "every",
+        "500",
+        "hour",
+    }
+
+
+@pytest.mark.slow
+def test_ask_shows_answer_evidence_and_source(smol_bundle):
+    done = outpost(
+        "ask", str(smol_bundle), "What is the maximum system pressure of the PX-200?", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["evidence"] and answer["support"]["unsupported"] == []
+    with sqlite3.connect(smol_bundle / "chunks.sqlite") as db:
+        for e in answer["evidence"]:
+            (stored,) = db.execute(
+                "SELECT text FROM chunks WHERE id = ?", (e["chunk_id"],)
+            ).fetchone()
+            assert stored[e["start"] : e["end"]] == e["text"]
+    assert "280 bar" in answer["evidence"][0]["text"]
+    assert (
+        "Evidence ("
+        in outpost(
+            "ask", str(smol_bundle), "What is the maximum system pressure of the PX-200?"
+        ).stdout
+    )
+
+
+@pytest.mark.slow
+def test_an_absent_answer_is_declined_by_evidence(smol_bundle):
+    done = outpost(
+        "ask", str(smol_bundle), "How do I pair the PX-200 with a Bluetooth headset?", "--json"
+    )
+    answer = json.loads(done.stdout)
+    assert answer["refused"] and answer["declined_by"] == "evidence" and answer["evidence"] == []
+
+
+@pytest.mark.slow
+def test_phi3_bundles_read_windows_and_copy_numbers(tiny_bundle):
+    """The tiny random Phi-3 (another tokenizer) writes nonsense; still every number it shows is
+    one of the bundle's, and every shown sentence passed the check."""
+    import re
+
+    with sqlite3.connect(tiny_bundle / "chunks.sqlite") as db:
+        corpus = " ".join(r[0] for r in db.execute("SELECT text FROM chunks"))
+    known = set(re.findall(r"\d+", corpus))
+    for q in ("How often must the hydraulic filter be replaced?", "What does alarm E-305 mean?",
+              "Which oil grade and how many litres?"):  # fmt: skip
+        done = outpost(
+            "ask", str(tiny_bundle), q, "--json", "--min-evidence", "0", "--max-new-tokens", "40"
+        )
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["support"] is not None or answer["declined_by"] in ("threshold", "model")
+        if not answer["refused"]:
+            assert set(re.findall(r"\d+", re.sub(r"\[\d+\]", "", answer["answer"]))) <= known | set(
+                re.findall(r"\d+", q)
+            )
