@@ -45,7 +45,7 @@ def resolve_embedder(name: str) -> tuple[str, str]:
 
 
 def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> EmbedderExport:
-    import torch
+    """sentence-transformers model -> checked ONNX (fp32, or int8 when it keeps the vectors)."""
     from sentence_transformers import SentenceTransformer
 
     model_id, location = resolve_embedder(name)
@@ -53,21 +53,62 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> E
         st = SentenceTransformer(location, device="cpu")
     except Exception as e:  # noqa: BLE001 - any load failure becomes one clear line
         raise ModelError(f"cannot load embedder {name!r}: {e}") from None
-    pooling = "mean"
-    normalize = False
+    pooling, source_normalize = _pooling(st)
+    max_tokens = int(st.max_seq_length or 256)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log("exporting the embedder to ONNX")
+    fp32_path = _to_onnx(st, pooling, out_dir / "model-fp32.onnx")
+    tokenizer_path = _save_tokenizer(st, location, out_dir / "tokenizer.json")
+
+    probe = sample_texts[:256] or ["An empty corpus."]
+    fp32 = Embedder(fp32_path, tokenizer_path, max_tokens)
+    fp32_vectors, onnx_cosine = _check_against_torch(st, fp32, probe)
+    log("quantising the embedder to int8 and checking it")
+    chosen, int8_cosines = _choose_variant(
+        fp32, fp32_vectors, probe, out_dir, tokenizer_path, max_tokens
+    )
+    config = {
+        "id": model_id,
+        "file": f"{out_dir.name}/model.onnx",
+        "tokenizer": f"{out_dir.name}/tokenizer.json",
+        "dim": int(fp32_vectors.shape[1]),
+        "pooling": pooling,
+        "normalize": True,
+        "source_normalize": source_normalize,
+        "max_tokens": max_tokens,
+        "variant": "int8" if chosen is not fp32 else "fp32",
+        "checks": {
+            "onnx_vs_torch_min_cosine": round(onnx_cosine, 6),
+            "int8_vs_fp32_min_cosine": round(float(int8_cosines.min()), 6),
+            "int8_vs_fp32_mean_cosine": round(float(np.mean(int8_cosines)), 6),
+            "int8_threshold": INT8_MIN_COSINE,
+            "texts": len(probe),
+        },
+    }
+    # The chosen session already holds the model; the rename to model.onnx does not disturb it.
+    return EmbedderExport(config, chosen)
+
+
+def _pooling(st) -> tuple[str, bool]:
+    """(pooling the model was trained with, whether it normalises its vectors)."""
+    pooling, normalize = "mean", False
     for module in st:
         kind = type(module).__name__
         if kind == "Pooling":
             pooling = "cls" if getattr(module, "pooling_mode_cls_token", False) else "mean"
         if kind == "Normalize":
             normalize = True
-    transformer = st[0].auto_model.eval()
-    max_tokens = int(st.max_seq_length or 256)
+    return pooling, normalize
+
+
+def _pooled_module(transformer, pooling: str):
+    """The transformer with pooling and unit-length normalisation in its graph."""
+    import torch
 
     class Pooled(torch.nn.Module):
-        def __init__(self, model):
+        def __init__(self):
             super().__init__()
-            self.model = model
+            self.model = transformer
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             hidden = self.model(
@@ -80,69 +121,61 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> E
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(vec, dim=-1)  # cosine index: always unit length
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = out_dir / "model-fp32.onnx"
+    return Pooled()
+
+
+def _to_onnx(st, pooling: str, path: Path) -> Path:
+    import torch
+
     dummy = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "batch", 1: "tokens"}
-    log("exporting the embedder to ONNX")
     with torch.no_grad():
         torch.onnx.export(
-            Pooled(transformer),
+            _pooled_module(st[0].auto_model.eval(), pooling),
             (dummy, dummy, torch.zeros_like(dummy)),
-            str(fp32_path),
+            str(path),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
             output_names=["embedding"],
             dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes},
             opset_version=17,
             dynamo=False,
         )
-    tokenizer_path = out_dir / "tokenizer.json"
-    source_tok = Path(location) / "tokenizer.json"
-    if source_tok.is_file():
-        shutil.copyfile(source_tok, tokenizer_path)
+    return path
+
+
+def _save_tokenizer(st, location: str, path: Path) -> Path:
+    source = Path(location) / "tokenizer.json"
+    if source.is_file():
+        shutil.copyfile(source, path)
     else:
-        st.tokenizer.backend_tokenizer.save(str(tokenizer_path))
+        st.tokenizer.backend_tokenizer.save(str(path))
+    return path
 
-    probe = sample_texts[:256] or ["An empty corpus."]
+
+def _check_against_torch(st, fp32: Embedder, probe: list[str]) -> tuple[np.ndarray, float]:
+    """The ONNX vectors against sentence-transformers' own; refuse a disagreeing export."""
     reference = st.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
-    fp32 = Embedder(fp32_path, tokenizer_path, max_tokens)
-    fp32_vectors = fp32.embed(probe)
-    onnx_cosine = float((fp32_vectors * reference).sum(1).min())
-    if onnx_cosine < 0.999:
+    vectors = fp32.embed(probe)
+    cosine = float((vectors * reference).sum(1).min())
+    if cosine < 0.999:
         raise ModelError(
-            f"the ONNX embedder disagrees with sentence-transformers (min cosine {onnx_cosine:.4f})"
+            f"the ONNX embedder disagrees with sentence-transformers (min cosine {cosine:.4f})"
         )
+    return vectors, cosine
 
-    log("quantising the embedder to int8 and checking it")
+
+def _choose_variant(fp32: Embedder, fp32_vectors, probe, out_dir: Path, tokenizer_path: Path,
+                    max_tokens: int) -> tuple[Embedder, np.ndarray]:  # fmt: skip
+    """Quantise to int8; keep it only when its vectors stay within INT8_MIN_COSINE of fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    fp32_path = out_dir / "model-fp32.onnx"
     int8_path = out_dir / "model-int8.onnx"
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
     int8 = Embedder(int8_path, tokenizer_path, max_tokens)
-    int8_cosines = (int8.embed(probe) * fp32_vectors).sum(1)
-    int8_min = float(int8_cosines.min())
-    keep_int8 = int8_min >= INT8_MIN_COSINE
-    chosen, dropped = (int8_path, fp32_path) if keep_int8 else (fp32_path, int8_path)
+    cosines = (int8.embed(probe) * fp32_vectors).sum(1)
+    keep_int8 = float(cosines.min()) >= INT8_MIN_COSINE
+    chosen_path, dropped = (int8_path, fp32_path) if keep_int8 else (fp32_path, int8_path)
     dropped.unlink()
-    final = out_dir / "model.onnx"
-    chosen.rename(final)
-    config = {
-        "id": model_id,
-        "file": f"{out_dir.name}/model.onnx",
-        "tokenizer": f"{out_dir.name}/tokenizer.json",
-        "dim": int(fp32_vectors.shape[1]),
-        "pooling": pooling,
-        "normalize": True,
-        "source_normalize": normalize,
-        "max_tokens": max_tokens,
-        "variant": "int8" if keep_int8 else "fp32",
-        "checks": {
-            "onnx_vs_torch_min_cosine": round(onnx_cosine, 6),
-            "int8_vs_fp32_min_cosine": round(int8_min, 6),
-            "int8_vs_fp32_mean_cosine": round(float(np.mean(int8_cosines)), 6),
-            "int8_threshold": INT8_MIN_COSINE,
-            "texts": len(probe),
-        },
-    }
-    # The chosen session already holds the model; the rename does not disturb it.
-    return EmbedderExport(config, int8 if keep_int8 else fp32)
+    chosen_path.rename(out_dir / "model.onnx")
+    return (int8 if keep_int8 else fp32), cosines
