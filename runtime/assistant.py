@@ -195,7 +195,7 @@ class Assistant:
         given = answer.passages = [p.text for p in passages[:kept]]
         processors = [self.gate.processor()] if self.gate else []
         if self.support:
-            processors.append(number_copy(self.generator, " ".join([*given, question])))
+            processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
         run = self.generator.run(
             messages, self.settings, processors, lambda: should_stop() or looping(run.result.text)
         )

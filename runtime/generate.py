@@ -235,7 +235,8 @@ class Generator:
         self._digits = None
 
     def digit_tokens(self):
-        """(ids of tokens holding a digit, {id: digits} of pure-digit tokens), built once."""
+        """(ids of tokens holding a digit, {id: digits} of pure-digit tokens, ids ending in "["),
+        built once per model."""
         if self._digits is None:
             from runtime.support import digit_tokens
 

@@ -93,16 +93,18 @@ def check(answer: str, passages: list[str], question: str = "") -> SupportCheck:
 # --- generation-time constraint -----------------------------------------------------------
 
 
-def digit_tokens(tokenizer, vocab_size: int) -> tuple[np.ndarray, dict[int, str]]:
-    """(ids of tokens that hold a digit, {id: text} of the pure-digit ones)."""
-    holding, pure = [], {}
+def digit_tokens(tokenizer, vocab_size: int) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
+    """(ids of tokens that hold a digit, {id: text} of the pure-digit ones, ids ending in "[")."""
+    holding, pure, opens = [], {}, set()
     for i in range(vocab_size):
         text = tokenizer.decode([i])
         if any(c.isdigit() for c in text):
             holding.append(i)
             if text.isdigit() and text.isascii():
                 pure[i] = text
-    return np.array(holding, dtype=np.int64), pure
+        elif text.endswith("["):
+            opens.add(i)
+    return np.array(holding, dtype=np.int64), pure, frozenset(opens)
 
 
 @dataclass
@@ -112,11 +114,15 @@ class NumberCopy:
     holding: np.ndarray  # every token id that holds a digit
     pure: dict[int, str]  # pure-digit token id -> its digits
     runs: set[str]  # complete digit runs in the passages and the question
+    opens: frozenset[int] = frozenset()  # tokens ending in "[": a citation number follows
+    passages: int = 0  # citations [1]..[passages] are the numbers allowed after "["
     prefixes: set[str] = field(init=False)
     blocked: int = 0  # steps at which the model's first choice was not allowed
 
     def __post_init__(self):
         self.prefixes = {r[:i] for r in self.runs for i in range(1, len(r) + 1)}
+        self.citations = {str(n) for n in range(1, self.passages + 1)}
+        self.citation_prefixes = {c[:i] for c in self.citations for i in range(1, len(c) + 1)}
 
     def wants(self, new_ids: list[int]) -> bool:
         return True
@@ -135,10 +141,15 @@ class NumberCopy:
         row = np.array(logits, dtype=np.float32).reshape(-1)
         best = int(row.argmax())
         current = self.current(new_ids)
-        allowed = [i for i, d in self.pure.items() if current + d in self.prefixes]
+        before = len(new_ids) - len(current) - 1  # the token before the number being written
+        citing = before >= 0 and new_ids[before] in self.opens
+        runs, prefixes = (
+            (self.citations, self.citation_prefixes) if citing else (self.runs, self.prefixes)
+        )
+        allowed = [i for i, d in self.pure.items() if current + d in prefixes]
         keep = row[allowed].copy()
         low = np.finfo(np.float32).min
-        if current and current not in self.runs:
+        if current and current not in runs:
             # An unfinished number: only digits that lead to a number in the passages may follow.
             row[:] = low
         else:
@@ -152,6 +163,6 @@ class NumberCopy:
         return {"numbers_blocked": self.blocked}
 
 
-def number_copy(generator, allowed_text: str) -> NumberCopy:
-    holding, pure = generator.digit_tokens()
-    return NumberCopy(holding, pure, set(re.findall(r"\d+", allowed_text)))
+def number_copy(generator, allowed_text: str, passages: int = 0) -> NumberCopy:
+    holding, pure, opens = generator.digit_tokens()
+    return NumberCopy(holding, pure, set(re.findall(r"\d+", allowed_text)), opens, passages)

@@ -85,6 +85,20 @@ def test_numbers_are_copied_never_invented():
     assert p.measured()["numbers_blocked"] == 3
 
 
+def test_citation_numbers_stay_within_the_passages():
+    pure = {i: str(i) for i in range(10)}
+    p = NumberCopy(
+        np.arange(10, dtype=np.int64), pure, {"101", "2605"}, opens=frozenset({11}), passages=4
+    )
+    # After "[" (token 11) only 1-4 may follow, even though 101 is a number of the passages.
+    out = p([15, 11], logits_preferring(7, 3))  # no [7] with 4 passages
+    assert int(np.argmax(out)) == 3
+    out = p([15, 11, 1], logits_preferring(0, 15))  # "[1" is complete: no "[10", "[101"
+    assert int(np.argmax(out)) == 15
+    out = p([15], logits_preferring(1, 2))  # outside a citation 1(01) is still allowed
+    assert int(np.argmax(out)) == 1
+
+
 def test_sentences_are_shown_only_once_checked():
     seen = []
     shown = Shown(seen.append, lambda text: check(text, ["The port is 2605."]))
