@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runtime.bundle import Bundle, open_bundle
 from runtime.embed import open_embedder
-from runtime.errors import BundleError, OutpostError, UsageError
+from runtime.errors import BundleError, OutpostError, UsageError, one_line
 from runtime.evidence import evidence, read
 from runtime.generate import GenerationSettings, Generator, Timings
 from runtime.prompt import (
@@ -127,7 +127,7 @@ class Assistant:
             self.retriever = Retriever(
                 bundle.file(m.index.file), bundle.file(m.store.file), embedder.dim, embedder
             )
-            if (count := self.retriever.store.count()) != m.store.count:
+            if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
         with loading(m.model.dir + "/"):
             self.generator = Generator(bundle.model_dir, config.threads)
@@ -144,6 +144,8 @@ class Assistant:
             m.generation.min_evidence if config.min_evidence is None else config.min_evidence
         )
         self.windows, self.radius = m.generation.windows, m.generation.window_radius
+        if self.support:
+            self.generator.digit_tokens()  # the vocabulary scan (~0.1 s) at load, not in a question
         if self.settings.max_new_tokens >= self.max_context:
             raise UsageError(
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
@@ -229,12 +231,8 @@ class Assistant:
         return answer
 
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
-        answer.grounded, answer.refused, answer.text, answer.declined_by = (
-            grounded,
-            True,
-            REFUSAL,
-            why,
-        )
+        answer.grounded, answer.refused, answer.declined_by = grounded, True, why
+        answer.text = REFUSAL
         if on_text:
             on_text(REFUSAL)
         return answer
@@ -287,7 +285,7 @@ def loading(part: str):
     except OutpostError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime, usearch and sqlite raise their own types
-        detail = " ".join(str(e).split())[:160]
+        detail = one_line(str(e))[:160]
         raise BundleError(
             f"cannot load {part} ({type(e).__name__}: {detail}); copy the bundle again or re-export it"
         ) from None

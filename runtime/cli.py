@@ -10,13 +10,7 @@ from importlib import metadata
 
 import click
 
-from runtime.errors import OutpostError
-
-
-def one_line(message: str) -> str:
-    """Library messages may quote multi-line text (a parser's report): the error stays one line."""
-    return " ".join(message.split())
-
+from runtime.errors import OutpostError, one_line
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 

@@ -1,6 +1,11 @@
 """Typed errors. The library raises these; only the CLI turns them into `Error: ...`."""
 
 
+def one_line(message: str) -> str:
+    """Messages may quote multi-line text (a parser's report): an error line stays one line."""
+    return " ".join(message.split())
+
+
 class OutpostError(Exception):
     """Base class: a problem the user can fix. The message says what and how."""
 

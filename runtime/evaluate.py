@@ -17,16 +17,11 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 from __future__ import annotations
 
 import statistics
-import unicodedata
 from pathlib import Path
 
 from runtime.errors import InputError
 from runtime.files import read_jsonl
-from runtime.support import check
-
-
-def _norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+from runtime.support import check, normalise
 
 
 def load_questions(path: str | Path) -> list[dict]:
@@ -55,9 +50,9 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
     rows = []
     for i, item in enumerate(questions, 1):
         answer = assistant.ask(item["question"])
-        text = _norm(answer.text)
-        keywords_ok = all(_norm(k) in text for k in item["answer_keywords"])
-        quoted = _norm(" ".join(e["text"] for e in answer.evidence))
+        text = normalise(answer.text)
+        keywords_ok = all(normalise(k) in text for k in item["answer_keywords"])
+        quoted = normalise(" ".join(e["text"] for e in answer.evidence))
         shown = not answer.refused
         unsupported = (
             check(answer.text, answer.passages, answer.question).unsupported if shown else []
@@ -73,7 +68,7 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             "answer": answer.text,
             "declined_by": answer.declined_by,
             "evidence": [e["text"] for e in answer.evidence],
-            "evidence_ok": bool(item["answerable"] and quoted and all(_norm(k) in quoted for k in item["answer_keywords"])),
+            "evidence_ok": bool(item["answerable"] and quoted and all(normalise(k) in quoted for k in item["answer_keywords"])),
             "evidence_score": answer.evidence_score,
             "unsupported": unsupported,
             "generated": answer.generated,

@@ -43,18 +43,17 @@ class Unit:
 @dataclass
 class Window:
     hit: int
-    start: int
+    start: int  # offsets in the chunk's stored text
     end: int
-    score: float  # the best unit's score in it
 
 
 def split_units(text: str, hit: int = 0) -> list[Unit]:
     units = []
     for line in re.finditer(r"[^\n]+", text):
         pos = line.start()
-        cuts = [line.start() + m.start() for m in _SENTENCE_END.finditer(line.group())]
-        ends = [line.start() + m.end() for m in _SENTENCE_END.finditer(line.group())]
-        for cut, nxt in zip([*cuts, line.end()], [*ends, line.end()]):
+        breaks = [(line.start() + m.start(), line.start() + m.end())
+                  for m in _SENTENCE_END.finditer(line.group())]  # fmt: skip
+        for cut, nxt in [*breaks, (line.end(), line.end())]:
             piece = text[pos:cut]
             lead = len(piece) - len(piece.lstrip())
             piece = piece.strip()
@@ -93,7 +92,7 @@ def terms(text: str) -> set[str]:
 
 def idf_weights(question_terms: set[str], store) -> dict[str, float]:
     """Inverse document frequency of each term (as a prefix: every word form) in the chunk store."""
-    total = max(store.count_rows(), 1)
+    total = max(store.count(), 1)
     return {t: math.log((total + 1) / (store.document_frequency(t) + 0.5)) for t in question_terms}
 
 
@@ -112,10 +111,7 @@ class Reading:
     units: list[Unit]
     scores: np.ndarray  # per unit, for the question
     windows: list[Window]
-    weights: dict[str, float]
-    answerability: (
-        float  # coverage of the question's weight by the candidate chunks (with headings)
-    )
+    answerability: float  # the question's weight found in the candidate chunks (with headings)
 
 
 def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT_WINDOWS,
@@ -124,7 +120,7 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
     weights = idf_weights(terms(question), store)
     if not units:
-        return Reading([], np.zeros(0), [], weights, 0.0)
+        return Reading([], np.zeros(0), [], 0.0)
     vectors = embedder.embed([question] + [u.text for u in units])
     dense = vectors[1:] @ vectors[0]
     lexical = np.array([coverage(weights, f"{hits[u.hit].heading} {u.text}") for u in units])
@@ -140,7 +136,7 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT
         row = by_hit[u.hit]
         k = row.index(int(j))
         lo, hi = units[row[max(0, k - radius)]], units[row[min(len(row) - 1, k + radius)]]
-        window = Window(u.hit, lo.start, hi.end, float(scores[j]))
+        window = Window(u.hit, lo.start, hi.end)
         merged = next(
             (
                 w
@@ -157,7 +153,7 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT
     # Measured against the windows alone it separated answerable from unanswerable questions
     # less well (docs/quality.md).
     found = " ".join(f"{h.heading} {h.text}" for h in hits)
-    return Reading(units, scores, chosen, weights, coverage(weights, found))
+    return Reading(units, scores, chosen, coverage(weights, found))
 
 
 def evidence(

@@ -52,16 +52,17 @@ class ChunkStore:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def count(self) -> int:
-        """Rows in the store; also reads the keyword index, so a foreign file fails here."""
-        self.db.execute(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'probe' LIMIT 1"
-        ).fetchall()
-        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-
-    def count_rows(self) -> int:
+        """Rows in the store (counted once)."""
         if self._rows is None:
             self._rows = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         return self._rows
+
+    def check(self) -> int:
+        """Read the table and the keyword index once, so a foreign file fails here; the count."""
+        self.db.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'probe' LIMIT 1"
+        ).fetchall()
+        return self.count()
 
     def document_frequency(self, term: str) -> int:
         """Chunks holding `term` (a word as a prefix, so every form counts), remembered per term."""

@@ -262,7 +262,7 @@ class MemoryStore:
 
         self.vocab = [terms(t) for t in texts]
 
-    def count_rows(self) -> int:
+    def count(self) -> int:
         return len(self.vocab)
 
     def document_frequency(self, term: str) -> int:
@@ -284,7 +284,7 @@ def windows_layout(
                    key=lambda j: reading.scores[j], default=None)  # fmt: skip
         if best is not None:
             unit = reading.units[best]
-            chosen[-1:] = [Window(gold, unit.start, unit.end, float(reading.scores[best]))]
+            chosen[-1:] = [Window(gold, unit.start, unit.end)]
     shown = [
         Passage(hits[w.hit].source, hits[w.hit].heading, hits[w.hit].text[w.start : w.end])
         for w in chosen
