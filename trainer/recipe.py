@@ -335,6 +335,13 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
         log(f"resuming at step {step} of {opt.total}")
     _record_run(config, out, run)
 
+    if run.device == "cuda":
+        import torch
+
+        # Loading a 4-bit model peaks above training (shards arrive in bf16, then quantise):
+        # keep that peak apart so each step's peak is the training one.
+        metrics["load_peak_memory_gib"] = round(_peak_memory_gib("cuda"), 3)
+        torch.cuda.reset_peak_memory_stats()
     pad = run.tokenizer.pad_token_id
     rank, tokens_seen, started = accelerator.process_index, 0, time.perf_counter()
     while step < opt.total:
