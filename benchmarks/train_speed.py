@@ -206,7 +206,9 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", choices=["phi3-mini", "smollm2", "smollm2-shape", "tiny"], default="phi3-mini")
+    ap.add_argument(
+        "--shape", choices=["phi3-mini", "smollm2", "smollm2-shape", "tiny"], default="phi3-mini"
+    )
     ap.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
