@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -158,8 +159,13 @@ class Assistant:
         history: list[dict] | None = None,
         on_text: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        max_new_tokens: int | None = None,
     ) -> Answer:
+        """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer."""
         question = check_question(question)
+        settings = self.settings
+        if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
+            settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
         answer = Answer(question=question, threshold=self.threshold)
         start = time.perf_counter()
         # A follow-up ("and who must be told?") names little by itself: search with the
@@ -199,7 +205,7 @@ class Assistant:
         if self.support:
             processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
         run = self.generator.run(
-            messages, self.settings, processors, lambda: should_stop() or looping(run.result.text)
+            messages, settings, processors, lambda: should_stop() or looping(run.result.text)
         )
         shown = Shown(
             on_text, (lambda text: check(text, given, question)) if self.support else None

@@ -335,6 +335,106 @@ def rollback(bundles):
     click.echo(f"rolled back; current is {cid[:16]}")
 
 
+@cli.command()
+@click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; use with --api-key).",
+)
+@click.option(
+    "--port", default=8080, show_default=True, type=int, help="TCP port (0: any free one)."
+)
+@click.option(
+    "--api-key",
+    envvar="OUTPOST_API_KEY",
+    help="Require 'Authorization: Bearer KEY' on /v1/ (also OUTPOST_API_KEY).",
+)
+@click.option(
+    "--max-concurrent",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Questions answered at once (each uses every --threads core).",
+)
+@click.option(
+    "--queue",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Questions that may wait for a slot; more are answered 429 with Retry-After.",
+)
+@click.option(
+    "--queue-timeout",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds a question may wait for a slot before a 503.",
+)
+@click.option(
+    "--request-timeout",
+    default=120.0,
+    show_default=True,
+    type=float,
+    help="Seconds a question may take in all; its answer then stops.",
+)
+@click.option(
+    "--max-body", default=65536, show_default=True, type=int, help="Largest request body in bytes."
+)
+@click.option(
+    "--idle-reset",
+    default=90,
+    show_default=True,
+    type=int,
+    help="Seconds before the kiosk page clears the conversation.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "de", "fr", "es"]),
+    default="en",
+    show_default=True,
+    help="Kiosk page language (a page can ask for another with ?lang=).",
+)
+@click.option("--log-questions", is_flag=True, help="Put the question text in the access log.")
+@click.option(
+    "--threads",
+    type=int,
+    default=0,
+    envvar="OUTPOST_THREADS",
+    show_default=True,
+    help="CPU threads (0: onnxruntime's default).",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks.")
+@trust_option("Trusted public key: unsigned or wrongly signed releases are refused")
+def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, request_timeout, max_body,
+          idle_reset, lang, log_questions, threads, no_verify, trust):  # fmt: skip
+    """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
+    API at /v1 and a kiosk page at /. Ctrl-C stops it."""
+    import importlib.util
+    from pathlib import Path
+
+    from runtime.errors import InputError
+    from runtime.serve import ServeConfig
+    from runtime.serve import serve as run_server
+
+    if not Path(bundle).exists():
+        raise InputError(f"{bundle} does not exist; pass a bundle folder or a bundles folder")
+    config = ServeConfig(str(bundle), host, port, api_key, max_concurrent, queue, queue_timeout,
+                         request_timeout, max_body, idle_reset=idle_reset, lang=lang,
+                         log_questions=log_questions, verify=not no_verify,
+                         trusted=[Path(t) for t in trust], threads=threads)  # fmt: skip
+    config.check()
+    for name in ("fastapi", "uvicorn"):
+        if importlib.util.find_spec(name) is None:
+            raise InputError(f"`outpost serve` needs {name}: pip install 'outpost-llm'")
+    where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    click.echo(
+        f"serving {bundle} at {where}/ (kiosk page), {where}/v1 (API); Ctrl-C stops", err=True
+    )
+    run_server(config)
+
+
 @cli.command("eval")
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @click.option(

@@ -1,0 +1,226 @@
+// Kiosk page: asks /v1/chat/completions (streamed), shows the answer as it arrives, the quoted
+// evidence and the sources; clears the conversation after an idle time. No external assets.
+"use strict";
+(function () {
+  const STRINGS = {
+    en: {
+      title: "Ask the manuals", subtitle: "Answers come only from the manuals on this device, with the line they come from.",
+      label: "Your question", ask: "Ask", clear: "Start over", empty: "Type a question below, for example: “What is the maximum pressure?”",
+      thinking: "Looking in the manuals…", declined: "The manuals don't cover this. Try asking in other words, or ask a colleague.",
+      evidence: "From the manual", sources: "Sources", busy: "Busy answering someone else. Trying again…",
+      failed: "Something went wrong. Please ask again.", cleared: "The conversation was cleared.", close: "Close",
+      source: "Read the passage", you: "You asked",
+    },
+    de: {
+      title: "Fragen Sie die Handbücher", subtitle: "Antworten kommen nur aus den Handbüchern auf diesem Gerät, mit der Zeile, aus der sie stammen.",
+      label: "Ihre Frage", ask: "Fragen", clear: "Neu beginnen", empty: "Geben Sie unten eine Frage ein, z. B.: „Wie hoch ist der maximale Druck?“",
+      thinking: "Suche in den Handbüchern…", declined: "Dazu steht nichts in den Handbüchern. Versuchen Sie es mit anderen Worten oder fragen Sie eine Kollegin oder einen Kollegen.",
+      evidence: "Aus dem Handbuch", sources: "Quellen", busy: "Gerade belegt. Neuer Versuch…",
+      failed: "Etwas ist schiefgegangen. Bitte fragen Sie noch einmal.", cleared: "Das Gespräch wurde gelöscht.", close: "Schließen",
+      source: "Abschnitt lesen", you: "Ihre Frage",
+    },
+    fr: {
+      title: "Interrogez les manuels", subtitle: "Les réponses viennent uniquement des manuels de cet appareil, avec la ligne d'origine.",
+      label: "Votre question", ask: "Demander", clear: "Recommencer", empty: "Tapez une question ci-dessous, par exemple : « Quelle est la pression maximale ? »",
+      thinking: "Recherche dans les manuels…", declined: "Les manuels ne traitent pas ce point. Reformulez la question ou demandez à un collègue.",
+      evidence: "Extrait du manuel", sources: "Sources", busy: "Occupé avec une autre question. Nouvel essai…",
+      failed: "Une erreur est survenue. Veuillez reposer la question.", cleared: "La conversation a été effacée.", close: "Fermer",
+      source: "Lire le passage", you: "Votre question",
+    },
+    es: {
+      title: "Pregunte a los manuales", subtitle: "Las respuestas salen solo de los manuales de este equipo, con la línea de origen.",
+      label: "Su pregunta", ask: "Preguntar", clear: "Empezar de nuevo", empty: "Escriba una pregunta abajo, por ejemplo: «¿Cuál es la presión máxima?»",
+      thinking: "Buscando en los manuales…", declined: "Los manuales no tratan esto. Pruebe con otras palabras o pregunte a un compañero.",
+      evidence: "Del manual", sources: "Fuentes", busy: "Ocupado con otra pregunta. Reintentando…",
+      failed: "Algo salió mal. Vuelva a preguntar.", cleared: "La conversación se ha borrado.", close: "Cerrar",
+      source: "Leer el pasaje", you: "Su pregunta",
+    },
+  };
+  const settings = window.OUTPOST || {};
+  const params = new URLSearchParams(location.search);
+  const lang = STRINGS[params.get("lang")] ? params.get("lang") : (STRINGS[settings.lang] ? settings.lang : "en");
+  const T = STRINGS[lang];
+  const idleSeconds = Math.max(2, Number(params.get("idle")) || settings.idleReset || 90);
+  const key = new URLSearchParams(location.hash.slice(1)).get("key");
+
+  const $ = (id) => document.getElementById(id);
+  const turns = $("turns"), form = $("ask"), question = $("question"), send = $("send");
+  const status = $("status"), dialog = $("passage");
+  let history = [];
+  let controller = null;
+  let idleTimer = null;
+
+  document.documentElement.lang = lang;
+  $("title").textContent = T.title;
+  document.title = T.title;
+  $("subtitle").textContent = T.subtitle;
+  $("question-label").textContent = T.label;
+  send.textContent = T.ask;
+  $("clear").textContent = T.clear;
+  $("empty").textContent = T.empty;
+  $("passage-close").textContent = T.close;
+
+  function headers() {
+    const h = { "Content-Type": "application/json" };
+    if (key) h.Authorization = "Bearer " + key;
+    return h;
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function reset(announce) {
+    if (controller) controller.abort();
+    history = [];
+    turns.replaceChildren();
+    question.value = "";
+    $("empty").hidden = false;
+    status.textContent = announce ? T.cleared : "";
+    document.body.dataset.state = "idle";
+    question.focus();
+  }
+
+  function touch() {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => { if (history.length || turns.children.length) reset(true); }, idleSeconds * 1000);
+  }
+  ["keydown", "pointerdown", "input", "focusin"].forEach((e) => document.addEventListener(e, touch, { passive: true }));
+
+  async function showPassage(chunkId, source, heading, quotes) {
+    const r = await fetch("/v1/passages/" + chunkId, { headers: headers() });
+    if (!r.ok) return;
+    const p = await r.json();
+    $("passage-title").textContent = source + (heading ? " › " + heading : "");
+    const box = $("passage-text");
+    box.replaceChildren();
+    // Highlight the quoted spans by their offsets in the passage text.
+    const spans = quotes.filter((q) => q.chunk_id === chunkId).sort((a, b) => a.start - b.start);
+    let at = 0;
+    for (const q of spans) {
+      if (q.start < at) continue;
+      box.append(p.text.slice(at, q.start));
+      box.append(el("mark", "", p.text.slice(q.start, q.end)));
+      at = q.end;
+    }
+    box.append(p.text.slice(at));
+    dialog.showModal();
+    box.focus();
+  }
+
+  function finish(item, answerEl, info) {
+    if (info.declined) {
+      answerEl.textContent = T.declined;
+      answerEl.classList.add("declined");
+      item.dataset.state = "declined";
+    } else {
+      item.dataset.state = "done";
+    }
+    const quotes = info.evidence || [];
+    for (const q of quotes) {
+      const box = el("blockquote", "evidence");
+      box.setAttribute("aria-label", T.evidence);
+      box.append(el("p", "", "“" + q.text + "”"));
+      box.append(el("cite", "", q.source + (q.heading ? " › " + q.heading : "")));
+      item.append(box);
+    }
+    const cites = info.declined ? [] : (info.citations || []);
+    if (cites.length) {
+      const list = el("ul", "sources");
+      list.setAttribute("aria-label", T.sources);
+      for (const c of cites) {
+        const li = el("li");
+        const b = el("button", "secondary source", "[" + c.n + "] " + c.source);
+        b.type = "button";
+        b.title = T.source;
+        b.setAttribute("aria-label", T.source + ": " + c.source + (c.heading ? ", " + c.heading : ""));
+        b.addEventListener("click", () => showPassage(c.chunk_id, c.source, c.heading, quotes));
+        li.append(b);
+        list.append(li);
+      }
+      item.append(list);
+    }
+  }
+
+  async function ask(text, attempt) {
+    const item = el("li", "turn");
+    item.dataset.state = "streaming";
+    item.append(el("p", "asked", text));
+    const answerEl = el("p", "answer");
+    item.append(answerEl);
+    turns.append(item);
+    $("empty").hidden = true;
+    status.textContent = T.thinking;
+    document.body.dataset.state = "busy";
+    controller = new AbortController();
+    const messages = history.concat([{ role: "user", content: text }]);
+    let info = null, written = "";
+    try {
+      const r = await fetch("/v1/chat/completions", {
+        method: "POST", headers: headers(), signal: controller.signal,
+        body: JSON.stringify({ messages, stream: true }),
+      });
+      if (r.status === 429 || r.status === 503) {
+        item.remove();
+        status.textContent = T.busy;
+        const wait = Number(r.headers.get("Retry-After") || 2) * 1000;
+        if (attempt < 5) return setTimeout(() => ask(text, attempt + 1), wait);
+        throw new Error("busy");
+      }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const line = buffer.slice(0, cut).trim();
+          buffer = buffer.slice(cut + 2);
+          if (!line.startsWith("data:")) continue;
+          const data = line.slice(5).trim();
+          if (data === "[DONE]") continue;
+          const event = JSON.parse(data);
+          if (event.error) throw new Error(event.error.message);
+          const delta = event.choices[0].delta || {};
+          if (delta.content) { written += delta.content; answerEl.textContent = written; }
+          if (event.outpost) info = event.outpost;
+        }
+      }
+      if (!info) throw new Error("incomplete answer");
+      finish(item, answerEl, info);
+      if (!info.declined) history.push({ role: "user", content: text }, { role: "assistant", content: written });
+      history = history.slice(-8);
+      status.textContent = "";
+    } catch (e) {
+      if (e.name === "AbortError") return;
+      item.dataset.state = "failed";
+      answerEl.textContent = T.failed;
+      status.textContent = "";
+    } finally {
+      document.body.dataset.state = "idle";
+      send.disabled = false;
+      touch();
+    }
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = question.value.trim();
+    if (!text || send.disabled) return;
+    send.disabled = true;
+    question.value = "";
+    ask(text, 0);
+  });
+  question.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+  });
+  $("clear").addEventListener("click", () => reset(false));
+  document.body.dataset.state = "idle";
+  question.focus();
+})();

@@ -1,0 +1,551 @@
+"""`outpost serve`: an OpenAI-compatible API and a kiosk page over one bundle, sized for a small box.
+
+    POST /v1/chat/completions   answers (streamed as server-sent events or not), with citations and
+                                quoted evidence in an extra `outpost` field
+    POST /v1/embeddings         the bundle's embedder
+    GET  /v1/models             the one model served
+    GET  /v1/passages/{id}      a passage's text (the kiosk page shows it when a source is tapped)
+    GET  /health                503 while loading, 200 with the bundle's content id when ready
+    GET  /                      the kiosk page (every asset served from here: no internet needed)
+    GET  /openapi.json, /docs   the API description
+
+Concurrency fits a 2-core device: `--max-concurrent` questions are answered at once (each uses
+the cores through onnxruntime), up to `--queue` more wait their turn; beyond that a request is
+answered 429 with Retry-After, and one that waited longer than `--queue-timeout` 503. Every
+question runs in a worker thread with its own state (generator, logits processors, timings);
+a client that disconnects, or a request past `--request-timeout`, stops its generation.
+
+Serving a bundles folder (`outpost install --bundles DIR`), the server follows `current`: a new
+release is opened and verified beside the old one, new requests go to it once it has loaded, and
+questions in flight finish on the old one. A release that fails verification is refused; the old
+one keeps serving.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
+import asyncio
+import contextlib
+import hmac
+import json
+import secrets
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import OutpostError, UsageError, one_line
+
+KIOSK = Path(__file__).parent / "kiosk"
+LANGUAGES = ("en", "de", "fr", "es")
+
+
+@dataclass
+class ServeConfig:
+    source: str  # a bundle folder, or a bundles folder whose `current` is followed
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    max_concurrent: int = 1
+    queue: int = 8
+    queue_timeout: float = 60.0  # seconds a request may wait for a free slot
+    request_timeout: float = 120.0  # seconds a question may take, queue included
+    max_body: int = 64 * 1024  # bytes
+    max_messages: int = 64
+    max_embedding_inputs: int = 64
+    watch: float = 2.0  # seconds between looks at `current`
+    idle_reset: int = 90  # seconds before the kiosk page clears the conversation
+    lang: str = "en"
+    log_questions: bool = False
+    verify: bool = True
+    trusted: list = field(default_factory=list)
+    threads: int = 0
+
+    def check(self) -> None:
+        if not 1 <= self.max_concurrent <= 64:
+            raise UsageError("--max-concurrent must be between 1 and 64")
+        if not 0 <= self.queue <= 1024:
+            raise UsageError("--queue must be between 0 and 1024")
+        if not 0 <= self.port <= 65535:
+            raise UsageError("--port must be between 0 and 65535")
+        if self.queue_timeout <= 0 or self.request_timeout <= 0:
+            raise UsageError("--queue-timeout and --request-timeout must be more than 0 seconds")
+        if self.max_body < 1024:
+            raise UsageError("--max-body must be at least 1024 bytes")
+        if self.idle_reset < 5:
+            raise UsageError("--idle-reset must be at least 5 seconds")
+        if self.lang not in LANGUAGES:
+            raise UsageError(f"--lang must be one of {', '.join(LANGUAGES)}")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise UsageError("--api-key must be at least 8 characters")
+
+
+# --- releases: the bundle being served and the next one -------------------------------------------
+
+
+@dataclass
+class Release:
+    assistant: object
+    path: Path
+    content_id: str
+    model: str  # the id /v1/models shows
+    loaded_at: float
+
+
+def load_release(path: Path, config: ServeConfig) -> Release:
+    from runtime.assistant import AskConfig, open_assistant
+    from runtime.verify import content_id
+
+    assistant = open_assistant(path, AskConfig(threads=config.threads), verify=config.verify,
+                               trusted=[Path(t) for t in config.trusted])  # fmt: skip
+    cid = content_id(path)
+    return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
+
+
+class Releases:
+    """Follows the configured source; `current` is swapped in one assignment, so a request that
+    took a reference keeps its release to the end."""
+
+    def __init__(self, config: ServeConfig, say):
+        self.config, self.say = config, say
+        self.current: Release | None = None
+        self.error: str | None = None
+        self.refused: Path | None = None  # a target that failed: not retried until it changes
+        self.switches = 0
+
+    def target(self) -> Path:
+        from runtime.install import resolve
+
+        return resolve(self.config.source).resolve()
+
+    def refresh(self) -> None:
+        try:
+            target = self.target()
+        except OSError as e:
+            self.error = f"cannot read {self.config.source}: {e}"
+            return
+        if (self.current and target == self.current.path) or target == self.refused:
+            return
+        self.say({"event": "loading", "bundle": str(target)})
+        try:
+            release = load_release(target, self.config)
+        except (OutpostError, ValueError, OSError) as e:
+            self.refused, self.error = target, one_line(str(e))
+            self.say({"event": "refused", "bundle": str(target), "error": self.error})
+            return
+        old, self.current, self.error, self.refused = self.current, release, None, None
+        self.switches += old is not None
+        self.say({"event": "serving", "bundle": str(target), "content_id": release.content_id,
+                  "replaced": old.content_id if old else None})  # fmt: skip
+
+    def follow(self, stop: threading.Event) -> None:
+        while True:
+            self.refresh()
+            if stop.wait(self.config.watch):
+                return
+
+
+# --- admission: bounded concurrency with a queue -----------------------------------------------
+
+
+class Busy(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+class Slots:
+    """`max_concurrent` questions run at once; `queue` more may wait; the rest are turned away."""
+
+    def __init__(self, running: int, waiting: int, timeout: float):
+        self.sem = threading.Semaphore(running)
+        self.limit, self.timeout = running + waiting, timeout
+        self.inside = 0
+        self.lock = threading.Lock()
+
+    def admit(self) -> None:
+        with self.lock:
+            if self.inside >= self.limit:
+                raise Busy(
+                    429, f"{self.inside} questions are running or waiting; try again shortly"
+                )
+            self.inside += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.inside -= 1
+
+
+class Job:
+    """One question in flight: its events cross from the worker thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float):
+        self.loop, self.deadline = loop, deadline
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.stop = threading.Event()
+
+    def put(self, kind: str, value=None) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set() or time.monotonic() > self.deadline
+
+
+def _work(slots: Slots, job: Job, release: Release, question: str, history: list, max_tokens: int):
+    try:
+        if not slots.sem.acquire(timeout=slots.timeout):
+            job.put("busy")
+            return
+        try:
+            job.put("start")
+            if job.should_stop():
+                job.put("error", "stopped before it started")
+                return
+            answer = release.assistant.ask(question, history, on_text=lambda p: job.put("text", p),
+                                           should_stop=job.should_stop, max_new_tokens=max_tokens)  # fmt: skip
+            job.put("done", answer)
+        except OutpostError as e:
+            job.put("invalid", one_line(str(e)))
+        except Exception as e:  # noqa: BLE001 - reported as a 500 with one line, server stays up
+            job.put("error", f"{type(e).__name__}: {one_line(str(e))[:200]}")
+        finally:
+            slots.sem.release()
+    finally:
+        slots.leave()
+
+
+# --- the OpenAI-shaped pieces ------------------------------------------------------------------
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", headers=None):
+    from fastapi.responses import JSONResponse
+
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _text(content) -> str:
+    """A message's text: a string, or the text parts of a content list."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+    )
+
+
+def split_conversation(messages: list) -> tuple[str, list[dict]]:
+    """The question (last user turn) and the earlier user/assistant turns as history."""
+    if not messages or messages[-1].role != "user":
+        raise Busy(400, "the last message must have role 'user'")
+    question = _text(messages[-1].content).strip()
+    if not question:
+        raise Busy(400, "the last user message has no text")
+    history = [{"role": m.role, "content": _text(m.content)}
+               for m in messages[:-1] if m.role in ("user", "assistant")]  # fmt: skip
+    # Chat history alternates user, assistant: keep complete pairs only.
+    pairs = []
+    for i in range(len(history) - 1):
+        if history[i]["role"] == "user" and history[i + 1]["role"] == "assistant":
+            pairs += history[i : i + 2]
+    return question, pairs
+
+
+def outpost_field(answer, release: Release) -> dict:
+    return {
+        "declined": answer.refused,
+        "declined_by": answer.declined_by,
+        "citations": answer.shown_citations(),
+        "evidence": answer.evidence,
+        "support": answer.support,
+        "bundle": release.content_id,
+    }
+
+
+def usage(answer) -> dict:
+    t = answer.timings
+    return {"prompt_tokens": t.prompt_tokens, "completion_tokens": t.new_tokens,
+            "total_tokens": t.prompt_tokens + t.new_tokens}  # fmt: skip
+
+
+def _finish(answer, max_tokens: int) -> str:
+    return "length" if answer.timings.new_tokens >= max_tokens and not answer.refused else "stop"
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+    from pydantic import BaseModel, ConfigDict, Field
+
+    config.check()
+    say = say or _stderr
+    releases = releases or Releases(config, say)
+    slots = Slots(config.max_concurrent, config.queue, config.queue_timeout)
+    pool = ThreadPoolExecutor(max_workers=config.max_concurrent + config.queue + 2,
+                              thread_name_prefix="outpost-answer")  # fmt: skip
+    stop = threading.Event()
+
+    class Message(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        role: str = Field(pattern="^(system|developer|user|assistant|tool)$")
+        content: str | list[dict]
+
+    class ChatRequest(BaseModel):
+        model_config = ConfigDict(extra="allow")  # temperature, top_p, ...: accepted, greedy anyway
+        model: str | None = None
+        messages: list[Message] = Field(min_length=1, max_length=config.max_messages)
+        stream: bool = False
+        max_tokens: int | None = Field(default=None, ge=1)
+        max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    class EmbeddingRequest(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        model: str | None = None
+        input: str | list[str] = Field(max_length=config.max_embedding_inputs)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        threading.Thread(target=releases.follow, args=(stop,), daemon=True,
+                         name="outpost-releases").start()  # fmt: skip
+        yield
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="Outpost", version=_version(), lifespan=lifespan,
+                  description="Cited answers from the manuals in one bundle; OpenAI-compatible.")  # fmt: skip
+    app.state.releases, app.state.slots = releases, slots
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):  # OpenAI answers 400 with an error object, not 422
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Busy)
+    async def busy(request, exc: Busy):
+        headers = {"Retry-After": "2"} if exc.status in (429, 503) else None
+        kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
+        if exc.status >= 500:
+            kind = "server_error"
+        return _error(exc.status, exc.message, kind, headers)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        started, rid = time.perf_counter(), "req-" + secrets.token_hex(6)
+        request.state.rid, request.state.log = rid, {}
+        try:
+            length = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            length = config.max_body + 1
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        if chunked:
+            response = _error(411, "send the request body with a Content-Length header")
+        elif length > config.max_body:
+            response = _error(413, f"request body over {config.max_body} bytes; send less")
+        elif (
+            config.api_key
+            and request.url.path.startswith("/v1/")
+            and not _authorised(request, config.api_key)
+        ):
+            response = _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                              "authentication_error")  # fmt: skip
+        else:
+            response = await call_next(request)
+        response.headers["X-Request-Id"] = rid
+
+        def write_log() -> None:
+            if request.url.path != "/health":
+                say({"event": "request", "id": rid, "method": request.method, "path": request.url.path,
+                     "status": response.status_code,
+                     "latency_ms": round(1000 * (time.perf_counter() - started), 1), **request.state.log})  # fmt: skip
+
+        inner = getattr(response, "body_iterator", None)
+        if inner is None:
+            write_log()
+            return response
+
+        async def logged():  # a streamed answer is logged when its last byte has gone
+            try:
+                async for part in inner:
+                    yield part
+            finally:
+                write_log()
+
+        response.body_iterator = logged()
+        return response
+
+    def serving() -> Release:
+        release = releases.current
+        if release is None:
+            raise Busy(503, "the bundle is still loading" if not releases.error
+                       else f"no bundle can be served: {releases.error}")  # fmt: skip
+        return release
+
+    @app.get("/health")
+    async def health():
+        release = releases.current
+        if release is None:
+            body = {"status": "loading" if not releases.error else "error", "error": releases.error}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+        return {"status": "ready", "bundle": release.content_id, "model": release.model,
+                "path": str(release.path), "switches": releases.switches, "refused": releases.error,
+                "running_or_waiting": slots.inside}  # fmt: skip
+
+    @app.get("/v1/models")
+    async def models():
+        release = serving()
+        return {"object": "list", "data": [{"id": release.model, "object": "model",
+                "created": int(release.loaded_at), "owned_by": "outpost"}]}  # fmt: skip
+
+    @app.get("/v1/passages/{chunk_id}")
+    async def passage(chunk_id: int):
+        release = serving()
+        found = release.assistant.retriever.store.get([chunk_id]).get(chunk_id)
+        if found is None:
+            raise Busy(404, f"no passage {chunk_id} in this bundle")
+        source, heading, text = found
+        return {"id": chunk_id, "source": source, "heading": heading, "text": text}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest, request: Request):
+        release = serving()
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or any(not t.strip() for t in texts):
+            raise Busy(400, "input: give one or more non-empty strings")
+        embedder = release.assistant.retriever.embedder
+        loop = asyncio.get_running_loop()
+        slots.admit()
+        try:
+            vectors = await loop.run_in_executor(pool, embedder.embed, texts)
+        finally:
+            slots.leave()
+        request.state.log = {"inputs": len(texts)}
+        return {"object": "list", "model": release.model,
+                "data": [{"object": "embedding", "index": i, "embedding": [round(float(x), 7) for x in v]}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}  # fmt: skip
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request):
+        release = serving()
+        question, history = split_conversation(body.messages)
+        limit = release.assistant.settings.max_new_tokens
+        asked = body.max_completion_tokens or body.max_tokens or limit
+        max_tokens = min(asked, limit)  # clamped to the bundle's longest answer
+        slots.admit()
+        loop = asyncio.get_running_loop()
+        job = Job(loop, time.monotonic() + config.request_timeout)
+        loop.run_in_executor(pool, _work, slots, job, release, question, history, max_tokens)
+        kind, value = await job.events.get()
+        if kind == "busy":
+            raise Busy(
+                503, f"no answer slot came free within {config.queue_timeout:g} s; try again"
+            )
+        cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+        log = request.state.log
+        if config.log_questions:
+            log["question"] = question
+
+        def record(answer) -> None:
+            log.update({"prompt_tokens": answer.timings.prompt_tokens,
+                        "completion_tokens": answer.timings.new_tokens, "declined": answer.refused,
+                        "declined_by": answer.declined_by, "bundle": release.content_id[:12],
+                        "ttft_ms": round(1000 * answer.timings.first_token_s, 1)})  # fmt: skip
+
+        if not body.stream:
+            while True:
+                waiter = asyncio.ensure_future(job.events.get())
+                while not waiter.done():
+                    await asyncio.wait([waiter], timeout=0.25)
+                    if not waiter.done() and await request.is_disconnected():
+                        job.stop.set()
+                kind, value = waiter.result()
+                if kind == "text":
+                    continue
+                break
+            if kind != "done":
+                raise Busy(400 if kind == "invalid" else 500, value)
+            record(value)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": release.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": value.text},
+                                 "finish_reason": _finish(value, max_tokens)}],
+                    "usage": usage(value), "outpost": outpost_field(value, release)}  # fmt: skip
+
+        def chunk(delta: dict, finish=None, **extra) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                    "model": release.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
+            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+        include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
+
+        async def events():
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                while True:
+                    kind, value = await job.events.get()
+                    if kind == "text":
+                        yield chunk({"content": value})
+                    elif kind == "done":
+                        record(value)
+                        extra = {"outpost": outpost_field(value, release)}
+                        if include_usage:
+                            extra["usage"] = usage(value)
+                        yield chunk({}, _finish(value, max_tokens), **extra)
+                        break
+                    else:
+                        err = {"message": value, "type": "server_error"}
+                        yield f"data: {json.dumps({'error': err})}\n\n"
+                        break
+                yield "data: [DONE]\n\n"
+            finally:
+                job.stop.set()  # a client that went away stops its generation
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+
+    @app.get("/", include_in_schema=False)
+    async def kiosk_page():
+        page = (KIOSK / "index.html").read_text(encoding="utf-8")
+        settings = {"idleReset": config.idle_reset, "lang": config.lang, "languages": LANGUAGES}
+        page = page.replace("/*SETTINGS*/{}", json.dumps(settings))
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/kiosk/{name}", include_in_schema=False)
+    async def kiosk_asset(name: str):
+        path = KIOSK / name
+        if name not in {p.name for p in KIOSK.iterdir()} or name == "index.html":
+            raise Busy(404, f"no kiosk asset {name}")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _authorised(request, key: str) -> bool:
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("outpost-llm")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _stderr(event: dict) -> None:
+    print(json.dumps({"ts": round(time.time(), 3), **event}, ensure_ascii=False), file=sys.stderr,
+          flush=True)  # fmt: skip
+
+
+def serve(config: ServeConfig) -> None:
+    import uvicorn
+
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5, limit_concurrency=max(64, 4 * (config.max_concurrent + config.queue)))  # fmt: skip
