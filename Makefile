@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 BUNDLE  ?= demo-bundle
 QUESTION ?= What is the maximum system pressure of the PX-200 press?
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install browser lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,12 +22,23 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The kiosk page's browser test drives Debian's chromium through chromium-driver: installed here,
+# once, from the distribution's packages; nothing downloads a browser at run time.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 demo: install
 	$(BIN)/outpost export examples/docs --out $(BUNDLE) --force
 	$(BIN)/outpost info $(BUNDLE)
 	$(BIN)/outpost ask $(BUNDLE) "$(QUESTION)"
+	@echo
+	@echo "Serve it to a browser or an OpenAI client:"
+	@echo "  $(BIN)/outpost serve $(BUNDLE)      then open http://127.0.0.1:8080/"
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --durations=25
 

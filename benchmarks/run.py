@@ -7,6 +7,7 @@ Benchmarks (docs/benchmarks.md has their results and what they compare):
     general     the bundle's model on general questions (no passages)
     precision   int4 / int8 / fp32 exports: answer quality, size, speed (exports 5 bundles)
     train_speed outpost train vs plain transformers + peft (CUDA; on CPU a small smoke run)
+    serve_load  `outpost serve` under 1, 4 and 16 clients: requests/s, latency, time to first token
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-NAMES = ("ask_speed", "general", "precision", "train_speed")
+NAMES = ("ask_speed", "general", "precision", "train_speed", "serve_load")
 
 
 def commands(bundle: str, threads: int) -> dict[str, list[str]]:
@@ -36,6 +37,7 @@ def commands(bundle: str, threads: int) -> dict[str, list[str]]:
         "general": [py, str(HERE / "general.py"), bundle],
         "precision": [py, str(HERE / "precision.py"), "--threads", str(threads)],
         "train_speed": [py, str(HERE / "train_speed.py"), *train],
+        "serve_load": [py, str(HERE / "serve_load.py"), "--bundle", bundle, "--threads", str(threads)],
     }
 
 

@@ -397,6 +397,8 @@ def rollback(bundles):
     help="Kiosk page language (a page can ask for another with ?lang=).",
 )
 @click.option("--log-questions", is_flag=True, help="Put the question text in the access log.")
+@click.option("--watch", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between looks at a bundles folder's `current` for a new release.")
 @click.option(
     "--threads",
     type=int,
@@ -408,7 +410,7 @@ def rollback(bundles):
 @click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks.")
 @trust_option("Trusted public key: unsigned or wrongly signed releases are refused")
 def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, request_timeout, max_body,
-          idle_reset, lang, log_questions, threads, no_verify, trust):  # fmt: skip
+          idle_reset, lang, log_questions, watch, threads, no_verify, trust):  # fmt: skip
     """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
     API at /v1 and a kiosk page at /. Ctrl-C stops it."""
     import importlib.util
@@ -422,7 +424,7 @@ def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, req
         raise InputError(f"{bundle} does not exist; pass a bundle folder or a bundles folder")
     config = ServeConfig(str(bundle), host, port, api_key, max_concurrent, queue, queue_timeout,
                          request_timeout, max_body, idle_reset=idle_reset, lang=lang,
-                         log_questions=log_questions, verify=not no_verify,
+                         log_questions=log_questions, watch=watch, verify=not no_verify,
                          trusted=[Path(t) for t in trust], threads=threads)  # fmt: skip
     config.check()
     for name in ("fastapi", "uvicorn"):

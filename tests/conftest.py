@@ -87,3 +87,13 @@ def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
                    "--sign", f"{signing_key}.key")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_b(tiny_phi3, signing_key, tmp_path_factory) -> Path:
+    """A second signed tiny bundle (other documents): a new release for install and serve tests."""
+    out = tmp_path_factory.mktemp("tiny-b") / "bundle"
+    done = outpost("export", str(EXAMPLES / "docs" / "conveyor"), "--out", str(out), "--base",
+                   str(tiny_phi3), "--sign", f"{signing_key}.key")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out

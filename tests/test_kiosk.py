@@ -1,0 +1,108 @@
+"""The kiosk page in Debian's chromium (headless, through chromium-driver): a question typed and
+answered as a stream with evidence and sources, a passage opened from a source, a decline for an
+off-topic question, and the page cleared after the idle time. Nothing is downloaded."""
+
+import os
+import shutil
+import time
+
+import pytest
+from test_serve import PRESSURE, running
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (make test installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1300",
+                "--disable-gpu", "--no-first-run", "--disable-extensions"):  # fmt: skip
+        options.add_argument(arg)
+    # An explicit driver path: selenium's own manager would otherwise try to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, script: str, timeout: float = 90):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {script}")
+
+
+def ask(driver, question: str):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.ID, "question")
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+
+
+def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    with running(smol_bundle, "--idle-reset", "30") as (url, _):
+        browser.get(f"{url}/?idle=8")
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Your question"
+        assert (
+            browser.switch_to.active_element.get_attribute("id") == "question"
+        )  # focus starts there
+        # Record every text the answer shows while it is still streaming.
+        browser.execute_script("""
+            window.seen = [];
+            new MutationObserver(() => {
+              const t = document.querySelector('.turn[data-state=streaming] .answer');
+              if (t && t.textContent) window.seen.push(t.textContent);
+            }).observe(document.getElementById('turns'), {subtree: true, childList: true, characterData: true});
+        """)  # fmt: skip
+        ask(browser, PRESSURE)
+        wait_for(browser, "return document.querySelector('.turn[data-state=done]')")
+        answer = browser.find_element(By.CSS_SELECTOR, ".turn .answer").text
+        assert "280" in answer
+        assert (
+            browser.execute_script("return window.seen.length") >= 1
+        )  # text arrived before the end
+        quote = browser.find_element(By.CSS_SELECTOR, ".turn .evidence p").text
+        assert "280" in quote
+        sources = browser.find_elements(By.CSS_SELECTOR, ".turn .sources button")
+        assert sources and sources[0].get_attribute("aria-label").startswith("Read the passage")
+        if os.environ.get("OUTPOST_SCREENSHOT"):
+            browser.save_screenshot(os.environ["OUTPOST_SCREENSHOT"])
+        browser.save_screenshot(str(tmp_path / "kiosk.png"))
+        assert (tmp_path / "kiosk.png").stat().st_size > 10_000
+
+        # Tap a source: the passage opens with the quoted line highlighted.
+        quoted = [b for b in sources if "px200-overview" in b.text] or sources
+        quoted[0].click()
+        wait_for(browser, "return document.getElementById('passage').open")
+        marks = browser.find_elements(By.CSS_SELECTOR, "#passage-text mark")
+        assert not marks or "280" in marks[0].text
+        browser.find_element(By.ID, "passage-close").click()
+        wait_for(browser, "return !document.getElementById('passage').open")
+
+        ask(browser, "What is the capital of France?")
+        wait_for(browser, "return document.querySelector('.turn[data-state=declined]')")
+        declined = browser.find_element(By.CSS_SELECTOR, ".turn[data-state=declined] .answer").text
+        assert declined.startswith("The manuals don't cover this")
+        assert not browser.find_elements(By.CSS_SELECTOR, ".turn[data-state=declined] .sources")
+
+        # Left alone, the shared screen clears itself.
+        wait_for(browser, "return document.querySelectorAll('.turn').length === 0", timeout=30)
+        assert "cleared" in browser.find_element(By.ID, "status").text
+
+        browser.get(f"{url}/?lang=de")
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Ihre Frage"
+        assert browser.execute_script("return document.documentElement.lang") == "de"
