@@ -1,4 +1,4 @@
-"""Build-side commands: `outpost export`, `keygen` and `pack`.
+"""Build-side commands: `outpost export`, `keygen`, `pack` and `kit`.
 
 They join the `outpost` command through the `outpost.commands` entry points (pyproject.toml);
 this module imports only click, so listing them costs nothing, and each command imports its
@@ -137,3 +137,48 @@ def pack(bundle, output):
 
     size = pack_bundle(Path(bundle), Path(output))
     click.echo(f"{output}: {size / 1e6:.1f} MB")
+
+
+@click.command()
+@click.option("--out", "-o", required=True, type=click.Path(), help="Kit folder to write.")
+@click.option(
+    "--platform",
+    "platform_tag",
+    default="manylinux_2_28_x86_64",
+    show_default=True,
+    help="The device's platform: manylinux_2_28_x86_64 or manylinux_2_28_aarch64 (2_N: its glibc 2.N).",
+)
+@click.option(
+    "--python",
+    "python_version",
+    default="3.11",
+    show_default=True,
+    help="The device's Python (3.11-3.13).",
+)
+@click.option("--bundle", type=click.Path(), help="Bundle to put in the kit (packed and verified).")
+@click.option(
+    "--trust",
+    type=click.Path(),
+    help="Public key the device trusts; the bundle must be signed by it.",
+)
+@click.option(
+    "--question",
+    default="What do these manuals cover?",
+    show_default=True,
+    help="The question install.sh asks as its check.",
+)
+@click.option("--full", is_flag=True, help="Keep every dependency pip resolves (no pruning).")
+@click.option("--force", is_flag=True, help="Replace an existing kit at --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print kit.json when done.")
+def kit(out, platform_tag, python_version, bundle, trust, question, full, force, as_json):
+    """Make an offline install kit for a device: wheels for its platform, install.sh, the bundle."""
+    from export.kit import KitConfig, build_kit
+
+    manifest = build_kit(
+        KitConfig(out, platform_tag, python_version, bundle, trust, question, full, force)
+    )
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+    else:
+        click.echo(f"{out}: {len(manifest['wheels'])} wheels, {manifest['wheels_bytes'] / 1e6:.1f} MB; "
+                   f"on the device: sh {out}/install.sh [PREFIX]")  # fmt: skip

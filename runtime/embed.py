@@ -22,6 +22,9 @@ class Embedder:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Pre-packed copies of the weights cost ~28 MB resident and bought no speed here
+        # (docs/benchmarks.md, "Memory").
+        options.add_session_config_entry("session.disable_prepacking", "1")
         self.session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
@@ -34,7 +37,7 @@ class Embedder:
     def embed(
         self,
         texts: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int = 8,  # activations grow with the batch: 32 x 256 tokens peaked 110 MB higher
         progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""

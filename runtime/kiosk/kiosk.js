@@ -133,7 +133,9 @@
       list.setAttribute("aria-label", T.sources);
       for (const c of cites) {
         const li = el("li");
-        const b = el("button", "secondary source", "[" + c.n + "] " + c.source);
+        const file = c.source.split("/").pop();
+        const section = (c.heading || "").split(" > ").pop();
+        const b = el("button", "secondary source", "[" + c.n + "] " + file + (section ? " › " + section : ""));
         b.type = "button";
         b.title = T.source;
         b.setAttribute("aria-label", T.source + ": " + c.source + (c.heading ? ", " + c.heading : ""));
