@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 BUNDLE  ?= demo-bundle
 QUESTION ?= What is the maximum system pressure of the PX-200 press?
 
-.PHONY: demo test install browser lint bench clean
+.PHONY: demo test install system-deps lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,13 +22,17 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 
 install: $(VENV)/.installed
 
-# The kiosk page's browser test drives Debian's chromium through chromium-driver: installed here,
-# once, from the distribution's packages; nothing downloads a browser at run time.
-browser:
-	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+# Debian packages some tests drive: chromium + chromium-driver (the kiosk page's browser test),
+# qemu-user-static + mmdebstrap (the aarch64 install kit under emulation). Installed here, once,
+# from the distribution; nothing downloads a browser or an emulator at run time.
+SYSTEM_DEPS := chromium chromium-driver qemu-user-static mmdebstrap
+system-deps:
+	@missing=; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 demo: install
 	$(BIN)/outpost export examples/docs --out $(BUNDLE) --force
@@ -38,7 +42,7 @@ demo: install
 	@echo "Serve it to a browser or an OpenAI client:"
 	@echo "  $(BIN)/outpost serve $(BUNDLE)      then open http://127.0.0.1:8080/"
 
-test: install browser
+test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --durations=25
 

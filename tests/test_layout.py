@@ -39,7 +39,7 @@ def test_runtime_imports_nothing_from_the_build_side(path):
 
 def test_build_commands_are_registered_not_named():
     registered = {ep.name: ep.value for ep in metadata.entry_points(group="outpost.commands")}
-    assert registered == {"export": "export.cli:export_cmd", "keygen": "export.cli:keygen",
+    assert registered == {"export": "export.cli:export_cmd", "keygen": "export.cli:keygen", "kit": "export.cli:kit",
                           "pack": "export.cli:pack", "train": "trainer.cli:train_cmd"}  # fmt: skip
     done = outpost("--help")
     listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].strip().splitlines()}

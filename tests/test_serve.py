@@ -140,6 +140,30 @@ def test_openai_client_answers_with_citations_and_evidence(smol_server):
     assert abs(sum(x * x for x in emb.data[0].embedding) - 1) < 1e-3
 
 
+def test_a_client_that_disconnects_stops_its_answer(smol_server):
+    """The slot comes free long before the whole answer would have been written."""
+    body = ask_body("List every maintenance task of the PX-200 press with its interval, in detail.",
+                    stream=True, max_tokens=200)  # fmt: skip
+    start = time.perf_counter()
+    whole = httpx.post(
+        f"{smol_server}/v1/chat/completions", json={**body, "stream": False}, timeout=120
+    )
+    full_s, tokens = time.perf_counter() - start, whole.json()["usage"]["completion_tokens"]
+    if tokens < 60:
+        pytest.skip(f"the model wrote only {tokens} tokens: too short to see an early stop")
+    start = time.perf_counter()
+    with httpx.stream("POST", f"{smol_server}/v1/chat/completions", json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # the first words arrived: hang up
+    while (
+        httpx.get(f"{smol_server}/health").json()["running_or_waiting"]
+        and time.perf_counter() - start < 60
+    ):
+        time.sleep(0.05)
+    assert time.perf_counter() - start < 0.8 * full_s, (time.perf_counter() - start, full_s)
+
+
 def test_health_models_openapi_and_kiosk_assets_are_served(smol_server):
     health = httpx.get(f"{smol_server}/health").json()
     assert health["status"] == "ready" and len(health["bundle"]) == 64
