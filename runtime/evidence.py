@@ -109,65 +109,51 @@ def coverage(weights: dict[str, float], text: str) -> float:
 @dataclass
 class Reading:
     units: list[Unit]
-    scores: np.ndarray  # per unit, for the question, with its neighbours (what to read)
-    unit_scores: np.ndarray  # per unit, for the question, alone (what to quote)
+    scores: np.ndarray  # per unit, for the question
     windows: list[Window]
     answerability: float  # the question's weight found in the candidate chunks (with headings)
 
 
 def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT_WINDOWS,
          radius: int = DEFAULT_RADIUS, lexical_weight: float = 1.0) -> Reading:  # fmt: skip
-    """Rank the units of `hits` for the question and pick the windows the model will read.
-
-    A unit is scored with its neighbours (the mean of their vectors, their words): on reference
-    pages the line that answers ("Default timeout value is 10 minutes.") rarely repeats the
-    question's words, the line beside it ("exec-timeout MINUTE: set VTY connection timeout")
-    does. The best `windows` units, each with `radius` neighbours a side, overlapping ones merged.
-    """
+    """Rank the units of `hits` for the question and pick the windows the model will read."""
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
     weights = idf_weights(terms(question), store)
     if not units:
-        return Reading([], np.zeros(0), np.zeros(0), [], 0.0)
+        return Reading([], np.zeros(0), [], 0.0)
     vectors = embedder.embed([question] + [u.text for u in units])
-    query, unit_vectors = vectors[0], vectors[1:]
-    rows: dict[int, list[int]] = {}
-    for j, u in enumerate(units):
-        rows.setdefault(u.hit, []).append(j)
-    place = {j: (row, k) for row in rows.values() for k, j in enumerate(row)}
-
-    def around(j: int, r: int) -> list[int]:
-        row, k = place[j]
-        return row[max(0, k - r) : k + r + 1]
-
-    def lexical(js: list[int]) -> float:
-        text = " ".join(units[i].text for i in js)
-        return coverage(weights, f"{hits[units[js[0]].hit].heading} {text}")
-
-    smoothed = np.stack([unit_vectors[around(j, 1)].sum(axis=0) for j in range(len(units))])
-    smoothed /= np.maximum(np.linalg.norm(smoothed, axis=1, keepdims=True), 1e-9)
-    scores = smoothed @ query + lexical_weight * np.array(
-        [lexical(around(j, 1)) for j in range(len(units))]
-    )
-    unit_scores = unit_vectors @ query + lexical_weight * np.array(
-        [lexical([j]) for j in range(len(units))]
-    )
+    dense = vectors[1:] @ vectors[0]
+    lexical = np.array([coverage(weights, f"{hits[u.hit].heading} {u.text}") for u in units])
+    scores = dense + lexical_weight * lexical
     chosen: list[Window] = []
+    by_hit: dict[int, list[int]] = {}
+    for j, u in enumerate(units):
+        by_hit.setdefault(u.hit, []).append(j)
     for j in np.argsort(-scores):
-        span = around(int(j), radius)
-        window = Window(units[j].hit, units[span[0]].start, units[span[-1]].end)
-        merged = next((w for w in chosen if w.hit == window.hit
-                       and w.start <= window.end and window.start <= w.end), None)  # fmt: skip
+        if len(chosen) >= windows:
+            break
+        u = units[j]
+        row = by_hit[u.hit]
+        k = row.index(int(j))
+        lo, hi = units[row[max(0, k - radius)]], units[row[min(len(row) - 1, k + radius)]]
+        window = Window(u.hit, lo.start, hi.end)
+        merged = next(
+            (
+                w
+                for w in chosen
+                if w.hit == u.hit and w.start <= window.end and window.start <= w.end
+            ),
+            None,
+        )
         if merged:
             merged.start, merged.end = min(merged.start, window.start), max(merged.end, window.end)
-        elif len(chosen) < windows:
-            chosen.append(window)
         else:
-            break
+            chosen.append(window)
     # Answerability: the question's weight found anywhere in the candidates (headings included).
     # Measured against the windows alone it separated answerable from unanswerable questions
     # less well (docs/quality.md).
     found = " ".join(f"{h.heading} {h.text}" for h in hits)
-    return Reading(units, scores, unit_scores, chosen, coverage(weights, found))
+    return Reading(units, scores, chosen, coverage(weights, found))
 
 
 def evidence(
@@ -191,7 +177,7 @@ def evidence(
         text = normalise(u.text)
         fact_hits = sum(f in text for f in answer_facts)
         word_hits = len(answer_terms & terms(u.text)) / max(len(answer_terms), 1)
-        return float(reading.unit_scores[j]) + 0.5 * fact_hits + 0.2 * word_hits
+        return float(reading.scores[j]) + 0.5 * fact_hits + 0.2 * word_hits
 
     ranked = sorted(inside, key=score, reverse=True)[:limit]
     out = []
