@@ -1,6 +1,7 @@
 """Device-side speed: time to first token, decode tokens/s and peak memory of the bundle's
-onnxruntime-genai model against plain PyTorch transformers on the same prompts (the peer the
-export replaces), measured in the same run, each in its own process.
+onnxruntime-genai model against llama.cpp (llama-cpp-python on the same model's GGUF, the peer
+people compare with) and plain PyTorch transformers (the peer the export replaces), on the same
+prompts, measured in the same run, each in its own process.
 
     .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2]
 
@@ -78,9 +79,42 @@ def run_torch(bundle: str, ids_list, threads: int) -> dict:
     return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
 
 
+def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
+    """The bundle's base GGUF (the embedded default ships one) in llama.cpp, greedy, same ids."""
+    from llama_cpp import Llama
+
+    from export.base import resolve_base
+    from runtime.bundle import open_bundle
+
+    base = resolve_base(open_bundle(bundle).manifest.model.source)
+    if not base.gguf_file:
+        raise SystemExit("llama.cpp needs a GGUF base model; this bundle's base has none")
+    llm = Llama(str(Path(base.location) / base.gguf_file), n_ctx=2048, n_threads=threads,
+                n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
+    ttft, tps = [], []
+    for ids in ids_list:
+        llm.reset()
+        start = time.perf_counter()
+        first = None
+        count = 0
+        for _ in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+            if count >= NEW_TOKENS:
+                break
+        end = time.perf_counter()
+        ttft.append(first - start)
+        tps.append((count - 1) / (end - first))
+    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+
+
+ENGINES = {"onnx": run_onnx, "llamacpp": run_llamacpp, "torch": run_torch}
+
+
 def child(engine: str, bundle: str, ids_path: str, threads: int) -> None:
     ids_list = json.loads(Path(ids_path).read_text())
-    result = (run_onnx if engine == "onnx" else run_torch)(bundle, ids_list, threads)
+    result = ENGINES[engine](bundle, ids_list, threads)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -100,9 +134,14 @@ def main() -> None:
     ids_path = Path("/tmp/outpost-bench-ids.json")
     ids_path.write_text(json.dumps(ids_list))
     rows = {}
-    for engine in ("onnx", "torch"):
+    for engine in ENGINES:
         done = subprocess.run([sys.executable, __file__, args.bundle, "--threads", str(args.threads),
-                               "--child", engine, str(ids_path)], capture_output=True, text=True, check=True)  # fmt: skip
+                               "--child", engine, str(ids_path)], capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            print(
+                f"{engine}: not measured ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr
+            )
+            continue
         rows[engine] = json.loads(done.stdout.strip().splitlines()[-1])
     mean_prompt = statistics.mean(len(x) for x in ids_list)
     print(
@@ -111,16 +150,22 @@ def main() -> None:
     print("| engine | TTFT s | decode tokens/s | peak RSS MiB |")
     print("|---|---|---|---|")
     for name, label in (
-        ("onnx", "outpost (onnxruntime-genai, bundle model)"),
+        ("onnx", "outpost (onnxruntime-genai, bundle model int4)"),
+        ("llamacpp", "llama.cpp (llama-cpp-python, GGUF Q4_1)"),
         ("torch", "transformers fp32 (PyTorch)"),
     ):
+        if name not in rows:
+            continue
         r = rows[name]
         print(
             f"| {label} | {r['ttft_s']:.2f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} |"
         )
-    o, t = rows["onnx"], rows["torch"]
-    print(f"ratios outpost/transformers: TTFT {o['ttft_s'] / t['ttft_s']:.2f}x, decode {o['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
-          f"memory {o['peak_rss_mib'] / t['peak_rss_mib']:.2f}x")  # fmt: skip
+    o = rows["onnx"]
+    for name in ("llamacpp", "torch"):
+        if name in rows:
+            t = rows[name]
+            print(f"ratios outpost/{name}: TTFT {o['ttft_s'] / t['ttft_s']:.2f}x, decode {o['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
+                  f"memory {o['peak_rss_mib'] / t['peak_rss_mib']:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
