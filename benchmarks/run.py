@@ -37,7 +37,14 @@ def commands(bundle: str, threads: int) -> dict[str, list[str]]:
         "general": [py, str(HERE / "general.py"), bundle],
         "precision": [py, str(HERE / "precision.py"), "--threads", str(threads)],
         "train_speed": [py, str(HERE / "train_speed.py"), *train],
-        "serve_load": [py, str(HERE / "serve_load.py"), "--bundle", bundle, "--threads", str(threads)],
+        "serve_load": [
+            py,
+            str(HERE / "serve_load.py"),
+            "--bundle",
+            bundle,
+            "--threads",
+            str(threads),
+        ],
     }
 
 

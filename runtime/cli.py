@@ -397,8 +397,13 @@ def rollback(bundles):
     help="Kiosk page language (a page can ask for another with ?lang=).",
 )
 @click.option("--log-questions", is_flag=True, help="Put the question text in the access log.")
-@click.option("--watch", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              help="Seconds between looks at a bundles folder's `current` for a new release.")
+@click.option(
+    "--watch",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds between looks at a bundles folder's `current` for a new release.",
+)
 @click.option(
     "--threads",
     type=int,

@@ -43,7 +43,17 @@ def test_build_commands_are_registered_not_named():
                           "pack": "export.cli:pack", "train": "trainer.cli:train_cmd"}  # fmt: skip
     done = outpost("--help")
     listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].strip().splitlines()}
-    assert listed == {"ask", "chat", "eval", "info", "verify", "install", "rollback", "serve", *registered}
+    assert listed == {
+        "ask",
+        "chat",
+        "eval",
+        "info",
+        "verify",
+        "install",
+        "rollback",
+        "serve",
+        *registered,
+    }
 
 
 def test_help_imports_nothing_heavy():

@@ -211,7 +211,9 @@ def test_crafted_archives_are_refused(tmp_path, name, kind, message):
     assert list(bundles.glob(".incoming-*")) == []
 
 
-def test_install_rollback_and_kill_during_install(tiny_bundle, tiny_bundle_b, signing_key, tmp_path):
+def test_install_rollback_and_kill_during_install(
+    tiny_bundle, tiny_bundle_b, signing_key, tmp_path
+):
     trust = f"{signing_key}.pub"
     first = tmp_path / "first.tar"
     assert outpost("pack", str(tiny_bundle), "-o", str(first)).returncode == 0
