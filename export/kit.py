@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from email.parser import Parser
 from pathlib import Path
 
@@ -53,23 +53,28 @@ class KitConfig:
     question: str = DEFAULT_QUESTION
     full: bool = False  # keep every dependency pip resolves, and the wheels as published
     force: bool = False
-    arch: str = field(init=False, default="")
+
+    @property
+    def arch(self) -> str:
+        """x86_64 or aarch64 from manylinux_2_N_ARCH ("" when the tag has no such shape)."""
+        parts = self.platform.split("_")
+        return "_".join(parts[3:]) if self.platform.startswith("manylinux_2_") else ""
+
+    @property
+    def glibc(self) -> int:
+        """N of manylinux_2_N_ARCH: the device's glibc minor version (0 when not a number)."""
+        part = self.platform.split("_")[2:3]
+        return int(part[0]) if part and part[0].isdigit() else 0
 
     def check(self) -> None:
-        parts = self.platform.split("_")
-        arch = "_".join(parts[3:]) if len(parts) >= 4 else ""
-        if not self.platform.startswith("manylinux_2_") or arch not in ARCHES:
+        if self.arch not in ARCHES:
             raise UsageError(
                 f"--platform {self.platform!r}: use manylinux_2_28_x86_64 or manylinux_2_28_aarch64 "
                 "(manylinux_2_N_ARCH with the device's glibc 2.N)"
             )
-        try:
-            glibc = int(parts[2])
-        except ValueError:
-            raise UsageError(
-                f"--platform {self.platform!r}: 2_N must name a glibc, e.g. 2_28"
-            ) from None
-        if glibc < MIN_GLIBC:
+        if not self.glibc:
+            raise UsageError(f"--platform {self.platform!r}: 2_N must name a glibc, e.g. 2_28")
+        if self.glibc < MIN_GLIBC:
             raise UsageError(
                 f"--platform {self.platform}: the runtime's wheels need glibc 2.{MIN_GLIBC} or newer "
                 "(onnxruntime-genai publishes manylinux_2_28 only)"
@@ -78,7 +83,6 @@ class KitConfig:
             raise UsageError(
                 f"--python must be one of {', '.join(PYTHONS)} (onnxruntime has no cp310 wheels)"
             )
-        self.arch = arch
         if self.bundle and not (Path(self.bundle) / "bundle.json").is_file():
             raise InputError(f"--bundle {self.bundle}: no bundle.json there; pass a bundle folder")
         if self.trust and not Path(self.trust).is_file():
@@ -91,8 +95,7 @@ class KitConfig:
     @property
     def platforms(self) -> list[str]:
         """Every tag a device with this glibc accepts (pip matches tags exactly)."""
-        glibc = int(self.platform.split("_")[2])
-        tags = [f"manylinux_2_{n}_{self.arch}" for n in range(glibc, 16, -1)]
+        tags = [f"manylinux_2_{n}_{self.arch}" for n in range(self.glibc, 16, -1)]
         return tags + [f"manylinux2014_{self.arch}"]
 
 
@@ -126,7 +129,7 @@ def build_kit(config: KitConfig) -> dict:
             "platform": config.platform,
             "python": config.python,
             "arch": config.arch,
-            "glibc_min": f"2.{config.platform.split('_')[2]}",
+            "glibc_min": f"2.{config.glibc}",
             "wheels": {w.name: w.stat().st_size for w in sorted((tmp / "wheels").glob("*.whl"))},
             "left_out": dropped,
             "slimmed_bytes": saved,
@@ -266,7 +269,7 @@ def slim(wheel: Path) -> int:
 
 def _script(config: KitConfig) -> str:
     trust = f'--trust "$KIT/keys/{Path(config.trust).name}"' if config.trust else ""
-    glibc = config.platform.split("_")[2]
+    glibc = config.glibc
     question = config.question.replace("'", "'\\''")
     bundle_steps = (
         f"""

@@ -74,6 +74,25 @@ def trust_option(help: str):
                         help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)")  # fmt: skip
 
 
+def threads_option():
+    return click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
+                        help="CPU threads (0: onnxruntime's default).")  # fmt: skip
+
+
+def _cores(threads: int) -> int:
+    """--threads, at most the cores this process may use (with a note when it asked for more)."""
+    from runtime.generate import available_cores
+
+    cores = available_cores()
+    if threads > cores:
+        click.echo(
+            f"note: --threads {threads} is more than the {cores} cores available; using {cores}",
+            err=True,
+        )
+        return cores
+    return threads
+
+
 def _ask_options(f):
     options = [
         click.option("--top-k", type=int, help="Passages given to the model (default: the bundle's)."),
@@ -82,8 +101,7 @@ def _ask_options(f):
                      help="Decline only when the model's probability of declining reaches this (default: the bundle's)."),
         click.option("--max-context", type=int, help="Token budget for prompt + answer."),
         click.option("--max-new-tokens", type=int, help="Longest answer in tokens."),
-        click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
-                     help="CPU threads (0: onnxruntime's default)."),
+        threads_option(),
         click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
         click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks."),
         trust_option("Trusted public key: unsigned or wrongly signed bundles are refused"),
@@ -106,16 +124,8 @@ def _open(
     from pathlib import Path
 
     from runtime.assistant import AskConfig, open_assistant
-    from runtime.generate import available_cores
 
-    cores = available_cores()
-    if threads > cores:
-        click.echo(
-            f"note: --threads {threads} is more than the {cores} cores available; using {cores}",
-            err=True,
-        )
-        threads = cores
-    config = AskConfig(top_k, threshold, max_context, max_new_tokens, threads, not no_hybrid, refusal_p,
+    config = AskConfig(top_k, threshold, max_context, max_new_tokens, _cores(threads), not no_hybrid, refusal_p,
                        reader, min_evidence, not no_support)  # fmt: skip
     return open_assistant(bundle, config, verify=not no_verify, trusted=[Path(t) for t in trust])
 
@@ -404,21 +414,13 @@ def rollback(bundles):
     type=click.FloatRange(0.1, 3600),
     help="Seconds between looks at a bundles folder's `current` for a new release.",
 )
-@click.option(
-    "--threads",
-    type=int,
-    default=0,
-    envvar="OUTPOST_THREADS",
-    show_default=True,
-    help="CPU threads (0: onnxruntime's default).",
-)
+@threads_option()
 @click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks.")
 @trust_option("Trusted public key: unsigned or wrongly signed releases are refused")
 def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, request_timeout, max_body,
           idle_reset, lang, log_questions, watch, threads, no_verify, trust):  # fmt: skip
     """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
     API at /v1 and a kiosk page at /. Ctrl-C stops it."""
-    import importlib.util
     from pathlib import Path
 
     from runtime.errors import InputError
@@ -430,11 +432,8 @@ def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, req
     config = ServeConfig(str(bundle), host, port, api_key, max_concurrent, queue, queue_timeout,
                          request_timeout, max_body, idle_reset=idle_reset, lang=lang,
                          log_questions=log_questions, watch=watch, verify=not no_verify,
-                         trusted=[Path(t) for t in trust], threads=threads)  # fmt: skip
+                         trusted=[Path(t) for t in trust], threads=_cores(threads))  # fmt: skip
     config.check()
-    for name in ("fastapi", "uvicorn"):
-        if importlib.util.find_spec(name) is None:
-            raise InputError(f"`outpost serve` needs {name}: pip install 'outpost-llm'")
     where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     click.echo(
         f"serving {bundle} at {where}/ (kiosk page), {where}/v1 (API); Ctrl-C stops", err=True

@@ -148,7 +148,9 @@ class Releases:
 # --- admission: bounded concurrency with a queue -----------------------------------------------
 
 
-class Busy(Exception):
+class ApiError(Exception):
+    """An HTTP error answered in OpenAI's shape (429 and 503 with Retry-After)."""
+
     def __init__(self, status: int, message: str):
         self.status, self.message = status, message
 
@@ -165,7 +167,7 @@ class Slots:
     def admit(self) -> None:
         with self.lock:
             if self.inside >= self.limit:
-                raise Busy(
+                raise ApiError(
                     429, f"{self.inside} questions are running or waiting; try again shortly"
                 )
             self.inside += 1
@@ -190,27 +192,47 @@ class Job:
         return self.stop.is_set() or time.monotonic() > self.deadline
 
 
-def _work(slots: Slots, job: Job, release: Release, question: str, history: list, max_tokens: int):
+def _in_slot(slots: Slots, run):
+    """Run `run()` in an answer slot (from a worker thread); 503 when none came free in time."""
+    if not slots.sem.acquire(timeout=slots.timeout):
+        raise ApiError(503, f"no answer slot came free within {slots.timeout:g} s; try again")
     try:
-        if not slots.sem.acquire(timeout=slots.timeout):
-            job.put("busy")
-            return
-        try:
-            job.put("start")
-            if job.should_stop():
-                job.put("error", "stopped before it started")
-                return
-            answer = release.assistant.ask(question, history, on_text=lambda p: job.put("text", p),
-                                           should_stop=job.should_stop, max_new_tokens=max_tokens)  # fmt: skip
-            job.put("done", answer)
-        except OutpostError as e:
-            job.put("invalid", one_line(str(e)))
-        except Exception as e:  # noqa: BLE001 - reported as a 500 with one line, server stays up
-            job.put("error", f"{type(e).__name__}: {one_line(str(e))[:200]}")
-        finally:
-            slots.sem.release()
+        return run()
+    finally:
+        slots.sem.release()
+
+
+def _work(slots: Slots, job: Job, release: Release, question: str, history: list, max_tokens: int):
+    def answer():
+        job.put("start")
+        if job.should_stop():
+            raise RuntimeError("stopped before it started")
+        return release.assistant.ask(question, history, on_text=lambda p: job.put("text", p),
+                                     should_stop=job.should_stop, max_new_tokens=max_tokens)  # fmt: skip
+
+    try:
+        job.put("done", _in_slot(slots, answer))
+    except ApiError as e:
+        job.put("busy", e.message)
+    except OutpostError as e:
+        job.put("invalid", one_line(str(e)))
+    except Exception as e:  # noqa: BLE001 - reported as a 500 with one line, server stays up
+        job.put("error", f"{type(e).__name__}: {one_line(str(e))[:200]}")
     finally:
         slots.leave()
+
+
+async def _last_event(job: Job, request) -> tuple[str, object]:
+    """The job's final event, past its streamed text; a client that leaves stops the job."""
+    while True:
+        try:
+            kind, value = await asyncio.wait_for(job.events.get(), timeout=0.25)
+        except TimeoutError:
+            if await request.is_disconnected():
+                job.stop.set()
+            continue
+        if kind != "text":
+            return kind, value
 
 
 # --- the OpenAI-shaped pieces ------------------------------------------------------------------
@@ -235,10 +257,10 @@ def _text(content) -> str:
 def split_conversation(messages: list) -> tuple[str, list[dict]]:
     """The question (last user turn) and the earlier user/assistant turns as history."""
     if not messages or messages[-1].role != "user":
-        raise Busy(400, "the last message must have role 'user'")
+        raise ApiError(400, "the last message must have role 'user'")
     question = _text(messages[-1].content).strip()
     if not question:
-        raise Busy(400, "the last user message has no text")
+        raise ApiError(400, "the last user message has no text")
     history = [{"role": m.role, "content": _text(m.content)}
                for m in messages[:-1] if m.role in ("user", "assistant")]  # fmt: skip
     # Chat history alternates user, assistant: keep complete pairs only.
@@ -315,7 +337,6 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
 
     app = FastAPI(title="Outpost", version=_version(), lifespan=lifespan,
                   description="Cited answers from the manuals in one bundle; OpenAI-compatible.")  # fmt: skip
-    app.state.releases, app.state.slots = releases, slots
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):  # OpenAI answers 400 with an error object, not 422
@@ -323,8 +344,8 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
 
-    @app.exception_handler(Busy)
-    async def busy(request, exc: Busy):
+    @app.exception_handler(ApiError)
+    async def busy(request, exc: ApiError):
         headers = {"Retry-After": "2"} if exc.status in (429, 503) else None
         kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
         if exc.status >= 500:
@@ -379,7 +400,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
     def serving() -> Release:
         release = releases.current
         if release is None:
-            raise Busy(503, "the bundle is still loading" if not releases.error
+            raise ApiError(503, "the bundle is still loading" if not releases.error
                        else f"no bundle can be served: {releases.error}")  # fmt: skip
         return release
 
@@ -404,7 +425,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         release = serving()
         found = release.assistant.retriever.store.get([chunk_id]).get(chunk_id)
         if found is None:
-            raise Busy(404, f"no passage {chunk_id} in this bundle")
+            raise ApiError(404, f"no passage {chunk_id} in this bundle")
         source, heading, text = found
         return {"id": chunk_id, "source": source, "heading": heading, "text": text}
 
@@ -413,12 +434,14 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         release = serving()
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or any(not t.strip() for t in texts):
-            raise Busy(400, "input: give one or more non-empty strings")
+            raise ApiError(400, "input: give one or more non-empty strings")
         embedder = release.assistant.retriever.embedder
         loop = asyncio.get_running_loop()
         slots.admit()
         try:
-            vectors = await loop.run_in_executor(pool, embedder.embed, texts)
+            vectors = await loop.run_in_executor(
+                pool, _in_slot, slots, lambda: embedder.embed(texts)
+            )
         finally:
             slots.leave()
         request.state.log = {"inputs": len(texts)}
@@ -440,9 +463,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         loop.run_in_executor(pool, _work, slots, job, release, question, history, max_tokens)
         kind, value = await job.events.get()
         if kind == "busy":
-            raise Busy(
-                503, f"no answer slot came free within {config.queue_timeout:g} s; try again"
-            )
+            raise ApiError(503, value)
         cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
         log = request.state.log
         if config.log_questions:
@@ -455,18 +476,9 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
                         "ttft_ms": round(1000 * answer.timings.first_token_s, 1)})  # fmt: skip
 
         if not body.stream:
-            while True:
-                waiter = asyncio.ensure_future(job.events.get())
-                while not waiter.done():
-                    await asyncio.wait([waiter], timeout=0.25)
-                    if not waiter.done() and await request.is_disconnected():
-                        job.stop.set()
-                kind, value = waiter.result()
-                if kind == "text":
-                    continue
-                break
+            kind, value = await _last_event(job, request)
             if kind != "done":
-                raise Busy(400 if kind == "invalid" else 500, value)
+                raise ApiError(400 if kind == "invalid" else 500, value)
             record(value)
             return {"id": cid, "object": "chat.completion", "created": created, "model": release.model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": value.text},
@@ -506,19 +518,20 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
 
+    settings = {"idleReset": config.idle_reset, "lang": config.lang, "languages": LANGUAGES}
+    page = (KIOSK / "index.html").read_text(encoding="utf-8")
+    page = page.replace("/*SETTINGS*/{}", json.dumps(settings))
+    assets = {p.name for p in KIOSK.iterdir() if p.is_file()} - {"index.html"}
+
     @app.get("/", include_in_schema=False)
     async def kiosk_page():
-        page = (KIOSK / "index.html").read_text(encoding="utf-8")
-        settings = {"idleReset": config.idle_reset, "lang": config.lang, "languages": LANGUAGES}
-        page = page.replace("/*SETTINGS*/{}", json.dumps(settings))
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.get("/kiosk/{name}", include_in_schema=False)
     async def kiosk_asset(name: str):
-        path = KIOSK / name
-        if name not in {p.name for p in KIOSK.iterdir()} or name == "index.html":
-            raise Busy(404, f"no kiosk asset {name}")
-        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+        if name not in assets:
+            raise ApiError(404, f"no kiosk asset {name}")
+        return FileResponse(KIOSK / name, headers={"Cache-Control": "no-cache"})
 
     return app
 

@@ -338,8 +338,8 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
     if run.device == "cuda":
         import torch
 
-        # Loading a 4-bit model peaks above training (shards arrive in bf16, then quantise):
-        # keep that peak apart so each step's peak is the training one.
+        # The load's peak (shards arrive in bf16, then quantise) is kept apart, so each step's
+        # peak is the training one (docs/benchmarks.md: 2.66 GiB to load, 4.14 GiB to train).
         metrics["load_peak_memory_gib"] = round(_peak_memory_gib("cuda"), 3)
         torch.cuda.reset_peak_memory_stats()
     pad = run.tokenizer.pad_token_id
