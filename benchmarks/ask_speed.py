@@ -3,16 +3,21 @@ onnxruntime-genai model against llama.cpp (llama-cpp-python on the same model's 
 people compare with) and plain PyTorch transformers (the peer the export replaces), on the same
 prompts, measured in the same run, each in its own process.
 
-    .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2]
+    .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2] [--json]
 
 The prompts are the real `outpost ask` prompts (retrieved passages, the bundle's context budget),
-rendered once and fed to both engines as token ids; greedy decoding, 64 new tokens.
+rendered once and fed to every engine as token ids; greedy decoding, 64 new tokens. Per engine:
+time to first token, prefill and decode tokens/s, peak RSS, model load time and cold start
+(process start to the first token of the first prompt, page cache warm). Last, `outpost ask`
+itself from a fresh process to the first byte of its answer on stdout (embedder, index, model,
+retrieval and prefill included), the cold start a technician waits through.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -44,13 +49,15 @@ def run_onnx(bundle: str, ids_list, threads: int) -> dict:
     from runtime.generate import GenerationSettings, Generator
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
+    loaded, cold = time.time() - SPAWNED, None
     ttft, tps = [], []
     for ids in ids_list:
         settings = GenerationSettings(NEW_TOKENS, extra={"min_length": len(ids) + NEW_TOKENS})
         timings = gen.run(ids, settings).complete().timings
+        cold = cold or time.time() - SPAWNED - (timings.total_s - timings.first_token_s)
         ttft.append(timings.first_token_s)
         tps.append(timings.tokens_per_s)
-    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+    return summary(ids_list, ttft, tps, loaded, cold)
 
 
 def run_torch(bundle: str, ids_list, threads: int) -> dict:
@@ -62,6 +69,7 @@ def run_torch(bundle: str, ids_list, threads: int) -> dict:
     torch.set_num_threads(threads)
     base = resolve_base(open_bundle(bundle).manifest.model.source)
     model = load_causal_lm(base, dtype=torch.float32).eval()
+    loaded, cold = time.time() - SPAWNED, None
     ttft, tps = [], []
     with torch.no_grad():
         for ids in ids_list:
@@ -70,13 +78,14 @@ def run_torch(bundle: str, ids_list, threads: int) -> dict:
             out = model(x, use_cache=True)
             past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
             first = time.perf_counter()
+            cold = cold or time.time() - SPAWNED
             for _ in range(NEW_TOKENS - 1):
                 out = model(nxt, past_key_values=past, use_cache=True)
                 past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
             end = time.perf_counter()
             ttft.append(first - start)
             tps.append((NEW_TOKENS - 1) / (end - first))
-    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+    return summary(ids_list, ttft, tps, loaded, cold)
 
 
 def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
@@ -91,6 +100,7 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
         raise SystemExit("llama.cpp needs a GGUF base model; this bundle's base has none")
     llm = Llama(str(Path(base.location) / base.gguf_file), n_ctx=2048, n_threads=threads,
                 n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
+    loaded, cold = time.time() - SPAWNED, None
     ttft, tps = [], []
     for ids in ids_list:
         llm.reset()
@@ -101,12 +111,41 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
             count += 1
             if first is None:
                 first = time.perf_counter()
+                cold = cold or time.time() - SPAWNED
             if count >= NEW_TOKENS:
                 break
         end = time.perf_counter()
         ttft.append(first - start)
         tps.append((count - 1) / (end - first))
-    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(tps)}
+    return summary(ids_list, ttft, tps, loaded, cold)
+
+
+SPAWNED = float(os.environ.get("OUTPOST_BENCH_SPAWNED", "0"))
+
+
+def summary(ids_list, ttft, tps, loaded: float, cold: float) -> dict:
+    first = statistics.median(ttft)
+    return {"ttft_s": round(first, 3),
+            "prefill_tokens_per_s": round(statistics.median(len(x) for x in ids_list) / first, 1),
+            "tokens_per_s": round(statistics.median(tps), 1), "load_s": round(loaded, 2),
+            "cold_first_token_s": round(cold, 2)}  # fmt: skip
+
+
+def cold_ask(bundle: str, question: str, threads: int, runs: int = 3) -> dict:
+    """`outpost ask` in a fresh process: seconds to the first byte of the answer on stdout."""
+    firsts, totals = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "ask", bundle, question,
+                                 "--threads", str(threads)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+        proc.stdout.read(1)
+        firsts.append(time.perf_counter() - start)
+        proc.stdout.read()
+        proc.wait()
+        totals.append(time.perf_counter() - start)
+    return {"first_byte_s": round(statistics.median(firsts), 2),
+            "whole_answer_s": round(statistics.median(totals), 2)}  # fmt: skip
 
 
 ENGINES = {"onnx": run_onnx, "llamacpp": run_llamacpp, "torch": run_torch}
@@ -125,6 +164,7 @@ def main() -> None:
     ap.add_argument("--questions", default="examples/questions.jsonl")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-n", type=int, default=8)
+    ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -135,37 +175,52 @@ def main() -> None:
     ids_path.write_text(json.dumps(ids_list))
     rows = {}
     for engine in ENGINES:
+        env = {**os.environ, "OUTPOST_BENCH_SPAWNED": repr(time.time())}
         done = subprocess.run([sys.executable, __file__, args.bundle, "--threads", str(args.threads),
-                               "--child", engine, str(ids_path)], capture_output=True, text=True)  # fmt: skip
+                               "--child", engine, str(ids_path)], capture_output=True, text=True,
+                              env=env)  # fmt: skip
         if done.returncode != 0:
             print(
                 f"{engine}: not measured ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr
             )
             continue
         rows[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    first_question = json.loads(Path(args.questions).read_text().splitlines()[0])["question"]
+    ask = cold_ask(args.bundle, first_question, args.threads)
     mean_prompt = statistics.mean(len(x) for x in ids_list)
-    print(
-        f"{len(ids_list)} prompts, mean {mean_prompt:.0f} tokens, {NEW_TOKENS} new tokens, {args.threads} threads"
-    )
-    print("| engine | TTFT s | decode tokens/s | peak RSS MiB |")
-    print("|---|---|---|---|")
+    report = {"prompts": len(ids_list), "mean_prompt_tokens": round(mean_prompt),
+              "new_tokens": NEW_TOKENS, "threads": args.threads, "engines": rows, "outpost_ask": ask}  # fmt: skip
+    o = rows.get("onnx")
+    report["ratios"] = {name: {"ttft": round(o["ttft_s"] / t["ttft_s"], 2),
+                               "decode": round(o["tokens_per_s"] / t["tokens_per_s"], 2),
+                               "memory": round(o["peak_rss_mib"] / t["peak_rss_mib"], 2)}
+                        for name, t in rows.items() if o and name != "onnx"}  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{len(ids_list)} prompts, mean {mean_prompt:.0f} tokens, {NEW_TOKENS} new tokens, "
+          f"{args.threads} threads")  # fmt: skip
+    print("| engine | TTFT s | prefill tok/s | decode tok/s | peak RSS MiB | load s | "
+          "cold start to first token s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, label in (
         ("onnx", "outpost (onnxruntime-genai, bundle model int4)"),
         ("llamacpp", "llama.cpp (llama-cpp-python, GGUF Q4_1)"),
         ("torch", "transformers fp32 (PyTorch)"),
     ):
-        if name not in rows:
-            continue
-        r = rows[name]
-        print(
-            f"| {label} | {r['ttft_s']:.2f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} |"
-        )
-    o = rows["onnx"]
-    for name in ("llamacpp", "torch"):
         if name in rows:
-            t = rows[name]
-            print(f"ratios outpost/{name}: TTFT {o['ttft_s'] / t['ttft_s']:.2f}x, decode {o['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
-                  f"memory {o['peak_rss_mib'] / t['peak_rss_mib']:.2f}x")  # fmt: skip
+            r = rows[name]
+            print(f"| {label} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
+                  f"{r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['load_s']:.1f} | "
+                  f"{r['cold_first_token_s']:.1f} |")  # fmt: skip
+    for name, r in report["ratios"].items():
+        print(
+            f"ratios outpost/{name}: TTFT {r['ttft']}x, decode {r['decode']}x, memory {r['memory']}x"
+        )
+    print(
+        f"`outpost ask` from a fresh process: first byte of the answer {ask['first_byte_s']} s, "
+        f"whole answer {ask['whole_answer_s']} s (median of 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""The embedder three ways: sentence-transformers (torch fp32) vs the bundle's ONNX fp32 vs ONNX int8.
+"""The embedder: sentence-transformers (torch fp32) vs ONNX fp32 vs ONNX int8 (the bundle's).
 
     .venv/bin/python benchmarks/embed_speed.py --bundle dev-bundle --questions ../shared/evals/dev/qa.jsonl
 
 On the bundle's own chunks (embedded as the export does: heading + text, 256 tokens): texts/s
 with 2 threads, the lowest and median cosine of each variant's vectors with torch's, and the
 retrieval hit rate on the questions file (an answerable question's `source_path` among the
-top-4 chunks by exact cosine search, dense only). int8 is `quantize_dynamic` of the ONNX model,
-per-tensor (what the export tried) and per-channel.
+top-4 chunks by exact cosine search, dense only). The ONNX graphs are traced here as the export
+traces them: with eager attention (what the export does now) and with SDPA (what it did before:
+the trace guards each softmax with Where/IsNaN). int8 is `quantize_dynamic` of the eager graph,
+per-tensor and per-channel (what the export ships when it passes its check).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    from export.embedder import EMBEDDED_EMBEDDER, resolve_embedder
+    from export.embedder import EMBEDDED_EMBEDDER, _to_onnx, resolve_embedder
     from runtime.embed import Embedder
     from runtime.evaluate import source_matches
     from runtime.manifest import Manifest
@@ -53,7 +55,6 @@ def main() -> None:
     sources = [s for s, _, _ in rows]
     questions = [json.loads(line) for line in open(args.questions) if line.strip()]
     questions = [q for q in questions if q.get("answerable", True)]
-    onnx_path = bundle / manifest.embedder.file
     tokenizer = bundle / manifest.embedder.tokenizer
 
     variants = {}
@@ -63,16 +64,24 @@ def main() -> None:
     variants["torch fp32 (sentence-transformers)"] = lambda xs: st.encode(
         xs, batch_size=8, normalize_embeddings=True, convert_to_numpy=True
     )
-    fp32 = Embedder(onnx_path, tokenizer, 256, threads=2)
-    variants["onnx fp32 (bundle)"] = fp32.embed
     with tempfile.TemporaryDirectory() as tmp:
-        for name, per_channel in (("onnx int8 per-tensor", False), ("onnx int8 per-channel", True)):
+        eager = _to_onnx(st, "mean", Path(tmp) / "eager.onnx")
+        model = st[0].auto_model
+        attention = model.config._attn_implementation
+        model.set_attn_implementation("sdpa")
+        sdpa = _to_onnx_traced(st, Path(tmp) / "sdpa.onnx")
+        model.set_attn_implementation(attention)
+        variants["onnx fp32, SDPA trace (export before)"] = Embedder(sdpa, tokenizer, 256, 2).embed
+        variants["onnx fp32, eager trace"] = Embedder(eager, tokenizer, 256, 2).embed
+        for name, per_channel in (
+            ("onnx int8 per-tensor", False),
+            ("onnx int8 per-channel (export now)", True),
+        ):
             path = Path(tmp) / f"{per_channel}.onnx"
             quantize_dynamic(
-                str(onnx_path), str(path), weight_type=QuantType.QInt8, per_channel=per_channel
+                str(eager), str(path), weight_type=QuantType.QInt8, per_channel=per_channel
             )
-            model = Embedder(path, tokenizer, 256, threads=2)
-            variants[name] = model.embed
+            variants[name] = Embedder(path, tokenizer, 256, threads=2, prepack=True).embed
         results, reference = [], None
         for name, embed in variants.items():
             embed(texts[:16])  # warm-up
@@ -108,6 +117,25 @@ def main() -> None:
     for r in results:
         print(f"| {r['variant']} | {r['texts_per_s']} | {r['vs_torch']}× | {r['cosine_min']} / {r['cosine_median']} | "
               f"{r['hit_at_4']} |")  # fmt: skip
+
+
+def _to_onnx_traced(st, path: Path) -> Path:
+    """The export's trace without its switch to eager attention (the model's own, SDPA)."""
+    import torch
+
+    from export.embedder import _pooled_module
+
+    dummy = torch.ones(2, 16, dtype=torch.long)
+    axes = {0: "batch", 1: "tokens"}
+    with torch.no_grad():
+        torch.onnx.export(_pooled_module(st[0].auto_model.eval(), "mean"),
+                          (dummy, dummy, torch.zeros_like(dummy)), str(path),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["embedding"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                        "token_type_ids": axes},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    return path
 
 
 if __name__ == "__main__":

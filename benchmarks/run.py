@@ -3,7 +3,12 @@
     .venv/bin/python benchmarks/run.py [--bundle demo-bundle] [--only NAME ...] [--threads 2]
 
 Benchmarks (docs/benchmarks.md has their results and what they compare):
-    ask_speed   bundle's onnxruntime-genai model vs plain transformers: TTFT, tokens/s, memory
+    ask_speed   bundle's model: outpost vs llama.cpp vs transformers fp32 (TTFT, prefill, decode,
+                memory, cold start) and `outpost ask` from a fresh process
+    phi3_cpu    Phi-3-mini shape (random weights) through the export vs llama.cpp Q4_0 / Q4_K_M,
+                with the share of measured memory bandwidth (builds ~14 GB once, cached)
+    retrieval_scale  usearch f32/f16/i8 vs exact search on 60k chunks of Debian's documentation
+    embed_speed torch fp32 vs ONNX fp32 vs ONNX int8 embedder: texts/s, cosine, retrieval hit@4
     general     the bundle's model on general questions (no passages)
     precision   int4 / int8 / fp32 exports: answer quality, size, speed (exports 5 bundles)
     train_speed outpost train vs plain transformers + peft (CUDA; on CPU a small smoke run)
@@ -19,7 +24,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-NAMES = ("ask_speed", "general", "precision", "train_speed", "serve_load")
+NAMES = ("ask_speed", "phi3_cpu", "retrieval_scale", "embed_speed", "general", "precision",
+         "train_speed", "serve_load")  # fmt: skip
 
 
 def commands(bundle: str, threads: int) -> dict[str, list[str]]:
@@ -34,6 +40,16 @@ def commands(bundle: str, threads: int) -> dict[str, list[str]]:
         pass
     return {
         "ask_speed": [py, str(HERE / "ask_speed.py"), bundle, "--threads", str(threads)],
+        "phi3_cpu": [py, str(HERE / "phi3_cpu.py"), "--threads", str(threads)],
+        "retrieval_scale": [py, str(HERE / "retrieval_scale.py"), "--bundle", bundle],
+        "embed_speed": [
+            py,
+            str(HERE / "embed_speed.py"),
+            "--bundle",
+            bundle,
+            "--questions",
+            str(HERE.parent / "examples/questions.jsonl"),
+        ],  # fmt: skip
         "general": [py, str(HERE / "general.py"), bundle],
         "precision": [py, str(HERE / "precision.py"), "--threads", str(threads)],
         "train_speed": [py, str(HERE / "train_speed.py"), *train],
@@ -55,7 +71,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     chosen = args.only or NAMES
-    if {"ask_speed", "general"} & set(chosen) and not (Path(args.bundle) / "bundle.json").is_file():
+    if {"ask_speed", "general", "retrieval_scale", "embed_speed"} & set(chosen) and not (
+        Path(args.bundle) / "bundle.json"
+    ).is_file():
         sys.exit(f"Error: {args.bundle} is not a bundle; run `make demo` first or pass --bundle")
     failed = []
     for name, command in commands(args.bundle, args.threads).items():

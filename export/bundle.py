@@ -62,6 +62,7 @@ class ExportConfig:
     out: str
     llm: LlmConfig = field(default_factory=LlmConfig)
     embedder: str = EMBEDDED_EMBEDDER
+    embedder_precision: str = "fp32"  # or int8: kept only when it retrieves as fp32 does
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     top_k: int = 4
     max_context: int = 1536
@@ -81,6 +82,8 @@ class ExportConfig:
         for d in self.docs:
             if not Path(d).exists():
                 raise InputError(f"{d} does not exist; pass folders or files of documents")
+        if self.embedder_precision not in ("fp32", "int8"):
+            raise UsageError("--embedder-precision must be fp32 or int8")
         if self.top_k < 1:
             raise UsageError("--top-k must be at least 1")
         if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
@@ -191,7 +194,8 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
     rng = random.Random(0)
     sample_ids = sorted(rng.sample(range(len(chunks)), min(SELF_CHECK_QUERIES, len(chunks))))
 
-    emb = export_embedder(config.embedder, tmp / "embedder", [texts[i] for i in sample_ids], log)
+    emb = export_embedder(config.embedder, tmp / "embedder", [texts[i] for i in sample_ids], log,
+                          config.embedder_precision)  # fmt: skip
     vectors = emb.embedder.embed(texts, progress=counter("embedding chunks"))
     queries = [pseudo_question(chunks[i]) for i in sample_ids]
     query_vectors = emb.embedder.embed(queries)

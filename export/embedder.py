@@ -2,14 +2,24 @@
 
 The exported graph takes input_ids / attention_mask / token_type_ids and returns unit-length
 sentence vectors, so the runtime needs only onnxruntime and tokenizers. The ONNX output is
-checked against sentence-transformers (cosine). An int8 (dynamic quantisation) variant is made
-and kept only when its vectors stay within `INT8_MIN_COSINE` of the fp32 ones on the corpus.
+checked against sentence-transformers (cosine). The graph is traced with eager attention: the
+SDPA trace guards its softmax with Where/IsNaN, a third of the int8 model's time.
+
+With `--embedder-precision int8` an int8 variant (dynamic quantisation, one scale per output
+channel) is made and kept when it retrieves as well as fp32 on the corpus itself: every probe chunk's vector within
+`INT8_MIN_COSINE` of fp32, and a sentence taken from each probe chunk finding that chunk among the
+top 4 at least as often (less `INT8_MAX_SELF_HIT_LOSS`). Per-vector cosine alone was too strict a
+test: per-channel int8 of MiniLM keeps 0.98-0.99 worst-case and the dev set's retrieval unchanged.
+fp32 stays the default: int8 is 1.5x faster and 65 MB smaller resident, but the sentence-level
+scores the reader and the decline rest on move enough to change a few answers on the dev and
+example sets, more often for the worse (docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +30,9 @@ from runtime.embed import Embedder
 from runtime.errors import ModelError
 
 EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
-INT8_MIN_COSINE = 0.99
+INT8_MIN_COSINE = 0.97
+INT8_MAX_SELF_HIT_LOSS = 0.02
+SELF_HIT_K = 4
 
 
 @dataclass
@@ -44,8 +56,10 @@ def resolve_embedder(name: str) -> tuple[str, str]:
     return name, name
 
 
-def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> EmbedderExport:
-    """sentence-transformers model -> checked ONNX (fp32, or int8 when it keeps the vectors)."""
+def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log,
+                    precision: str = "fp32") -> EmbedderExport:  # fmt: skip
+    """sentence-transformers model -> checked ONNX (fp32, or int8 when asked and it retrieves
+    as fp32 does)."""
     from sentence_transformers import SentenceTransformer
 
     model_id, location = resolve_embedder(name)
@@ -63,10 +77,18 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> E
     probe = sample_texts[:256] or ["An empty corpus."]
     fp32 = Embedder(fp32_path, tokenizer_path, max_tokens)
     fp32_vectors, onnx_cosine = _check_against_torch(st, fp32, probe)
-    log("quantising the embedder to int8 and checking it")
-    chosen, int8_cosines = _choose_variant(
-        fp32, fp32_vectors, probe, out_dir, tokenizer_path, max_tokens
-    )
+    chosen, checks = fp32, {}
+    if precision == "int8":
+        log("quantising the embedder to int8 and checking it")
+        chosen, checks = _choose_variant(
+            fp32, fp32_vectors, probe, out_dir, tokenizer_path, max_tokens
+        )
+        if chosen is fp32:
+            log("the int8 embedder did not retrieve as fp32 does; keeping fp32 "
+                f"(self-hit@4 {checks['self_hit_at_4_int8']} vs {checks['self_hit_at_4_fp32']}, "
+                f"min cosine {checks['int8_vs_fp32_min_cosine']})")  # fmt: skip
+    else:
+        fp32_path.rename(out_dir / "model.onnx")
     config = {
         "id": model_id,
         "file": f"{out_dir.name}/model.onnx",
@@ -79,9 +101,15 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log) -> E
         "variant": "int8" if chosen is not fp32 else "fp32",
         "checks": {
             "onnx_vs_torch_min_cosine": round(onnx_cosine, 6),
-            "int8_vs_fp32_min_cosine": round(float(int8_cosines.min()), 6),
-            "int8_vs_fp32_mean_cosine": round(float(np.mean(int8_cosines)), 6),
-            "int8_threshold": INT8_MIN_COSINE,
+            **checks,
+            **(
+                {
+                    "int8_threshold": INT8_MIN_COSINE,
+                    "int8_max_self_hit_loss": INT8_MAX_SELF_HIT_LOSS,
+                }
+                if checks
+                else {}
+            ),  # fmt: skip
             "texts": len(probe),
         },
     }
@@ -129,9 +157,13 @@ def _to_onnx(st, pooling: str, path: Path) -> Path:
 
     dummy = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "batch", 1: "tokens"}
+    model = st[0].auto_model.eval()
+    attention = getattr(model.config, "_attn_implementation", None)
+    if attention not in (None, "eager"):
+        model.set_attn_implementation("eager")  # the SDPA trace adds NaN guards to every softmax
     with torch.no_grad():
         torch.onnx.export(
-            _pooled_module(st[0].auto_model.eval(), pooling),
+            _pooled_module(model, pooling),
             (dummy, dummy, torch.zeros_like(dummy)),
             str(path),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
@@ -140,6 +172,8 @@ def _to_onnx(st, pooling: str, path: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
+    if attention not in (None, "eager"):
+        model.set_attn_implementation(attention)
     return path
 
 
@@ -165,17 +199,41 @@ def _check_against_torch(st, fp32: Embedder, probe: list[str]) -> tuple[np.ndarr
 
 
 def _choose_variant(fp32: Embedder, fp32_vectors, probe, out_dir: Path, tokenizer_path: Path,
-                    max_tokens: int) -> tuple[Embedder, np.ndarray]:  # fmt: skip
-    """Quantise to int8; keep it only when its vectors stay within INT8_MIN_COSINE of fp32."""
+                    max_tokens: int) -> tuple[Embedder, dict]:  # fmt: skip
+    """Quantise to int8 per channel; keep it when it retrieves on the corpus as fp32 does."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path = out_dir / "model-fp32.onnx"
     int8_path = out_dir / "model-int8.onnx"
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
     int8 = Embedder(int8_path, tokenizer_path, max_tokens)
-    cosines = (int8.embed(probe) * fp32_vectors).sum(1)
-    keep_int8 = float(cosines.min()) >= INT8_MIN_COSINE
+    int8_vectors = int8.embed(probe)
+    cosines = (int8_vectors * fp32_vectors).sum(1)
+    queries = [probe_sentence(text) for text in probe]
+    hit_fp32 = self_hit_rate(fp32_vectors, fp32.embed(queries))
+    hit_int8 = self_hit_rate(int8_vectors, int8.embed(queries))
+    keep_int8 = float(cosines.min()) >= INT8_MIN_COSINE and (
+        hit_int8 >= hit_fp32 - INT8_MAX_SELF_HIT_LOSS
+    )
     chosen_path, dropped = (int8_path, fp32_path) if keep_int8 else (fp32_path, int8_path)
     dropped.unlink()
     chosen_path.rename(out_dir / "model.onnx")
-    return (int8 if keep_int8 else fp32), cosines
+    checks = {
+        "int8_vs_fp32_min_cosine": round(float(cosines.min()), 6),
+        "int8_vs_fp32_mean_cosine": round(float(np.mean(cosines)), 6),
+        "self_hit_at_4_fp32": round(hit_fp32, 4),
+        "self_hit_at_4_int8": round(hit_int8, 4),
+    }
+    return (int8 if keep_int8 else fp32), checks
+
+
+def probe_sentence(text: str) -> str:
+    """A question-sized piece of a chunk: its middle sentence of six words or more."""
+    pieces = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if len(p.split()) >= 6]
+    return pieces[len(pieces) // 2] if pieces else text[:200]
+
+
+def self_hit_rate(chunks: np.ndarray, queries: np.ndarray, k: int = SELF_HIT_K) -> float:
+    """Share of queries (row i taken from chunk i) whose own chunk is among the top k."""
+    top = np.argsort(-(queries @ chunks.T), axis=1)[:, :k]
+    return float(np.mean([i in row for i, row in enumerate(top)]))

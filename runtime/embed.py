@@ -14,7 +14,8 @@ from runtime.manifest import EmbedderInfo
 
 
 class Embedder:
-    def __init__(self, model_path: Path, tokenizer_path: Path, max_tokens: int, threads: int = 0):
+    def __init__(self, model_path: Path, tokenizer_path: Path, max_tokens: int, threads: int = 0,
+                 prepack: bool = False):  # fmt: skip
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -22,9 +23,10 @@ class Embedder:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        # Pre-packed copies of the weights cost ~28 MB resident and bought no speed here
-        # (docs/benchmarks.md, "Memory").
-        options.add_session_config_entry("session.disable_prepacking", "1")
+        if not prepack:
+            # fp32: pre-packed copies of the weights cost ~28 MB resident and bought little speed
+            # here; int8: 2 MB for ~7 % (docs/benchmarks.md, "Memory").
+            options.add_session_config_entry("session.disable_prepacking", "1")
         self.session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
@@ -63,6 +65,5 @@ class Embedder:
 
 
 def open_embedder(bundle_path: Path, config: EmbedderInfo, threads: int = 0) -> Embedder:
-    return Embedder(
-        bundle_path / config.file, bundle_path / config.tokenizer, config.max_tokens, threads
-    )
+    return Embedder(bundle_path / config.file, bundle_path / config.tokenizer, config.max_tokens,
+                    threads, prepack=config.variant == "int8")  # fmt: skip

@@ -181,3 +181,19 @@ def test_training_settings_precedence_and_errors(tmp_path):
         UsageError, match="--data is required.*--method must be one of.*--rank must be at least 1"
     ):
         resolve_config(None, {"rank": 0, "method": "magic", "out": "o"})
+
+
+def test_int8_embedder_check_finds_each_chunk_from_its_own_sentence():
+    """The int8 embedder's corpus check (export/embedder.py): a question-sized sentence from the
+    middle of a chunk, and the share of such sentences whose own chunk ranks in the top 4."""
+    from export.embedder import probe_sentence, self_hit_rate
+
+    text = "Filters\nShort.\nReplace the hydraulic filter every 500 hours. Check the seal on the filter housing weekly."
+    assert probe_sentence(text) == "Check the seal on the filter housing weekly."
+    assert probe_sentence("two words") == "two words"
+    rng = np.random.default_rng(0)
+    chunks = rng.normal(size=(40, 16)).astype(np.float32)
+    assert self_hit_rate(chunks, chunks + 0.01) == 1.0
+    far = np.roll(chunks, 1, axis=0)  # every query is another chunk's vector
+    assert self_hit_rate(chunks, far, k=1) == 0.0
+    assert 0.0 < self_hit_rate(chunks, far, k=40) == 1.0

@@ -40,12 +40,13 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 512):
 
 def build_tiny_phi3(
     out: Path, corpus: list[str], layers: int = 2, seed: int = 0, sizes: dict | None = None,
-    dtype=None, device: str = "cpu",
+    dtype=None, device: str = "cpu", pad_vocab: bool = False,
 ) -> Path:  # fmt: skip
     """Random Phi-3 (hidden 128) with a tokenizer and Phi-3's chat template, saved to `out`.
 
     `sizes` overrides the config (benchmarks build a Phi-3-mini shape this way), `dtype` and
-    `device` where the random weights are made.
+    `device` where the random weights are made; `pad_vocab` fills the tokenizer with placeholder
+    tokens up to the config's vocabulary (a benchmark's GGUF needs one text per id).
     """
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
@@ -69,6 +70,8 @@ def build_tiny_phi3(
     )
     for key, value in (sizes or {}).items():
         setattr(config, key, value)
+    if pad_vocab and config.vocab_size > len(tokenizer):
+        tokenizer.add_tokens([f"<unused{i}>" for i in range(config.vocab_size - len(tokenizer))])
     torch.manual_seed(seed)
     with torch.device(device):
         model = Phi3ForCausalLM(config).eval()
