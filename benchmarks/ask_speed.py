@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -154,8 +153,17 @@ ENGINES = {"onnx": run_onnx, "llamacpp": run_llamacpp, "torch": run_torch}
 def child(engine: str, bundle: str, ids_path: str, threads: int) -> None:
     ids_list = json.loads(Path(ids_path).read_text())
     result = ENGINES[engine](bundle, ids_list, threads)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since its exec. Not getrusage's ru_maxrss: Linux
+    carries that over fork and exec, so a child would report its parent's peak when higher."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:

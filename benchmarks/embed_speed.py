@@ -8,7 +8,7 @@ retrieval hit rate on the questions file (an answerable question's `source_path`
 top-4 chunks by exact cosine search, dense only). The ONNX graphs are traced here as the export
 traces them: with eager attention (what the export does now) and with SDPA (what it did before:
 the trace guards each softmax with Where/IsNaN). int8 is `quantize_dynamic` of the eager graph,
-per-tensor and per-channel (what the export ships when it passes its check).
+per-tensor and per-channel (what `--embedder-precision int8` ships when it passes its check).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
         variants["onnx fp32, eager trace"] = Embedder(eager, tokenizer, 256, 2).embed
         for name, per_channel in (
             ("onnx int8 per-tensor", False),
-            ("onnx int8 per-channel (export now)", True),
+            ("onnx int8 per-channel (--embedder-precision int8)", True),
         ):
             path = Path(tmp) / f"{per_channel}.onnx"
             quantize_dynamic(

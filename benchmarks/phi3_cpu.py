@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -240,7 +239,9 @@ def main() -> None:
         run = run_onnx if engine == "onnx" else run_llamacpp
         result = run(model, json.loads(Path(ids_path).read_text()), args.threads,
                      float(os.environ["OUTPOST_BENCH_SPAWNED"]))  # fmt: skip
-        result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        from ask_speed import peak_rss_mib
+
+        result["peak_rss_mib"] = round(peak_rss_mib())
         print(json.dumps(result))
         return
 
