@@ -99,24 +99,28 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
         raise SystemExit("llama.cpp needs a GGUF base model; this bundle's base has none")
     llm = Llama(str(Path(base.location) / base.gguf_file), n_ctx=2048, n_threads=threads,
                 n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
-    loaded, cold = time.time() - SPAWNED, None
-    ttft, tps = [], []
+    loaded = time.time() - SPAWNED
+    ttft, tps, cold = llamacpp_greedy(llm, ids_list, NEW_TOKENS, SPAWNED)
+    return summary(ids_list, ttft, tps, loaded, cold)
+
+
+def llamacpp_greedy(llm, ids_list, new_tokens: int, spawned: float):
+    """Greedy runs of each prompt in llama.cpp: (TTFT list, decode tokens/s list, seconds from
+    `spawned` to the first token of the first prompt)."""
+    ttft, tps, cold = [], [], None
     for ids in ids_list:
         llm.reset()
-        start = time.perf_counter()
-        first = None
-        count = 0
+        start, first, count = time.perf_counter(), None, 0
         for _ in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
             count += 1
             if first is None:
                 first = time.perf_counter()
-                cold = cold or time.time() - SPAWNED
-            if count >= NEW_TOKENS:
+                cold = cold or time.time() - spawned
+            if count >= new_tokens:
                 break
-        end = time.perf_counter()
         ttft.append(first - start)
-        tps.append((count - 1) / (end - first))
-    return summary(ids_list, ttft, tps, loaded, cold)
+        tps.append((count - 1) / (time.perf_counter() - first))
+    return ttft, tps, cold
 
 
 SPAWNED = float(os.environ.get("OUTPOST_BENCH_SPAWNED", "0"))

@@ -182,19 +182,10 @@ def run_llamacpp(model: str, ids_list, threads: int, spawned: float) -> dict:
     llm = Llama(model, n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512,
                 verbose=False)  # fmt: skip
     loaded = time.time() - spawned
-    rows, cold = [], None
-    for ids in ids_list:
-        llm.reset()
-        start, first, count = time.perf_counter(), None, 0
-        for _ in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            count += 1
-            if first is None:
-                first = time.perf_counter()
-                cold = cold or time.time() - spawned
-            if count >= NEW_TOKENS:
-                break
-        rows.append((first - start, (count - 1) / (time.perf_counter() - first)))
-    return summary(rows, ids_list, loaded, cold)
+    from ask_speed import llamacpp_greedy
+
+    ttft, tps, cold = llamacpp_greedy(llm, ids_list, NEW_TOKENS, spawned)
+    return summary(list(zip(ttft, tps)), ids_list, loaded, cold)
 
 
 def summary(rows, ids_list, loaded: float, cold: float) -> dict:
