@@ -66,11 +66,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         eager = _to_onnx(st, "mean", Path(tmp) / "eager.onnx")
-        model = st[0].auto_model
-        attention = model.config._attn_implementation
-        model.set_attn_implementation("sdpa")
-        sdpa = _to_onnx_traced(st, Path(tmp) / "sdpa.onnx")
-        model.set_attn_implementation(attention)
+        sdpa = _to_onnx(st, "mean", Path(tmp) / "sdpa.onnx", attention=None)  # the model's own
         variants["onnx fp32, SDPA trace (export before)"] = Embedder(sdpa, tokenizer, 256, 2).embed
         variants["onnx fp32, eager trace"] = Embedder(eager, tokenizer, 256, 2).embed
         for name, per_channel in (
@@ -117,25 +113,6 @@ def main() -> None:
     for r in results:
         print(f"| {r['variant']} | {r['texts_per_s']} | {r['vs_torch']}× | {r['cosine_min']} / {r['cosine_median']} | "
               f"{r['hit_at_4']} |")  # fmt: skip
-
-
-def _to_onnx_traced(st, path: Path) -> Path:
-    """The export's trace without its switch to eager attention (the model's own, SDPA)."""
-    import torch
-
-    from export.embedder import _pooled_module
-
-    dummy = torch.ones(2, 16, dtype=torch.long)
-    axes = {0: "batch", 1: "tokens"}
-    with torch.no_grad():
-        torch.onnx.export(_pooled_module(st[0].auto_model.eval(), "mean"),
-                          (dummy, dummy, torch.zeros_like(dummy)), str(path),
-                          input_names=["input_ids", "attention_mask", "token_type_ids"],
-                          output_names=["embedding"],
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                        "token_type_ids": axes},
-                          opset_version=17, dynamo=False)  # fmt: skip
-    return path
 
 
 if __name__ == "__main__":

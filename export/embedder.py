@@ -102,14 +102,6 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log,
         "checks": {
             "onnx_vs_torch_min_cosine": round(onnx_cosine, 6),
             **checks,
-            **(
-                {
-                    "int8_threshold": INT8_MIN_COSINE,
-                    "int8_max_self_hit_loss": INT8_MAX_SELF_HIT_LOSS,
-                }
-                if checks
-                else {}
-            ),  # fmt: skip
             "texts": len(probe),
         },
     }
@@ -152,15 +144,17 @@ def _pooled_module(transformer, pooling: str):
     return Pooled()
 
 
-def _to_onnx(st, pooling: str, path: Path) -> Path:
+def _to_onnx(st, pooling: str, path: Path, attention: str | None = "eager") -> Path:
+    """Trace to ONNX with `attention` (None: the model's own; benchmarks compare the two)."""
     import torch
 
     dummy = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "batch", 1: "tokens"}
     model = st[0].auto_model.eval()
-    attention = getattr(model.config, "_attn_implementation", None)
-    if attention not in (None, "eager"):
-        model.set_attn_implementation("eager")  # the SDPA trace adds NaN guards to every softmax
+    own = getattr(model.config, "_attn_implementation", None)
+    switch = attention is not None and own not in (None, attention)
+    if switch:
+        model.set_attn_implementation(attention)  # the SDPA trace adds NaN guards to every softmax
     with torch.no_grad():
         torch.onnx.export(
             _pooled_module(model, pooling),
@@ -172,8 +166,8 @@ def _to_onnx(st, pooling: str, path: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
-    if attention not in (None, "eager"):
-        model.set_attn_implementation(attention)
+    if switch:
+        model.set_attn_implementation(own)
     return path
 
 
@@ -223,6 +217,8 @@ def _choose_variant(fp32: Embedder, fp32_vectors, probe, out_dir: Path, tokenize
         "int8_vs_fp32_mean_cosine": round(float(np.mean(cosines)), 6),
         "self_hit_at_4_fp32": round(hit_fp32, 4),
         "self_hit_at_4_int8": round(hit_int8, 4),
+        "int8_threshold": INT8_MIN_COSINE,
+        "int8_max_self_hit_loss": INT8_MAX_SELF_HIT_LOSS,
     }
     return (int8 if keep_int8 else fp32), checks
 
