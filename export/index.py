@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from export.chunk import Chunk
+from runtime.retrieve import STORE_SCHEMA
 
 DTYPES = ("i8", "f16", "f32")  # smallest first
 MIN_RECALL = 0.99
@@ -43,18 +44,12 @@ OFF_TOPIC = [
 def write_store(chunks: list[Chunk], path: Path) -> None:
     db = sqlite3.connect(path)
     with db:
-        db.execute(
-            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT NOT NULL, heading TEXT NOT NULL,"
-            " start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL)"
-        )
+        db.execute(STORE_SCHEMA[0])
         db.executemany(
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
             [(i, c.source, c.heading, c.start, c.end, c.text) for i, c in enumerate(chunks)],
         )
-        db.execute(
-            "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, content='chunks',"
-            " content_rowid='id', tokenize=\"unicode61 tokenchars '_-'\")"
-        )
+        db.execute(STORE_SCHEMA[1])
         db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
     db.execute("VACUUM")
     db.close()

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.bundle import Bundle, open_bundle
+from runtime.bundle import Bundle
 from runtime.embed import open_embedder
 from runtime.errors import BundleError, OutpostError, UsageError, one_line
 from runtime.evidence import evidence, read
@@ -324,11 +324,15 @@ def cite(hits: list[Hit], text: str) -> list[dict]:
 def open_assistant(
     path: str | Path, config: AskConfig | None = None, verify: bool = True, trusted: list[Path] = ()
 ) -> Assistant:
-    """Open (a bundle folder or a bundles folder's `current`), verify, and load the models."""
+    """Open (a bundle folder or a bundles folder's `current`), pin and verify its files, and load
+    the models from the pinned files (runtime/bundle.py): what is answered from is what was
+    verified. Asking for trust (`trusted`) always verifies."""
     from runtime.install import resolve
-    from runtime.verify import verify_on_open
+    from runtime.verify import open_verified
 
-    bundle = open_bundle(resolve(path))
-    if verify or trusted:
-        verify_on_open(bundle.path, bundle.manifest, trusted)
-    return Assistant(bundle, config or AskConfig())
+    bundle = open_verified(resolve(path), trusted, verify=verify)
+    try:
+        return Assistant(bundle, config or AskConfig())
+    except BaseException:
+        bundle.close()
+        raise

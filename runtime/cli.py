@@ -292,15 +292,16 @@ def verify(bundle, trust, as_json):
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
 
-    from runtime.bundle import check_files, open_bundle
+    from runtime.bundle import open_pinned
     from runtime.install import resolve
-    from runtime.verify import check_binding, check_signature, load_public_keys
+    from runtime.verify import load_public_keys, problems_of
 
-    b = open_bundle(resolve(bundle), check_sizes=False)
-    problems = check_files(b.path, b.manifest) + check_binding(b.path, b.manifest)
-    if trust:
-        if (p := check_signature(b.path, load_public_keys([Path(t) for t in trust]))) is not None:
-            problems.append(p)
+    keys = load_public_keys([Path(t) for t in trust]) if trust else None
+    b = open_pinned(resolve(bundle))
+    try:
+        problems = problems_of(b, keys, hashes=True, unexpected=True)
+    finally:
+        b.close()
     if as_json:
         click.echo(json.dumps({"bundle": str(b.path), "ok": not problems, "files": len(b.manifest.files),
                                "problems": [p.__dict__ for p in problems]}, indent=2))  # fmt: skip
@@ -321,13 +322,16 @@ def verify(bundle, trust, as_json):
 @click.option("--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES",
               help="Bundles folder on the device (holds releases/, current, previous).")  # fmt: skip
 @trust_option("Trusted public key: refuse archives not signed by one of them")
-def install(archive, bundles, trust):
-    """Extract ARCHIVE safely, verify it, then switch BUNDLES/current to it atomically."""
+@click.option("--keep", type=click.IntRange(0), default=3, show_default=True, envvar="OUTPOST_KEEP",
+              help="Releases kept on the device (current and previous always; 0: keep all).")  # fmt: skip
+def install(archive, bundles, trust, keep):
+    """Check ARCHIVE against its bundle.json (and signature), extract it, verify it, then switch
+    BUNDLES/current to it atomically."""
     from pathlib import Path
 
     from runtime.install import install as install_archive
 
-    cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust])
+    cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust], keep=keep)
     click.echo(f"installed {cid[:16]}; {bundles}/current points at it")
 
 

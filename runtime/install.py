@@ -1,33 +1,49 @@
-"""Install archives made by `outpost pack` on a device: safe extraction, verification before
-activation, an atomic `current` switch, and rollback.
+"""Install archives made by `outpost pack` on a device: checks before anything is written,
+verification before activation, an atomic `current` switch, rollback, and pruning.
 
 A bundles folder on a device:
-    releases/<content-id>/   one verified bundle per content id (sha256 of its bundle.json)
-    current -> releases/...  what `outpost ask BUNDLES_DIR` uses
-    previous -> releases/... what `outpost rollback` returns to
+    releases/<content-id>/     one verified bundle per content id (sha256 of its bundle.json);
+                               `<content-id>.N` when a damaged copy of the same release was
+                               repaired by installing it again
+    current -> releases/...    what `outpost ask BUNDLES_DIR` uses
+    previous -> releases/...   what `outpost rollback` returns to
+    .switch.json               while `current` and `previous` change: where both end up
+    .lock                      held by the install or rollback running now
 
-Every step is a rename or a symlink replace, each atomic on POSIX file systems, with fsync of
-the folder around it: a power cut at any point leaves `current` pointing at a complete,
-verified bundle (the old one or the new one). Half-extracted archives live in `.incoming-*`
-folders that the next install removes.
+Before anything is written, the archive's bundle.json (and, with trusted keys, its signature) is
+read and every member is checked against it: listed, and of the listed size; the free space is
+checked too. Files are hashed as they are written. Every later step is a rename or a symlink
+replace (atomic on POSIX file systems) with fsync of the folder: `current` always points at a
+complete, verified bundle. The two links change under a journal (`.switch.json`, written before
+and removed after), which the next install or rollback completes, so a kill between the two never
+leaves them on the same release. Half-extracted archives (`.incoming-*`) and copies on their way
+out (`.trash-*`) are removed by the next run.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import stat
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from runtime.bundle import open_bundle
+from runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE
 from runtime.errors import BundleError, InputError, OutpostError
-from runtime.files import fsync_dir, remove_stale
-from runtime.manifest import MANIFEST
-from runtime.verify import content_id, verify_on_open
+from runtime.files import BLOCK, fsync_dir
+from runtime.manifest import MANIFEST, Manifest
+from runtime.verify import MAX_KEY_BYTES, load_public_keys, open_verified, signature_problem
 
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
+JOURNAL = ".switch.json"
+LOCK = ".lock"
+DEFAULT_KEEP = 3  # releases kept on the device: current, previous and one more
 
 
 @dataclass
@@ -38,13 +54,12 @@ class Limits:
 
 
 def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    if len(members) > limits.max_files:
-        raise BundleError(
-            f"archive holds {len(members)} entries, over the limit of {limits.max_files}"
-        )
+    members = []
     total = 0
-    for m in members:
+    for m in tar:  # headers only: data is skipped, nothing is written
+        members.append(m)
+        if len(members) > limits.max_files:
+            raise BundleError(f"archive holds more than {limits.max_files} entries; refusing it")
         path = PurePosixPath(m.name)
         if path.is_absolute() or m.name.startswith(("/", "\\")) or ".." in path.parts:
             raise BundleError(
@@ -67,6 +82,41 @@ def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]
     return members
 
 
+def _read_member(tar: tarfile.TarFile, m: tarfile.TarInfo, limit: int) -> bytes:
+    if m.size > limit:
+        raise BundleError(f"archive entry {m.name!r} is {m.size} bytes; too large for its kind")
+    return tar.extractfile(m).read(limit + 1)
+
+
+def _check_against_manifest(
+    members: list[tarfile.TarInfo], manifest: Manifest, archive: Path
+) -> list[tarfile.TarInfo]:
+    """Every file member listed in bundle.json with its size, every listed file present once.
+    Returns the members to write (the listed files)."""
+    listed, seen = manifest.files, {}
+    for m in members:
+        if m.isdir():
+            continue
+        rel = m.name[len(ROOT_NAME) + 1 :]
+        if rel in (MANIFEST, SIGNATURE):
+            continue
+        if rel in seen:
+            raise BundleError(f"archive entry {m.name!r} appears twice; refusing the archive")
+        if rel not in listed:
+            raise BundleError(
+                f"archive entry {m.name!r} is not listed in its {MANIFEST}; refusing the archive"
+            )
+        if m.size != listed[rel].size:
+            raise BundleError(
+                f"archive entry {m.name!r} is {m.size} bytes, {MANIFEST} says {listed[rel].size}; "
+                "refusing the archive"
+            )
+        seen[rel] = m
+    if missing := sorted(set(listed) - set(seen)):
+        raise BundleError(f"{archive} lacks {', '.join(missing[:3])}, listed in its {MANIFEST}")
+    return [seen[rel] for rel in sorted(seen)]
+
+
 def _point(link: Path, target: str) -> None:
     """Atomically make `link` a symlink to `target` (relative)."""
     tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
@@ -76,93 +126,255 @@ def _point(link: Path, target: str) -> None:
     fsync_dir(link.parent)
 
 
-def install(
-    archive: Path, bundles: Path, trusted: list[Path] = (), limits: Limits | None = None
-) -> str:
-    """Extract, verify, then switch `current` to the new bundle. Returns its content id."""
-    if not archive.is_file():
-        raise InputError(f"{archive} does not exist; pass a file made by `outpost pack`")
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _switch(bundles: Path, current: str, previous: str | None) -> None:
+    """Point `current` and `previous` under the journal: both change, or the next run finishes."""
+    journal = bundles / JOURNAL
+    _write_json(journal, {"current": current, "previous": previous})
+    _apply(bundles, current, previous)
+    journal.unlink()
+    fsync_dir(bundles)
+
+
+def _apply(bundles: Path, current: str, previous: str | None) -> None:
+    if previous:
+        _point(bundles / "previous", previous)
+    _point(bundles / "current", current)
+
+
+def _link(bundles: Path, name: str) -> str | None:
     try:
-        return _install(archive, bundles, trusted, limits or Limits())
-    except OSError as e:
-        raise InputError(
-            f"--bundles {bundles}: cannot write there ({e.strerror or e}); choose a writable folder"
-        ) from None
+        return os.readlink(bundles / name)
+    except OSError:
+        return None
 
 
-def _install(archive: Path, bundles: Path, trusted: list[Path], limits: Limits) -> str:
+def _recover(bundles: Path) -> None:
+    """Finish a switch a kill interrupted; remove what interrupted runs left behind."""
+    journal = bundles / JOURNAL
+    try:
+        record = json.loads(journal.read_text())
+        current, previous = record["current"], record.get("previous")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)
+    else:
+        if isinstance(current, str) and (bundles / current / MANIFEST).is_file():
+            ok_previous = isinstance(previous, str) and (bundles / previous / MANIFEST).is_file()
+            _apply(bundles, current, previous if ok_previous else None)
+        journal.unlink(missing_ok=True)
+    for stale in [*bundles.glob(".incoming-*"), *bundles.glob(".trash-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*bundles.glob(".*.tmp-*"), *(bundles / "releases").glob(".*.tmp-*")]:
+        stale.unlink(missing_ok=True)
+
+
+def _trash(bundles: Path, folder: Path) -> None:
+    """Remove a release folder: renamed out of releases/ first, so a kill leaves no half."""
+    away = bundles / f".trash-{os.getpid()}-{folder.name}"
+    os.replace(folder, away)
+    fsync_dir(folder.parent)
+    shutil.rmtree(away, ignore_errors=True)
+
+
+def prune(bundles: Path, keep: int) -> list[str]:
+    """Remove releases beyond the `keep` newest; `current` and `previous` are always kept."""
     releases = bundles / "releases"
-    releases.mkdir(parents=True, exist_ok=True)
-    remove_stale(bundles, ".incoming-")  # left by an interrupted install (not a running one)
-    incoming = bundles / f".incoming-{os.getpid()}"
+    linked = {
+        PurePosixPath(t).name for t in (_link(bundles, "current"), _link(bundles, "previous")) if t
+    }
+    folders = sorted((p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+    kept = len(linked & {p.name for p in folders})
+    removed = []
+    for p in folders:
+        if p.name in linked:
+            continue
+        if kept < keep:
+            kept += 1
+            continue
+        _trash(bundles, p)
+        removed.append(p.name)
+    return removed
+
+
+@contextmanager
+def locked(bundles: Path):
+    """One install or rollback at a time on a bundles folder; the next run finishes a switch."""
+    bundles.mkdir(parents=True, exist_ok=True)
+    fd = os.open(bundles / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                members = _safe_members(tar, limits)
-                for m in members:
-                    target = incoming / m.name
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(m)
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(source, out, 1 << 20)
-                        out.flush()
-                        os.fsync(out.fileno())
-                    os.chmod(target, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-        except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
-            raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
-        except OSError as e:
-            if e.filename and Path(e.filename).is_relative_to(bundles):
-                raise  # writing failed: reported as a --bundles problem
-            raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
-        root = incoming / ROOT_NAME
-        if not (root / MANIFEST).is_file():
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             raise BundleError(
-                f"{archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
-            )
-        b = open_bundle(root)
-        verify_on_open(b.path, b.manifest, trusted, always_hash=True)
-        cid = content_id(root)
-        final = releases / cid
-        if final.exists() and not _verifies(final, trusted):
-            # The same release installed earlier and damaged or tampered with since: replace it.
-            broken = bundles / f".broken-{os.getpid()}"
-            os.replace(final, broken)
-            shutil.rmtree(broken, ignore_errors=True)
-        if not final.exists():
+                f"another install or rollback is running on {bundles}; try again when it ends"
+            ) from None
+        _recover(bundles)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _disk_error(e: OSError, bundles: Path) -> OutpostError:
+    if e.errno == errno.ENOSPC:
+        return InputError(f"--bundles {bundles}: the disk is full; free space and install again")
+    if e.errno == errno.EROFS:
+        return InputError(
+            f"--bundles {bundles}: the file system is read-only; remount it read-write"
+        )
+    return InputError(
+        f"--bundles {bundles}: cannot write there ({e.strerror or e}); choose a writable folder"
+    )
+
+
+def install(
+    archive: Path,
+    bundles: Path,
+    trusted: list[Path] = (),
+    limits: Limits | None = None,
+    keep: int = DEFAULT_KEEP,
+) -> str:
+    """Check, extract, verify, then switch `current` to the new bundle. Returns its content id."""
+    if not archive.is_file():
+        raise InputError(f"{archive} does not exist; pass a file made by `outpost pack`")
+    keys = load_public_keys(list(trusted)) if trusted else None  # no key: an error, not trust off
+    try:
+        with locked(bundles):
+            cid = _install(archive, bundles, trusted, keys, limits or Limits())
+            if keep:
+                prune(bundles, keep)
+            return cid
+    except OSError as e:
+        raise _disk_error(e, bundles) from None
+
+
+def _extract(archive: Path, incoming: Path, keys, limits: Limits, bundles: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = _safe_members(tar, limits)
+            by_name = {m.name: m for m in members}
+            head = by_name.get(f"{ROOT_NAME}/{MANIFEST}")
+            if head is None or not head.isfile():
+                raise BundleError(
+                    f"{archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
+                )
+            raw = _read_member(tar, head, MAX_MANIFEST_BYTES)
+            manifest = Manifest.from_json(raw, f"{archive}:{head.name}")
+            sig = by_name.get(f"{ROOT_NAME}/{SIGNATURE}")
+            sig_raw = _read_member(tar, sig, MAX_KEY_BYTES) if sig is not None else None
+            if keys is not None and (p := signature_problem(sig_raw, raw, keys)) is not None:
+                raise BundleError(f"{archive} failed verification: {p}; nothing was installed")
+            files = _check_against_manifest(members, manifest, archive)
+            need = sum(m.size for m in files) + len(raw) + (len(sig_raw) if sig_raw else 0)
+            free = shutil.disk_usage(bundles).free
+            if need > free:
+                raise InputError(
+                    f"--bundles {bundles}: the bundle needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB "
+                    "are free; free space and install again"
+                )
+            root = incoming / ROOT_NAME
+            root.mkdir(parents=True)
+            (root / MANIFEST).write_bytes(raw)
+            if sig_raw is not None:
+                (root / SIGNATURE).write_bytes(sig_raw)
+            for m in files:
+                rel = m.name[len(ROOT_NAME) + 1 :]
+                _write_member(tar, m, root / rel, manifest.files[rel].sha256, archive)
+    except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
+        raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
+    except OSError as e:
+        if e.filename and Path(e.filename).is_relative_to(bundles):
+            raise  # writing failed: reported as a --bundles problem
+        if e.errno in (errno.ENOSPC, errno.EROFS):
+            raise
+        raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
+
+
+def _write_member(tar, m: tarfile.TarInfo, target: Path, sha256: str, archive: Path) -> None:
+    """Write one member, hashing as it goes; stop at once when the bytes are not the listed ones."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source, digest = tar.extractfile(m), hashlib.sha256()
+    with open(target, "wb") as out:
+        while block := source.read(BLOCK):
+            digest.update(block)
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != sha256:
+        raise BundleError(f"{archive}: {m.name} does not match its {MANIFEST}; copy it again")
+    os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only once written
+
+
+def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Limits) -> str:
+    releases = bundles / "releases"
+    releases.mkdir(parents=True, exist_ok=True)
+    incoming = bundles / f".incoming-{os.getpid()}"
+    try:
+        _extract(archive, incoming, keys, limits, bundles)
+        root = incoming / ROOT_NAME
+        verified = open_verified(root, trusted, always_hash=True, view=False)
+        cid = verified.content_id
+        verified.close()
+        final, damaged = None, []
+        for folder in sorted(releases.glob(f"{cid}*")):
+            if folder.name.split(".")[0] != cid:
+                continue
+            if final is None and _verifies(folder, trusted):
+                final = folder
+            else:
+                damaged.append(folder)  # installed earlier, damaged or tampered with since
+        if final is None:  # a new name: a damaged copy stays in place until `current` moves
+            n = 1
+            while (final := releases / (cid if n == 1 else f"{cid}.{n}")).exists():
+                n += 1
             os.replace(root, final)
             fsync_dir(releases)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    current = bundles / "current"
-    if current.is_symlink() and os.readlink(current) != f"releases/{cid}":
-        _point(bundles / "previous", os.readlink(current))
-    _point(current, f"releases/{cid}")
+    old = _link(bundles, "current")
+    target = f"releases/{final.name}"
+    changed = old is not None and PurePosixPath(old).name.split(".")[0] != cid
+    _switch(bundles, target, old if changed else _link(bundles, "previous"))
+    linked = {_link(bundles, "current"), _link(bundles, "previous")}
+    for folder in damaged:  # only now: `current` no longer needs them
+        if f"releases/{folder.name}" not in linked:
+            _trash(bundles, folder)
     return cid
 
 
 def _verifies(path: Path, trusted: list[Path]) -> bool:
+    if not path.is_dir():
+        return False
     try:
-        b = open_bundle(path)
-        verify_on_open(b.path, b.manifest, trusted, always_hash=True)
+        open_verified(path, trusted, always_hash=True, view=False).close()
     except OutpostError:
         return False
     return True
 
 
 def rollback(bundles: Path) -> str:
-    current, previous = bundles / "current", bundles / "previous"
-    if not previous.is_symlink():
+    if not (bundles / "previous").is_symlink():
         raise BundleError(f"{bundles} has no previous bundle to roll back to")
-    old_current = os.readlink(current) if current.is_symlink() else None
-    target = os.readlink(previous)
-    if not (bundles / target / MANIFEST).is_file():
-        raise BundleError(f"the previous bundle {target} is gone; install a bundle instead")
-    _point(current, target)
-    if old_current:
-        _point(previous, old_current)
+    with locked(bundles):
+        old_current, target = _link(bundles, "current"), _link(bundles, "previous")
+        if not (bundles / target / MANIFEST).is_file():
+            raise BundleError(f"the previous bundle {target} is gone; install a bundle instead")
+        if old_current == target:
+            raise BundleError(
+                f"current and previous both point at {target}; install the other bundle again"
+            )
+        _switch(bundles, target, old_current)
     return PurePosixPath(target).name
 
 

@@ -94,11 +94,10 @@ class Release:
 
 def load_release(path: Path, config: ServeConfig) -> Release:
     from runtime.assistant import AskConfig, open_assistant
-    from runtime.verify import content_id
 
     assistant = open_assistant(path, AskConfig(threads=config.threads), verify=config.verify,
                                trusted=[Path(t) for t in config.trusted])  # fmt: skip
-    cid = content_id(path)
+    cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 
 

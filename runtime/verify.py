@@ -18,15 +18,27 @@ import base64
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
-from runtime.bundle import SIGNATURE, Problem, check_files
+from runtime.bundle import (
+    SIGNATURE,
+    Bundle,
+    Problem,
+    check_pinned,
+    open_bundle,
+    open_pinned,
+    unexpected_files,
+)
 from runtime.errors import BundleError, InputError, UsageError
-from runtime.manifest import MANIFEST, Manifest
+from runtime.manifest import Manifest
+
+MAX_KEY_BYTES = 64 * 1024
 
 
 def content_id(root: Path) -> str:
-    return hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
+    """sha256 of a bundle folder's bundle.json (a bundle already open has `content_id`)."""
+    return open_bundle(root, check_sizes=False).content_id
 
 
 def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
@@ -74,42 +86,95 @@ def fingerprint(public_pem: bytes) -> str:
     return hashlib.sha256(public_pem.strip()).hexdigest()[:16]
 
 
+def _read_key(f: Path) -> bytes:
+    """A key file's bytes: a plain file of at most MAX_KEY_BYTES (never a pipe or a device)."""
+    try:
+        fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"--trust {f}: cannot be read ({e.strerror}); pass a .pub file") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"--trust {f}: not a plain file; pass a .pub file or a folder of them")
+        if st.st_size > MAX_KEY_BYTES:
+            raise InputError(f"--trust {f}: {st.st_size} bytes, too large for a public key")
+        return os.read(fd, MAX_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def load_public_keys(paths: list[Path]) -> dict[str, object]:
+    """The Ed25519 public keys in the given files and folders (*.pub, *.pem). Asking for trust
+    and finding no key is an error: trust is never silently off."""
     _, serialization, Ed25519PublicKey = _crypto()
     keys = {}
     for p in paths:
-        files = sorted(p.glob("*.pub")) + sorted(p.glob("*.pem")) if p.is_dir() else [p]
+        if p.is_dir():
+            files = sorted(p.glob("*.pub")) + sorted(p.glob("*.pem"))
+            if not files:
+                raise InputError(
+                    f"--trust {p}: the folder holds no public key (*.pub or *.pem); put the "
+                    "release key's .pub file there (never the .key)"
+                )
+        else:
+            files = [p]
         for f in files:
+            pem = _read_key(f)
             try:
-                pem = f.read_bytes()
                 key = serialization.load_pem_public_key(pem)
-            except (OSError, ValueError) as e:
+            except (ValueError, TypeError) as e:
                 raise InputError(f"--trust {f}: not a readable public key ({e})") from None
             if not isinstance(key, Ed25519PublicKey):
                 raise InputError(f"--trust {f}: not an Ed25519 public key")
             keys[fingerprint(pem)] = key
+    if paths and not keys:
+        raise InputError("--trust names no public key; pass the release key's .pub file")
     return keys
 
 
-def check_signature(root: Path, trusted: dict[str, object]) -> Problem | None:
-    """None when a trusted key signed bundle.json; otherwise what is wrong."""
-    InvalidSignature, *_ = _crypto()
+def check_signature(
+    root: Path, trusted: dict[str, object], manifest_bytes: bytes | None = None
+) -> Problem | None:
+    """None when a trusted key signed these bundle.json bytes; otherwise what is wrong."""
+    if not trusted:
+        return Problem(SIGNATURE, "signature", "no trusted key to check the signature with")
+    if manifest_bytes is None:
+        manifest_bytes = open_bundle(root, check_sizes=False).manifest_bytes
     sig_path = root / SIGNATURE
-    if not sig_path.is_file():
+    try:
+        fd = os.open(sig_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return signature_problem(None, manifest_bytes, trusted)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Problem(SIGNATURE, "signature", "not a plain file")
+        raw = os.read(fd, MAX_KEY_BYTES)
+    finally:
+        os.close(fd)
+    return signature_problem(raw, manifest_bytes, trusted)
+
+
+def signature_problem(
+    signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, object]
+) -> Problem | None:
+    """None when `signature_file` (bundle.sig's bytes) is a trusted key's signature of exactly
+    `manifest_bytes`; otherwise what is wrong."""
+    InvalidSignature, *_ = _crypto()
+    if signature_file is None:
         return Problem(
             SIGNATURE, "signature", "the bundle is not signed; export it with --sign KEY"
         )
     try:
-        record = json.loads(sig_path.read_text())
+        record = json.loads(signature_file)
         signature = base64.b64decode(record["signature"], validate=True)
         key_id = record["key"]
     except (ValueError, KeyError, TypeError):
         return Problem(SIGNATURE, "signature", "unreadable signature file")
-    key = trusted.get(key_id)
+    key = trusted.get(key_id) if isinstance(key_id, str) else None
     if key is None:
         return Problem(SIGNATURE, "signature", f"signed by key {key_id}, which is not trusted here")
     try:
-        key.verify(signature, (root / MANIFEST).read_bytes())
+        key.verify(signature, manifest_bytes)
     except InvalidSignature:
         return Problem(
             SIGNATURE,
@@ -129,44 +194,53 @@ def cache_dir() -> Path:
     return Path(base) / "verified"
 
 
-def _stamp(root: Path, manifest: Manifest) -> dict:
-    """What a file's bytes cannot change without changing: device, inode, size, mtime, ctime."""
-    stamp = {"root": str(root.resolve())}
-    for rel in sorted(manifest.files):
-        try:
-            st = (root / rel).stat()
-        except OSError:
+def _stamp(bundle: Bundle) -> dict:
+    """What a file's bytes cannot change without changing: device, inode, size, mtime, ctime,
+    read from the descriptors the loaders use."""
+    stamp = {"root": str(bundle.folder.resolve())}
+    for rel in sorted(bundle.manifest.files):
+        if rel not in bundle.pinned.fds:
             return {}
+        st = bundle.pinned.stat(rel)
         stamp[rel] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-    st = (root / MANIFEST).stat()
-    stamp[MANIFEST] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     return stamp
 
 
-def _marker(root: Path) -> Path:
-    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:32]
-    return cache_dir() / f"{content_id(root)}-{key}.json"
+def _marker(bundle: Bundle) -> Path:
+    key = hashlib.sha256(str(bundle.folder.resolve()).encode()).hexdigest()[:32]
+    return cache_dir() / f"{bundle.content_id}-{key}.json"
+
+
+def problems_of(
+    bundle: Bundle, trusted: dict | None, hashes: bool, unexpected: bool
+) -> list[Problem]:
+    """Everything wrong with an open (pinned) bundle: files, binding and, with keys, signature."""
+    problems: list[Problem] = []
+    if trusted is not None and (
+        p := check_signature(bundle.folder, trusted, bundle.manifest_bytes)
+    ):
+        problems.append(p)
+    problems += check_pinned(bundle.manifest, bundle.pinned, hashes)
+    if unexpected:
+        problems += unexpected_files(bundle.folder, bundle.manifest)
+    return problems + check_binding(bundle.folder, bundle.manifest)
 
 
 def verify_on_open(
-    root: Path, manifest: Manifest, trusted_paths: list[Path] = (), always_hash: bool = False
+    bundle: Bundle, trusted_paths: list[Path] = (), always_hash: bool = False
 ) -> bool:
-    """Check sizes, binding, signature (with trusted keys) and hashes: with trusted keys or
-    `always_hash` every time, otherwise whenever the files' stamps differ from the last full
-    check. Returns True when hashes were checked now. Raises BundleError naming each problem."""
-    trusted = load_public_keys(list(trusted_paths)) if trusted_paths else {}
-    problems: list[Problem] = []
-    if trusted:
-        if (p := check_signature(root, trusted)) is not None:
-            problems.append(p)
-    marker = _marker(root)
-    stamp = _stamp(root, manifest)
-    full = always_hash or bool(trusted) or not stamp or _read_stamp(marker) != stamp
-    problems += check_files(root, manifest, hashes=full)
-    problems += check_binding(root, manifest)
+    """Check sizes, binding, signature (when trust is asked for) and hashes of a pinned bundle:
+    with trusted keys or `always_hash` every time, otherwise whenever the files' stamps differ
+    from the last full check. Returns True when hashes were checked now. Raises BundleError
+    naming each problem (InputError when --trust names no key)."""
+    trusted = load_public_keys(list(trusted_paths)) if trusted_paths else None
+    marker = _marker(bundle)
+    stamp = _stamp(bundle)
+    full = always_hash or trusted is not None or not stamp or _read_stamp(marker) != stamp
+    problems = problems_of(bundle, trusted, hashes=full, unexpected=True)
     if problems:
         raise BundleError(
-            f"bundle {root} failed verification: {'; '.join(map(str, problems))}; copy it again or re-export it (or pass --no-verify)"
+            f"bundle {bundle.folder} failed verification: {'; '.join(map(str, problems))}; copy it again or re-export it (or pass --no-verify)"
         )
     if full and stamp:
         try:
@@ -177,6 +251,31 @@ def verify_on_open(
         except OSError:
             pass  # a read-only device still works; it just hashes again next time
     return full
+
+
+def open_verified(
+    path: str | Path,
+    trusted_paths: list[Path] = (),
+    verify: bool = True,
+    always_hash: bool = False,
+    view: bool = True,
+) -> Bundle:
+    """Open a bundle with its files pinned, verify it (always when trust is asked for), and
+    return it with `path` pointing at the pinned view: what the loaders read is what was checked.
+    The caller closes it (`bundle.close()`) when done."""
+    bundle = open_pinned(path, view=view)
+    try:
+        if verify or trusted_paths:
+            verify_on_open(bundle, trusted_paths, always_hash)
+        elif problems := check_pinned(bundle.manifest, bundle.pinned, hashes=False):
+            raise BundleError(
+                f"bundle {bundle.folder} is damaged: {'; '.join(map(str, problems))}; "
+                "copy the bundle again or re-export it"
+            )
+    except BaseException:
+        bundle.close()
+        raise
+    return bundle
 
 
 def _read_stamp(marker: Path) -> dict | None:

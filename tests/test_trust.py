@@ -18,10 +18,10 @@ import time
 import pytest
 
 from conftest import EXAMPLES, ROOT, outpost
-from runtime.bundle import open_bundle
+from runtime.bundle import open_bundle, open_pinned
 from runtime.errors import BundleError
 from runtime.install import Limits, install
-from runtime.verify import verify_on_open
+from runtime.verify import verify_on_open as verify
 
 pytestmark = pytest.mark.slow
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -91,6 +91,13 @@ def test_truncated_missing_and_unexpected_files_are_named(tiny_bundle, tmp_path)
 def test_runtime_hash_cache_cannot_be_fooled(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("OUTPOST_CACHE", str(tmp_path / "cache"))
     copy = link_copy(tiny_bundle, tmp_path / "c", copy=["chunks.sqlite"])
+    def verify_on_open(path, _manifest, **kw):  # a fresh open, as each `ask` does
+        b = open_pinned(path)
+        try:
+            return verify(b, **kw)
+        finally:
+            b.close()
+
     m = open_bundle(copy).manifest
     assert verify_on_open(copy, m) is True  # first open: full sha256
     assert verify_on_open(copy, m) is False  # same files, same stamps: no hashing
