@@ -418,11 +418,33 @@ def rollback(bundles):
     type=click.FloatRange(0.1, 3600),
     help="Seconds between looks at a bundles folder's `current` for a new release.",
 )
+@click.option(
+    "--max-connections",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="Open connections in all; more are closed at once.",
+)
+@click.option(
+    "--max-client-connections",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="Open connections from one address; more are closed at once.",
+)
+@click.option(
+    "--head-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a client may take to send a request's headers; then it is disconnected.",
+)
 @threads_option()
 @click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks.")
 @trust_option("Trusted public key: unsigned or wrongly signed releases are refused")
 def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, request_timeout, max_body,
-          idle_reset, lang, log_questions, watch, threads, no_verify, trust):  # fmt: skip
+          idle_reset, lang, log_questions, watch, max_connections, max_client_connections, head_timeout,
+          threads, no_verify, trust):  # fmt: skip
     """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
     API at /v1 and a kiosk page at /. Ctrl-C stops it."""
     from pathlib import Path
@@ -436,8 +458,14 @@ def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, req
     config = ServeConfig(str(bundle), host, port, api_key, max_concurrent, queue, queue_timeout,
                          request_timeout, max_body, idle_reset=idle_reset, lang=lang,
                          log_questions=log_questions, watch=watch, verify=not no_verify,
-                         trusted=[Path(t) for t in trust], threads=_cores(threads))  # fmt: skip
+                         trusted=[Path(t) for t in trust], threads=_cores(threads),
+                         max_connections=max_connections, max_client_connections=max_client_connections,
+                         head_timeout=head_timeout)  # fmt: skip
     config.check()
+    if trust:
+        from runtime.verify import load_public_keys
+
+        load_public_keys([Path(t) for t in trust])  # no key found: an error now, not per release
     where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     click.echo(
         f"serving {bundle} at {where}/ (kiosk page), {where}/v1 (API); Ctrl-C stops", err=True

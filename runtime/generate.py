@@ -181,6 +181,9 @@ class Run:
         decoder = self.owner.tokenizer.create_stream()
         start = time.perf_counter()
         for at in range(0, len(self.ids), PREFILL_CHUNK):
+            if self.should_stop():  # a client that left stops the prompt too, between pieces
+                result.finish_reason = "stopped"
+                return
             generator.append_tokens(self.ids[at : at + PREFILL_CHUNK])
         new_ids = result.token_ids
         while not generator.is_done():

@@ -60,6 +60,9 @@ class ServeConfig:
     verify: bool = True
     trusted: list = field(default_factory=list)
     threads: int = 0
+    max_connections: int = 512  # open TCP connections in all; more are closed at once
+    max_client_connections: int = 32  # open TCP connections from one address
+    head_timeout: float = 10.0  # seconds a connection may take to send a request's headers
 
     def check(self) -> None:
         if not 1 <= self.max_concurrent <= 64:
@@ -76,6 +79,10 @@ class ServeConfig:
             raise UsageError("--idle-reset must be at least 5 seconds")
         if self.lang not in LANGUAGES:
             raise UsageError(f"--lang must be one of {', '.join(LANGUAGES)}")
+        if not 1 <= self.max_client_connections <= self.max_connections:
+            raise UsageError("--max-client-connections must be between 1 and --max-connections")
+        if self.head_timeout <= 0:
+            raise UsageError("--head-timeout must be more than 0 seconds")
         if self.api_key is not None and len(self.api_key) < 8:
             raise UsageError("--api-key must be at least 8 characters")
 
@@ -101,6 +108,22 @@ def load_release(path: Path, config: ServeConfig) -> Release:
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 
 
+def folder_stamp(folder: Path) -> tuple:
+    """Name, inode, size, mtime and ctime of every file below `folder`: a release repaired in
+    place (installed again to the same path) differs, so it is tried again."""
+    import os
+
+    entries = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            entries.append((parent, name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(sorted(entries))
+
+
 class Releases:
     """Follows the configured source; `current` is swapped in one assignment, so a request that
     took a reference keeps its release to the end."""
@@ -109,7 +132,7 @@ class Releases:
         self.config, self.say = config, say
         self.current: Release | None = None
         self.error: str | None = None
-        self.refused: Path | None = None  # a target that failed: not retried until it changes
+        self.refused: tuple | None = None  # (target, stamp) that failed: retried once it changes
         self.switches = 0
 
     def target(self) -> Path:
@@ -123,13 +146,16 @@ class Releases:
         except OSError as e:
             self.error = f"cannot read {self.config.source}: {e}"
             return
-        if (self.current and target == self.current.path) or target == self.refused:
+        if self.current and target == self.current.path:
+            return
+        stamp = folder_stamp(target)
+        if (target, stamp) == self.refused:
             return
         self.say({"event": "loading", "bundle": str(target)})
         try:
             release = load_release(target, self.config)
         except (OutpostError, ValueError, OSError) as e:
-            self.refused, self.error = target, one_line(str(e))
+            self.refused, self.error = (target, stamp), one_line(str(e))
             self.say({"event": "refused", "bundle": str(target), "error": self.error})
             return
         old, self.current, self.error, self.refused = self.current, release, None, None
@@ -191,10 +217,15 @@ class Job:
         return self.stop.is_set() or time.monotonic() > self.deadline
 
 
-def _in_slot(slots: Slots, run):
-    """Run `run()` in an answer slot (from a worker thread); 503 when none came free in time."""
-    if not slots.sem.acquire(timeout=slots.timeout):
-        raise ApiError(503, f"no answer slot came free within {slots.timeout:g} s; try again")
+def _in_slot(slots: Slots, run, stop: threading.Event | None = None):
+    """Run `run()` in an answer slot (from a worker thread); 503 when none came free in time.
+    A job whose client left (`stop`) leaves the queue without taking the slot."""
+    end = time.monotonic() + slots.timeout
+    while not slots.sem.acquire(timeout=0.1):
+        if stop is not None and stop.is_set():
+            raise ApiError(499, "the client left before its question was answered")
+        if time.monotonic() > end:
+            raise ApiError(503, f"no answer slot came free within {slots.timeout:g} s; try again")
     try:
         return run()
     finally:
@@ -210,7 +241,7 @@ def _work(slots: Slots, job: Job, release: Release, question: str, history: list
                                      should_stop=job.should_stop, max_new_tokens=max_tokens)  # fmt: skip
 
     try:
-        job.put("done", _in_slot(slots, answer))
+        job.put("done", _in_slot(slots, answer, job.stop))
     except ApiError as e:
         job.put("busy", e.message)
     except OutpostError as e:
@@ -221,15 +252,22 @@ def _work(slots: Slots, job: Job, release: Release, question: str, history: list
         slots.leave()
 
 
-async def _last_event(job: Job, request) -> tuple[str, object]:
-    """The job's final event, past its streamed text; a client that leaves stops the job."""
+async def _next_event(job: Job, request) -> tuple[str, object]:
+    """The job's next event; while waiting for it (in the queue or answering), a client that
+    leaves stops the job, so a question nobody waits for gives up its place and its slot."""
     while True:
         try:
-            kind, value = await asyncio.wait_for(job.events.get(), timeout=0.25)
+            return await asyncio.wait_for(job.events.get(), timeout=0.1)
         except TimeoutError:
             if await request.is_disconnected():
                 job.stop.set()
-            continue
+                request.state.left = True
+
+
+async def _last_event(job: Job, request) -> tuple[str, object]:
+    """The job's final event, past its streamed text."""
+    while True:
+        kind, value = await _next_event(job, request)
         if kind != "text":
             return kind, value
 
@@ -299,6 +337,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     config.check()
     say = say or _stderr
@@ -334,8 +373,16 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="Outpost", version=_version(), lifespan=lifespan,
+    # No /docs or /redoc: Swagger UI loads from a CDN, which an offline kiosk has not got.
+    app = FastAPI(title="Outpost", version=_version(), lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Cited answers from the manuals in one bundle; OpenAI-compatible.")  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # unknown routes and methods, in OpenAI's shape too
+        what = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed here"}
+        return _error(exc.status_code, what.get(exc.status_code, str(exc.detail)),
+                      headers=getattr(exc, "headers", None))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):  # OpenAI answers 400 with an error object, not 422
@@ -351,50 +398,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
             kind = "server_error"
         return _error(exc.status, exc.message, kind, headers)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started, rid = time.perf_counter(), "req-" + secrets.token_hex(6)
-        request.state.rid, request.state.log = rid, {}
-        try:
-            length = int(request.headers.get("content-length") or 0)
-        except ValueError:
-            length = config.max_body + 1
-        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        if chunked:
-            response = _error(411, "send the request body with a Content-Length header")
-        elif length > config.max_body:
-            response = _error(413, f"request body over {config.max_body} bytes; send less")
-        elif (
-            config.api_key
-            and request.url.path.startswith("/v1/")
-            and not _authorised(request, config.api_key)
-        ):
-            response = _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                              "authentication_error")  # fmt: skip
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-Id"] = rid
-
-        def write_log() -> None:
-            if request.url.path != "/health":
-                say({"event": "request", "id": rid, "method": request.method, "path": request.url.path,
-                     "status": response.status_code,
-                     "latency_ms": round(1000 * (time.perf_counter() - started), 1), **request.state.log})  # fmt: skip
-
-        inner = getattr(response, "body_iterator", None)
-        if inner is None:
-            write_log()
-            return response
-
-        async def logged():  # a streamed answer is logged when its last byte has gone
-            try:
-                async for part in inner:
-                    yield part
-            finally:
-                write_log()
-
-        response.body_iterator = logged()
-        return response
+    app.add_middleware(Guard, config=config, say=say)
 
     def serving() -> Release:
         release = releases.current
@@ -404,14 +408,21 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         return release
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        # Paths and error texts only for the operator: with --api-key, for callers that send it.
+        detail = not config.api_key or _authorised(request, config.api_key)
         release = releases.current
         if release is None:
-            body = {"status": "loading" if not releases.error else "error", "error": releases.error}
+            body = {"status": "loading" if not releases.error else "error"}
+            if releases.error:
+                body["error"] = releases.error if detail else "the bundle cannot be served"
             return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
-        return {"status": "ready", "bundle": release.content_id, "model": release.model,
-                "path": str(release.path), "switches": releases.switches, "refused": releases.error,
+        body = {"status": "ready", "bundle": release.content_id, "model": release.model,
+                "switches": releases.switches, "refused": bool(releases.error),
                 "running_or_waiting": slots.inside}  # fmt: skip
+        if detail:
+            body.update(path=str(release.path), refused=releases.error)
+        return body
 
     @app.get("/v1/models")
     async def models():
@@ -422,6 +433,8 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
     @app.get("/v1/passages/{chunk_id}")
     async def passage(chunk_id: int):
         release = serving()
+        if not 0 <= chunk_id < 2**63:  # SQLite's integers; beyond, no passage can have the id
+            raise ApiError(404, f"no passage {chunk_id} in this bundle")
         found = release.assistant.retriever.store.get([chunk_id]).get(chunk_id)
         if found is None:
             raise ApiError(404, f"no passage {chunk_id} in this bundle")
@@ -460,7 +473,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         loop = asyncio.get_running_loop()
         job = Job(loop, time.monotonic() + config.request_timeout)
         loop.run_in_executor(pool, _work, slots, job, release, question, history, max_tokens)
-        kind, value = await job.events.get()
+        kind, value = await _next_event(job, request)
         if kind == "busy":
             raise ApiError(503, value)
         cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
@@ -535,10 +548,141 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
     return app
 
 
-def _authorised(request, key: str) -> bool:
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
+class Guard:
+    """Pure ASGI middleware (so a handler sees its client leave): request id, body limits, API
+    key on /v1/, one access-log line per request (when a stream's last byte has gone), and any
+    error a handler did not expect answered as a one-line OpenAI-shaped 500, logged the same."""
+
+    def __init__(self, app, config: ServeConfig, say):
+        self.app, self.config, self.say = app, config, say
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, rid = time.perf_counter(), "req-" + secrets.token_hex(6)
+        state = scope.setdefault("state", {})
+        state["rid"], state["log"] = rid, {}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        status, config = [None], self.config
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", rid.encode())]}  # fmt: skip
+            await send(message)
+
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            length = config.max_body + 1
+        early = None
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            early = _error(411, "send the request body with a Content-Length header")
+        elif length > config.max_body or length < 0:
+            early = _error(413, f"request body over {config.max_body} bytes; send less")
+        elif (
+            config.api_key
+            and scope["path"].startswith("/v1/")
+            and not _authorised_headers(headers, config.api_key)
+        ):
+            early = _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                           "authentication_error")  # fmt: skip
+        try:
+            if early is not None:
+                await early(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception as e:  # noqa: BLE001 - a bug: one line in the log and to the client
+            state["log"] = {
+                **state.get("log", {}),
+                "error": f"{type(e).__name__}: {one_line(str(e))[:200]}",
+            }
+            if status[0] is None:
+                await _error(500, "internal error; the server log has the request id",
+                             "server_error")(scope, receive, send_with_id)  # fmt: skip
+        finally:
+            if scope["path"] != "/health":
+                self.say({"event": "request", "id": rid, "method": scope["method"],
+                          "path": scope["path"],
+                          "status": 499 if state.get("left") else status[0] or 500,
+                          "latency_ms": round(1000 * (time.perf_counter() - started), 1),
+                          **state.get("log", {})})  # fmt: skip
+
+
+def guarded_protocol(config: ServeConfig):
+    """uvicorn's h11 protocol with what it lacks against idle and slow clients: a request's
+    headers must arrive within `head_timeout` of the connection being ready for them (first
+    request and each keep-alive one), at most `max_client_connections` per address and
+    `max_connections` in all; beyond them a connection is closed at once."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    per_client: dict[str, int] = {}
+
+    class Guarded(H11Protocol):
+        head_timer = None
+        counted = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            host = self.client[0] if self.client else "?"
+            if (
+                len(self.connections) > config.max_connections
+                or per_client.get(host, 0) >= config.max_client_connections
+            ):
+                transport.abort()
+                return
+            per_client[host] = per_client.get(host, 0) + 1
+            self.counted = host
+            self._arm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            if self.counted is not None:
+                left = per_client.get(self.counted, 1) - 1
+                if left:
+                    per_client[self.counted] = left
+                else:
+                    per_client.pop(self.counted, None)
+                self.counted = None
+            super().connection_lost(exc)
+
+        def data_received(self, data):
+            super().data_received(data)
+            import h11
+
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the request's headers are in
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's headers have the same time
+
+        def _arm(self):
+            self._disarm()
+            self.head_timer = self.loop.call_later(config.head_timeout, self._too_slow)
+
+        def _disarm(self):
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _too_slow(self):
+            self.head_timer = None
+            if not self.transport.is_closing():
+                self.transport.abort()
+
+    return Guarded
+
+
+def _authorised_headers(headers: dict, key: str) -> bool:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
+
+
+def _authorised(request, key: str) -> bool:
+    return _authorised_headers({"authorization": request.headers.get("authorization", "")}, key)
 
 
 def _version() -> str:
@@ -575,5 +719,7 @@ def serve(config: ServeConfig) -> None:
 
     limit_malloc_arenas()
     app = create_app(config)
+    # No limit_concurrency: uvicorn counts idle connections in it, so 64 of them locked everyone
+    # out. Questions are bounded by the answer slots; connections by guarded_protocol.
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5, limit_concurrency=max(64, 4 * (config.max_concurrent + config.queue)))  # fmt: skip
+                timeout_graceful_shutdown=5, http=guarded_protocol(config))  # fmt: skip
