@@ -206,9 +206,8 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
     write_store(chunks, tmp / "chunks.sqlite")
 
     log("calibrating the grounding threshold and checking retrieval")
-    retriever = Retriever(
-        tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder
-    )
+    retriever = Retriever(tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder,
+                          index_info["expansion_search"], exact=index_info["search"] == "exact")  # fmt: skip
     best_in = np.array([retriever.best_score(q) for q in queries])
     best_off = np.array([retriever.best_score(q) for q in OFF_TOPIC])
     threshold, calibration = calibrate_threshold(best_in, best_off)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from export.chunk import Chunk
-from runtime.retrieve import STORE_SCHEMA
+from runtime.retrieve import EXPANSION_SEARCH, STORE_SCHEMA
 
 DTYPES = ("i8", "f16", "f32")  # smallest first
 MIN_RECALL = 0.99
 RECALL_K = 10
+WIDEST = 1024  # the widest graph search tried before exact search
 
 # Questions no technical manual answers: the floor for the grounding threshold.
 OFF_TOPIC = [
@@ -61,27 +62,44 @@ def _new_index(ndim: int, dtype: str):
     return usearch_index()(ndim=ndim, metric="cos", dtype=dtype)
 
 
+def _recall(index, queries: np.ndarray, exact: np.ndarray, k: int, expansion: int) -> float:
+    index.expansion_search = expansion
+    found = index.search(queries, k)
+    got = np.asarray(found.keys).reshape(len(queries), -1)
+    hits = sum(len(set(exact[i]) & set(got[i].tolist())) for i in range(len(queries)))
+    return round(hits / (len(queries) * k), 4)
+
+
 def build_index(vectors: np.ndarray, queries: np.ndarray, path: Path, log) -> dict:
-    """Pick the smallest dtype whose recall@10 against exact search is >= MIN_RECALL; save it."""
+    """Pick the smallest dtype whose recall@10 against exact search is >= MIN_RECALL, searched
+    exactly as the runtime searches (EXPANSION_SEARCH); if none reaches it, widen f32's search,
+    and past WIDEST fall back to exact search. The choice is recorded for the runtime. Save it."""
     n = len(vectors)
     keys = np.arange(n, dtype=np.uint64)
     k = min(RECALL_K, n)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
     recalls: dict[str, float] = {}
-    chosen = None
+    chosen, expansion, search = None, EXPANSION_SEARCH, "hnsw"
     for dtype in DTYPES:
         index = _new_index(vectors.shape[1], dtype)
         for start in range(0, n, 1024):
             index.add(keys[start : start + 1024], vectors[start : start + 1024])
             log(f"index {dtype}: {min(start + 1024, n)}/{n} vectors")
-        found = index.search(queries, k)
-        got = np.asarray(found.keys).reshape(len(queries), -1)
-        hits = sum(len(set(exact[i]) & set(got[i].tolist())) for i in range(len(queries)))
-        recalls[dtype] = round(hits / (len(queries) * k), 4)
+        recalls[dtype] = _recall(index, queries, exact, k, EXPANSION_SEARCH)
         if recalls[dtype] >= MIN_RECALL:
             chosen = dtype
             break
-    assert chosen is not None, "f32 search must reach the recall floor"
+    if chosen is None:  # f32 is loaded: widen its search before giving up on the graph
+        chosen, expansion = "f32", EXPANSION_SEARCH
+        while expansion < WIDEST and recalls.get(f"f32@{expansion}", 0.0) < MIN_RECALL:
+            expansion *= 2
+            recalls[f"f32@{expansion}"] = _recall(index, queries, exact, k, expansion)
+            log(
+                f"index f32: recall@{k} {recalls[f'f32@{expansion}']} searching {expansion} candidates"
+            )
+        if recalls[f"f32@{expansion}"] < MIN_RECALL:
+            search, expansion = "exact", EXPANSION_SEARCH
+            log(f"index: no graph search reaches recall {MIN_RECALL}; the runtime searches exactly")
     index.save(str(path))
     return {
         "file": path.name,
@@ -91,6 +109,8 @@ def build_index(vectors: np.ndarray, queries: np.ndarray, path: Path, log) -> di
         "ndim": int(vectors.shape[1]),
         "recall_at_10": recalls,
         "min_recall": MIN_RECALL,
+        "expansion_search": expansion,
+        "search": search,
     }
 
 

@@ -125,9 +125,9 @@ class Assistant:
         with loading(m.embedder.file):
             embedder = open_embedder(bundle.path, m.embedder, config.threads)
         with loading(f"{m.index.file} or {m.store.file}"):
-            self.retriever = Retriever(
-                bundle.file(m.index.file), bundle.file(m.store.file), embedder.dim, embedder
-            )
+            self.retriever = Retriever(bundle.file(m.index.file), bundle.file(m.store.file),
+                                       embedder.dim, embedder, m.index.expansion_search,
+                                       exact=m.index.search == "exact")  # fmt: skip
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
         with loading(m.model.dir + "/"):

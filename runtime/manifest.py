@@ -76,6 +76,8 @@ class IndexInfo:
     embedder: IndexBinding
     recall_at_10: dict = field(default_factory=dict)
     min_recall: float = 0.0
+    expansion_search: int = 128  # candidates the graph search visits (chosen at export)
+    search: str = "hnsw"  # or "exact": no graph search reached the recall floor
 
 
 @dataclass
@@ -155,6 +157,7 @@ class Manifest:
             )
         manifest = _parse(cls, data, "", where)
         _check_paths(manifest, where)
+        _check_ranges(manifest, where)
         return manifest
 
 
@@ -236,3 +239,36 @@ def _check_paths(m: Manifest, where: str) -> None:
             raise _fail(where, name, f"({rel!r}) must be a plain relative path inside the bundle")
         if name != "model.dir" and rel not in m.files:
             raise _fail(where, name, f"names {rel!r}, which the manifest does not list")
+
+
+def _check_ranges(m: Manifest, where: str) -> None:
+    """Values the runtime computes with, inside the ranges the export can write."""
+    g, r, i = m.generation, m.retrieval, m.index
+    limits = {
+        "generation.max_context": (g.max_context, 64, 1 << 20),
+        "generation.max_new_tokens": (g.max_new_tokens, 1, 1 << 20),
+        "generation.repetition_penalty": (g.repetition_penalty, 0.5, 10.0),
+        "generation.refusal_min_p": (g.refusal_min_p, 0.0, 1.0),
+        "generation.min_evidence": (g.min_evidence, 0.0, 1.0),
+        "generation.windows": (g.windows, 1, 64),
+        "generation.window_radius": (g.window_radius, 0, 16),
+        "retrieval.top_k": (r.top_k, 1, 256),
+        "retrieval.grounding_threshold": (r.grounding_threshold, -1.0, 1.0),
+        "index.count": (i.count, 0, 1 << 40),
+        "index.ndim": (i.ndim, 1, 1 << 16),
+        "index.expansion_search": (i.expansion_search, 1, 1 << 16),
+        "store.count": (m.store.count, 0, 1 << 40),
+        "embedder.dim": (m.embedder.dim, 1, 1 << 16),
+        "embedder.max_tokens": (m.embedder.max_tokens, 1, 1 << 20),
+        "model.context_length": (m.model.context_length, 1, 1 << 24),
+    }
+    for name, (value, low, high) in limits.items():
+        if not low <= value <= high:
+            raise _fail(where, name, f"is {value}, outside {low}..{high}")
+    if g.max_new_tokens >= g.max_context:
+        raise _fail(where, "generation.max_new_tokens", "must be less than generation.max_context")
+    for rel, entry in m.files.items():
+        if entry.size < 0 or len(entry.sha256) != 64:
+            raise _fail(where, f"files[{rel!r}]", "needs a size >= 0 and a 64-digit sha256")
+    if i.search not in ("hnsw", "exact"):
+        raise _fail(where, "index.search", f"is {i.search!r}, not 'hnsw' or 'exact'")

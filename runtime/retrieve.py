@@ -161,20 +161,22 @@ EXPANSION_SEARCH = 128
 
 
 class Retriever:
-    def __init__(self, index_path: Path, store_path: Path, ndim: int, embedder: Embedder):
+    def __init__(self, index_path: Path, store_path: Path, ndim: int, embedder: Embedder,
+                 expansion: int = EXPANSION_SEARCH, exact: bool = False):  # fmt: skip
         Index = usearch_index()
 
         self.index = Index.restore(str(index_path), view=True)
         if self.index is None or self.index.ndim != ndim:
             raise ValueError(f"index {index_path} does not hold {ndim}-dimensional vectors")
-        self.index.expansion_search = EXPANSION_SEARCH
+        self.index.expansion_search = expansion  # what the export's recall check used
+        self.exact = exact
         self.store = ChunkStore(store_path)
         self.embedder = embedder
 
     def search(self, question: str, k: int, hybrid: bool = True) -> list[Hit]:
         query = self.embedder.embed([question])[0]
         pool = max(4 * k, 20)
-        found = self.index.search(query, min(pool, len(self.index)))
+        found = self.index.search(query, min(pool, len(self.index)), exact=self.exact)
         dense_ids = [int(x) for x in found.keys]
         dense_score = {int(key): 1.0 - float(d) for key, d in zip(found.keys, found.distances)}
         fused: dict[int, float] = {}
@@ -197,5 +199,5 @@ class Retriever:
 
     def best_score(self, question: str) -> float:
         query = self.embedder.embed([question])[0]
-        found = self.index.search(query, 1)
+        found = self.index.search(query, 1, exact=self.exact)
         return 1.0 - float(found.distances[0]) if len(found.keys) else 0.0

@@ -38,7 +38,7 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
                      "max_tokens": 64, "variant": "fp32", "checks": {}},
         "chunker": {"target_chars": 900},
         "index": {"file": "index.usearch", "metric": "cos", "dtype": "f32", "count": 3, "ndim": 8,
-                  "recall_at_10": {"f32": 1.0}, "min_recall": 0.99,
+                  "recall_at_10": {"f32": 1.0}, "min_recall": 0.99, "expansion_search": 128, "search": "hnsw",
                   "embedder": {"sha256": embedder_sha, "dim": 8, "normalize": True}},
         "store": {"file": "chunks.sqlite", "count": 3, "fts": "fts5 unicode61"},
         "retrieval": {"top_k": 4, "hybrid": "rrf(dense, bm25)", "grounding_threshold": 0.2,
