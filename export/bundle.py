@@ -94,6 +94,14 @@ class ExportConfig:
                 raise InputError(
                     f"--out {out}: {parent} is a file, not a folder; choose another --out"
                 )
+        here = out.absolute().resolve()
+        for d in self.docs:
+            src = Path(d).absolute().resolve()
+            if here == src or here.is_relative_to(src) or src.is_relative_to(here):
+                raise InputError(
+                    f"--out {out} and the documents {d} overlap: the bundle would be written into "
+                    "what it reads (or replace it); choose an --out outside the documents"
+                )
         if out.exists() and not self.force:
             raise InputError(f"{out} already exists; pass --force to replace it")
         if out.exists():

@@ -85,6 +85,13 @@ class KitConfig:
             )
         if self.bundle and not (Path(self.bundle) / "bundle.json").is_file():
             raise InputError(f"--bundle {self.bundle}: no bundle.json there; pass a bundle folder")
+        if self.bundle:
+            out, src = Path(self.out).absolute().resolve(), Path(self.bundle).absolute().resolve()
+            if out == src or out.is_relative_to(src) or src.is_relative_to(out):
+                raise InputError(
+                    f"--out {self.out} and --bundle {self.bundle} overlap: the kit would be written "
+                    "into what it packs; choose an --out outside the bundle"
+                )
         if self.trust and not Path(self.trust).is_file():
             raise InputError(
                 f"--trust {self.trust}: no such key file; pass the .pub from `outpost keygen`"

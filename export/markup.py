@@ -72,6 +72,34 @@ def read_markdown(text: str) -> list[Block]:
     return blocks
 
 
+MAX_DOCX_UNPACKED = 256 * 2**20  # a 500-page manual's XML is a few tens of MB
+MAX_DOCX_RATIO = 200  # text XML compresses ~10x; a zip bomb ~1000x
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse a .docx whose parts would unpack to more than MAX_DOCX_UNPACKED (or compress
+    like a bomb) before python-docx reads any of it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            parts = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"unreadable Word file ({type(e).__name__}: {e})") from None
+    total = sum(p.file_size for p in parts)
+    if total > MAX_DOCX_UNPACKED:
+        raise InputError(
+            f"the Word file unpacks to {total / 2**20:.0f} MB, over {MAX_DOCX_UNPACKED // 2**20} MB; "
+            "split it or save it again"
+        )
+    for p in parts:
+        if p.file_size > 2**20 and p.file_size > MAX_DOCX_RATIO * max(p.compress_size, 1):
+            raise InputError(
+                f"the Word file's part {p.filename} unpacks {p.file_size // max(p.compress_size, 1)}x; "
+                "refusing what looks like a zip bomb"
+            )
+
+
 def read_docx(path: Path) -> list[Block]:
     """Paragraphs under their heading styles (Heading 1-9, Title), list items, tables as rows."""
     try:
@@ -81,6 +109,7 @@ def read_docx(path: Path) -> list[Block]:
         raise InputError(
             "reading .docx needs python-docx: pip install 'outpost-llm[export]'"
         ) from None
+    _check_zip(path)
     try:
         document = docx.Document(str(path))
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: one line

@@ -37,12 +37,33 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
     public = _public_pem(key)
-    public_path.write_bytes(public)
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    # Both written to temp files (the private one created 600) and renamed only when complete:
+    # a full disk leaves no empty key behind to block the next try.
+    written = []
+    try:
+        for path, data, mode in ((private_path, private, 0o600), (public_path, public, 0o644)):
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            written.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in zip(written, (private_path, public_path)):
+            os.link(tmp, path)  # fails if the path appeared meanwhile: never overwrites a key
+    except OSError as e:
+        for path in (private_path, public_path):
+            if path.exists() and any(path.samefile(t) for t in written if t.exists()):
+                path.unlink()
+        raise InputError(
+            f"cannot write the key pair next to {private_path} ({e.strerror or e}); "
+            "free space or choose a writable folder"
+        ) from None
+    finally:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
     return fingerprint(public)
 
 

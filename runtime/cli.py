@@ -69,6 +69,27 @@ def cli():
     """
 
 
+_BIDI = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def safe(text: str, newlines: bool = False) -> str:
+    """Text from a bundle (file names, headings, quotes, answers) as the terminal should show
+    it: control characters (escape sequences, carriage returns, newlines unless `newlines`) and
+    bidirectional overrides escaped, so a document's name cannot forge output or drive the
+    terminal."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if newlines and ch in "\n\t":
+            out.append(ch)
+        elif unicodedata.category(ch) == "Cc" or ord(ch) in _BIDI:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def trust_option(help: str):
     return click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
                         help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)")  # fmt: skip
@@ -133,11 +154,11 @@ def _open(
 def _print_evidence(answer) -> None:
     """The quoted line(s) that hold the answer, under it, with where they are."""
     for e in answer.evidence:
-        where = e["source"] + (f" > {e['heading']}" if e["heading"] else "")
-        click.echo(f"\nEvidence ({where}):\n  \u201c{e['text']}\u201d")
+        where = safe(e["source"] + (f" > {e['heading']}" if e["heading"] else ""))
+        click.echo(f"\nEvidence ({where}):\n  \u201c{safe(e['text'])}\u201d")
     if answer.declined_by == "support" and answer.support:
         click.echo(
-            f"(not shown: {', '.join(answer.support['unsupported'])} is not in the passages)",
+            f"(not shown: {safe(', '.join(answer.support['unsupported']))} is not in the passages)",
             err=True,
         )
 
@@ -148,7 +169,7 @@ def _print_sources(answer) -> None:
         return
     click.echo("\nSources:")
     for c in cited:
-        where = c["source"] + (f" > {c['heading']}" if c["heading"] else "")
+        where = safe(c["source"] + (f" > {c['heading']}" if c["heading"] else ""))
         click.echo(f"  [{c['n']}] {where}")
 
 
@@ -159,6 +180,11 @@ def _print_timings(answer) -> None:
         f"first token {t.first_token_s:.2f} s, {t.new_tokens} tokens at {t.tokens_per_s:.1f} tokens/s",
         err=True,
     )
+
+
+def _read_line() -> str:
+    """One line of stdin as UTF-8 ("" at the end); UnicodeDecodeError for other bytes."""
+    return sys.stdin.buffer.readline().decode("utf-8")
 
 
 def _read_stdin() -> str:
@@ -192,7 +218,7 @@ def ask(bundle, question, as_json, timings, **options):
         question = "" if sys.stdin.isatty() else _read_stdin()
     question = check_question(question)
     assistant = _open(bundle, **options)
-    stream = None if as_json else lambda piece: click.echo(piece, nl=False)
+    stream = None if as_json else lambda piece: click.echo(safe(piece, newlines=True), nl=False)
     answer = assistant.ask(question, on_text=stream)
     if as_json:
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
@@ -221,9 +247,14 @@ def chat(bundle, timings, **options):
     interactive = sys.stdin.isatty()
     while True:
         try:
-            question = input("> ") if interactive else sys.stdin.readline()
+            question = input("> ") if interactive else _read_line()
         except EOFError:
             break
+        except UnicodeDecodeError as e:
+            click.echo(
+                f"Error: the question is not UTF-8 text (byte {e.start}); send UTF-8", err=True
+            )
+            continue
         if not interactive and question == "":
             break
         question = question.strip()
@@ -232,7 +263,9 @@ def chat(bundle, timings, **options):
         if not question:
             continue
         try:
-            answer = assistant.ask(question, history, on_text=lambda p: click.echo(p, nl=False))
+            answer = assistant.ask(
+                question, history, on_text=lambda p: click.echo(safe(p, newlines=True), nl=False)
+            )
         except KeyboardInterrupt:
             click.echo("\n(stopped)", err=True)
             continue
@@ -280,7 +313,7 @@ def info(bundle, as_json):
         ("retrieval", ", ".join(f"{k} {v}" for k, v in retrieval.items() if k.startswith(("dense", "hybrid")))),
     ]  # fmt: skip
     for key, value in rows:
-        click.echo(f"{key:>10}  {value}")
+        click.echo(f"{key:>10}  {safe(value)}")
 
 
 @cli.command()
@@ -307,7 +340,7 @@ def verify(bundle, trust, as_json):
                                "problems": [p.__dict__ for p in problems]}, indent=2))  # fmt: skip
     else:
         for p in problems:
-            click.echo(f"{p.kind:>10}  {p.path}  ({p.detail})")
+            click.echo(f"{p.kind:>10}  {safe(p.path)}  ({safe(p.detail)})")
         if not problems:
             signed = ", signature valid" if trust else ""
             click.echo(f"ok: {len(b.manifest.files)} files match bundle.json{signed}")
