@@ -53,25 +53,31 @@ class Limits:
     max_files: int = 10_000
 
 
-def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:
+def _safe_member(m: tarfile.TarInfo) -> None:
+    path = PurePosixPath(m.name)
+    if path.is_absolute() or m.name.startswith(("/", "\\")) or ".." in path.parts:
+        raise BundleError(
+            f"archive entry {m.name!r} points outside the bundle; refusing the archive"
+        )
+    if not path.parts or path.parts[0] != ROOT_NAME:
+        raise BundleError(
+            f"archive entry {m.name!r} is not under {ROOT_NAME}/; not an `outpost pack` archive"
+        )
+    if not (m.isfile() or m.isdir()):
+        kind = "link" if (m.issym() or m.islnk()) else "device or special file"
+        raise BundleError(f"archive entry {m.name!r} is a {kind}; only plain files are allowed")
+
+
+def _safe_members(tar: tarfile.TarFile, limits: Limits, check=None) -> list[tarfile.TarInfo]:
+    """Every member's header checked as it is read (data is skipped, nothing is written):
+    inside bundle/, a plain file or folder, within the limits, and `check(member)`."""
     members = []
     total = 0
-    for m in tar:  # headers only: data is skipped, nothing is written
+    for m in tar:
         members.append(m)
         if len(members) > limits.max_files:
             raise BundleError(f"archive holds more than {limits.max_files} entries; refusing it")
-        path = PurePosixPath(m.name)
-        if path.is_absolute() or m.name.startswith(("/", "\\")) or ".." in path.parts:
-            raise BundleError(
-                f"archive entry {m.name!r} points outside the bundle; refusing the archive"
-            )
-        if not path.parts or path.parts[0] != ROOT_NAME:
-            raise BundleError(
-                f"archive entry {m.name!r} is not under {ROOT_NAME}/; not an `outpost pack` archive"
-            )
-        if not (m.isfile() or m.isdir()):
-            kind = "link" if (m.issym() or m.islnk()) else "device or special file"
-            raise BundleError(f"archive entry {m.name!r} is a {kind}; only plain files are allowed")
+        _safe_member(m)
         if m.size > limits.max_file_bytes:
             raise BundleError(
                 f"archive entry {m.name!r} is {m.size} bytes, over the per-file limit"
@@ -79,6 +85,8 @@ def _safe_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]
         total += m.size
         if total > limits.max_total_bytes:
             raise BundleError("archive unpacks to more than the size limit; refusing it")
+        if check is not None:
+            check(m)
     return members
 
 
@@ -88,20 +96,48 @@ def _read_member(tar: tarfile.TarFile, m: tarfile.TarInfo, limit: int) -> bytes:
     return tar.extractfile(m).read(limit + 1)
 
 
-def _check_against_manifest(
-    members: list[tarfile.TarInfo], manifest: Manifest, archive: Path
-) -> list[tarfile.TarInfo]:
-    """Every file member listed in bundle.json with its size, every listed file present once.
-    Returns the members to write (the listed files)."""
-    listed, seen = manifest.files, {}
-    for m in members:
+class _Head:
+    """bundle.json (and bundle.sig) read from the archive as soon as they come (`outpost pack`
+    puts them first): every later member is checked against them before its data is read."""
+
+    def __init__(self, tar: tarfile.TarFile, archive: Path, keys):
+        self.tar, self.archive, self.keys = tar, archive, keys
+        self.raw: bytes | None = None
+        self.sig: bytes | None = None
+        self.manifest: Manifest | None = None
+        self.seen: dict[str, tarfile.TarInfo] = {}
+
+    def __call__(self, m: tarfile.TarInfo) -> None:
         if m.isdir():
-            continue
+            return
         rel = m.name[len(ROOT_NAME) + 1 :]
-        if rel in (MANIFEST, SIGNATURE):
-            continue
-        if rel in seen:
-            raise BundleError(f"archive entry {m.name!r} appears twice; refusing the archive")
+        if rel == MANIFEST:
+            if self.raw is not None:
+                raise BundleError(f"archive entry {m.name!r} appears twice; refusing the archive")
+            self.raw = _read_member(self.tar, m, MAX_MANIFEST_BYTES)
+            self.manifest = Manifest.from_json(self.raw, f"{self.archive}:{m.name}")
+            for earlier in list(self.seen.values()):
+                self._listed(earlier)
+            self._signed()
+        elif rel == SIGNATURE:
+            self.sig = _read_member(self.tar, m, MAX_KEY_BYTES)
+            self._signed()
+        else:
+            if rel in self.seen:
+                raise BundleError(f"archive entry {m.name!r} appears twice; refusing the archive")
+            self.seen[rel] = m
+            if self.manifest is not None:
+                self._listed(m)
+
+    def _signed(self) -> None:
+        """With trusted keys, as soon as both are read: the signature must cover bundle.json."""
+        if self.keys is None or self.raw is None or self.sig is None:
+            return
+        if (p := signature_problem(self.sig, self.raw, self.keys)) is not None:
+            raise BundleError(f"{self.archive} failed verification: {p}; nothing was installed")
+
+    def _listed(self, m: tarfile.TarInfo) -> None:
+        rel, listed = m.name[len(ROOT_NAME) + 1 :], self.manifest.files
         if rel not in listed:
             raise BundleError(
                 f"archive entry {m.name!r} is not listed in its {MANIFEST}; refusing the archive"
@@ -111,10 +147,21 @@ def _check_against_manifest(
                 f"archive entry {m.name!r} is {m.size} bytes, {MANIFEST} says {listed[rel].size}; "
                 "refusing the archive"
             )
-        seen[rel] = m
-    if missing := sorted(set(listed) - set(seen)):
-        raise BundleError(f"{archive} lacks {', '.join(missing[:3])}, listed in its {MANIFEST}")
-    return [seen[rel] for rel in sorted(seen)]
+
+    def files(self) -> list[tarfile.TarInfo]:
+        """After the last member: bundle.json present, signed when asked, every file present."""
+        if self.manifest is None:
+            raise BundleError(
+                f"{self.archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
+            )
+        if self.keys is not None and self.sig is None:
+            p = signature_problem(None, self.raw, self.keys)
+            raise BundleError(f"{self.archive} failed verification: {p}; nothing was installed")
+        if missing := sorted(set(self.manifest.files) - set(self.seen)):
+            raise BundleError(
+                f"{self.archive} lacks {', '.join(missing[:3])}, listed in its {MANIFEST}"
+            )
+        return [self.seen[rel] for rel in sorted(self.seen)]
 
 
 def _point(link: Path, target: str) -> None:
@@ -262,20 +309,10 @@ def install(
 def _extract(archive: Path, incoming: Path, keys, limits: Limits, bundles: Path) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = _safe_members(tar, limits)
-            by_name = {m.name: m for m in members}
-            head = by_name.get(f"{ROOT_NAME}/{MANIFEST}")
-            if head is None or not head.isfile():
-                raise BundleError(
-                    f"{archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
-                )
-            raw = _read_member(tar, head, MAX_MANIFEST_BYTES)
-            manifest = Manifest.from_json(raw, f"{archive}:{head.name}")
-            sig = by_name.get(f"{ROOT_NAME}/{SIGNATURE}")
-            sig_raw = _read_member(tar, sig, MAX_KEY_BYTES) if sig is not None else None
-            if keys is not None and (p := signature_problem(sig_raw, raw, keys)) is not None:
-                raise BundleError(f"{archive} failed verification: {p}; nothing was installed")
-            files = _check_against_manifest(members, manifest, archive)
+            head = _Head(tar, archive, keys)
+            _safe_members(tar, limits, head)
+            files = head.files()
+            raw, sig_raw, manifest = head.raw, head.sig, head.manifest
             need = sum(m.size for m in files) + len(raw) + (len(sig_raw) if sig_raw else 0)
             free = shutil.disk_usage(bundles).free
             if need > free:

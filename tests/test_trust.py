@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import EXAMPLES, ROOT, outpost
+from fake_bundle import manifest_dict
 from runtime.bundle import open_bundle, open_pinned
 from runtime.errors import BundleError
 from runtime.install import Limits, install
@@ -178,9 +179,10 @@ def test_no_file_in_a_bundle_is_a_pickle(tiny_bundle):
 
 def _crafted(path, name, kind="file", size=4):
     with tarfile.open(path, "w") as tar:
+        head = json.dumps(manifest_dict()).encode()  # a valid manifest first, as `pack` writes
         ok = tarfile.TarInfo("bundle/bundle.json")
-        ok.size = 2
-        tar.addfile(ok, io.BytesIO(b"{}"))
+        ok.size = len(head)
+        tar.addfile(ok, io.BytesIO(head))
         info = tarfile.TarInfo(name)
         if kind == "symlink":
             info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
@@ -209,10 +211,10 @@ def _crafted(path, name, kind="file", size=4):
 )
 def test_crafted_archives_are_refused(tmp_path, name, kind, message):
     archive = tmp_path / "bad.tar"
-    _crafted(archive, name, kind, size=64 if name.endswith("huge.bin") else 4)
+    _crafted(archive, name, kind, size=8192 if name.endswith("huge.bin") else 4)
     bundles = tmp_path / "bundles"
     with pytest.raises(BundleError, match=message):
-        install(archive, bundles, limits=Limits(max_file_bytes=32))
+        install(archive, bundles, limits=Limits(max_file_bytes=4096))
     assert not (tmp_path / "evil.txt").exists() and not os.path.exists("/tmp/evil-absolute.txt")
     assert not (bundles / "current").exists()
     assert list(bundles.glob(".incoming-*")) == []
