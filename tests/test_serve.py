@@ -460,3 +460,154 @@ def test_schema_fuzz_never_gets_a_5xx_other_than_503(tiny_server):
     check()
     http.close()
     assert proc.poll() is None
+
+
+# --- hostile clients (issue 17) ------------------------------------------------------------------
+
+
+def _raw_post(url: str, body: dict, source: str = "127.0.0.1") -> socket.socket:
+    """A non-streamed question sent on a raw socket, so the test can hang up mid-answer."""
+    host, port = url.rsplit(":", 1)[0].split("//")[1], int(url.rsplit(":", 1)[1])
+    data = json.dumps(body).encode()
+    s = socket.socket()
+    s.bind((source, 0))
+    s.connect((host, port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(data) + data)  # fmt: skip
+    return s
+
+
+def _busy(url: str) -> int:
+    return httpx.get(f"{url}/health").json()["running_or_waiting"]
+
+
+def test_non_streamed_questions_whose_clients_leave_free_the_slot_within_a_second(smol_server):
+    body = ask_body("List every maintenance task of the PX-200 press with its interval, in detail.",
+                    max_tokens=200)  # fmt: skip
+    start = time.perf_counter()
+    whole = httpx.post(f"{smol_server}/v1/chat/completions", json=body, timeout=120)
+    full_s = time.perf_counter() - start
+    assert whole.status_code == 200
+    burst = [_raw_post(smol_server, body) for _ in range(6)]  # one answering, five queued
+    end = time.monotonic() + 10
+    while _busy(smol_server) < 6 and time.monotonic() < end:
+        time.sleep(0.02)
+    time.sleep(0.3)  # the first is answering now
+    for s in burst:
+        s.close()
+    left = time.perf_counter()
+    while _busy(smol_server) and time.perf_counter() - left < 30:
+        time.sleep(0.02)
+    freed = time.perf_counter() - left
+    print(f"6 questions of {full_s:.1f} s each: slot free {freed:.2f} s after their clients left")
+    assert freed < 1.0, freed
+
+
+def test_unexpected_paths_and_ids_get_openai_shaped_errors_and_a_log_line(tiny_bundle):
+    with running(tiny_bundle) as (url, proc):
+        for path, status in (("/v1/passages/9223372036854775808", 404), ("/v1/passages/-1", 404),
+                             ("/nowhere", 404), ("/docs", 404), ("/redoc", 404)):  # fmt: skip
+            r = httpx.get(url + path)
+            assert r.status_code == status and r.json()["error"]["code"] == status, (path, r.text)
+        r = httpx.delete(f"{url}/v1/models")
+        assert r.status_code == 405 and r.json()["error"]["message"]
+        assert httpx.get(f"{url}/openapi.json").status_code == 200
+        time.sleep(0.3)
+        log = open(proc.log_path).read()
+    assert "Traceback" not in log
+    logged = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    paths = {e["path"]: e["status"] for e in logged if e["event"] == "request"}
+    assert paths["/v1/passages/9223372036854775808"] == 404 and paths["/nowhere"] == 404
+
+
+def test_health_shows_paths_and_errors_only_to_the_operator(tiny_bundle):
+    key = "s3cret-key-123"
+    with running(tiny_bundle, "--api-key", key) as (url, proc):
+        anonymous = httpx.get(f"{url}/health").json()
+        operator = httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {key}"}).json()
+    assert anonymous["status"] == "ready" and "path" not in anonymous
+    assert operator["path"] == str(tiny_bundle)
+
+
+def test_idle_and_slow_connections_lock_nobody_out(tiny_bundle):
+    """200 connections that send nothing or a byte at a time, from several addresses: /health
+    and a real question are still answered within 5 s; one address gets at most its share;
+    connections that never finish their headers are closed after --head-timeout."""
+    with running(tiny_bundle, "--head-timeout", "3", "--max-client-connections", "32") as (
+        url,
+        proc,
+    ):
+        host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+        idle = []
+        for i in range(180):  # 30 from each of six addresses
+            s = socket.socket()
+            s.bind((f"127.0.0.{2 + i % 6}", 0))
+            s.connect((host, port))
+            idle.append(s)
+        slow = []
+        for _ in range(20):
+            s = socket.socket()
+            s.bind(("127.0.0.8", 0))
+            s.connect((host, port))
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+            slow.append(s)
+        crowd = []
+        for _ in range(40):  # one address over its share: the rest are closed at once
+            s = socket.socket()
+            s.bind(("127.0.0.9", 0))
+            s.connect((host, port))
+            crowd.append(s)
+        time.sleep(0.5)
+        start = time.perf_counter()
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        answer = httpx.post(f"{url}/v1/chat/completions", timeout=5,
+                            json=ask_body("What is the maximum system pressure?", max_tokens=8))  # fmt: skip
+        took = time.perf_counter() - start
+        assert answer.status_code == 200 and took < 5, took
+        closed = sum(_closed(s) for s in crowd)
+        assert closed == 40 - 32, closed
+        for s in slow:
+            s.sendall(b"X")  # a byte at a time keeps no connection past the head timeout
+        time.sleep(3.5)
+        still_open = sum(not _closed(s) for s in idle + slow)
+        for s in idle + slow + crowd:
+            s.close()
+        assert still_open == 0, still_open
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    print(f"200 idle/slow connections: health and an answer in {took:.2f} s")
+
+
+def _closed(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        s.setblocking(True)
+
+
+def test_a_release_repaired_in_place_is_tried_again(tiny_bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    store = copy / "chunks.sqlite"
+    good = store.read_bytes()
+    bad = bytearray(good)
+    bad[300] ^= 0xFF
+    store.write_bytes(bytes(bad))
+    with running(copy, "--watch", "0.5", ready=False) as (url, proc):
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            try:
+                r = httpx.get(f"{url}/health", timeout=2)
+                if r.status_code == 503 and r.json().get("status") == "error":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert "chunks.sqlite has changed" in r.json()["error"]
+        store.write_bytes(good)  # repaired in place: same path
+        health = wait_ready(url, proc, timeout=60)
+    assert health["status"] == "ready"

@@ -92,6 +92,7 @@ def test_truncated_missing_and_unexpected_files_are_named(tiny_bundle, tmp_path)
 def test_runtime_hash_cache_cannot_be_fooled(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("OUTPOST_CACHE", str(tmp_path / "cache"))
     copy = link_copy(tiny_bundle, tmp_path / "c", copy=["chunks.sqlite"])
+
     def verify_on_open(path, _manifest, **kw):  # a fresh open, as each `ask` does
         b = open_pinned(path)
         try:
