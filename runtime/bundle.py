@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import BundleError
-from runtime.files import BLOCK, pid_alive
+from runtime.files import BLOCK, pid_alive, read_plain
 from runtime.manifest import MANIFEST, Manifest
 
 SIGNATURE = "bundle.sig"
@@ -75,6 +75,9 @@ class Pinned:
 
     def read(self, rel: str, offset: int, size: int) -> bytes:
         return os.pread(self.fds[rel], size, offset)
+
+    def __del__(self) -> None:  # a release the server let go of: its descriptors and view too
+        self.close()
 
     def close(self) -> None:
         if self.view is not None:
@@ -163,7 +166,14 @@ def pin(root: Path, manifest: Manifest, view: bool = False) -> Pinned:
         for fd in [*dirs.values(), root_fd]:
             os.close(fd)
     if view and PROC_FD.is_dir():
-        pinned.view = _make_view(pinned.fds)
+        try:
+            pinned.view = _make_view(pinned.fds)
+        except OSError as e:
+            pinned.close()
+            raise BundleError(
+                f"cannot make the private view of the bundle's files in {tempfile.gettempdir()} "
+                f"({e.strerror}); set TMPDIR to a writable folder"
+            ) from None
     return pinned
 
 
@@ -229,19 +239,11 @@ def check_files(
 def read_manifest_bytes(root: Path) -> bytes:
     path = root / MANIFEST
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        return read_plain(path, MAX_MANIFEST_BYTES, follow=False)
     except OSError as e:
         raise BundleError(f"{path} is unreadable ({e.strerror}); copy the bundle again") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BundleError(f"{path} is not a plain file; copy the bundle again")
-        if st.st_size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{path} is {st.st_size} bytes, not a bundle manifest")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_MANIFEST_BYTES + 1)
-    finally:
-        os.close(fd)
+    except ValueError as e:
+        raise BundleError(f"{path}: {e}; not a bundle manifest, copy the bundle again") from None
 
 
 def read_manifest(root: Path) -> Manifest:

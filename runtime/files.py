@@ -25,6 +25,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_plain(path: Path, limit: int, follow: bool = True) -> bytes:
+    """A small file's bytes, only when it is a plain file of at most `limit` bytes (a FIFO or a
+    device is never read, so it cannot hang or flood us); with `follow=False` not a link either.
+    OSError when it cannot be opened; ValueError saying what it is otherwise."""
+    import stat
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a plain file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size} bytes, over the {limit} a file of its kind may have")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
 def sha256_files(paths: Iterable[Path]) -> str:
     """One digest over several files' bytes, in sorted path order (e.g. sharded weights)."""
     digest = hashlib.sha256()

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 
 from runtime.bundle import (
@@ -31,6 +30,7 @@ from runtime.bundle import (
     unexpected_files,
 )
 from runtime.errors import BundleError, InputError, UsageError
+from runtime.files import read_plain
 from runtime.manifest import Manifest
 
 MAX_KEY_BYTES = 64 * 1024
@@ -89,18 +89,11 @@ def fingerprint(public_pem: bytes) -> str:
 def _read_key(f: Path) -> bytes:
     """A key file's bytes: a plain file of at most MAX_KEY_BYTES (never a pipe or a device)."""
     try:
-        fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
+        return read_plain(f, MAX_KEY_BYTES)
     except OSError as e:
         raise InputError(f"--trust {f}: cannot be read ({e.strerror}); pass a .pub file") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"--trust {f}: not a plain file; pass a .pub file or a folder of them")
-        if st.st_size > MAX_KEY_BYTES:
-            raise InputError(f"--trust {f}: {st.st_size} bytes, too large for a public key")
-        return os.read(fd, MAX_KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    except ValueError as e:
+        raise InputError(f"--trust {f}: {e}; pass a .pub file or a folder of them") from None
 
 
 def load_public_keys(paths: list[Path]) -> dict[str, object]:
@@ -140,17 +133,12 @@ def check_signature(
         return Problem(SIGNATURE, "signature", "no trusted key to check the signature with")
     if manifest_bytes is None:
         manifest_bytes = open_bundle(root, check_sizes=False).manifest_bytes
-    sig_path = root / SIGNATURE
     try:
-        fd = os.open(sig_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        raw = read_plain(root / SIGNATURE, MAX_KEY_BYTES, follow=False)
     except OSError:
         return signature_problem(None, manifest_bytes, trusted)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return Problem(SIGNATURE, "signature", "not a plain file")
-        raw = os.read(fd, MAX_KEY_BYTES)
-    finally:
-        os.close(fd)
+    except ValueError as e:
+        return Problem(SIGNATURE, "signature", str(e))
     return signature_problem(raw, manifest_bytes, trusted)
 
 

@@ -25,6 +25,8 @@ from urllib.parse import unquote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_hardening import one_error_line
+from test_trust import link_copy
 
 from conftest import ROOT, outpost
 from fake_bundle import FILES, manifest_dict
@@ -32,25 +34,6 @@ from runtime.bundle import open_pinned
 from runtime.errors import BundleError, InputError
 from runtime.install import JOURNAL, _apply, _write_json, install, locked, resolve, rollback
 from runtime.verify import open_verified, problems_of
-
-
-def one_error_line(done, code=1, match=""):
-    assert done.returncode == code, (done.returncode, done.stdout[-500:], done.stderr[-1500:])
-    lines = done.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: ") and "Traceback" not in done.stderr, (
-        done.stderr[-1500:]
-    )
-    assert match.lower() in lines[-1].lower(), lines[-1]
-    return lines[-1]
-
-
-def link_copy(src: Path, dst: Path, copy=()) -> Path:
-    """Hard-link copy of a bundle; files in `copy` are real copies a test may change."""
-    shutil.copytree(src, dst, copy_function=os.link)
-    for rel in copy:
-        (dst / rel).unlink()
-        shutil.copyfile(src / rel, dst / rel)
-    return dst
 
 
 def texts(store: Path) -> set[str]:

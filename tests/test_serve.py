@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -423,7 +424,7 @@ def test_schema_fuzz_never_gets_a_5xx_other_than_503(tiny_server):
     from hypothesis import strategies as st
 
     url, proc = tiny_server
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False),  # JSON has no inf
                         st.text(max_size=40))  # fmt: skip
     junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)  # fmt: skip
     message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "x", ""]),
@@ -611,3 +612,29 @@ def test_a_release_repaired_in_place_is_tried_again(tiny_bundle, tmp_path):
         store.write_bytes(good)  # repaired in place: same path
         health = wait_ready(url, proc, timeout=60)
     assert health["status"] == "ready"
+
+
+@pytest.mark.parametrize("name", ["b%2fx", "a#b?mode=rwc", "sp ace\nnew%41line"])
+def test_serve_answers_from_the_verified_store_whatever_the_folder_is_called(
+    tiny_bundle, tiny_bundle_b, tmp_path, name
+):
+    """verify/ask are covered by a property test (tests/test_hostile.py); this is serve's side:
+    with a decoy store where an unquoted SQLite URI would point, every passage served is one of
+    the verified store's."""
+    import sqlite3
+    from urllib.parse import unquote
+
+    folder = tmp_path / "dev" / name
+    folder.parent.mkdir()
+    shutil.copytree(tiny_bundle, folder, copy_function=os.link)
+    naive = Path(unquote(str(folder / "chunks.sqlite").split("?")[0].split("#")[0]))
+    if not naive.exists() and not naive.is_relative_to(folder):
+        naive.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tiny_bundle_b / "chunks.sqlite", naive)
+    db = sqlite3.connect(f"file:{tiny_bundle / 'chunks.sqlite'}?mode=ro", uri=True)
+    verified = dict(db.execute("SELECT id, text FROM chunks"))
+    db.close()
+    with running(folder) as (url, proc):
+        for chunk_id, text in verified.items():
+            assert httpx.get(f"{url}/v1/passages/{chunk_id}").json()["text"] == text
+        assert httpx.get(f"{url}/v1/passages/{max(verified) + 1}").status_code == 404
