@@ -219,6 +219,9 @@ VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def _is_main(tag: str, attrs: dict) -> bool:
     return tag in ("main", "article") or attrs.get("role") == "main"
 
@@ -311,6 +314,8 @@ class _HtmlBlocks(html.parser.HTMLParser):
     def handle_data(self, data):
         if self._skipping():
             return
+        if not self.pre:  # HTML folds white space outside <pre>: a wrapped source line is a space
+            data = _SPACES.sub(" ", data)
         self.buf.append(data)
 
     def close(self):

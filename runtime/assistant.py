@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.bundle import Bundle
 from runtime.embed import open_embedder
 from runtime.errors import BundleError, OutpostError, UsageError, one_line
-from runtime.evidence import evidence, read
+from runtime.evidence import attributable, quotes, read
 from runtime.generate import GenerationSettings, Generator, Timings
 from runtime.prompt import (
     REFUSAL,
@@ -86,6 +86,10 @@ class Answer:
     support: dict | None = None  # facts checked, unsupported ones, and what was done
     generated: str = ""  # the model's text before the support check (for evaluation)
     passages: list[str] = field(default_factory=list)  # the texts the model was given
+    # "generated": the model's sentences, each attributable to a quoted window, above the quote;
+    # "quoted": the manual's line is the answer (the model's text was not attributable)
+    answer_mode: str | None = None
+    first_shown_s: float = 0.0  # question in -> the first text a screen can show (the quote)
 
     def as_dict(self) -> dict:
         return {
@@ -102,8 +106,13 @@ class Answer:
             else round(self.evidence_score, 4),
             "refusal_p": None if self.refusal_p is None else round(self.refusal_p, 4),
             "support": self.support,
+            "answer_mode": self.answer_mode,
             "citations": self.citations,
-            "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.timings.as_dict()},
+            "timings": {
+                "retrieval_s": round(self.retrieval_s, 4),
+                "first_shown_s": round(self.first_shown_s, 4),
+                **self.timings.as_dict(),
+            },
         }
 
     def shown_citations(self) -> list[dict]:
@@ -160,8 +169,14 @@ class Assistant:
         on_text: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         max_new_tokens: int | None = None,
+        on_quote: Callable[[dict], None] | None = None,
     ) -> Answer:
-        """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer."""
+        """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer.
+
+        Extractive first: once the lines are ranked, the best line (with the neighbours it
+        needs) is the quote, handed to `on_quote` before anything is generated. The model's
+        sentences reach `on_text` only when each is supported by the passages and attributable
+        to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
         question = check_question(question)
         settings = self.settings
         if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
@@ -201,39 +216,64 @@ class Assistant:
         if reading is not None and reading.answerability < self.min_evidence:
             return self._decline(answer, "evidence", on_text)
         given = answer.passages = [p.text for p in passages[:kept]]
+        if reading is not None:
+            answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
+        windows = [_quoted(e) for e in answer.evidence]
+        answer.first_shown_s = time.perf_counter() - start
+        if on_quote and answer.evidence:
+            on_quote(answer.evidence[0])
         processors = [self.gate.processor()] if self.gate else []
         if self.support:
             processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
         run = self.generator.run(
             messages, settings, processors, lambda: should_stop() or looping(run.result.text)
         )
-        shown = Shown(
-            on_text, (lambda text: check(text, given, question)) if self.support else None
-        )
+
+        def shown_if_attributable(sentence: str):
+            result = check(sentence, given, question)
+            if (
+                result.ok
+                and windows
+                and not any(attributable(sentence, w, question) for w in windows)
+            ):
+                result.unsupported.append("(not attributable to one quoted line)")
+            return result
+
+        checker = shown_if_attributable if self.support and windows else None
+        if self.support and not windows:
+            checker = lambda text: check(text, given, question)  # noqa: E731 - the chunks reader
+        shown = Shown(on_text, checker)
         for piece in run:
             if not shown.add(piece):
-                break  # a sentence with a fact the passages do not hold: stop writing
+                break  # a sentence the passages or the quote do not back: stop writing
         else:
             shown.finish()
         answer.timings = run.result.timings
+        if not answer.evidence:
+            answer.first_shown_s = answer.timings.first_token_s + answer.retrieval_s
         answer.generated = run.result.text.strip()
         answer.text = shown.text.strip()
-        answer.refused = is_refusal(answer.text)
         answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None
-        answer.declined_by = "model" if answer.refused else None
+        declined = is_refusal(answer.text) or is_refusal(answer.generated)
         if self.support:
             action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
             answer.support = {**check(answer.generated, given, question).as_dict(), "action": action,
                               "numbers_blocked": run.result.measured.get("numbers_blocked", 0)}  # fmt: skip
-            if action == "evidence":
-                answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
-                if on_text:
-                    on_text(WITHHELD)
+        if declined and not answer.evidence:
+            answer.refused, answer.declined_by = True, "model"
+        elif answer.evidence and (declined or not answer.text or is_refusal(answer.text)):
+            # The model declined or wrote nothing attributable: the manual's line is the answer.
+            answer.text, answer.answer_mode = answer.evidence[0]["text"], "quoted"
+        elif answer.text:
+            answer.answer_mode = "generated"
+            best = next((i for i, w in enumerate(windows) if all(
+                attributable(s, w, question) for s in _sentences(answer.text))), 0)  # fmt: skip
+            answer.evidence.insert(0, answer.evidence.pop(best))  # the window it came from first
+        elif self.support and not answer.evidence:
+            answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
+            if on_text:
+                on_text(WITHHELD)
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
-        if reading is not None and (not answer.refused or answer.declined_by == "support"):
-            # A withheld answer shows the evidence instead: the line that best answers the question.
-            said = answer.text if not answer.refused else ""
-            answer.evidence = evidence(reading, hits, said, question, limit=EVIDENCE_SPANS)
         return answer
 
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
@@ -242,6 +282,17 @@ class Assistant:
         if on_text:
             on_text(REFUSAL)
         return answer
+
+
+def _quoted(e: dict) -> str:
+    """A quote's words as attribution reads them: the run, its lead line and its heading."""
+    return " ".join(
+        x for x in ((e.get("lead") or {}).get("text", ""), e["heading"], e["text"]) if x
+    )
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in Shown._END.split(text) if s.strip()]
 
 
 class Shown:

@@ -152,15 +152,17 @@ def _open(
 
 
 def _print_evidence(answer) -> None:
-    """The quoted line(s) that hold the answer, under it, with where they are."""
-    for e in answer.evidence:
-        where = safe(e["source"] + (f" > {e['heading']}" if e["heading"] else ""))
-        click.echo(f"\nEvidence ({where}):\n  \u201c{safe(e['text'])}\u201d")
-    if answer.declined_by == "support" and answer.support:
-        click.echo(
-            f"(not shown: {safe(', '.join(answer.support['unsupported']))} is not in the passages)",
-            err=True,
-        )
+    """The manual's line under the answer (or, quoted, as the answer), with where it is."""
+    if answer.refused or not answer.evidence:
+        if answer.declined_by == "support" and answer.support:
+            click.echo(f"(not shown: {safe(', '.join(answer.support['unsupported']))} is not in the passages)",
+                       err=True)  # fmt: skip
+        return
+    e = answer.evidence[0]
+    where = safe(e["source"] + (f" > {e['heading']}" if e["heading"] else ""))
+    label = "From the manual" if answer.answer_mode == "quoted" else "\nEvidence"
+    lead = f"{safe(e['lead']['text'])} \u2026 " if e.get("lead") else ""
+    click.echo(f"{label} ({where}):\n  \u201c{lead}{safe(e['text'])}\u201d")
 
 
 def _print_sources(answer) -> None:
@@ -223,7 +225,8 @@ def ask(bundle, question, as_json, timings, **options):
     if as_json:
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
         return
-    click.echo()
+    if answer.answer_mode != "quoted":
+        click.echo()
     _print_evidence(answer)
     _print_sources(answer)
     if timings:
@@ -272,7 +275,8 @@ def chat(bundle, timings, **options):
         except OutpostError as e:
             click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
-        click.echo()
+        if answer.answer_mode != "quoted":
+            click.echo()
         _print_evidence(answer)
         _print_sources(answer)
         if timings:

@@ -9,6 +9,11 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 - recall@k: answerable questions whose source document is among the retrieved passages
 - evidence accuracy: answerable questions whose quoted evidence (the spans shown, at most two)
   holds every keyword
+- wrong shown: answerable questions not declined whose shown answer (the model's sentences and
+  the first quote, or the quote alone) misses a keyword: what a technician reads that is wrong
+- answer modes: how many answers were the model's attributable sentences ("generated") or the
+  manual's line alone ("quoted"); first shown: time from the question to the first text a
+  screen can show (the quote, before generation)
 - unsupported rate: shown (not declined) answers holding a fact the passages given do not
   (runtime/support.py); with the support check on it is 0 by construction, with
   `--no-support` it measures what the check prevents
@@ -50,7 +55,8 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
     rows = []
     for i, item in enumerate(questions, 1):
         answer = assistant.ask(item["question"])
-        text = normalise(answer.text)
+        first_quote = answer.evidence[0]["text"] if answer.evidence else ""
+        text = normalise(f"{answer.text} {first_quote}" if not answer.refused else answer.text)
         keywords_ok = all(normalise(k) in text for k in item["answer_keywords"])
         quoted = normalise(" ".join(e["text"] for e in answer.evidence))
         shown = not answer.refused
@@ -74,6 +80,8 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             "generated": answer.generated,
             "refusal_p": answer.refusal_p,
             "ttft_s": answer.timings.first_token_s,
+            "first_shown_s": answer.first_shown_s,
+            "answer_mode": answer.answer_mode,
             "tokens_per_s": answer.timings.tokens_per_s,
         })  # fmt: skip
         if progress:
@@ -90,6 +98,11 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         "answerable": len(answerable),
         "unanswerable": len(negative),
         "accuracy": share(answerable, "correct"),
+        "wrong_shown": round(
+            sum(not r["refused"] and not r["correct"] for r in answerable) / len(answerable), 4
+        )
+        if answerable
+        else None,
         "refusal_rate": share(negative, "refused"),
         "false_refusal_rate": share(answerable, "refused"),
         "cited": share(answerable, "cited"),
@@ -100,6 +113,10 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             why: sum(r["declined_by"] == why for r in rows)
             for why in ("threshold", "evidence", "model", "support")
         },  # fmt: skip
+        "answer_modes": {
+            m: sum(r["answer_mode"] == m for r in rows) for m in ("generated", "quoted")
+        },
+        "median_first_shown_s": round(statistics.median(r["first_shown_s"] for r in rows), 3),
         "median_ttft_s": round(statistics.median(r["ttft_s"] for r in generated), 3)
         if generated
         else None,

@@ -12,8 +12,12 @@ better and prefills faster.
 chunks do not contain is one the manuals do not answer ("flash the firmware over Bluetooth" in a
 manual that never says Bluetooth), whatever the topic similarity.
 
-After the answer is written, the evidence is the unit that best holds the answer's facts and
-words (and the question's), quoted exactly with its offsets.
+The answer starts from the manual's own line: `quotes` takes the best-ranked units, each with
+the neighbours it needs to be read alone (a table row under its header, a list item under its
+lead-in, a short or colon-ended line with the line after it), quoted verbatim with offsets. A
+sentence the model writes is shown only when it is `attributable` to one quoted window: its
+facts and content words come from that window or the question, and it adds something the
+question did not say.
 """
 
 from __future__ import annotations
@@ -106,6 +110,63 @@ def coverage(weights: dict[str, float], text: str) -> float:
     return got / sum(weights.values())
 
 
+# What a question asks for, by its opening: a number (how long, how many, which port, what
+# default) or a name (which command, option, file, variable).
+_WANTS_NUMBER = re.compile(
+    r"\b(how (long|many|much|often|far|big|large|high|low|fast|old)|what (is|are) the "
+    r"(default|maximum|minimum|limit|size|number|port|value|interval|timeout|range|length|speed|"
+    r"temperature|pressure|voltage))|which port|what port|how soon\b", re.I)  # fmt: skip
+_WANTS_NAME = re.compile(
+    r"\b(which|what) (command|option|setting|parameter|variable|file|program|daemon|package|"
+    r"key(word)?|directive|flag|tool|module|backend|driver|function|field)s?\b|\bcalled\b",
+    re.I,
+)  # fmt: skip
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
+FEATURES = ("dense", "coverage", "coverage_line", "neighbours", "answer_type", "novelty",
+            "restates", "short")  # fmt: skip
+
+
+def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.ndarray,
+                  weights: dict[str, float]) -> np.ndarray:  # fmt: skip
+    """One row per unit: how well it answers the question, by each feature in FEATURES."""
+    asked_terms = terms(question)
+    asked = normalise(question)
+    wants_number = bool(_WANTS_NUMBER.search(question))
+    wants_name = bool(_WANTS_NAME.search(question))
+    rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
+    for j, u in enumerate(units):
+        have = terms(u.text)
+        new_numbers = [n for n in _NUMBER.findall(u.text) if n not in asked]
+        new_names = [
+            f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked
+        ]
+        same = [k for k in (j - 1, j + 1) if 0 <= k < len(units) and units[k].hit == u.hit]
+        novelty = len(have - asked_terms) / max(len(have), 1)
+        rows[j] = (
+            dense[j],
+            coverage(weights, f"{hits[u.hit].heading} {u.text}"),
+            coverage(weights, u.text),
+            max((dense[k] for k in same), default=0.0),
+            float((wants_number and bool(new_numbers)) or (wants_name and bool(new_names))),
+            novelty,
+            float(novelty < 0.2),
+            float(len(u.text.split()) < 4 and not new_numbers and not new_names),
+        )
+    return rows
+
+
+def line_weights(lexical_weight: float = 1.0) -> np.ndarray:
+    """The ranker's weights per feature (docs/quality.md, "The line ranker")."""
+    w = dict(LINE_WEIGHTS, coverage=LINE_WEIGHTS["coverage"] * lexical_weight)
+    return np.array([w[f] for f in FEATURES], dtype=np.float32)
+
+
+# Chosen by a grid search over the dev and example questions (benchmarks/line_rank.py,
+# docs/quality.md); to be refit on FAQ data (issue 18).
+LINE_WEIGHTS = {"dense": 1.0, "coverage": 0.5, "coverage_line": 0.0, "neighbours": 0.6,
+                "answer_type": 0.2, "novelty": 0.0, "restates": -0.2, "short": -0.2}  # fmt: skip
+
+
 @dataclass
 class Reading:
     units: list[Unit]
@@ -123,8 +184,7 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT
         return Reading([], np.zeros(0), [], 0.0)
     vectors = embedder.embed([question] + [u.text for u in units])
     dense = vectors[1:] @ vectors[0]
-    lexical = np.array([coverage(weights, f"{hits[u.hit].heading} {u.text}") for u in units])
-    scores = dense + lexical_weight * lexical
+    scores = line_features(question, units, hits, dense, weights) @ line_weights(lexical_weight)
     chosen: list[Window] = []
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(units):
@@ -186,3 +246,92 @@ def evidence(
         out.append({"chunk_id": h.chunk_id, "start": u.start, "end": u.end, "text": u.text,
                     "source": h.source, "heading": h.heading})  # fmt: skip
     return out
+
+
+_ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa]|\d{1,2}[.)])\s")
+
+
+def _row(text: str) -> bool:
+    return text.count(" | ") >= 1
+
+
+def _context(units: list[Unit], k: int) -> tuple[int | None, int, int]:
+    """What a quote of units[k] shows, within one chunk: a lead line (a table's header row, a
+    list's lead-in) or None, and the run of units lo..hi around k."""
+    lo = hi = k
+    text = units[k].text
+    lead = None
+    if _row(text):  # a table row under the table's first row (its header)
+        first = k
+        while first > 0 and _row(units[first - 1].text):
+            first -= 1
+        lead = first if first < k else None
+    elif _ITEM.match(text):  # a list item under its lead-in ("To replace the filter:")
+        first = k
+        while first > 0 and _ITEM.match(units[first - 1].text):
+            first -= 1
+        if first > 0 and k - first < 8 and units[first - 1].text.rstrip().endswith(":"):
+            lead = first - 1
+    bare = len(text.split()) < 5 or (len(text.split()) <= 8 and text.rstrip()[-1:] not in ".!?;,")
+    if (text.rstrip().endswith(":") or bare) and hi + 1 < len(units):
+        hi += 1  # "Default:" or a bare term: the line after says what it is
+    elif (
+        lead is None
+        and k > 0
+        and len(units[k - 1].text.split()) < 5
+        and units[k - 1].text.rstrip()[-1:] not in ".!?:"
+    ):
+        lo = k - 1  # a bare term before (a command, an option) names what this line is about
+    if lead is not None and lead >= lo - 1:
+        lo, lead = lead, None  # adjacent: one run
+    return lead, lo, hi
+
+
+def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[dict]:
+    """The best-ranked lines, each with the neighbours it needs, quoted verbatim with offsets
+    (best first; windows that overlap an earlier one are skipped). `text` is the chunk's text
+    from `start` to `end`; `lead`, when the run needs one it does not touch (a table's header,
+    a list's lead-in), is quoted the same way."""
+    by_hit: dict[int, list[int]] = {}
+    for j, u in enumerate(reading.units):
+        by_hit.setdefault(u.hit, []).append(j)
+    out: list[dict] = []
+    taken: list[tuple[int, int, int]] = []
+    for j in np.argsort(-reading.scores):
+        if len(out) >= limit:
+            break
+        u = reading.units[int(j)]
+        row = by_hit[u.hit]
+        units = [reading.units[i] for i in row]
+        lead, lo, hi = _context(units, row.index(int(j)))
+        start, end = units[lo].start, units[hi].end
+        if any(h == u.hit and start < e and s < end for h, s, e in taken):
+            continue
+        hit = hits[u.hit]
+        taken.append((u.hit, start, end))
+        head = None
+        if lead is not None:
+            head = {"start": units[lead].start, "end": units[lead].end, "text": units[lead].text}
+        out.append({"chunk_id": hit.chunk_id, "start": start, "end": end,
+                    "text": hit.text[start:end], "lead": head, "source": hit.source,
+                    "heading": hit.heading, "score": round(float(reading.scores[int(j)]), 4)})  # fmt: skip
+    return out
+
+
+def attributable(sentence: str, window: str, question: str = "") -> bool:
+    """A sentence may stand above a quote only when everything it says comes from that window
+    (or the question): every fact (number, name, code, path) and nearly every content word, and
+    it adds something from the window the question did not say (not the question echoed)."""
+    asked = normalise(question)
+    source = normalise(window)
+    found = [normalise(f) for f in facts(sentence)]
+    if any(f not in source and f not in asked for f in found):
+        return False
+    words, have, wanted = terms(sentence), terms(window), terms(question)
+    if not words:
+        return False
+    missing = words - have - wanted
+    if len(missing) > max(1, len(words) // 6):
+        return False
+    adds = (words & have) - wanted or {f for f in found if f in source and f not in asked}
+    return bool(adds)
