@@ -141,7 +141,7 @@ def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.n
             f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked
         ]
         same = [k for k in (j - 1, j + 1) if 0 <= k < len(units) and units[k].hit == u.hit]
-        novelty = len(have - asked_terms) / max(len(have), 1)
+        novelty = sum(not _asked(t, asked_terms) for t in have) / max(len(have), 1)
         rows[j] = (
             dense[j],
             coverage(weights, f"{hits[u.hit].heading} {u.text}"),
@@ -153,6 +153,13 @@ def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.n
             float(len(u.text.split()) < 4 and not new_numbers and not new_names),
         )
     return rows
+
+
+def _asked(term: str, asked: set[str]) -> bool:
+    """The term, or a form of it (charging ~ charge: one a prefix of the other), was asked."""
+    return term in asked or any(
+        min(len(term), len(a)) >= 4 and (a.startswith(term) or term.startswith(a)) for a in asked
+    )
 
 
 def line_weights(lexical_weight: float = 1.0) -> np.ndarray:

@@ -238,7 +238,8 @@ def _work(slots: Slots, job: Job, release: Release, question: str, history: list
         if job.should_stop():
             raise RuntimeError("stopped before it started")
         return release.assistant.ask(question, history, on_text=lambda p: job.put("text", p),
-                                     should_stop=job.should_stop, max_new_tokens=max_tokens)  # fmt: skip
+                                     should_stop=job.should_stop, max_new_tokens=max_tokens,
+                                     on_quote=lambda q: job.put("quote", q))  # fmt: skip
 
     try:
         job.put("done", _in_slot(slots, answer, job.stop))
@@ -268,7 +269,7 @@ async def _last_event(job: Job, request) -> tuple[str, object]:
     """The job's final event, past its streamed text."""
     while True:
         kind, value = await _next_event(job, request)
-        if kind != "text":
+        if kind not in ("text", "quote"):
             return kind, value
 
 
@@ -312,6 +313,7 @@ def outpost_field(answer, release: Release) -> dict:
     return {
         "declined": answer.refused,
         "declined_by": answer.declined_by,
+        "answer_mode": answer.answer_mode,
         "citations": answer.shown_citations(),
         "evidence": answer.evidence,
         "support": answer.support,
@@ -485,7 +487,8 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
             log.update({"prompt_tokens": answer.timings.prompt_tokens,
                         "completion_tokens": answer.timings.new_tokens, "declined": answer.refused,
                         "declined_by": answer.declined_by, "bundle": release.content_id[:12],
-                        "ttft_ms": round(1000 * answer.timings.first_token_s, 1)})  # fmt: skip
+                        "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
+                        "first_shown_ms": round(1000 * answer.first_shown_s, 1), "answer_mode": answer.answer_mode})  # fmt: skip
 
         if not body.stream:
             kind, value = await _last_event(job, request)
@@ -512,8 +515,12 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
                     kind, value = await job.events.get()
                     if kind == "text":
                         yield chunk({"content": value})
+                    elif kind == "quote":  # the manual's line, before any text is generated
+                        yield chunk({}, outpost={"quote": value})
                     elif kind == "done":
                         record(value)
+                        if value.answer_mode == "quoted":  # the line is the answer's content
+                            yield chunk({"content": value.text})
                         extra = {"outpost": outpost_field(value, release)}
                         if include_usage:
                             extra["usage"] = usage(value)

@@ -65,18 +65,23 @@ def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, brow
             window.seen = [];
             new MutationObserver(() => {
               const t = document.querySelector('.turn[data-state=streaming] .answer');
+              const q = document.querySelector('.turn[data-state=streaming] .evidence');
               if (t && t.textContent) window.seen.push(t.textContent);
+              if (q) window.seen.push('quote: ' + q.textContent);
             }).observe(document.getElementById('turns'), {subtree: true, childList: true, characterData: true});
         """)  # fmt: skip
         ask(browser, PRESSURE)
         wait_for(browser, "return document.querySelector('.turn[data-state=done]')")
-        answer = browser.find_element(By.CSS_SELECTOR, ".turn .answer").text
-        assert "280" in answer
-        assert (
-            browser.execute_script("return window.seen.length") >= 1
-        )  # text arrived before the end
-        quote = browser.find_element(By.CSS_SELECTOR, ".turn .evidence p").text
-        assert "280" in quote
+        turn = browser.find_element(By.CSS_SELECTOR, ".turn[data-state=done]")
+        quote = turn.find_element(By.CSS_SELECTOR, ".evidence p").text
+        assert "280" in quote and len(turn.find_elements(By.CSS_SELECTOR, ".evidence")) == 1
+        if turn.get_attribute("data-mode") == "generated":  # the model's sentence above the quote
+            assert "280" in turn.find_element(By.CSS_SELECTOR, ".answer").text
+        else:  # the manual's line is the answer: no sentence above it
+            assert turn.get_attribute("data-mode") == "quoted"
+            assert not turn.find_elements(By.CSS_SELECTOR, ".answer")
+        seen = browser.execute_script("return window.seen")
+        assert any(s.startswith("quote: ") and "280" in s for s in seen)  # shown before the end
         sources = browser.find_elements(By.CSS_SELECTOR, ".turn .sources button")
         assert sources and sources[0].get_attribute("aria-label").startswith("Read the passage")
         if os.environ.get("OUTPOST_SCREENSHOT"):

@@ -177,3 +177,87 @@ def test_phi3_bundles_read_windows_and_copy_numbers(tiny_bundle):
             assert set(re.findall(r"\d+", re.sub(r"\[\d+\]", "", answer["answer"]))) <= known | set(
                 re.findall(r"\d+", q)
             )
+
+
+# --- extractive first (issue 18) -------------------------------------------------------------
+
+
+def _reading(texts: list[str], scores_by_text: dict[str, float]):
+    """A Reading over fake hits: each text one chunk; units scored as given (others 0)."""
+    import numpy as np
+
+    from runtime.evidence import Reading
+    from runtime.retrieve import Hit
+
+    hits = [Hit(i, 0.5, f"doc{i}.md", f"Manual > Part {i}", t) for i, t in enumerate(texts)]
+    units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
+    scores = np.array([scores_by_text.get(u.text, 0.0) for u in units], dtype=np.float32)
+    return Reading(units, scores, [], 1.0), hits
+
+
+def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
+    from runtime.evidence import quotes
+
+    table = "Service intervals:\nTask | Interval | Part\nReplace air filter | 2,000 hours | AF-750\nReplace oil filter | 4,000 hours | OF-750"
+    steps = "To replace the filter:\n- Stop the pump.\n- Open the housing.\n- Fit element HF-2210."
+    terms_ = "exec-timeout MINUTE [SECOND]\nSet VTY connection timeout value. Default timeout value is 10 minutes."
+    reading, hits = _reading([table, steps, terms_], {
+        "Replace oil filter | 4,000 hours | OF-750": 3.0, "- Fit element HF-2210.": 2.0,
+        "Set VTY connection timeout value.": 1.0})  # fmt: skip
+    row, item, described = quotes(reading, hits, limit=3)
+    assert row["lead"]["text"] == "Task | Interval | Part" and row["text"].endswith("OF-750")
+    assert (
+        item["lead"]["text"] == "To replace the filter:"
+        and item["text"] == "- Fit element HF-2210."
+    )
+    assert described["text"].startswith("exec-timeout MINUTE [SECOND]\nSet VTY")
+    for q, h in zip((row, item, described), hits):
+        assert h.text[q["start"] : q["end"]] == q["text"]  # verbatim, by offsets
+        if q["lead"]:
+            assert h.text[q["lead"]["start"] : q["lead"]["end"]] == q["lead"]["text"]
+
+
+def test_attribution_refuses_stitched_and_echoed_sentences():
+    from runtime.evidence import attributable
+
+    bgp = "bgpd 2605/tcp # BGPd vty"
+    ospf = "ospfd 2604/tcp # OSPFd vty"
+    q = "Which TCP port does the BGP daemon's VTY use?"
+    assert attributable("The BGPd vty uses port 2605.", bgp, q)
+    assert not attributable("The BGPd vty uses port 2604.", bgp, q)  # the port of another service
+    assert not attributable("The BGPd vty uses port 2605 and OSPFd 2604.", bgp, q)  # stitched
+    assert attributable("ospfd uses 2604/tcp.", ospf, q)
+    assert not attributable("Which TCP port does the BGP daemon's VTY use?", bgp, q)  # echoed
+    assert not attributable("The answer is: [1].", bgp, q)  # says nothing
+
+
+def test_line_features_prefer_lines_that_answer_over_lines_that_restate():
+    import numpy as np
+
+    from runtime.evidence import FEATURES, line_features
+
+    reading, hits = _reading(
+        ["Battery Charging Station CS-48\nA full charge from 20 % takes about 8 hours."], {}
+    )
+    q = "How long does a full battery charge take at the CS-48 station?"
+    rows = line_features(q, reading.units, hits, np.zeros(len(reading.units)), {})
+    title, answer = rows
+    col = {f: i for i, f in enumerate(FEATURES)}
+    assert answer[col["answer_type"]] == 1 and title[col["answer_type"]] == 0
+    assert title[col["restates"]] == 1 and answer[col["restates"]] == 0
+
+
+@pytest.mark.slow
+def test_ask_json_says_how_the_answer_was_made(smol_bundle):
+    done = outpost("ask", str(smol_bundle), "What does alarm E-305 on the PX-200 mean?", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["answer_mode"] in ("generated", "quoted") and not answer["refused"]
+    assert "E-305" in answer["evidence"][0]["text"] or "8 s" in answer["evidence"][0]["text"]
+    assert 0 < answer["timings"]["first_shown_s"] <= answer["timings"]["retrieval_s"] + 5
+    if answer["answer_mode"] == "quoted":
+        assert answer["answer"] == answer["evidence"][0]["text"]
+    off = json.loads(
+        outpost("ask", str(smol_bundle), "Who painted the Mona Lisa?", "--json").stdout
+    )
+    assert off["refused"] and off["answer_mode"] is None and off["evidence"] == []

@@ -638,3 +638,29 @@ def test_serve_answers_from_the_verified_store_whatever_the_folder_is_called(
         for chunk_id, text in verified.items():
             assert httpx.get(f"{url}/v1/passages/{chunk_id}").json()["text"] == text
         assert httpx.get(f"{url}/v1/passages/{max(verified) + 1}").status_code == 404
+
+
+def test_the_quote_streams_before_any_generated_text(smol_server):
+    body = ask_body("What does alarm E-305 on the PX-200 mean?", stream=True)
+    events = []
+    with httpx.stream("POST", f"{smol_server}/v1/chat/completions", json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    kinds = []
+    for e in events:
+        if (e.get("outpost") or {}).get("quote"):
+            kinds.append("quote")
+        elif e["choices"][0]["delta"].get("content"):
+            kinds.append("text")
+        elif e["choices"][0]["finish_reason"]:
+            kinds.append("done")
+    assert kinds[0] == "quote" and kinds[-1] == "done" and kinds.count("quote") == 1, kinds
+    final = events[-1]["outpost"]
+    quote = next(e["outpost"]["quote"] for e in events if (e.get("outpost") or {}).get("quote"))
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert final["answer_mode"] in ("generated", "quoted") and not final["declined"]
+    if final["answer_mode"] == "quoted":
+        assert text == quote["text"] == final["evidence"][0]["text"]
+    else:
+        assert text and quote["text"] in {e["text"] for e in final["evidence"]}

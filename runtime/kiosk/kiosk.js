@@ -111,22 +111,35 @@
     box.focus();
   }
 
+  // Where a quote is from, short: the file and the last heading (a PDF's heading path can hold
+  // separators and sentence fragments).
+  function where(q) {
+    const section = (q.heading || "").split(" > ").pop();
+    return q.source.split("/").pop() + (section ? " › " + section : "");
+  }
+
+  function quoteBox(q, provisional) {
+    const box = el("blockquote", "evidence" + (provisional ? " provisional" : ""));
+    box.setAttribute("aria-label", T.evidence);
+    const lead = q.lead ? q.lead.text + " … " : "";
+    box.append(el("p", "", "“" + lead + q.text + "”"));
+    box.append(el("cite", "", where(q)));
+    return box;
+  }
+
   function finish(item, answerEl, info) {
-    if (info.declined) {
+    item.querySelectorAll(".provisional").forEach((b) => b.remove());
+    if (info.declined) {  // a decline stands alone: quotes under it would read as a contradiction
       answerEl.textContent = T.declined;
       answerEl.classList.add("declined");
       item.dataset.state = "declined";
     } else {
       item.dataset.state = "done";
+      item.dataset.mode = info.answer_mode || "generated";
+      if (info.answer_mode === "quoted") answerEl.remove();  // the manual's line is the answer
     }
     const quotes = info.evidence || [];
-    for (const q of quotes) {
-      const box = el("blockquote", "evidence");
-      box.setAttribute("aria-label", T.evidence);
-      box.append(el("p", "", "“" + q.text + "”"));
-      box.append(el("cite", "", q.source + (q.heading ? " › " + q.heading : "")));
-      item.append(box);
-    }
+    if (!info.declined && quotes.length) item.append(quoteBox(quotes[0], false));
     const cites = info.declined ? [] : (info.citations || []);
     if (cites.length) {
       const list = el("ul", "sources");
@@ -190,6 +203,11 @@
           const event = JSON.parse(data);
           if (event.error) throw new Error(event.error.message);
           const delta = event.choices[0].delta || {};
+          if (event.outpost && event.outpost.quote) {  // ranked before generation: show it now
+            item.append(quoteBox(event.outpost.quote, true));
+            status.textContent = "";
+            continue;
+          }
           if (delta.content) { written += delta.content; answerEl.textContent = written; }
           if (event.outpost) info = event.outpost;
         }
