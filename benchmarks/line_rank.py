@@ -22,6 +22,13 @@ from runtime.evidence import read
 from runtime.support import normalise
 
 
+def window(units: list, j: int) -> str:
+    """Line j with the lines on either side of it in its chunk."""
+    same = [k for k in range(len(units)) if units[k].hit == units[j].hit]
+    at = same.index(j)
+    return " ".join(units[k].text for k in same[max(0, at - 1) : at + 2])
+
+
 def ranks(bundle: str, questions: str) -> list[dict]:
     a = open_assistant(bundle)
     out = []
@@ -37,13 +44,8 @@ def ranks(bundle: str, questions: str) -> list[dict]:
         order = sorted(range(len(reading.units)), key=lambda j: -reading.scores[j])
         units = reading.units
 
-        def window(j: int) -> str:
-            same = [k for k in range(len(units)) if units[k].hit == units[j].hit]
-            at = same.index(j)
-            return " ".join(units[k].text for k in same[max(0, at - 1) : at + 2])
-
         line = next((r for r, j in enumerate(order) if all(k in normalise(units[j].text) for k in keys)), None)  # fmt: skip
-        wide = next((r for r, j in enumerate(order) if all(k in normalise(window(j)) for k in keys)), None)  # fmt: skip
+        wide = next((r for r, j in enumerate(order) if all(k in normalise(window(units, j)) for k in keys)), None)  # fmt: skip
         out.append({"id": item["id"], "line_rank": line, "window_rank": wide, "seconds": took,
                     "top": units[order[0]].text[:120] if order else ""})  # fmt: skip
     return out
@@ -77,7 +79,9 @@ def main() -> None:
     for name, r in results.items():
         print(name, {k: v for k, v in r.items() if k != "rows"})
         for row in r.get("rows", []):
-            print(f"  {row['id']:>8} line {row['line_rank']} window {row['window_rank']}  {row['top']!r}")
+            print(
+                f"  {row['id']:>8} line {row['line_rank']} window {row['window_rank']}  {row['top']!r}"
+            )
 
 
 if __name__ == "__main__":

@@ -210,8 +210,9 @@ def read_text(text: str) -> list[Block]:
 SKIP_TAGS = {"script", "style", "head", "nav", "header", "footer", "aside", "noscript", "svg",
              "object", "form", "button", "template", "iframe"}  # fmt: skip
 SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
+# Whole class names (a heading's own link, class="toc-backref", is not a table of contents).
 SKIP_CLASSES = re.compile(
-    r"\b(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)\b"
+    r"(?<![\w-])(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)(?![\w-])"
 )
 BLOCK_TAGS = {"p", "div", "li", "pre", "blockquote", "section", "table", "dd", "dt", "ul", "ol",
               "dl", "br", "hr", "tr", "figure", "figcaption", "caption", "article", "main"}  # fmt: skip

@@ -1,0 +1,104 @@
+"""Fit the line ranker's weights (runtime/evidence.py, LINE_WEIGHTS) on FAQ questions.
+
+    make ranker             # data (trainer/faq.py), a bundle of the answers, then this fit
+
+For every FAQ question the candidates are retrieved from a bundle of the FAQ answers exactly as
+`ask` retrieves them, every line gets the runtime's features (`line_features`), and a line is
+a positive when it is part of that question's answer. A logistic regression (numpy, L2) on the
+features gives the weights; the pairs are split by document (one in five held out), and top-1
+and top-3 line accuracy on the held-out questions are reported for the learned weights, the
+shipped ones and the ranker before issue 18 (dense + coverage).
+
+    .venv/bin/python -m trainer.ranker --bundle FAQ_BUNDLE --pairs data/faq/pairs.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+
+import numpy as np
+
+
+def collect(bundle: str, pairs_path: str) -> list[dict]:
+    from runtime.assistant import CANDIDATES, open_assistant
+    from runtime.evidence import idf_weights, line_features, split_units, terms
+    from runtime.support import normalise
+
+    a = open_assistant(bundle)
+    rows = []
+    pairs = [json.loads(line) for line in open(pairs_path, encoding="utf-8") if line.strip()]
+    for n, pair in enumerate(pairs, 1):
+        question = pair["question"]
+        hits = a.retriever.search(question, max(a.top_k, CANDIDATES))
+        units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
+        if not units:
+            continue
+        answer = normalise(pair["answer"])
+        labels = np.array([normalise(u.text) in answer and hits[u.hit].source == pair["source"]
+                           for u in units])  # fmt: skip
+        if not labels.any():
+            continue  # the answer was not retrieved: nothing to rank
+        vectors = a.retriever.embedder.embed([question] + [u.text for u in units])
+        weights = idf_weights(terms(question), a.retriever.store)
+        features = line_features(question, units, hits, vectors[1:] @ vectors[0], weights)
+        held = int(hashlib.sha256(pair["source"].encode()).hexdigest(), 16) % 5 == 0
+        rows.append({"features": features, "labels": labels, "held_out": held})
+        if n % 50 == 0:
+            print(f"features: {n}/{len(pairs)} questions", file=sys.stderr)
+    return rows
+
+
+def fit(rows: list[dict], l2: float = 1e-2, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
+    """Logistic regression, each question weighted equally (its lines share one unit of weight)."""
+    X = np.concatenate([r["features"] for r in rows]).astype(np.float64)
+    y = np.concatenate([r["labels"] for r in rows]).astype(np.float64)
+    w_q = np.concatenate([np.full(len(r["labels"]), 1.0 / len(r["labels"])) for r in rows])
+    mean, scale = X.mean(0), X.std(0) + 1e-9
+    Z = np.hstack([(X - mean) / scale, np.ones((len(X), 1))])
+    w = np.zeros(Z.shape[1])
+    total = w_q.sum()
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(Z @ w)))
+        grad = Z.T @ (w_q * (p - y)) / total + l2 * np.r_[w[:-1], 0]
+        w -= lr * grad
+    coef = w[:-1] / scale  # back to the raw features' scale; the intercept does not rank
+    return coef / coef[0]  # relative to the dense cosine's weight, as LINE_WEIGHTS is written
+
+
+def accuracy(rows: list[dict], weights: np.ndarray) -> dict:
+    top1 = top3 = 0
+    for r in rows:
+        order = np.argsort(-(r["features"] @ weights))
+        top1 += bool(r["labels"][order[0]])
+        top3 += bool(r["labels"][order[:3]].any())
+    n = max(len(rows), 1)
+    return {"questions": len(rows), "top1": round(top1 / n, 3), "top3": round(top3 / n, 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from runtime.evidence import FEATURES, LINE_WEIGHTS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", required=True, help="A bundle exported from data/faq/docs.")
+    ap.add_argument("--pairs", default="data/faq/pairs.jsonl")
+    args = ap.parse_args(argv)
+    rows = collect(args.bundle, args.pairs)
+    train = [r for r in rows if not r["held_out"]]
+    held = [r for r in rows if r["held_out"]]
+    learned = fit(train)
+    shipped = np.array([LINE_WEIGHTS[f] for f in FEATURES])
+    before = np.array([1.0 if f in ("dense", "coverage") else 0.0 for f in FEATURES])
+    report = {
+        "pairs_used": len(rows), "train": len(train), "held_out": len(held),
+        "learned": {f: round(float(w), 3) for f, w in zip(FEATURES, learned)},
+        "held_out_accuracy": {"before (dense + coverage)": accuracy(held, before),
+                              "shipped": accuracy(held, shipped), "learned": accuracy(held, learned)},
+    }  # fmt: skip
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
