@@ -4,7 +4,7 @@
 
 For every FAQ question the candidates are retrieved from a bundle of the FAQ answers exactly as
 `ask` retrieves them, every line gets the runtime's features (`line_features`), and a line is
-a positive when it is part of that question's answer. A logistic regression (numpy, L2) on the
+a positive when it is part of that question's answer. A listwise softmax fit (numpy, L2) on the
 features gives the weights; the pairs are split by document (one in five held out), and top-1
 and top-3 line accuracy on the held-out questions are reported for the learned weights, the
 shipped ones and the ranker before issue 18 (dense + coverage).
@@ -20,6 +20,8 @@ import json
 import sys
 
 import numpy as np
+
+OPENING = 2  # sentences at the start of an answer that count as the line that answers
 
 
 def collect(bundle: str, pairs_path: str) -> list[dict]:
@@ -37,35 +39,45 @@ def collect(bundle: str, pairs_path: str) -> list[dict]:
         if not units:
             continue
         answer = normalise(pair["answer"])
-        labels = np.array([normalise(u.text) in answer and hits[u.hit].source == pair["source"]
+        # The answer's opening sentences answer the question; its later lines explain. A line
+        # of the later part is neither right nor wrong (left out of the fit and of the count).
+        opening = {normalise(u.text) for u in split_units(pair["answer"])[:OPENING]}
+        inside = np.array([normalise(u.text) in answer and hits[u.hit].source == pair["source"]
                            for u in units])  # fmt: skip
+        labels = inside & np.array([normalise(u.text) in opening for u in units])
         if not labels.any():
             continue  # the answer was not retrieved: nothing to rank
+        keep = labels | ~inside
         vectors = a.retriever.embedder.embed([question] + [u.text for u in units])
         weights = idf_weights(terms(question), a.retriever.store)
         features = line_features(question, units, hits, vectors[1:] @ vectors[0], weights)
         held = int(hashlib.sha256(pair["source"].encode()).hexdigest(), 16) % 5 == 0
-        rows.append({"features": features, "labels": labels, "held_out": held})
+        rows.append({"features": features[keep], "labels": labels[keep], "held_out": held})
         if n % 50 == 0:
             print(f"features: {n}/{len(pairs)} questions", file=sys.stderr)
     return rows
 
 
-def fit(rows: list[dict], l2: float = 1e-2, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
-    """Logistic regression, each question weighted equally (its lines share one unit of weight)."""
+def fit(rows: list[dict], l2: float = 1e-3, steps: int = 400, lr: float = 0.5) -> np.ndarray:
+    """Listwise: for each question a softmax over its lines' scores, maximising the probability
+    of its right lines (what ranking needs, unlike a per-line classifier). Full-batch gradient
+    descent on standardised features; returned on the raw features' scale, dense = 1."""
     X = np.concatenate([r["features"] for r in rows]).astype(np.float64)
-    y = np.concatenate([r["labels"] for r in rows]).astype(np.float64)
-    w_q = np.concatenate([np.full(len(r["labels"]), 1.0 / len(r["labels"])) for r in rows])
     mean, scale = X.mean(0), X.std(0) + 1e-9
-    Z = np.hstack([(X - mean) / scale, np.ones((len(X), 1))])
-    w = np.zeros(Z.shape[1])
-    total = w_q.sum()
+    lists = [((r["features"] - mean) / scale, r["labels"].astype(bool)) for r in rows]
+    w = np.zeros(X.shape[1])
+    w[0] = 1.0  # start from the dense cosine alone
     for _ in range(steps):
-        p = 1 / (1 + np.exp(-(Z @ w)))
-        grad = Z.T @ (w_q * (p - y)) / total + l2 * np.r_[w[:-1], 0]
+        grad = l2 * w
+        for Z, y in lists:
+            s = Z @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            q = p * y / max((p * y).sum(), 1e-12)  # the right lines, weighted by their share
+            grad += Z.T @ (p - q) / len(lists)
         w -= lr * grad
-    coef = w[:-1] / scale  # back to the raw features' scale; the intercept does not rank
-    return coef / coef[0]  # relative to the dense cosine's weight, as LINE_WEIGHTS is written
+    coef = w / scale
+    return coef / coef[0]
 
 
 def accuracy(rows: list[dict], weights: np.ndarray) -> dict:
@@ -84,8 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, help="A bundle exported from data/faq/docs.")
     ap.add_argument("--pairs", default="data/faq/pairs.jsonl")
+    ap.add_argument("--save", help="Also write the collected features here (pickle).")
     args = ap.parse_args(argv)
     rows = collect(args.bundle, args.pairs)
+    if args.save:
+        import pickle
+
+        with open(args.save, "wb") as f:
+            pickle.dump(rows, f)
     train = [r for r in rows if not r["held_out"]]
     held = [r for r in rows if r["held_out"]]
     learned = fit(train)
