@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 BUNDLE  ?= demo-bundle
 QUESTION ?= What is the maximum system pressure of the PX-200 press?
 
-.PHONY: demo test install system-deps lint bench clean
+.PHONY: demo test install system-deps lint bench clean ranker-data ranker
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,16 @@ lint: install
 bench: install
 	test -f $(BUNDLE)/bundle.json || $(BIN)/outpost export examples/docs --out $(BUNDLE)
 	$(BIN)/python benchmarks/run.py --bundle $(BUNDLE)
+
+# The line ranker's data and fit (docs/quality.md, "The line ranker"): FAQ pairs from the Debian
+# packages issue 18 names (apt-get download, no install), a bundle of their answers, the fit.
+RANKER_WORK ?= .outpost-cache/faq
+ranker-data: install
+	$(BIN)/python -m trainer.faq --work $(RANKER_WORK) --out data/faq
+
+ranker: ranker-data
+	$(BIN)/outpost export data/faq/docs --out $(RANKER_WORK)/bundle --force
+	$(BIN)/python -m trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl
 
 clean:
 	rm -rf $(BUNDLE) .pytest_cache

@@ -268,7 +268,8 @@ class Assistant:
             answer.answer_mode = "generated"
             best = next((i for i, w in enumerate(windows) if all(
                 attributable(s, w, question) for s in _sentences(answer.text))), 0)  # fmt: skip
-            answer.evidence.insert(0, answer.evidence.pop(best))  # the window it came from first
+            if answer.evidence:  # the window it came from first
+                answer.evidence.insert(0, answer.evidence.pop(best))
         elif self.support and not answer.evidence:
             answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
             if on_text:
