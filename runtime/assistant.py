@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.bundle import Bundle
 from runtime.embed import open_embedder
 from runtime.errors import BundleError, OutpostError, UsageError, one_line
-from runtime.evidence import attributable, quotes, read
+from runtime.evidence import attributable, quotes, read, terms
 from runtime.generate import GenerationSettings, Generator, Timings
 from runtime.prompt import (
     REFUSAL,
@@ -191,8 +191,11 @@ class Assistant:
         hits = self.retriever.search(query, wanted, hybrid=self.hybrid)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
         if self.reader == "windows":
+            # Lines are ranked for this question; the conversation only widened the search
+            # (a follow-up that names little by itself is ranked with the earlier question).
+            own = len(terms(question)) >= 2
             reading = read(
-                query,
+                question if own else query,
                 hits,
                 self.retriever.embedder,
                 self.retriever.store,

@@ -329,6 +329,8 @@ def attributable(sentence: str, window: str, question: str = "") -> bool:
     """A sentence may stand above a quote only when everything it says comes from that window
     (or the question): every fact (number, name, code, path) and nearly every content word, and
     it adds something from the window the question did not say (not the question echoed)."""
+    if sentence.rstrip().endswith((":", ",", ";")):
+        return False  # a lead-in or a fragment: it promises what it does not say
     asked = normalise(question)
     source = normalise(window)
     found = [normalise(f) for f in facts(sentence)]
