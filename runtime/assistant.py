@@ -221,7 +221,9 @@ class Assistant:
         given = answer.passages = [p.text for p in passages[:kept]]
         if reading is not None:
             answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
-        windows = [_quoted(e) for e in answer.evidence]
+        # The model's sentences must come from the ranker's best window, the quote shown first:
+        # attributing to any window let a tuned model lift a wrong line over the right one.
+        windows = [_quoted(e) for e in answer.evidence[:1]]
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
@@ -269,10 +271,6 @@ class Assistant:
             answer.text, answer.answer_mode = answer.evidence[0]["text"], "quoted"
         elif answer.text:
             answer.answer_mode = "generated"
-            best = next((i for i, w in enumerate(windows) if all(
-                attributable(s, w, question) for s in _sentences(answer.text))), 0)  # fmt: skip
-            if answer.evidence:  # the window it came from first
-                answer.evidence.insert(0, answer.evidence.pop(best))
         elif self.support and not answer.evidence:
             answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
             if on_text:
@@ -293,10 +291,6 @@ def _quoted(e: dict) -> str:
     return " ".join(
         x for x in ((e.get("lead") or {}).get("text", ""), e["heading"], e["text"]) if x
     )
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in Shown._END.split(text) if s.strip()]
 
 
 class Shown:
