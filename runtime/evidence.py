@@ -279,6 +279,9 @@ def _context(units: list[Unit], k: int) -> tuple[int | None, int, int]:
             first -= 1
         if first > 0 and k - first < 8 and units[first - 1].text.rstrip().endswith(":"):
             lead = first - 1
+    # A line without an ending (a bare term, a message, a "key: value" row) is shown with the
+    # line after it: measured on the dev and example questions, the line after explained it more
+    # often than it added noise (an error message and its fix; a title and its description).
     bare = len(text.split()) < 5 or (len(text.split()) <= 8 and text.rstrip()[-1:] not in ".!?;,")
     if (text.rstrip().endswith(":") or bare) and hi + 1 < len(units):
         hi += 1  # "Default:" or a bare term: the line after says what it is
