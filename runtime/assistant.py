@@ -223,7 +223,7 @@ class Assistant:
             answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
         # The model's sentences must come from the ranker's best window, the quote shown first:
         # attributing to any window let a tuned model lift a wrong line over the right one.
-        windows = [_quoted(e) for e in answer.evidence[:1]]
+        window = _quoted(answer.evidence[0]) if answer.evidence else None
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
@@ -234,20 +234,13 @@ class Assistant:
             messages, settings, processors, lambda: should_stop() or looping(run.result.text)
         )
 
-        def shown_if_attributable(sentence: str):
+        def supported(sentence: str):
             result = check(sentence, given, question)
-            if (
-                result.ok
-                and windows
-                and not any(attributable(sentence, w, question) for w in windows)
-            ):
-                result.unsupported.append("(not attributable to one quoted line)")
+            if result.ok and window is not None and not attributable(sentence, window, question):
+                result.unsupported.append("(not attributable to the quoted line)")
             return result
 
-        checker = shown_if_attributable if self.support and windows else None
-        if self.support and not windows:
-            checker = lambda text: check(text, given, question)  # noqa: E731 - the chunks reader
-        shown = Shown(on_text, checker)
+        shown = Shown(on_text, supported if self.support else None)
         for piece in run:
             if not shown.add(piece):
                 break  # a sentence the passages or the quote do not back: stop writing
@@ -266,7 +259,7 @@ class Assistant:
                               "numbers_blocked": run.result.measured.get("numbers_blocked", 0)}  # fmt: skip
         if declined and not answer.evidence:
             answer.refused, answer.declined_by = True, "model"
-        elif answer.evidence and (declined or not answer.text or is_refusal(answer.text)):
+        elif answer.evidence and (declined or not answer.text):
             # The model declined or wrote nothing attributable: the manual's line is the answer.
             answer.text, answer.answer_mode = answer.evidence[0]["text"], "quoted"
         elif answer.text:

@@ -246,10 +246,6 @@ def read_manifest_bytes(root: Path) -> bytes:
         raise BundleError(f"{path}: {e}; not a bundle manifest, copy the bundle again") from None
 
 
-def read_manifest(root: Path) -> Manifest:
-    return Manifest.from_json(read_manifest_bytes(root), str(root / MANIFEST))
-
-
 def open_bundle(path: str | Path, check_sizes: bool = True) -> Bundle:
     """Read the manifest (its bytes kept) and (by default) check every listed file's size."""
     root = Path(path)

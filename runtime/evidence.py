@@ -102,11 +102,15 @@ def idf_weights(question_terms: set[str], store) -> dict[str, float]:
 
 def coverage(weights: dict[str, float], text: str) -> float:
     """Share of the question's weight whose terms occur in the text (word forms, case-blind)."""
+    return _covered(weights, terms(text), (normalise(text),))
+
+
+def _covered(weights: dict[str, float], have: set[str], texts: tuple[str, ...]) -> float:
+    """`coverage` from a text's terms and its normalised pieces (computed once by the caller)."""
     if not weights:
         return 0.0
-    have = terms(text)
-    norm = normalise(text)
-    got = sum(w for t, w in weights.items() if t in have or (len(t) > 3 and t in norm))
+    got = sum(w for t, w in weights.items()
+              if t in have or (len(t) > 3 and any(t in x for x in texts)))  # fmt: skip
     return got / sum(weights.values())
 
 
@@ -133,26 +137,40 @@ def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.n
     asked = normalise(question)
     wants_number = bool(_WANTS_NUMBER.search(question))
     wants_name = bool(_WANTS_NAME.search(question))
+    headings = {i: (terms(h.heading), normalise(h.heading)) for i, h in enumerate(hits)}
     rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
     for j, u in enumerate(units):
-        have = terms(u.text)
+        have, line = terms(u.text), normalise(u.text)
+        short = len(u.text.split()) < 4
         new_numbers = [n for n in _NUMBER.findall(u.text) if n not in asked]
-        new_names = [
-            f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked
-        ]
+        new_names = [f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked
+                     ] if wants_name or short else []  # fmt: skip
         same = [k for k in (j - 1, j + 1) if 0 <= k < len(units) and units[k].hit == u.hit]
         novelty = sum(not _asked(t, asked_terms) for t in have) / max(len(have), 1)
+        head_terms, head = headings[u.hit]
         rows[j] = (
             dense[j],
-            coverage(weights, f"{hits[u.hit].heading} {u.text}"),
-            coverage(weights, u.text),
+            _covered(weights, have | head_terms, (head, line)),
+            _covered(weights, have, (line,)),
             max((dense[k] for k in same), default=0.0),
             float((wants_number and bool(new_numbers)) or (wants_name and bool(new_names))),
             novelty,
             float(novelty < 0.2),
-            float(len(u.text.split()) < 4 and not new_numbers and not new_names),
+            float(short and not new_numbers and not new_names),
         )
     return rows
+
+
+def line_inputs(question: str, hits: list[Hit], embedder, store):
+    """The candidates' units, their feature rows and the question's IDF weights: what the
+    ranker scores (and what trainer/ranker.py fits)."""
+    units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
+    weights = idf_weights(terms(question), store)
+    if not units:
+        return units, np.zeros((0, len(FEATURES)), dtype=np.float32), weights
+    vectors = embedder.embed([question] + [u.text for u in units])
+    rows = line_features(question, units, hits, vectors[1:] @ vectors[0], weights)
+    return units, rows, weights
 
 
 def _asked(term: str, asked: set[str]) -> bool:
@@ -162,16 +180,11 @@ def _asked(term: str, asked: set[str]) -> bool:
     )
 
 
-def line_weights(lexical_weight: float = 1.0) -> np.ndarray:
-    """The ranker's weights per feature (docs/quality.md, "The line ranker")."""
-    w = dict(LINE_WEIGHTS, coverage=LINE_WEIGHTS["coverage"] * lexical_weight)
-    return np.array([w[f] for f in FEATURES], dtype=np.float32)
-
-
 # Chosen by a grid search over the dev and example questions (benchmarks/line_rank.py,
 # docs/quality.md); to be refit on FAQ data (issue 18).
 LINE_WEIGHTS = {"dense": 1.0, "coverage": 0.5, "coverage_line": 0.0, "neighbours": 0.6,
                 "answer_type": 0.2, "novelty": 0.0, "restates": -0.2, "short": -0.2}  # fmt: skip
+_WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
 
 
 @dataclass
@@ -183,15 +196,12 @@ class Reading:
 
 
 def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT_WINDOWS,
-         radius: int = DEFAULT_RADIUS, lexical_weight: float = 1.0) -> Reading:  # fmt: skip
+         radius: int = DEFAULT_RADIUS) -> Reading:  # fmt: skip
     """Rank the units of `hits` for the question and pick the windows the model will read."""
-    units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
-    weights = idf_weights(terms(question), store)
+    units, rows, weights = line_inputs(question, hits, embedder, store)
     if not units:
         return Reading([], np.zeros(0), [], 0.0)
-    vectors = embedder.embed([question] + [u.text for u in units])
-    dense = vectors[1:] @ vectors[0]
-    scores = line_features(question, units, hits, dense, weights) @ line_weights(lexical_weight)
+    scores = rows @ _WEIGHTS
     chosen: list[Window] = []
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(units):
@@ -221,38 +231,6 @@ def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT
     # less well (docs/quality.md).
     found = " ".join(f"{h.heading} {h.text}" for h in hits)
     return Reading(units, scores, chosen, coverage(weights, found))
-
-
-def evidence(
-    reading: Reading, hits: list[Hit], answer: str, question: str = "", limit: int = 1
-) -> list[dict]:
-    """The units inside the read windows that best hold the answer, quoted with offsets.
-
-    A unit's score: its score for the question, plus the answer's facts and words it holds that
-    the question does not (those are what the answer added, so they say where it came from).
-    """
-    inside = [j for j, u in enumerate(reading.units)
-              if any(w.hit == u.hit and w.start <= u.start and u.end <= w.end for w in reading.windows)]  # fmt: skip
-    if not inside:
-        return []
-    asked = normalise(question)
-    answer_facts = [f for f in (normalise(f) for f in facts(answer)) if f not in asked]
-    answer_terms = terms(answer) - terms(question)
-
-    def score(j: int) -> float:
-        u = reading.units[j]
-        text = normalise(u.text)
-        fact_hits = sum(f in text for f in answer_facts)
-        word_hits = len(answer_terms & terms(u.text)) / max(len(answer_terms), 1)
-        return float(reading.scores[j]) + 0.5 * fact_hits + 0.2 * word_hits
-
-    ranked = sorted(inside, key=score, reverse=True)[:limit]
-    out = []
-    for j in ranked:
-        u, h = reading.units[j], hits[reading.units[j].hit]
-        out.append({"chunk_id": h.chunk_id, "start": u.start, "end": u.end, "text": u.text,
-                    "source": h.source, "heading": h.heading})  # fmt: skip
-    return out
 
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa]|\d{1,2}[.)])\s")

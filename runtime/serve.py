@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 import secrets
 import sys
 import threading
@@ -111,8 +112,6 @@ def load_release(path: Path, config: ServeConfig) -> Release:
 def folder_stamp(folder: Path) -> tuple:
     """Name, inode, size, mtime and ctime of every file below `folder`: a release repaired in
     place (installed again to the same path) differs, so it is tried again."""
-    import os
-
     entries = []
     for parent, _, names in os.walk(folder):
         for name in names:

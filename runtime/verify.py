@@ -36,11 +36,6 @@ from runtime.manifest import Manifest
 MAX_KEY_BYTES = 64 * 1024
 
 
-def content_id(root: Path) -> str:
-    """sha256 of a bundle folder's bundle.json (a bundle already open has `content_id`)."""
-    return open_bundle(root, check_sizes=False).content_id
-
-
 def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
     """The index must fit the embedder and the chunk store it was built with."""
     index, emb, store = manifest.index, manifest.embedder, manifest.store

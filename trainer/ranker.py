@@ -26,7 +26,7 @@ OPENING = 2  # sentences at the start of an answer that count as the line that a
 
 def collect(bundle: str, pairs_path: str) -> list[dict]:
     from runtime.assistant import CANDIDATES, open_assistant
-    from runtime.evidence import idf_weights, line_features, split_units, terms
+    from runtime.evidence import line_inputs, split_units
     from runtime.support import normalise
 
     a = open_assistant(bundle)
@@ -35,7 +35,7 @@ def collect(bundle: str, pairs_path: str) -> list[dict]:
     for n, pair in enumerate(pairs, 1):
         question = pair["question"]
         hits = a.retriever.search(question, max(a.top_k, CANDIDATES))
-        units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
+        units, features, _ = line_inputs(question, hits, a.retriever.embedder, a.retriever.store)
         if not units:
             continue
         answer = normalise(pair["answer"])
@@ -48,9 +48,6 @@ def collect(bundle: str, pairs_path: str) -> list[dict]:
         if not labels.any():
             continue  # the answer was not retrieved: nothing to rank
         keep = labels | ~inside
-        vectors = a.retriever.embedder.embed([question] + [u.text for u in units])
-        weights = idf_weights(terms(question), a.retriever.store)
-        features = line_features(question, units, hits, vectors[1:] @ vectors[0], weights)
         held = int(hashlib.sha256(pair["source"].encode()).hexdigest(), 16) % 5 == 0
         rows.append({"features": features[keep], "labels": labels[keep], "held_out": held})
         if n % 50 == 0:
