@@ -62,7 +62,9 @@ ranker-data: install
 
 ranker: ranker-data
 	$(BIN)/outpost export data/faq/docs --out $(RANKER_WORK)/bundle --force
-	$(BIN)/python -m trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl
+	$(BIN)/outpost export examples/docs --out $(RANKER_WORK)/examples --force
+	$(BIN)/python -m trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl \
+		--examples $(RANKER_WORK)/examples
 
 clean:
 	rm -rf $(BUNDLE) .pytest_cache

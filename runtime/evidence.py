@@ -127,7 +127,7 @@ _WANTS_NAME = re.compile(
 )  # fmt: skip
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
 FEATURES = ("dense", "coverage", "coverage_line", "neighbours", "answer_type", "novelty",
-            "restates", "short")  # fmt: skip
+            "restates", "short", "chunk_rank")  # fmt: skip
 
 
 def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.ndarray,
@@ -157,6 +157,7 @@ def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.n
             novelty,
             float(novelty < 0.2),
             float(short and not new_numbers and not new_names),
+            1.0 / (1 + u.hit),  # the retrieval rank of the line's chunk: its context is on topic
         )
     return rows
 
@@ -180,10 +181,12 @@ def _asked(term: str, asked: set[str]) -> bool:
     )
 
 
-# Chosen by a grid search over the dev and example questions (benchmarks/line_rank.py,
-# docs/quality.md); to be refit on FAQ data (issue 18).
+# The first eight were chosen by a grid search over the dev and example questions
+# (benchmarks/line_rank.py); chunk_rank on the training questions (FAQ pairs and
+# examples/train.jsonl, `make ranker`), where 0.1-0.4 fit equally well. docs/quality.md.
 LINE_WEIGHTS = {"dense": 1.0, "coverage": 0.5, "coverage_line": 0.0, "neighbours": 0.6,
-                "answer_type": 0.2, "novelty": 0.0, "restates": -0.2, "short": -0.2}  # fmt: skip
+                "answer_type": 0.2, "novelty": 0.0, "restates": -0.2, "short": -0.2,
+                "chunk_rank": 0.2}  # fmt: skip
 _WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
 
 

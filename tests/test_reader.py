@@ -261,3 +261,18 @@ def test_ask_json_says_how_the_answer_was_made(smol_bundle):
         outpost("ask", str(smol_bundle), "Who painted the Mona Lisa?", "--json").stdout
     )
     assert off["refused"] and off["answer_mode"] is None and off["evidence"] == []
+
+
+def test_a_line_from_a_better_retrieved_chunk_wins_a_tie():
+    import numpy as np
+
+    from runtime.evidence import FEATURES, LINE_WEIGHTS, line_features
+
+    same = "Replace the filter every 500 hours."
+    reading, hits = _reading([same, same], {})
+    q = "How often must the filter be replaced?"
+    rows = line_features(q, reading.units, hits, np.full(len(reading.units), 0.5), {"filter": 1.0})
+    col = {f: i for i, f in enumerate(FEATURES)}
+    assert rows[0][col["chunk_rank"]] > rows[1][col["chunk_rank"]]
+    weights = np.array([LINE_WEIGHTS[f] for f in FEATURES])
+    assert rows[0] @ weights > rows[1] @ weights
