@@ -58,12 +58,12 @@ bench: install
 # packages issue 18 names (apt-get download, no install), a bundle of their answers, the fit.
 RANKER_WORK ?= .outpost-cache/faq
 ranker-data: install
-	$(BIN)/python -m trainer.faq --work $(RANKER_WORK) --out data/faq
+	$(BIN)/python -m outpost.trainer.faq --work $(RANKER_WORK) --out data/faq
 
 ranker: ranker-data
 	$(BIN)/outpost export data/faq/docs --out $(RANKER_WORK)/bundle --force
 	$(BIN)/outpost export examples/docs --out $(RANKER_WORK)/examples --force
-	$(BIN)/python -m trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl \
+	$(BIN)/python -m outpost.trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl \
 		--examples $(RANKER_WORK)/examples
 
 clean:

@@ -28,8 +28,8 @@ NEW_TOKENS = 64
 
 
 def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
-    from runtime.assistant import open_assistant
-    from runtime.prompt import Passage, fit_messages
+    from outpost.runtime.assistant import open_assistant
+    from outpost.runtime.prompt import Passage, fit_messages
 
     a = open_assistant(bundle)
     items = [json.loads(x) for x in Path(questions).read_text().splitlines() if x.strip()][:n]
@@ -44,8 +44,8 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
 
 
 def run_onnx(bundle: str, ids_list, threads: int) -> dict:
-    from runtime.bundle import open_bundle
-    from runtime.generate import GenerationSettings, Generator
+    from outpost.runtime.bundle import open_bundle
+    from outpost.runtime.generate import GenerationSettings, Generator
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
     loaded, cold = time.time() - SPAWNED, None
@@ -62,8 +62,8 @@ def run_onnx(bundle: str, ids_list, threads: int) -> dict:
 def run_torch(bundle: str, ids_list, threads: int) -> dict:
     import torch
 
-    from export.base import load_causal_lm, resolve_base
-    from runtime.bundle import open_bundle
+    from outpost.export.base import load_causal_lm, resolve_base
+    from outpost.runtime.bundle import open_bundle
 
     torch.set_num_threads(threads)
     base = resolve_base(open_bundle(bundle).manifest.model.source)
@@ -91,8 +91,8 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
     """The bundle's base GGUF (the embedded default ships one) in llama.cpp, greedy, same ids."""
     from llama_cpp import Llama
 
-    from export.base import resolve_base
-    from runtime.bundle import open_bundle
+    from outpost.export.base import resolve_base
+    from outpost.runtime.bundle import open_bundle
 
     base = resolve_base(open_bundle(bundle).manifest.model.source)
     if not base.gguf_file:
@@ -139,7 +139,7 @@ def cold_ask(bundle: str, question: str, threads: int, runs: int = 3) -> dict:
     firsts, totals = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "ask", bundle, question,
+        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "ask", bundle, question,
                                  "--threads", str(threads)], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
         proc.stdout.read(1)

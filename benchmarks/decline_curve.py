@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 
-from runtime.assistant import CANDIDATES, open_assistant
-from runtime.evaluate import load_questions
-from runtime.evidence import read
+from outpost.runtime.assistant import CANDIDATES, open_assistant
+from outpost.runtime.evaluate import load_questions
+from outpost.runtime.evidence import read
 
 THRESHOLDS = np.round(np.arange(0.30, 0.81, 0.05), 2)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
@@ -39,10 +38,10 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    from export.embedder import EMBEDDED_EMBEDDER, _to_onnx, resolve_embedder
-    from runtime.embed import Embedder
-    from runtime.evaluate import source_matches
-    from runtime.manifest import Manifest
+    from outpost.export.embedder import EMBEDDED_EMBEDDER, _to_onnx, resolve_embedder
+    from outpost.runtime.embed import Embedder
+    from outpost.runtime.evaluate import source_matches
+    from outpost.runtime.manifest import Manifest
 
     torch.set_num_threads(2)
     bundle = Path(args.bundle)

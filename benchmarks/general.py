@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.bundle import open_bundle
-from runtime.generate import GenerationSettings, Generator
+from outpost.runtime.bundle import open_bundle
+from outpost.runtime.generate import GenerationSettings, Generator
 
 QUESTIONS = [
     "What is the capital of France?",

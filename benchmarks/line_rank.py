@@ -16,10 +16,10 @@ import json
 import statistics
 import time
 
-from runtime.assistant import CANDIDATES, open_assistant
-from runtime.evaluate import load_questions
-from runtime.evidence import read
-from runtime.support import normalise
+from outpost.runtime.assistant import CANDIDATES, open_assistant
+from outpost.runtime.evaluate import load_questions
+from outpost.runtime.evidence import read
+from outpost.runtime.support import normalise
 
 
 def window(units: list, j: int) -> str:

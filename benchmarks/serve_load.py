@@ -109,7 +109,7 @@ def main() -> None:
     questions = [json.loads(line)["question"] for line in open(args.questions) if line.strip()]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", args.bundle, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "serve", args.bundle, "--port", str(port),
                              "--threads", str(args.threads), "--max-concurrent", "1", "--queue", "64"],
                             cwd=ROOT, stderr=subprocess.DEVNULL)  # fmt: skip
     try:

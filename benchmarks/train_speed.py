@@ -29,9 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 PHI3_MINI = dict(
     hidden_size=3072,
     intermediate_size=8192,
@@ -64,7 +61,7 @@ def make_model(shape: str, folder: Path) -> Path:
     if shape == "smollm2":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from export.base import EMBEDDED_LLM, resolve_base
+        from outpost.export.base import EMBEDDED_LLM, resolve_base
 
         base = resolve_base(EMBEDDED_LLM)
         tok = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)
@@ -74,7 +71,7 @@ def make_model(shape: str, folder: Path) -> Path:
         model.save_pretrained(folder)
         tok.save_pretrained(folder)
         return folder
-    from tiny import build_tiny_phi3
+    from outpost.export.random_model import build_tiny_phi3
 
     corpus = [
         " ".join(f"word{i} part{i % 37} value{i % 11}" for i in range(j, j + 40))
@@ -176,8 +173,8 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
     import torch
     from transformers import AutoTokenizer
 
-    from trainer.config import TrainConfig
-    from trainer.recipe import train
+    from outpost.trainer.config import TrainConfig
+    from outpost.trainer.recipe import train
 
     data = work / "replies.jsonl"
     reply_data(

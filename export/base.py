@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import ModelError
-from runtime.files import sha256_files
+from outpost.runtime.errors import ModelError
+from outpost.runtime.files import sha256_files
 
 EMBEDDED_LLM = "embedded:SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

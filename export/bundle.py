@@ -12,32 +12,38 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from export.base import LoadedBase, resolve_base
-from export.chunk import ChunkConfig, chunk_documents
-from export.embedder import EMBEDDED_EMBEDDER, export_embedder
-from export.index import OFF_TOPIC, build_index, calibrate_threshold, pseudo_question, write_store
-from export.ingest import ingest
-from export.libraries import quiet_libraries, versions
-from export.llm import (
-    LlmConfig,
+from outpost.export.base import LoadedBase, resolve_base
+from outpost.export.chunk import chunk_documents
+from outpost.export.config import ExportConfig
+from outpost.export.embedder import export_embedder
+from outpost.export.index import (
+    OFF_TOPIC,
+    build_index,
+    calibrate_threshold,
+    pseudo_question,
+    write_store,
+)
+from outpost.export.ingest import ingest
+from outpost.export.libraries import quiet_libraries, versions
+from outpost.export.llm import (
     build_onnx,
     chat_template_sha256,
     load_model,
     parameter_count,
     parity_check,
 )
-from runtime.bundle import Bundle
-from runtime.errors import InputError, UsageError
-from runtime.evaluate import evaluate, load_questions
-from runtime.files import fsync_dir, remove_stale, sha256_file
-from runtime.log import counter, log
-from runtime.manifest import (
+from outpost.runtime.bundle import Bundle
+from outpost.runtime.errors import InputError
+from outpost.runtime.evaluate import evaluate, load_questions
+from outpost.runtime.files import fsync_dir, remove_stale, sha256_file
+from outpost.runtime.log import counter, log
+from outpost.runtime.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
     EmbedderInfo,
@@ -51,71 +57,15 @@ from runtime.manifest import (
     StoreInfo,
     section,
 )
-from runtime.retrieve import Retriever
+from outpost.runtime.retrieve import Retriever
 
 SELF_CHECK_QUERIES = 200
 
 
-@dataclass
-class ExportConfig:
-    docs: list[str]
-    out: str
-    llm: LlmConfig = field(default_factory=LlmConfig)
-    embedder: str = EMBEDDED_EMBEDDER
-    embedder_precision: str = "fp32"  # or int8: kept only when it retrieves as fp32 does
-    chunk: ChunkConfig = field(default_factory=ChunkConfig)
-    top_k: int = 4
-    max_context: int = 1536
-    max_new_tokens: int = 200
-    repetition_penalty: float = 1.05
-    exclude: tuple[str, ...] = ()  # glob patterns of files to leave out
-    questions: str | None = None  # JSON-lines questions: `outpost eval` runs at export
-    sign: str | None = None  # Ed25519 private key: bundle.sig over bundle.json
-    force: bool = False
-    strict: bool = False
-
-    def check(self) -> None:
-        self.llm.check()
-        self.chunk.check()
-        if not self.docs:
-            raise UsageError("give at least one documents folder or file")
-        for d in self.docs:
-            if not Path(d).exists():
-                raise InputError(f"{d} does not exist; pass folders or files of documents")
-        if self.embedder_precision not in ("fp32", "int8"):
-            raise UsageError("--embedder-precision must be fp32 or int8")
-        if self.top_k < 1:
-            raise UsageError("--top-k must be at least 1")
-        if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
-            raise UsageError("--max-new-tokens must be at least 1 and below --max-context")
-        out = Path(self.out)
-        for parent in [out, *out.parents]:
-            if parent.exists() and not parent.is_dir():
-                raise InputError(
-                    f"--out {out}: {parent} is a file, not a folder; choose another --out"
-                )
-        here = out.absolute().resolve()
-        for d in self.docs:
-            src = Path(d).absolute().resolve()
-            if here == src or here.is_relative_to(src) or src.is_relative_to(here):
-                raise InputError(
-                    f"--out {out} and the documents {d} overlap: the bundle would be written into "
-                    "what it reads (or replace it); choose an --out outside the documents"
-                )
-        if out.exists() and not self.force:
-            raise InputError(f"{out} already exists; pass --force to replace it")
-        if out.exists():
-            _check_replaceable(out)
-        if self.questions:
-            load_questions(self.questions)  # a bad questions file fails before any work
-        if self.sign and not Path(self.sign).is_file():
-            raise InputError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
-
-
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
     """--force replaces only a bundle this tool made, holding nothing but its own files."""
-    from runtime.bundle import check_files, open_bundle
-    from runtime.errors import OutpostError
+    from outpost.runtime.bundle import check_files, open_bundle
+    from outpost.runtime.errors import OutpostError
 
     try:
         bundle = open_bundle(out, check_sizes=False)
@@ -177,7 +127,7 @@ def build_bundle(config: ExportConfig) -> Manifest:
         manifest.export_seconds = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
         if config.sign:
-            from export.sign import sign_manifest
+            from outpost.export.sign import sign_manifest
 
             log(f"signed with key {sign_manifest(tmp, Path(config.sign))}")
         _swap_into_place(tmp, out)
@@ -315,7 +265,7 @@ def _manifest(
 
 
 def _evaluate(tmp: Path, manifest: Manifest, questions: str) -> dict:
-    from runtime.assistant import AskConfig, Assistant
+    from outpost.runtime.assistant import AskConfig, Assistant
 
     log(f"evaluating the bundle on {questions}")
     assistant = Assistant(Bundle(tmp, manifest), AskConfig())

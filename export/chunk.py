@@ -9,28 +9,10 @@ the document's extracted text (blocks joined by blank lines).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from export.ingest import Block, Document
-from runtime.errors import UsageError
-
-
-@dataclass
-class ChunkConfig:
-    target_chars: int = 900
-    max_chars: int = 1400
-    overlap_chars: int = 150
-    min_chars: int = 200
-
-    def check(self) -> None:
-        if self.target_chars < 100:
-            raise UsageError("--chunk-chars must be at least 100")
-        if not 0 <= self.overlap_chars < self.target_chars // 2:
-            raise UsageError("--chunk-overlap must be between 0 and half of --chunk-chars")
-        self.max_chars = max(self.max_chars, self.target_chars)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from outpost.export.config import ChunkConfig
+from outpost.export.ingest import Block, Document
 
 
 @dataclass

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.embed import Embedder
-from runtime.errors import ModelError
+from outpost.export.config import EMBEDDED_EMBEDDER
+from outpost.runtime.embed import Embedder
+from outpost.runtime.errors import ModelError
 
-EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
 INT8_MIN_COSINE = 0.97
 INT8_MAX_SELF_HIT_LOSS = 0.02
 SELF_HIT_K = 4

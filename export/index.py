@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.chunk import Chunk
-from runtime.retrieve import EXPANSION_SEARCH, STORE_SCHEMA
+from outpost.export.chunk import Chunk
+from outpost.runtime.retrieve import EXPANSION_SEARCH, STORE_SCHEMA
 
 DTYPES = ("i8", "f16", "f32")  # smallest first
 MIN_RECALL = 0.99
@@ -58,7 +58,7 @@ def write_store(chunks: list[Chunk], path: Path) -> None:
 
 
 def _new_index(ndim: int, dtype: str):
-    from runtime.retrieve import usearch_index
+    from outpost.runtime.retrieve import usearch_index
 
     return usearch_index()(ndim=ndim, metric="cos", dtype=dtype)
 

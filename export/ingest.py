@@ -16,8 +16,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import InputError
-from runtime.prompt import strip_controls
+from outpost.runtime.errors import InputError
+from outpost.runtime.prompt import strip_controls
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
              ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
@@ -158,7 +158,7 @@ def read_document(path: Path, source: str) -> Document:
     if kind == "pdf":
         doc.blocks = read_pdf(path)
     elif kind == "docx":
-        from export.markup import read_docx
+        from outpost.export.markup import read_docx
 
         doc.blocks = read_docx(path)
     else:
@@ -176,7 +176,7 @@ def read_document(path: Path, source: str) -> Document:
         longest = max((len(line) for line in text.splitlines()), default=0)
         if longest > MAX_LINE_CHARS and kind != "html":
             doc.notes.append(f"a line of {longest} characters; split into chunks at sentences")
-        from export.markup import read_markdown
+        from outpost.export.markup import read_markdown
 
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
     doc.blocks = [b for b in doc.blocks if b.text.strip()]

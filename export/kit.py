@@ -20,90 +20,24 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from email.parser import Parser
 from pathlib import Path
 
-from runtime.errors import InputError, UsageError
-from runtime.log import log
+from outpost.export.config import KitConfig
+from outpost.runtime.errors import InputError
+from outpost.runtime.log import log
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHES = ("x86_64", "aarch64")
-PYTHONS = ("3.11", "3.12", "3.13")
-MIN_GLIBC = 28  # every runtime wheel is manylinux_2_28 or older (onnxruntime-genai is 2_28)
 # Dependencies a device never imports: dropped with everything only they need.
 NEVER_IMPORTED = {
     ("tokenizers", "huggingface-hub"),  # downloads from the hub; bundles carry their tokenizers
     ("onnxruntime", "sympy"),  # symbolic shape inference, a model-building tool
     ("onnxruntime", "coloredlogs"),  # logging colours for onnxruntime's tools
 }
-DEFAULT_QUESTION = "What do these manuals cover?"
 # Folders inside wheels that a device never imports: model-building tools and test suites.
 NEVER_LOADED = ("onnxruntime/transformers/", "onnxruntime/tools/", "onnxruntime/quantization/",
                 "onnxruntime/datasets/", "numpy/f2py/", "numpy/_pyinstaller/")  # fmt: skip
-
-
-@dataclass
-class KitConfig:
-    out: str
-    platform: str = "manylinux_2_28_x86_64"
-    python: str = "3.11"
-    bundle: str | None = None
-    trust: str | None = None
-    question: str = DEFAULT_QUESTION
-    full: bool = False  # keep every dependency pip resolves, and the wheels as published
-    force: bool = False
-
-    @property
-    def arch(self) -> str:
-        """x86_64 or aarch64 from manylinux_2_N_ARCH ("" when the tag has no such shape)."""
-        parts = self.platform.split("_")
-        return "_".join(parts[3:]) if self.platform.startswith("manylinux_2_") else ""
-
-    @property
-    def glibc(self) -> int:
-        """N of manylinux_2_N_ARCH: the device's glibc minor version (0 when not a number)."""
-        part = self.platform.split("_")[2:3]
-        return int(part[0]) if part and part[0].isdigit() else 0
-
-    def check(self) -> None:
-        if self.arch not in ARCHES:
-            raise UsageError(
-                f"--platform {self.platform!r}: use manylinux_2_28_x86_64 or manylinux_2_28_aarch64 "
-                "(manylinux_2_N_ARCH with the device's glibc 2.N)"
-            )
-        if not self.glibc:
-            raise UsageError(f"--platform {self.platform!r}: 2_N must name a glibc, e.g. 2_28")
-        if self.glibc < MIN_GLIBC:
-            raise UsageError(
-                f"--platform {self.platform}: the runtime's wheels need glibc 2.{MIN_GLIBC} or newer "
-                "(onnxruntime-genai publishes manylinux_2_28 only)"
-            )
-        if self.python not in PYTHONS:
-            raise UsageError(
-                f"--python must be one of {', '.join(PYTHONS)} (onnxruntime has no cp310 wheels)"
-            )
-        if self.bundle and not (Path(self.bundle) / "bundle.json").is_file():
-            raise InputError(f"--bundle {self.bundle}: no bundle.json there; pass a bundle folder")
-        if self.bundle:
-            out, src = Path(self.out).absolute().resolve(), Path(self.bundle).absolute().resolve()
-            if out == src or out.is_relative_to(src) or src.is_relative_to(out):
-                raise InputError(
-                    f"--out {self.out} and --bundle {self.bundle} overlap: the kit would be written "
-                    "into what it packs; choose an --out outside the bundle"
-                )
-        if self.trust and not Path(self.trust).is_file():
-            raise InputError(
-                f"--trust {self.trust}: no such key file; pass the .pub from `outpost keygen`"
-            )
-        if not self.question.strip():
-            raise UsageError("--question must not be empty")
-
-    @property
-    def platforms(self) -> list[str]:
-        """Every tag a device with this glibc accepts (pip matches tags exactly)."""
-        tags = [f"manylinux_2_{n}_{self.arch}" for n in range(self.glibc, 16, -1)]
-        return tags + [f"manylinux2014_{self.arch}"]
 
 
 def build_kit(config: KitConfig) -> dict:
@@ -120,7 +54,7 @@ def build_kit(config: KitConfig) -> dict:
         kept, dropped = _prune(config, tmp / "wheels", ours)
         saved = 0 if config.full else sum(slim(w) for w in sorted((tmp / "wheels").glob("*.whl")))
         if config.bundle:
-            from export.pack import pack
+            from outpost.export.pack import pack
 
             log(f"packing {config.bundle}")
             trusted = [Path(config.trust)] if config.trust else []

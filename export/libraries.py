@@ -8,8 +8,8 @@ import os
 import platform
 from importlib import metadata
 
-from runtime import __version__
-from runtime.errors import OutpostError
+from outpost import __version__
+from outpost.runtime.errors import OutpostError
 
 # The modules each build command needs, by the extra that installs them.
 EXTRAS = {

@@ -17,39 +17,19 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from export.base import EMBEDDED_LLM, LoadedBase, load_causal_lm, load_tokenizer
-from runtime.errors import ModelError, UsageError
-from runtime.files import sha256_files
+from outpost.export.base import LoadedBase, load_causal_lm, load_tokenizer
+from outpost.export.config import LlmConfig
+from outpost.runtime.errors import ModelError
+from outpost.runtime.files import sha256_files
 
-PRECISIONS = ("int4", "int8", "fp32")
-QUANT_ALGOS = ("default", "rtn", "k_quant", "k_quant_last", "k_quant_mixed")
 PROBES = [
     "What is the capital of France?",
     "Name three primary colours.",
     "How do I restart a stuck machine safely?",
 ]
 PROBE_TOKENS = 24
-
-
-@dataclass
-class LlmConfig:
-    base: str = EMBEDDED_LLM
-    adapter: str | None = None
-    precision: str = "int4"
-    quant_algo: str = "k_quant_mixed"
-    block_size: int = 32
-    accuracy_level: int = 4
-
-    def check(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
-        if self.quant_algo not in QUANT_ALGOS:
-            raise UsageError(f"--quant-algo must be one of {', '.join(QUANT_ALGOS)}")
-        if self.block_size not in (16, 32, 64, 128, 256):
-            raise UsageError("--block-size must be 16, 32, 64, 128 or 256")
 
 
 def load_model(base: LoadedBase, adapter: str | None, log):
@@ -135,7 +115,7 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
     """Greedy tokens of the ONNX model vs the PyTorch model on the probe prompts."""
     import torch
 
-    from runtime.generate import Generator
+    from outpost.runtime.generate import Generator
 
     onnx = Generator(model_dir)
     agree = total = prefix = 0
@@ -171,7 +151,7 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
 
 
 def onnx_greedy(onnx, ids: list[int], n: int) -> list[int]:
-    from runtime.generate import GenerationSettings
+    from outpost.runtime.generate import GenerationSettings
 
     return onnx.run(ids, GenerationSettings(max_new_tokens=n)).complete().token_ids[:n]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.ingest import Block, clean
-from runtime.errors import InputError
+from outpost.export.ingest import Block, clean
+from outpost.runtime.errors import InputError
 
 
 def _inline_text(token) -> str:

@@ -11,12 +11,12 @@ import os
 import tarfile
 from pathlib import Path
 
-from runtime.bundle import SIGNATURE
-from runtime.errors import InputError
-from runtime.files import fsync_file
-from runtime.install import ROOT_NAME
-from runtime.manifest import MANIFEST
-from runtime.verify import open_verified
+from outpost.runtime.bundle import SIGNATURE
+from outpost.runtime.errors import InputError
+from outpost.runtime.files import fsync_file
+from outpost.runtime.install import ROOT_NAME
+from outpost.runtime.manifest import MANIFEST
+from outpost.runtime.verify import open_verified
 
 
 class _Reader(io.RawIOBase):

@@ -14,10 +14,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime.bundle import SIGNATURE
-from runtime.errors import InputError
-from runtime.manifest import MANIFEST
-from runtime.verify import fingerprint
+from outpost.runtime.bundle import SIGNATURE
+from outpost.runtime.errors import InputError
+from outpost.runtime.manifest import MANIFEST
+from outpost.runtime.verify import fingerprint
 
 
 def _public_pem(key: Ed25519PrivateKey) -> bytes:

@@ -2,5 +2,3 @@
 
 Nothing here imports torch, transformers, peft or sentence-transformers.
 """
-
-__version__ = "0.1.0"

@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.bundle import Bundle
-from runtime.embed import open_embedder
-from runtime.errors import BundleError, OutpostError, UsageError, one_line
-from runtime.evidence import attributable, quotes, read, terms
-from runtime.generate import GenerationSettings, Generator, Timings
-from runtime.prompt import (
+from outpost.runtime.bundle import Bundle
+from outpost.runtime.config import AskConfig
+from outpost.runtime.embed import open_embedder
+from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
+from outpost.runtime.evidence import attributable, quotes, read, terms
+from outpost.runtime.generate import GenerationSettings, Generator, Timings
+from outpost.runtime.prompt import (
     REFUSAL,
     REFUSAL_OPENINGS,
     Passage,
@@ -23,10 +24,9 @@ from runtime.prompt import (
     fit_messages,
     is_refusal,
 )
-from runtime.retrieve import Hit, Retriever
-from runtime.support import check, number_copy
+from outpost.runtime.retrieve import Hit, Retriever
+from outpost.runtime.support import check, number_copy
 
-READERS = ("windows", "chunks")
 # Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
 WITHHELD = (
     "The manuals' passages do not confirm the answer the model wrote, so it is not shown; "
@@ -34,36 +34,6 @@ WITHHELD = (
 )
 CANDIDATES = 8  # chunks whose sentences the windows reader ranks
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
-
-
-@dataclass
-class AskConfig:
-    top_k: int | None = None  # None: the bundle's setting
-    threshold: float | None = None  # None: the bundle's calibrated grounding threshold
-    max_context: int | None = None  # prompt + answer tokens; None: the bundle's setting
-    max_new_tokens: int | None = None
-    threads: int = 0
-    hybrid: bool = True
-    refusal_p: float | None = None  # None: the bundle's (calibrated by the trainer, else 0.5)
-    reader: str = "windows"  # "windows": best sentences with neighbours; "chunks": whole passages
-    min_evidence: float | None = None  # None: the bundle's; decline below this evidence coverage
-    support: bool = True  # check the answer's facts against the passages; copy numbers only
-
-    def check(self) -> None:
-        if self.top_k is not None and self.top_k < 1:
-            raise UsageError("--top-k must be at least 1")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise UsageError("--max-new-tokens must be at least 1")
-        if self.max_context is not None and self.max_context < 64:
-            raise UsageError("--max-context must be at least 64 tokens")
-        if self.threads < 0:
-            raise UsageError("--threads must be 0 (all cores) or more")
-        if self.refusal_p is not None and not 0 <= self.refusal_p <= 1:
-            raise UsageError("--refusal-p must be between 0 and 1 (0: the model declines freely)")
-        if self.min_evidence is not None and not 0 <= self.min_evidence <= 1:
-            raise UsageError("--min-evidence must be between 0 and 1 (0: never decline for it)")
-        if self.reader not in READERS:
-            raise UsageError(f"--reader must be one of {', '.join(READERS)}")
 
 
 @dataclass
@@ -369,8 +339,8 @@ def open_assistant(
     """Open (a bundle folder or a bundles folder's `current`), pin and verify its files, and load
     the models from the pinned files (runtime/bundle.py): what is answered from is what was
     verified. Asking for trust (`trusted`) always verifies."""
-    from runtime.install import resolve
-    from runtime.verify import open_verified
+    from outpost.runtime.install import resolve
+    from outpost.runtime.verify import open_verified
 
     bundle = open_verified(resolve(path), trusted, verify=verify)
     try:

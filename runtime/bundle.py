@@ -30,9 +30,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import BundleError
-from runtime.files import BLOCK, pid_alive, read_plain
-from runtime.manifest import MANIFEST, Manifest
+from outpost.runtime.errors import BundleError
+from outpost.runtime.files import BLOCK, pid_alive, read_plain
+from outpost.runtime.manifest import MANIFEST, Manifest
 
 SIGNATURE = "bundle.sig"
 NOT_LISTED = {MANIFEST, SIGNATURE}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.manifest import EmbedderInfo
+from outpost.runtime.manifest import EmbedderInfo
 
 
 class Embedder:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from runtime.errors import InputError
-from runtime.files import read_jsonl
-from runtime.support import check, normalise
+from outpost.runtime.errors import InputError
+from outpost.runtime.files import read_jsonl
+from outpost.runtime.support import check, normalise
 
 
 def load_questions(path: str | Path) -> list[dict]:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
-from runtime.retrieve import STOPWORDS, Hit
-from runtime.support import facts, normalise
+from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
+from outpost.runtime.retrieve import STOPWORDS, Hit
+from outpost.runtime.support import facts, normalise
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _TERM = re.compile(r"[\w][\w\-]*[\w]|\w")

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from runtime.errors import InputError
+from outpost.runtime.errors import InputError
 
 BLOCK = 1 << 20
 
@@ -66,6 +66,26 @@ def fsync_dir(path: Path) -> None:
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
+
+
+def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
+    """Replace `path` with `data` all at once: written to a temporary name beside it, fsynced
+    (with `durable`), renamed over it, and the folder fsynced. A reader sees the old file or
+    the new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 def pid_alive(pid: int) -> bool:

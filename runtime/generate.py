@@ -248,7 +248,7 @@ class Generator:
         """(ids of tokens holding a digit, {id: digits} of pure-digit tokens, ids ending in "["),
         built once per model."""
         if self._digits is None:
-            from runtime.support import digit_tokens
+            from outpost.runtime.support import digit_tokens
 
             self._digits = digit_tokens(self.tokenizer, self.vocab_size)
         return self._digits

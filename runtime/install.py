@@ -34,11 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE
-from runtime.errors import BundleError, InputError, OutpostError
-from runtime.files import BLOCK, fsync_dir
-from runtime.manifest import MANIFEST, Manifest
-from runtime.verify import MAX_KEY_BYTES, load_public_keys, open_verified, signature_problem
+from outpost.runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE
+from outpost.runtime.errors import BundleError, InputError, OutpostError
+from outpost.runtime.files import BLOCK, fsync_dir, write_atomic
+from outpost.runtime.manifest import MANIFEST, Manifest
+from outpost.runtime.verify import MAX_KEY_BYTES, load_public_keys, open_verified, signature_problem
 
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
 JOURNAL = ".switch.json"
@@ -174,13 +174,7 @@ def _point(link: Path, target: str) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomic(path, json.dumps(data))
 
 
 def _switch(bundles: Path, current: str, previous: str | None) -> None:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 _START = time.perf_counter()
+_LOCK = threading.Lock()
 quiet = False
+
+
+def line(text: str) -> None:
+    """One whole line on stderr: threads that log at once never share a line (print() writes
+    the text and its newline separately, so two threads could write "A", "B", "\n", "\n")."""
+    with _LOCK:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def log(message: str) -> None:
     if not quiet:
-        print(f"[{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+        line(f"[{time.perf_counter() - _START:6.1f}s] {message}")
 
 
 def counter(label: str):

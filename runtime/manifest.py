@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import PurePosixPath
 
-from runtime.errors import BundleError
+from outpost.runtime.errors import BundleError
 
 MANIFEST = "bundle.json"
 SCHEMA_VERSION = 1

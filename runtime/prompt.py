@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from runtime.errors import InputError
+from outpost.runtime.errors import InputError
 
 SYSTEM = (
     "You are a technical assistant. Answer the question using only the numbered passages "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.embed import Embedder
+from outpost.runtime.embed import Embedder
 
 RRF_K = 60
 STOPWORDS = frozenset(

@@ -28,64 +28,16 @@ import hmac
 import json
 import os
 import secrets
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import OutpostError, UsageError, one_line
+from outpost.runtime.config import LANGUAGES, ServeConfig
+from outpost.runtime.errors import OutpostError, one_line
 
 KIOSK = Path(__file__).parent / "kiosk"
-LANGUAGES = ("en", "de", "fr", "es")
-
-
-@dataclass
-class ServeConfig:
-    source: str  # a bundle folder, or a bundles folder whose `current` is followed
-    host: str = "127.0.0.1"
-    port: int = 8080
-    api_key: str | None = None
-    max_concurrent: int = 1
-    queue: int = 8
-    queue_timeout: float = 60.0  # seconds a request may wait for a free slot
-    request_timeout: float = 120.0  # seconds a question may take, queue included
-    max_body: int = 64 * 1024  # bytes
-    max_messages: int = 64
-    max_embedding_inputs: int = 64
-    watch: float = 2.0  # seconds between looks at `current`
-    idle_reset: int = 90  # seconds before the kiosk page clears the conversation
-    lang: str = "en"
-    log_questions: bool = False
-    verify: bool = True
-    trusted: list = field(default_factory=list)
-    threads: int = 0
-    max_connections: int = 512  # open TCP connections in all; more are closed at once
-    max_client_connections: int = 32  # open TCP connections from one address
-    head_timeout: float = 10.0  # seconds a connection may take to send a request's headers
-
-    def check(self) -> None:
-        if not 1 <= self.max_concurrent <= 64:
-            raise UsageError("--max-concurrent must be between 1 and 64")
-        if not 0 <= self.queue <= 1024:
-            raise UsageError("--queue must be between 0 and 1024")
-        if not 0 <= self.port <= 65535:
-            raise UsageError("--port must be between 0 and 65535")
-        if self.queue_timeout <= 0 or self.request_timeout <= 0:
-            raise UsageError("--queue-timeout and --request-timeout must be more than 0 seconds")
-        if self.max_body < 1024:
-            raise UsageError("--max-body must be at least 1024 bytes")
-        if self.idle_reset < 5:
-            raise UsageError("--idle-reset must be at least 5 seconds")
-        if self.lang not in LANGUAGES:
-            raise UsageError(f"--lang must be one of {', '.join(LANGUAGES)}")
-        if not 1 <= self.max_client_connections <= self.max_connections:
-            raise UsageError("--max-client-connections must be between 1 and --max-connections")
-        if self.head_timeout <= 0:
-            raise UsageError("--head-timeout must be more than 0 seconds")
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise UsageError("--api-key must be at least 8 characters")
 
 
 # --- releases: the bundle being served and the next one -------------------------------------------
@@ -101,7 +53,7 @@ class Release:
 
 
 def load_release(path: Path, config: ServeConfig) -> Release:
-    from runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.assistant import AskConfig, open_assistant
 
     assistant = open_assistant(path, AskConfig(threads=config.threads), verify=config.verify,
                                trusted=[Path(t) for t in config.trusted])  # fmt: skip
@@ -135,7 +87,7 @@ class Releases:
         self.switches = 0
 
     def target(self) -> Path:
-        from runtime.install import resolve
+        from outpost.runtime.install import resolve
 
         return resolve(self.config.source).resolve()
 
@@ -701,8 +653,9 @@ def _version() -> str:
 
 
 def _stderr(event: dict) -> None:
-    print(json.dumps({"ts": round(time.time(), 3), **event}, ensure_ascii=False), file=sys.stderr,
-          flush=True)  # fmt: skip
+    from outpost.runtime.log import line
+
+    line(json.dumps({"ts": round(time.time(), 3), **event}, ensure_ascii=False))
 
 
 def limit_malloc_arenas(count: int = 2) -> bool:

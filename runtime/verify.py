@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from runtime.bundle import (
+from outpost.runtime.bundle import (
     SIGNATURE,
     Bundle,
     Problem,
@@ -29,9 +29,9 @@ from runtime.bundle import (
     open_pinned,
     unexpected_files,
 )
-from runtime.errors import BundleError, InputError, UsageError
-from runtime.files import read_plain
-from runtime.manifest import Manifest
+from outpost.runtime.errors import BundleError, InputError, UsageError
+from outpost.runtime.files import read_plain, write_atomic
+from outpost.runtime.manifest import Manifest
 
 MAX_KEY_BYTES = 64 * 1024
 
@@ -228,9 +228,7 @@ def verify_on_open(
     if full and stamp:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(stamp))
-            os.replace(tmp, marker)
+            write_atomic(marker, json.dumps(stamp), durable=False)
         except OSError:
             pass  # a read-only device still works; it just hashes again next time
     return full

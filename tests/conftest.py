@@ -13,13 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def outpost(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 900):
     """Run the real CLI in a subprocess; returns CompletedProcess with text output."""
     return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args],
+        [sys.executable, "-m", "outpost.cli", *args],
         capture_output=True,
         text=True,
         input=input,
@@ -65,7 +64,7 @@ def smol_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_phi3(tmp_path_factory) -> Path:
-    from tiny import build_tiny_phi3
+    from outpost.export.random_model import build_tiny_phi3
 
     corpus = [p.read_text(errors="ignore") for p in (EXAMPLES / "docs").rglob("*.md")]
     return build_tiny_phi3(tmp_path_factory.mktemp("phi3") / "model", corpus * 4)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, outpost
-from export.ingest import MAX_TEXT_BYTES, discover, ingest, read_document
 from fake_bundle import manifest_dict, write_fake_bundle
-from runtime.files import remove_stale
+from outpost.export.ingest import MAX_TEXT_BYTES, discover, ingest, read_document
+from outpost.runtime.files import remove_stale
 
 
 def one_error_line(done, code=1, match=""):
@@ -140,15 +140,23 @@ def test_unreadable_folder_is_listed_and_fails_strict():
     os.chmod(docs / "secret", 0o700)
     for p in (tmp_path, tmp_path / "shared", docs):
         os.chmod(p, 0o755)
-    code = (f"import json; from export.ingest import discover; files, skipped, _ = discover(['{docs}']); "
+    code = (f"import json; from outpost.export.ingest import discover; files, skipped, _ = discover(['{docs}']); "
             "print(json.dumps([[s for _, s in files], [[k.path, k.reason] for k in skipped]]))")  # fmt: skip
     # The project's venv may sit under a folder only root can enter: use the system Python, which
     # is enough for export.ingest (standard library only).
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no system python3 to run the check as another user")
+    # The `outpost` package as an installed wheel lays it out (pyproject.toml's package-dir).
+    site = tmp_path / "site" / "outpost"
+    site.mkdir(parents=True)
+    (site / "__init__.py").symlink_to(ROOT / "src" / "outpost" / "__init__.py")
+    (site / "runtime").symlink_to(ROOT / "runtime")
+    (site / "export").symlink_to(ROOT / "export")
+    for p in (site.parent, site):
+        os.chmod(p, 0o755)
     done = subprocess.run([python, "-c", code], cwd="/", capture_output=True, text=True, user=65534,
-                          env={"PYTHONPATH": str(ROOT), "HOME": "/tmp"})  # fmt: skip
+                          env={"PYTHONPATH": str(site.parent), "HOME": "/tmp"})  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot run as nobody here: {done.stderr.strip()[-200:]}")
     try:
@@ -245,7 +253,7 @@ def test_out_under_an_existing_file(tmp_path):
 
 def test_invalid_utf8_on_stdin(tmp_path):
     write_fake_bundle(tmp_path / "b")
-    done = subprocess.run([sys.executable, "-m", "runtime.cli", "ask", str(tmp_path / "b")], input=b"\xff\xfe what",
+    done = subprocess.run([sys.executable, "-m", "outpost.cli", "ask", str(tmp_path / "b")], input=b"\xff\xfe what",
                           capture_output=True, cwd=ROOT)  # fmt: skip
     assert done.returncode == 1
     assert (

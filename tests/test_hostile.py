@@ -30,10 +30,10 @@ from test_trust import link_copy
 
 from conftest import ROOT, outpost
 from fake_bundle import FILES, manifest_dict
-from runtime.bundle import open_pinned
-from runtime.errors import BundleError, InputError
-from runtime.install import JOURNAL, _apply, _write_json, install, locked, resolve, rollback
-from runtime.verify import open_verified, problems_of
+from outpost.runtime.bundle import open_pinned
+from outpost.runtime.errors import BundleError, InputError
+from outpost.runtime.install import JOURNAL, _apply, _write_json, install, locked, resolve, rollback
+from outpost.runtime.verify import open_verified, problems_of
 
 
 def texts(store: Path) -> set[str]:
@@ -54,7 +54,7 @@ def rehash(bundle: Path, rel: str, key: Path | None = None) -> None:
     (bundle / "bundle.json").write_text(json.dumps(data, indent=2))
     (bundle / "bundle.sig").unlink(missing_ok=True)
     if key is not None:
-        from export.sign import sign_manifest
+        from outpost.export.sign import sign_manifest
 
         sign_manifest(bundle, key)
 
@@ -72,7 +72,7 @@ def _naive_store_path(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_every_library_reads_the_pinned_files_even_after_they_are_replaced(tiny_bundle, tmp_path):
-    from runtime.assistant import AskConfig, Assistant
+    from outpost.runtime.assistant import AskConfig, Assistant
 
     copy = link_copy(tiny_bundle, tmp_path / "b")
     verified_texts = texts(tiny_bundle / "chunks.sqlite")
@@ -94,7 +94,7 @@ def test_every_library_reads_the_pinned_files_even_after_they_are_replaced(tiny_
 def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bundle_b, signing_key):
     """Property: any printable folder name (with %, #, ?, spaces, newlines) x verify/ask: the
     passages come from the verified store, even with a decoy where a naive URI would point."""
-    from runtime.assistant import open_assistant
+    from outpost.runtime.assistant import open_assistant
 
     verified_texts = texts(tiny_bundle / "chunks.sqlite")
     decoy_texts = texts(tiny_bundle_b / "chunks.sqlite")
@@ -279,7 +279,7 @@ def test_an_unsigned_archive_is_refused_before_extraction(signing_key, tmp_path)
 
 
 def test_no_space_for_the_bundle_is_named_before_writing(tmp_path, monkeypatch):
-    from runtime import install as installer
+    from outpost.runtime import install as installer
 
     archive, bundles = tmp_path / "a.tar", tmp_path / "dev"
     _tar(archive, _fake_members())
@@ -292,7 +292,7 @@ def test_no_space_for_the_bundle_is_named_before_writing(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing_is_reported_as_such(tmp_path, monkeypatch):
-    from runtime import install as installer
+    from outpost.runtime import install as installer
 
     archive, bundles = tmp_path / "a.tar", tmp_path / "dev"
     _tar(archive, _fake_members())
@@ -315,7 +315,7 @@ BIG = 24 * 2**20  # big enough that extracting and hashing take a while to kill 
 
 def _release(tmp_path: Path, name: str, seed: int) -> Path:
     """A fake bundle with a large weights file, packed as `outpost pack` does."""
-    from export.pack import pack
+    from outpost.export.pack import pack
 
     files = {**FILES, "model/model.onnx.data": random.Random(seed).randbytes(BIG)}
     root = tmp_path / name
@@ -353,7 +353,7 @@ def _strays(bundles: Path) -> list[str]:
 
 
 def _kill_at(args: list[str], delay: float) -> bool:
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(delay)
     killed = proc.poll() is None
@@ -366,7 +366,7 @@ def _kill_at(args: list[str], delay: float) -> bool:
 def _duration(args: list[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, capture_output=True
+        [sys.executable, "-m", "outpost.cli", *args], cwd=ROOT, capture_output=True
     )
     assert done.returncode == 0, done.stderr
     return time.perf_counter() - start
@@ -468,7 +468,7 @@ def test_install_and_rollback_take_turns_and_releases_are_pruned(tmp_path):
 
 
 def test_keygen_on_a_full_disk_leaves_nothing_that_blocks_a_rerun(tmp_path, monkeypatch):
-    from export import sign
+    from outpost.export import sign
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -504,7 +504,7 @@ def test_manifest_values_out_of_range_name_their_field(tmp_path, field, value, m
 def test_a_docx_zip_bomb_is_refused_before_it_is_read(tmp_path):
     import zipfile
 
-    from export.ingest import read_document
+    from outpost.export.ingest import read_document
 
     bomb = tmp_path / "bomb.docx"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
@@ -529,7 +529,7 @@ def test_no_command_writes_into_what_it_reads(tiny_bundle, tmp_path):
 
 @pytest.mark.slow
 def test_chat_reports_a_line_that_is_not_utf8_and_goes_on(tiny_bundle):
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "chat", str(tiny_bundle), "--max-new-tokens", "2"],
+    proc = subprocess.run([sys.executable, "-m", "outpost.cli", "chat", str(tiny_bundle), "--max-new-tokens", "2"],
                           input=b"\xff\xfe bad\nWhat is the belt speed?\n", capture_output=True,
                           cwd=ROOT, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-1000:]
@@ -540,8 +540,8 @@ def test_chat_reports_a_line_that_is_not_utf8_and_goes_on(tiny_bundle):
 def test_index_falls_back_to_exact_search_when_no_graph_reaches_the_floor(monkeypatch, tmp_path):
     import numpy as np
 
-    from export import index as index_module
-    from runtime.retrieve import usearch_index
+    from outpost.export import index as index_module
+    from outpost.runtime.retrieve import usearch_index
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)

@@ -59,7 +59,7 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert "huggingface_hub" not in present and "pip" not in present and "torch" not in present
     check = subprocess.run([str(prefix / "bin" / "python"), "-c",
-                            "import runtime.cli, runtime.serve, fastapi, uvicorn, usearch.index, onnxruntime_genai"],
+                            "import outpost.cli, outpost.runtime.serve, fastapi, uvicorn, usearch.index, onnxruntime_genai"],
                            capture_output=True, text=True)  # fmt: skip
     assert check.returncode == 0, check.stderr
     again = subprocess.run([str(prefix / "bin" / "outpost"), "ask", str(prefix / "bundles"), QUESTION, "--json"],
@@ -128,14 +128,15 @@ def test_aarch64_kit_answers_under_emulation(tiny_bundle, signing_key, tmp_path)
         tar.extractall(tmp_path / "unpacked", filter="data")
     bundle = next((tmp_path / "unpacked").iterdir())
     python = root / "usr" / "bin" / "python3.11"
-    run = ("import platform, sys; sys.path.insert(0, sys.argv[1]); print(platform.machine(), file=sys.stderr); "
-           "sys.argv = ['outpost', 'ask', sys.argv[2], sys.argv[3], '--json', '--reader', 'chunks', "
-           "'--trust', sys.argv[4]]; "
-           "from runtime.cli import main; main()")  # fmt: skip
-    done = subprocess.run([qemu, "-L", str(root), str(python), "-c", run, str(site), str(bundle), QUESTION,
+    run = ("import platform, sys; print(platform.machine(), file=sys.stderr); "
+           "sys.argv = ['outpost', 'ask', sys.argv[1], sys.argv[2], '--json', '--reader', 'chunks', "
+           "'--trust', sys.argv[3]]; "
+           "from outpost.cli import main; main()")  # fmt: skip
+    done = subprocess.run([qemu, "-L", str(root), str(python), "-c", run, str(bundle), QUESTION,
                            str(kit / "keys" / "release.pub")],
                           capture_output=True, text=True, timeout=1500, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUTPOST_THREADS": "2"})  # fmt: skip
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUTPOST_THREADS": "2",
+                               "PYTHONPATH": str(site)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.splitlines()[0] == "aarch64"
     assert "answer" in json.loads(done.stdout)

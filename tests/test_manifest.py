@@ -6,10 +6,10 @@ import pytest
 
 from conftest import outpost
 from fake_bundle import manifest_dict, write_fake_bundle
-from runtime.bundle import check_files, open_bundle
-from runtime.errors import BundleError
-from runtime.manifest import Manifest
-from runtime.verify import check_binding
+from outpost.runtime.bundle import check_files, open_bundle
+from outpost.runtime.errors import BundleError
+from outpost.runtime.manifest import Manifest
+from outpost.runtime.verify import check_binding
 
 
 def parse(data) -> Manifest:

@@ -45,8 +45,8 @@ def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
     """The gate (runtime/generate.py) on a real int4 model: whatever two tokens the model opens
     with play the refusal here. Below min_p the second may not follow the first; at 0 nothing
     changes; the probability it reports is that of the opening, in (0, 1]."""
-    from runtime.bundle import open_bundle
-    from runtime.generate import GenerationSettings, Generator, RefusalGate
+    from outpost.runtime.bundle import open_bundle
+    from outpost.runtime.generate import GenerationSettings, Generator, RefusalGate
 
     gen = Generator(open_bundle(tiny_bundle).model_dir)
     messages = [{"role": "user", "content": "How often must the hydraulic filter be replaced?"}]
@@ -71,8 +71,8 @@ def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
 def test_runs_in_flight_keep_their_own_results(tiny_bundle):
     """Two generations interleaved on one Generator: each result holds only its own tokens and
     measurements (what a server answering several questions at once needs)."""
-    from runtime.bundle import open_bundle
-    from runtime.generate import GenerationSettings, Generator
+    from outpost.runtime.bundle import open_bundle
+    from outpost.runtime.generate import GenerationSettings, Generator
 
     gen = Generator(open_bundle(tiny_bundle).model_dir)
     settings = GenerationSettings(max_new_tokens=5)
@@ -93,8 +93,8 @@ def test_prompt_in_pieces_gives_the_same_answer(tiny_bundle, monkeypatch):
     """The prompt goes in PREFILL_CHUNK tokens at a time (runtime/generate.py): on a real int4
     model a long prompt fed in pieces of 7 gives the greedy tokens and first-step logits of
     one pass."""
-    import runtime.generate as generate
-    from runtime.bundle import open_bundle
+    import outpost.runtime.generate as generate
+    from outpost.runtime.bundle import open_bundle
 
     gen = generate.Generator(open_bundle(tiny_bundle).model_dir)
     text = " ".join(["Replace the hydraulic filter every 500 hours or when the gauge is red."] * 6)

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export.ingest import SUPPORTED, ingest, read_document
 from fake_bundle import FILES, manifest_dict, write_fake_bundle
-from runtime.cli import cli
-from runtime.errors import InputError
+from outpost.cli import cli
+from outpost.export.ingest import SUPPORTED, ingest, read_document
+from outpost.runtime.errors import InputError
 
 EXAMPLES = 300
 COUNTS: dict[str, int] = {}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import outpost
-from runtime.assistant import Shown
-from runtime.evidence import coverage, split_units, terms
-from runtime.support import NumberCopy, check, facts
+from outpost.runtime.assistant import Shown
+from outpost.runtime.evidence import coverage, split_units, terms
+from outpost.runtime.support import NumberCopy, check, facts
 
 
 def test_units_keep_exact_offsets():
@@ -186,8 +186,8 @@ def _reading(texts: list[str], scores_by_text: dict[str, float]):
     """A Reading over fake hits: each text one chunk; units scored as given (others 0)."""
     import numpy as np
 
-    from runtime.evidence import Reading
-    from runtime.retrieve import Hit
+    from outpost.runtime.evidence import Reading
+    from outpost.runtime.retrieve import Hit
 
     hits = [Hit(i, 0.5, f"doc{i}.md", f"Manual > Part {i}", t) for i, t in enumerate(texts)]
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
@@ -196,7 +196,7 @@ def _reading(texts: list[str], scores_by_text: dict[str, float]):
 
 
 def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
-    from runtime.evidence import quotes
+    from outpost.runtime.evidence import quotes
 
     table = "Service intervals:\nTask | Interval | Part\nReplace air filter | 2,000 hours | AF-750\nReplace oil filter | 4,000 hours | OF-750"
     steps = "To replace the filter:\n- Stop the pump.\n- Open the housing.\n- Fit element HF-2210."
@@ -218,7 +218,7 @@ def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
 
 
 def test_attribution_refuses_stitched_and_echoed_sentences():
-    from runtime.evidence import attributable
+    from outpost.runtime.evidence import attributable
 
     bgp = "bgpd 2605/tcp # BGPd vty"
     ospf = "ospfd 2604/tcp # OSPFd vty"
@@ -234,7 +234,7 @@ def test_attribution_refuses_stitched_and_echoed_sentences():
 def test_line_features_prefer_lines_that_answer_over_lines_that_restate():
     import numpy as np
 
-    from runtime.evidence import FEATURES, line_features
+    from outpost.runtime.evidence import FEATURES, line_features
 
     reading, hits = _reading(
         ["Battery Charging Station CS-48\nA full charge from 20 % takes about 8 hours."], {}
@@ -266,7 +266,7 @@ def test_ask_json_says_how_the_answer_was_made(smol_bundle):
 def test_a_line_from_a_better_retrieved_chunk_wins_a_tie():
     import numpy as np
 
-    from runtime.evidence import FEATURES, LINE_WEIGHTS, line_features
+    from outpost.runtime.evidence import FEATURES, LINE_WEIGHTS, line_features
 
     same = "Replace the filter every 500 hours."
     reading, hits = _reading([same, same], {})

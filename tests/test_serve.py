@@ -38,7 +38,7 @@ def running(bundle, *args: str, ready: bool = True):
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="outpost-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve", str(bundle), "--port", str(port), "--threads", "2", *args],
+        [sys.executable, "-m", "outpost.cli", "serve", str(bundle), "--port", str(port), "--threads", "2", *args],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True,
     )  # fmt: skip
     proc.log_path = log.name

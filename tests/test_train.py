@@ -155,8 +155,8 @@ def test_general_replay_keeps_the_base_models_own_answers():
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from export.base import EMBEDDED_LLM, resolve_base
-    from trainer.general import self_distill
+    from outpost.export.base import EMBEDDED_LLM, resolve_base
+    from outpost.trainer.general import self_distill
 
     base = resolve_base(EMBEDDED_LLM)
     tokenizer = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)

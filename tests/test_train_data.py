@@ -2,10 +2,10 @@
 
 import pytest
 
-from runtime.errors import InputError
-from runtime.prompt import REFUSAL
-from tiny import train_tokenizer
-from trainer.data import (
+from outpost.export.random_model import train_tokenizer
+from outpost.runtime.errors import InputError
+from outpost.runtime.prompt import REFUSAL
+from outpost.trainer.data import (
     IGNORE,
     GroundedConfig,
     build_grounded,
@@ -130,7 +130,7 @@ def test_grounded_examples_use_the_runtime_layout(tmp_path, examples_docs):
 def test_grounded_examples_in_the_windows_layout(tmp_path, examples_docs):
     """The trainer shows the model what the runtime's reader shows: sentence windows, the one
     holding the answer among them and cited."""
-    from trainer.data import SentenceEmbedder
+    from outpost.trainer.data import SentenceEmbedder
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
@@ -167,9 +167,9 @@ def test_quote_takes_the_passage_line_that_holds_the_answer():
 
 def test_dropped_examples_are_not_called_truncated(tokenizer, capsys):
     """An example cut before its answer has nothing to learn: it is dropped and said so."""
-    from runtime import log
-    from trainer.config import TrainConfig
-    from trainer.recipe import _rows
+    from outpost.runtime import log
+    from outpost.trainer.config import TrainConfig
+    from outpost.trainer.recipe import _rows
 
     short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
     long_answer = [

@@ -19,10 +19,10 @@ import pytest
 
 from conftest import EXAMPLES, ROOT, outpost
 from fake_bundle import manifest_dict
-from runtime.bundle import open_bundle, open_pinned
-from runtime.errors import BundleError
-from runtime.install import Limits, install
-from runtime.verify import verify_on_open as verify
+from outpost.runtime.bundle import open_bundle, open_pinned
+from outpost.runtime.errors import BundleError
+from outpost.runtime.install import Limits, install
+from outpost.runtime.verify import verify_on_open as verify
 
 pytestmark = pytest.mark.slow
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -237,7 +237,7 @@ def test_install_rollback_and_kill_during_install(
     rng = random.Random(11)
     kills = outcomes_old = outcomes_new = 0
     for _ in range(10):
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "install", str(second), "--bundles", str(bundles),
+        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "install", str(second), "--bundles", str(bundles),
                                  "--trust", trust], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(rng.uniform(0.05, 0.6))
         if proc.poll() is None:
@@ -279,7 +279,7 @@ def test_killed_export_leaves_nothing_or_a_valid_bundle(tiny_phi3, tmp_path):
     out = tmp_path / "bundle"
     delays = sorted(rng.uniform(1, 28) for _ in range(4))
     for delay in delays:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "export", str(EXAMPLES / "docs" / "press"),
+        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "export", str(EXAMPLES / "docs" / "press"),
                                  "--out", str(out), "--base", str(tiny_phi3), "--force"],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(delay)

@@ -7,14 +7,14 @@ import tarfile
 import numpy as np
 import pytest
 
-from export.chunk import Chunk
-from export.index import build_index, calibrate_threshold, write_store
-from runtime.assistant import Answer, cite, looping
-from runtime.errors import BundleError, InputError, UsageError
-from runtime.files import read_jsonl
-from runtime.install import Limits, _safe_members
-from runtime.prompt import check_question
-from runtime.retrieve import Hit, Retriever
+from outpost.export.chunk import Chunk
+from outpost.export.index import build_index, calibrate_threshold, write_store
+from outpost.runtime.assistant import Answer, cite, looping
+from outpost.runtime.errors import BundleError, InputError, UsageError
+from outpost.runtime.files import read_jsonl
+from outpost.runtime.install import Limits, _safe_members
+from outpost.runtime.prompt import check_question
+from outpost.runtime.retrieve import Hit, Retriever
 
 
 class FixedEmbedder:
@@ -155,8 +155,8 @@ def test_jsonl_errors_name_file_and_line(tmp_path, text, message):
 def test_training_flags_are_made_from_the_settings():
     from dataclasses import fields
 
-    from trainer.cli import train_cmd
-    from trainer.config import TrainConfig
+    from outpost.trainer.cli import train_cmd
+    from outpost.trainer.config import TrainConfig
 
     flags = {p.name for p in train_cmd.params}
     assert {f.name for f in fields(TrainConfig)} <= flags
@@ -167,7 +167,7 @@ def test_training_flags_are_made_from_the_settings():
 
 
 def test_training_settings_precedence_and_errors(tmp_path):
-    from trainer.config import resolve_config
+    from outpost.trainer.config import resolve_config
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("rank: 8\nlearning_rate: 1\ntarget_modules: q_proj, v_proj\n")
@@ -186,7 +186,7 @@ def test_training_settings_precedence_and_errors(tmp_path):
 def test_int8_embedder_check_finds_each_chunk_from_its_own_sentence():
     """The int8 embedder's corpus check (export/embedder.py): a question-sized sentence from the
     middle of a chunk, and the share of such sentences whose own chunk ranks in the top 4."""
-    from export.embedder import probe_sentence, self_hit_rate
+    from outpost.export.embedder import probe_sentence, self_hit_rate
 
     text = "Filters\nShort.\nReplace the hydraulic filter every 500 hours. Check the seal on the filter housing weekly."
     assert probe_sentence(text) == "Check the seal on the filter housing weekly."

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from trainer.config import click_options
+from outpost.trainer.config import click_options
 
 
 @click.command("train")
@@ -20,11 +20,11 @@ from trainer.config import click_options
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON when done.")
 def train_cmd(recipe, resume, as_json, **flags):
     """Train a LoRA/QLoRA adapter that teaches the base model to answer from passages."""
-    from export.libraries import require_extra
+    from outpost.export.libraries import require_extra
 
     require_extra("train", "train")
-    from trainer.config import resolve_config
-    from trainer.recipe import train
+    from outpost.trainer.config import resolve_config
+    from outpost.trainer.recipe import train
 
     config = resolve_config(recipe, flags)
     metrics = train(config, resume=resume)

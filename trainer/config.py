@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from export.base import EMBEDDED_LLM
-from runtime.errors import InputError, UsageError
-from trainer.general import PROMPTS
+from outpost.export.base import EMBEDDED_LLM
+from outpost.runtime.errors import InputError, UsageError
+from outpost.trainer.general import PROMPTS
 
 METHODS = ("auto", "qlora", "lora")
 SCHEDULES = ("cosine", "linear", "constant")

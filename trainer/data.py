@@ -14,13 +14,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import InputError
-from runtime.evaluate import source_matches
-from runtime.evidence import Window
-from runtime.files import read_jsonl
-from runtime.prompt import REFUSAL, Passage, build_messages
-from runtime.retrieve import Hit
-from trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
+from outpost.runtime.errors import InputError
+from outpost.runtime.evaluate import source_matches
+from outpost.runtime.evidence import Window
+from outpost.runtime.files import read_jsonl
+from outpost.runtime.prompt import REFUSAL, Passage, build_messages
+from outpost.runtime.retrieve import Hit
+from outpost.trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
 
 ROLES = {"system", "user", "assistant"}
 IGNORE = -100
@@ -164,8 +164,8 @@ def build_grounded(
     For a share of answerable questions, and for every unanswerable one: passages without the
     answer (for answerable ones, nothing from its document), and the refusal as the target.
     """
-    from export.chunk import ChunkConfig, chunk_documents
-    from export.ingest import ingest
+    from outpost.export.chunk import ChunkConfig, chunk_documents
+    from outpost.export.ingest import ingest
 
     documents, _, _ = ingest(docs)
     if not documents:
@@ -243,7 +243,7 @@ class SentenceEmbedder:
     def __init__(self, name: str | None = None):
         from sentence_transformers import SentenceTransformer
 
-        from export.embedder import EMBEDDED_EMBEDDER, resolve_embedder
+        from outpost.export.embedder import EMBEDDED_EMBEDDER, resolve_embedder
 
         _, location = resolve_embedder(name or EMBEDDED_EMBEDDER)
         self.model = SentenceTransformer(location, device="cpu")
@@ -258,7 +258,7 @@ class MemoryStore:
     """Document frequencies over chunk texts in memory, as the runtime's chunk store gives them."""
 
     def __init__(self, texts: list[str]):
-        from runtime.evidence import terms
+        from outpost.runtime.evidence import terms
 
         self.vocab = [terms(t) for t in texts]
 
@@ -275,7 +275,7 @@ def windows_layout(
     """The runtime reader's windows over `hits` (runtime/evidence.py), keeping one from the gold
     chunk (its best unit) so the answer stays among what the model reads. Returns the passages
     and the gold window's position."""
-    from runtime.evidence import read
+    from outpost.runtime.evidence import read
 
     reading = read(question, hits, embedder, store)  # the runtime's defaults
     chosen = list(reading.windows)

@@ -55,7 +55,7 @@ def faq_files(files: Path) -> list[Path]:
 
 
 def _blocks(path: Path):
-    from export.ingest import read_document
+    from outpost.export.ingest import read_document
 
     if path.name.endswith(".gz"):
         with tempfile.NamedTemporaryFile(suffix=".txt") as tmp:

@@ -12,7 +12,7 @@ weights, the ranker before issue 18 (dense + coverage) and a listwise softmax fi
 every weight; and a sweep of each single weight around the shipped ones on the training
 questions (how `chunk_rank` was chosen).
 
-    .venv/bin/python -m trainer.ranker --bundle FAQ_BUNDLE --pairs data/faq/pairs.jsonl \
+    .venv/bin/python -m outpost.trainer.ranker --bundle FAQ_BUNDLE --pairs data/faq/pairs.jsonl \
         --examples EXAMPLES_BUNDLE
 """
 
@@ -29,8 +29,8 @@ OPENING = 2  # sentences at the start of an answer that count as the line that a
 
 
 def _lines(a, question: str):
-    from runtime.assistant import CANDIDATES
-    from runtime.evidence import line_inputs
+    from outpost.runtime.assistant import CANDIDATES
+    from outpost.runtime.evidence import line_inputs
 
     hits = a.retriever.search(question, max(a.top_k, CANDIDATES))
     units, features, _ = line_inputs(question, hits, a.retriever.embedder, a.retriever.store)
@@ -38,9 +38,9 @@ def _lines(a, question: str):
 
 
 def collect(bundle: str, pairs_path: str) -> list[dict]:
-    from runtime.assistant import open_assistant
-    from runtime.evidence import split_units
-    from runtime.support import normalise
+    from outpost.runtime.assistant import open_assistant
+    from outpost.runtime.evidence import split_units
+    from outpost.runtime.support import normalise
 
     a = open_assistant(bundle)
     rows = []
@@ -69,8 +69,8 @@ def collect(bundle: str, pairs_path: str) -> list[dict]:
 def collect_examples(bundle: str, questions_path: str) -> list[dict]:
     """The answerable questions of examples/train.jsonl over a bundle of examples/docs: a line of
     the answer's source document that holds most of the answer's numbers (else names) answers."""
-    from runtime.assistant import open_assistant
-    from runtime.support import facts, normalise
+    from outpost.runtime.assistant import open_assistant
+    from outpost.runtime.support import facts, normalise
 
     a = open_assistant(bundle)
     rows = []
@@ -139,7 +139,7 @@ def accuracy(rows: list[dict], weights: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from runtime.evidence import FEATURES, LINE_WEIGHTS
+    from outpost.runtime.evidence import FEATURES, LINE_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, help="A bundle exported from data/faq/docs.")

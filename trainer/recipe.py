@@ -18,9 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.errors import InputError, ModelError, UsageError
-from runtime.log import log
-from trainer.config import TrainConfig
+from outpost.runtime.errors import InputError, ModelError, UsageError
+from outpost.runtime.log import log
+from outpost.trainer.config import TrainConfig
 
 TARGETS = {
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
@@ -85,8 +85,8 @@ def _check_out(config: TrainConfig, resume: bool) -> Path:
 
 
 def _examples(config: TrainConfig, tokenizer, path: str):
-    from runtime.files import read_jsonl
-    from trainer.data import (
+    from outpost.runtime.files import read_jsonl
+    from outpost.trainer.data import (
         GroundedConfig,
         SentenceEmbedder,
         build_grounded,
@@ -123,7 +123,7 @@ def _examples(config: TrainConfig, tokenizer, path: str):
 
 def _rows(config: TrainConfig, tokenizer, conversations, path: str):
     """Tokenized conversations (assistant-only labels), packed into rows with --packing."""
-    from trainer.data import pack, tokenize
+    from outpost.trainer.data import pack, tokenize
 
     examples, truncated, dropped = [], 0, 0
     for i, messages in enumerate(conversations):
@@ -203,7 +203,7 @@ class Optimisation:
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Check, set up, fit; returns the metrics written to RUN_DIR/metrics.json."""
-    from export.libraries import quiet_libraries
+    from outpost.export.libraries import quiet_libraries
 
     quiet_libraries()
     config.check()
@@ -218,7 +218,7 @@ def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from export.base import load_causal_lm, load_tokenizer, resolve_base
+    from outpost.export.base import load_causal_lm, load_tokenizer, resolve_base
 
     device, method = _device_and_method(config)
     base = resolve_base(config.base)
@@ -271,8 +271,8 @@ def _general_replay(config: TrainConfig, out: Path, resume: bool, model, tokeniz
     """The base model's own answers to general prompts, made before the adapter is attached."""
     if not config.general:
         return []
-    from trainer.data import load_conversations
-    from trainer.general import self_distill
+    from outpost.trainer.data import load_conversations
+    from outpost.trainer.general import self_distill
 
     saved = out / GENERAL_FILE
     if resume and saved.is_file():

@@ -10,7 +10,9 @@ from importlib import metadata
 
 import click
 
-from runtime.errors import OutpostError, one_line
+from outpost.runtime import settings
+from outpost.runtime.config import AskConfig, ServeConfig
+from outpost.runtime.errors import OutpostError, one_line
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 
@@ -95,14 +97,9 @@ def trust_option(help: str):
                         help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)")  # fmt: skip
 
 
-def threads_option():
-    return click.option("--threads", type=int, default=0, envvar="OUTPOST_THREADS", show_default=True,
-                        help="CPU threads (0: onnxruntime's default).")  # fmt: skip
-
-
 def _cores(threads: int) -> int:
     """--threads, at most the cores this process may use (with a note when it asked for more)."""
-    from runtime.generate import available_cores
+    from outpost.runtime.generate import available_cores
 
     cores = available_cores()
     if threads > cores:
@@ -115,40 +112,17 @@ def _cores(threads: int) -> int:
 
 
 def _ask_options(f):
-    options = [
-        click.option("--top-k", type=int, help="Passages given to the model (default: the bundle's)."),
-        click.option("--threshold", type=float, help="Grounding threshold (default: calibrated at export)."),
-        click.option("--refusal-p", type=float,
-                     help="Decline only when the model's probability of declining reaches this (default: the bundle's)."),
-        click.option("--max-context", type=int, help="Token budget for prompt + answer."),
-        click.option("--max-new-tokens", type=int, help="Longest answer in tokens."),
-        threads_option(),
-        click.option("--no-hybrid", is_flag=True, help="Dense retrieval only (no keyword search)."),
-        click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks."),
-        trust_option("Trusted public key: unsigned or wrongly signed bundles are refused"),
-        click.option("--reader", type=click.Choice(["windows", "chunks"]), default="windows", show_default=True,
-                     help="What the model reads: the best sentences with their neighbours, or whole passages."),
-        click.option("--min-evidence", type=click.FloatRange(0, 1),
-                     help="Decline when the passages read cover less of the question than this (default: the bundle's)."),
-        click.option("--no-support", is_flag=True,
-                     help="Show answers unchecked: no number copying, no check of facts against the passages."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return settings.options(AskConfig)(f)
 
 
-def _open(
-    bundle, top_k, threshold, refusal_p, max_context, max_new_tokens, threads, no_hybrid, no_verify, trust,
-    reader, min_evidence, no_support,
-):  # fmt: skip
+def _open(bundle, **options):
     from pathlib import Path
 
-    from runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.assistant import open_assistant
 
-    config = AskConfig(top_k, threshold, max_context, max_new_tokens, _cores(threads), not no_hybrid, refusal_p,
-                       reader, min_evidence, not no_support)  # fmt: skip
-    return open_assistant(bundle, config, verify=not no_verify, trusted=[Path(t) for t in trust])
+    config = settings.build(AskConfig, options)
+    config.threads = _cores(config.threads)
+    return open_assistant(bundle, config, verify=config.verify, trusted=[Path(t) for t in config.trust])
 
 
 def _print_evidence(answer) -> None:
@@ -190,7 +164,7 @@ def _read_line() -> str:
 
 
 def _read_stdin() -> str:
-    from runtime.errors import InputError
+    from outpost.runtime.errors import InputError
 
     data = sys.stdin.buffer.read()
     try:
@@ -214,7 +188,7 @@ def _read_stdin() -> str:
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
 def ask(bundle, question, as_json, timings, **options):
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
-    from runtime.prompt import check_question
+    from outpost.runtime.prompt import check_question
 
     if question is None or question == "-":
         question = "" if sys.stdin.isatty() else _read_stdin()
@@ -292,8 +266,8 @@ def chat(bundle, timings, **options):
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def info(bundle, as_json):
     """Describe BUNDLE: model, embedder, index, documents and export checks."""
-    from runtime.bundle import open_bundle
-    from runtime.install import resolve
+    from outpost.runtime.bundle import open_bundle
+    from outpost.runtime.install import resolve
 
     m = open_bundle(resolve(bundle)).manifest
     if as_json:
@@ -329,9 +303,9 @@ def verify(bundle, trust, as_json):
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
 
-    from runtime.bundle import open_pinned
-    from runtime.install import resolve
-    from runtime.verify import load_public_keys, problems_of
+    from outpost.runtime.bundle import open_pinned
+    from outpost.runtime.install import resolve
+    from outpost.runtime.verify import load_public_keys, problems_of
 
     keys = load_public_keys([Path(t) for t in trust]) if trust else None
     b = open_pinned(resolve(bundle))
@@ -366,7 +340,7 @@ def install(archive, bundles, trust, keep):
     BUNDLES/current to it atomically."""
     from pathlib import Path
 
-    from runtime.install import install as install_archive
+    from outpost.runtime.install import install as install_archive
 
     cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust], keep=keep)
     click.echo(f"installed {cid[:16]}; {bundles}/current points at it")
@@ -380,7 +354,7 @@ def rollback(bundles):
     """Point BUNDLES/current back at the previously installed bundle."""
     from pathlib import Path
 
-    from runtime.install import rollback as roll_back
+    from outpost.runtime.install import rollback as roll_back
 
     cid = roll_back(Path(bundles))
     click.echo(f"rolled back; current is {cid[:16]}")
@@ -388,121 +362,26 @@ def rollback(bundles):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0: every interface; use with --api-key).",
-)
-@click.option(
-    "--port", default=8080, show_default=True, type=int, help="TCP port (0: any free one)."
-)
-@click.option(
-    "--api-key",
-    envvar="OUTPOST_API_KEY",
-    help="Require 'Authorization: Bearer KEY' on /v1/ (also OUTPOST_API_KEY).",
-)
-@click.option(
-    "--max-concurrent",
-    default=1,
-    show_default=True,
-    type=int,
-    help="Questions answered at once (each uses every --threads core).",
-)
-@click.option(
-    "--queue",
-    default=8,
-    show_default=True,
-    type=int,
-    help="Questions that may wait for a slot; more are answered 429 with Retry-After.",
-)
-@click.option(
-    "--queue-timeout",
-    default=60.0,
-    show_default=True,
-    type=float,
-    help="Seconds a question may wait for a slot before a 503.",
-)
-@click.option(
-    "--request-timeout",
-    default=120.0,
-    show_default=True,
-    type=float,
-    help="Seconds a question may take in all; its answer then stops.",
-)
-@click.option(
-    "--max-body", default=65536, show_default=True, type=int, help="Largest request body in bytes."
-)
-@click.option(
-    "--idle-reset",
-    default=90,
-    show_default=True,
-    type=int,
-    help="Seconds before the kiosk page clears the conversation.",
-)
-@click.option(
-    "--lang",
-    type=click.Choice(["en", "de", "fr", "es"]),
-    default="en",
-    show_default=True,
-    help="Kiosk page language (a page can ask for another with ?lang=).",
-)
-@click.option("--log-questions", is_flag=True, help="Put the question text in the access log.")
-@click.option(
-    "--watch",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 3600),
-    help="Seconds between looks at a bundles folder's `current` for a new release.",
-)
-@click.option(
-    "--max-connections",
-    default=512,
-    show_default=True,
-    type=click.IntRange(1, 65536),
-    help="Open connections in all; more are closed at once.",
-)
-@click.option(
-    "--max-client-connections",
-    default=32,
-    show_default=True,
-    type=click.IntRange(1, 65536),
-    help="Open connections from one address; more are closed at once.",
-)
-@click.option(
-    "--head-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 3600),
-    help="Seconds a client may take to send a request's headers; then it is disconnected.",
-)
-@threads_option()
-@click.option("--no-verify", is_flag=True, help="Skip the bundle's hash and binding checks.")
-@trust_option("Trusted public key: unsigned or wrongly signed releases are refused")
-def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, request_timeout, max_body,
-          idle_reset, lang, log_questions, watch, max_connections, max_client_connections, head_timeout,
-          threads, no_verify, trust):  # fmt: skip
+@settings.options(ServeConfig)
+def serve(bundle, **options):
     """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
     API at /v1 and a kiosk page at /. Ctrl-C stops it."""
     from pathlib import Path
 
-    from runtime.errors import InputError
-    from runtime.serve import ServeConfig
-    from runtime.serve import serve as run_server
+    from outpost.runtime.errors import InputError
+    from outpost.runtime.serve import serve as run_server
 
     if not Path(bundle).exists():
         raise InputError(f"{bundle} does not exist; pass a bundle folder or a bundles folder")
-    config = ServeConfig(str(bundle), host, port, api_key, max_concurrent, queue, queue_timeout,
-                         request_timeout, max_body, idle_reset=idle_reset, lang=lang,
-                         log_questions=log_questions, watch=watch, verify=not no_verify,
-                         trusted=[Path(t) for t in trust], threads=_cores(threads),
-                         max_connections=max_connections, max_client_connections=max_client_connections,
-                         head_timeout=head_timeout)  # fmt: skip
+    config = settings.build(ServeConfig, options, source=str(bundle))
+    config.trusted = [Path(t) for t in config.trusted]
+    config.threads = _cores(config.threads)
     config.check()
-    if trust:
-        from runtime.verify import load_public_keys
+    if config.trusted:
+        from outpost.runtime.verify import load_public_keys
 
-        load_public_keys([Path(t) for t in trust])  # no key found: an error now, not per release
+        load_public_keys(config.trusted)  # no key found: an error now, not per release
+    host, port = config.host, config.port
     where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     click.echo(
         f"serving {bundle} at {where}/ (kiosk page), {where}/v1 (API); Ctrl-C stops", err=True
@@ -512,17 +391,16 @@ def serve(bundle, host, port, api_key, max_concurrent, queue, queue_timeout, req
 
 @cli.command("eval")
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@click.option(
-    "--questions", "-q", required=True, type=click.Path(), help="JSON-lines questions file."
-)
+@click.option("--questions", "-q", required=True, type=click.Path(), envvar="OUTPOST_QUESTIONS",
+              show_envvar=True, help="JSON-lines questions file.")
 @_ask_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the report (with every answer) as JSON."
 )
 def eval_cmd(bundle, questions, as_json, **options):
     """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
-    from runtime.evaluate import evaluate, load_questions
-    from runtime.log import counter
+    from outpost.runtime.evaluate import evaluate, load_questions
+    from outpost.runtime.log import counter
 
     items = load_questions(questions)
     assistant = _open(bundle, **options)

@@ -1,0 +1,122 @@
+"""What the device commands take: `AskConfig` (ask, chat, eval) and `ServeConfig` (serve).
+
+Each setting is declared once, as a field (runtime/settings.py): the command-line options,
+their `OUTPOST_*` variables and the README's option tables are made from these fields. This
+module imports nothing heavy, so `outpost --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from outpost.runtime.errors import UsageError
+from outpost.runtime.settings import setting
+
+READERS = ("windows", "chunks")
+LANGUAGES = ("en", "de", "fr", "es")
+
+
+@dataclass(kw_only=True)
+class AskConfig:
+    """How `ask`, `chat` and `eval` answer; each field is a command-line option
+    (runtime/settings.py). None: the bundle's own setting."""
+
+    top_k: int | None = setting(None, "Passages given to the model (default: the bundle's).",
+                                kind=int)
+    threshold: float | None = setting(None, "Grounding threshold (default: calibrated at export).",
+                                      kind=float)
+    refusal_p: float | None = setting(
+        None, "Decline only when the model's probability of declining reaches this (default: the "
+        "bundle's).", kind=float)
+    max_context: int | None = setting(None, "Token budget for prompt + answer.", kind=int)
+    max_new_tokens: int | None = setting(None, "Longest answer in tokens.", kind=int)
+    threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
+    hybrid: bool = setting(True, "Keyword search fused with the dense search (off: dense only).")
+    verify: bool = setting(True, "Check the bundle's hashes and bindings before answering.")
+    trust: list = setting([], "Trusted public key: unsigned or wrongly signed bundles are refused "
+                          "(file or folder of .pub files).", path=True, multiple=True,
+                          env="OUTPOST_TRUSTED_KEYS")
+    reader: str = setting("windows", "What the model reads: the best sentences with their "
+                          "neighbours, or whole passages.", choices=READERS)
+    min_evidence: float | None = setting(
+        None, "Decline when the passages read cover less of the question than this (default: "
+        "the bundle's).", low=0, high=1, kind=float)
+    support: bool = setting(True, "Check the answer's facts against the passages and copy "
+                            "numbers only from them (off: answers shown unchecked).")
+
+    def check(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError("--top-k must be at least 1")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise UsageError("--max-new-tokens must be at least 1")
+        if self.max_context is not None and self.max_context < 64:
+            raise UsageError("--max-context must be at least 64 tokens")
+        if self.threads < 0:
+            raise UsageError("--threads must be 0 (all cores) or more")
+        if self.refusal_p is not None and not 0 <= self.refusal_p <= 1:
+            raise UsageError("--refusal-p must be between 0 and 1 (0: the model declines freely)")
+        if self.min_evidence is not None and not 0 <= self.min_evidence <= 1:
+            raise UsageError("--min-evidence must be between 0 and 1 (0: never decline for it)")
+        if self.reader not in READERS:
+            raise UsageError(f"--reader must be one of {', '.join(READERS)}")
+
+
+
+@dataclass(kw_only=True)
+class ServeConfig:
+    """How `outpost serve` runs; each field but `source` and the two request limits is an option."""
+
+    source: str  # a bundle folder, or a bundles folder whose `current` is followed
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: every interface; use with "
+                        "--api-key).")
+    port: int = setting(8080, "TCP port (0: any free one).")
+    api_key: str | None = setting(None, "Require 'Authorization: Bearer KEY' on /v1/.", secret=True)
+    max_concurrent: int = setting(1, "Questions answered at once (each uses every --threads core).")
+    queue: int = setting(8, "Questions that may wait for a slot; more are answered 429 with "
+                         "Retry-After.")
+    queue_timeout: float = setting(60.0, "Seconds a question may wait for a slot before a 503.")
+    request_timeout: float = setting(120.0, "Seconds a question may take in all; its answer then "
+                                     "stops.")
+    max_body: int = setting(64 * 1024, "Largest request body in bytes.")
+    idle_reset: int = setting(90, "Seconds before the kiosk page clears the conversation.")
+    lang: str = setting("en", "Kiosk page language (a page can ask for another with ?lang=).",
+                        choices=LANGUAGES)
+    log_questions: bool = setting(False, "Put the question text in the access log.")
+    watch: float = setting(2.0, "Seconds between looks at a bundles folder's `current` for a new "
+                           "release.", low=0.1, high=3600)
+    max_connections: int = setting(512, "Open connections in all; more are closed at once.",
+                                   low=1, high=65536)
+    max_client_connections: int = setting(32, "Open connections from one address; more are "
+                                          "closed at once.", low=1, high=65536)
+    head_timeout: float = setting(10.0, "Seconds a client may take to send a request's headers; "
+                                  "then it is disconnected.", low=0.1, high=3600)
+    threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
+    verify: bool = setting(True, "Check each release's hashes and bindings before serving it.")
+    trusted: list[Path] = setting([], "Trusted public key: unsigned or wrongly signed releases "
+                                  "are refused (file or folder of .pub files).", flag="--trust",
+                                  path=True, multiple=True, env="OUTPOST_TRUSTED_KEYS")
+    max_messages: int = 64  # messages in one chat request
+    max_embedding_inputs: int = 64  # texts in one embeddings request
+
+    def check(self) -> None:
+        if not 1 <= self.max_concurrent <= 64:
+            raise UsageError("--max-concurrent must be between 1 and 64")
+        if not 0 <= self.queue <= 1024:
+            raise UsageError("--queue must be between 0 and 1024")
+        if not 0 <= self.port <= 65535:
+            raise UsageError("--port must be between 0 and 65535")
+        if self.queue_timeout <= 0 or self.request_timeout <= 0:
+            raise UsageError("--queue-timeout and --request-timeout must be more than 0 seconds")
+        if self.max_body < 1024:
+            raise UsageError("--max-body must be at least 1024 bytes")
+        if self.idle_reset < 5:
+            raise UsageError("--idle-reset must be at least 5 seconds")
+        if self.lang not in LANGUAGES:
+            raise UsageError(f"--lang must be one of {', '.join(LANGUAGES)}")
+        if not 1 <= self.max_client_connections <= self.max_connections:
+            raise UsageError("--max-client-connections must be between 1 and --max-connections")
+        if self.head_timeout <= 0:
+            raise UsageError("--head-timeout must be more than 0 seconds")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise UsageError("--api-key must be at least 8 characters")
