@@ -7,15 +7,15 @@ import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from outpost.runtime.answer import Answer, Citation, Evidence, SupportReport
 from outpost.runtime.bundle import Bundle
 from outpost.runtime.config import AskConfig
 from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
 from outpost.runtime.evidence import attributable, quotes, read, terms
-from outpost.runtime.generate import GenerationSettings, Generator, Timings
+from outpost.runtime.generate import GenerationSettings, Generator
 from outpost.runtime.prompt import (
     REFUSAL,
     REFUSAL_OPENINGS,
@@ -34,62 +34,6 @@ WITHHELD = (
 )
 CANDIDATES = 8  # chunks whose sentences the windows reader ranks
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
-
-
-@dataclass
-class Answer:
-    question: str
-    text: str = ""
-    refused: bool = False
-    grounded: bool = True
-    best_score: float = 0.0
-    threshold: float = 0.0
-    citations: list[dict] = field(default_factory=list)
-    timings: Timings = field(default_factory=Timings)
-    retrieval_s: float = 0.0
-    refusal_p: float | None = None  # the model's probability of declining, when it opened so
-    evidence: list[dict] = field(
-        default_factory=list
-    )  # quoted spans: chunk_id, start, end, text, ...
-    evidence_score: float | None = None  # coverage of the question's weight by what the model read
-    declined_by: str | None = None  # threshold | evidence | model | support
-    support: dict | None = None  # facts checked, unsupported ones, and what was done
-    generated: str = ""  # the model's text before the support check (for evaluation)
-    passages: list[str] = field(default_factory=list)  # the texts the model was given
-    # "generated": the model's sentences, each attributable to a quoted window, above the quote;
-    # "quoted": the manual's line is the answer (the model's text was not attributable)
-    answer_mode: str | None = None
-    first_shown_s: float = 0.0  # question in -> the first text a screen can show (the quote)
-
-    def as_dict(self) -> dict:
-        return {
-            "question": self.question,
-            "answer": self.text,
-            "refused": self.refused,
-            "declined_by": self.declined_by,
-            "evidence": self.evidence,
-            "grounded": self.grounded,
-            "best_score": round(self.best_score, 4),
-            "threshold": round(self.threshold, 4),
-            "evidence_score": None
-            if self.evidence_score is None
-            else round(self.evidence_score, 4),
-            "refusal_p": None if self.refusal_p is None else round(self.refusal_p, 4),
-            "support": self.support,
-            "answer_mode": self.answer_mode,
-            "citations": self.citations,
-            "timings": {
-                "retrieval_s": round(self.retrieval_s, 4),
-                "first_shown_s": round(self.first_shown_s, 4),
-                **self.timings.as_dict(),
-            },
-        }
-
-    def shown_citations(self) -> list[dict]:
-        """The citations shown with an answer: those it names, else every passage given."""
-        if self.refused:
-            return []
-        return [c for c in self.citations if c["cited"]] or self.citations
 
 
 class Assistant:
@@ -139,7 +83,7 @@ class Assistant:
         on_text: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         max_new_tokens: int | None = None,
-        on_quote: Callable[[dict], None] | None = None,
+        on_quote: Callable[[Evidence], None] | None = None,
     ) -> Answer:
         """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer.
 
@@ -193,7 +137,7 @@ class Assistant:
             answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
         # The model's sentences must come from the ranker's best window, the quote shown first:
         # attributing to any window let a tuned model lift a wrong line over the right one.
-        window = _quoted(answer.evidence[0]) if answer.evidence else None
+        window = answer.evidence[0].words() if answer.evidence else None
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
@@ -225,35 +169,29 @@ class Assistant:
         declined = is_refusal(answer.text) or is_refusal(answer.generated)
         if self.support:
             action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
-            answer.support = {**check(answer.generated, given, question).as_dict(), "action": action,
-                              "numbers_blocked": run.result.measured.get("numbers_blocked", 0)}  # fmt: skip
+            found = check(answer.generated, given, question)
+            answer.support = SupportReport(found.facts, found.unsupported, action,
+                                           run.result.measured.get("numbers_blocked", 0))
         if declined and not answer.evidence:
-            answer.refused, answer.declined_by = True, "model"
+            answer.declined, answer.declined_by = True, "model"
         elif answer.evidence and (declined or not answer.text):
             # The model declined or wrote nothing attributable: the manual's line is the answer.
-            answer.text, answer.answer_mode = answer.evidence[0]["text"], "quoted"
+            answer.text, answer.answer_mode = answer.evidence[0].text, "quoted"
         elif answer.text:
             answer.answer_mode = "generated"
         elif self.support and not answer.evidence:
-            answer.text, answer.refused, answer.declined_by = WITHHELD, True, "support"
+            answer.text, answer.declined, answer.declined_by = WITHHELD, True, "support"
             if on_text:
                 on_text(WITHHELD)
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
         return answer
 
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
-        answer.grounded, answer.refused, answer.declined_by = grounded, True, why
+        answer.grounded, answer.declined, answer.declined_by = grounded, True, why
         answer.text = REFUSAL
         if on_text:
             on_text(REFUSAL)
         return answer
-
-
-def _quoted(e: dict) -> str:
-    """A quote's words as attribution reads them: the run, its lead line and its heading."""
-    return " ".join(
-        x for x in ((e.get("lead") or {}).get("text", ""), e["heading"], e["text"]) if x
-    )
 
 
 class Shown:
@@ -317,20 +255,11 @@ def looping(text: str) -> bool:
     return len(text) > 2 * LOOP_CHARS and text[-LOOP_CHARS:] in text[:-LOOP_CHARS]
 
 
-def cite(hits: list[Hit], text: str) -> list[dict]:
+def cite(hits: list[Hit], text: str) -> list[Citation]:
     """Numbered citations for the passages given to the model; `cited` marks those the answer names."""
     named = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
-    return [
-        {
-            "n": i,
-            "source": h.source,
-            "heading": h.heading,
-            "score": round(h.score, 4),
-            "chunk_id": h.chunk_id,
-            "cited": i in named,
-        }
-        for i, h in enumerate(hits, 1)
-    ]
+    return [Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
+            for i, h in enumerate(hits, 1)]
 
 
 def open_assistant(

@@ -55,11 +55,11 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
     rows = []
     for i, item in enumerate(questions, 1):
         answer = assistant.ask(item["question"])
-        first_quote = answer.evidence[0]["text"] if answer.evidence else ""
-        text = normalise(f"{answer.text} {first_quote}" if not answer.refused else answer.text)
+        first_quote = answer.evidence[0].text if answer.evidence else ""
+        text = normalise(f"{answer.text} {first_quote}" if not answer.declined else answer.text)
         keywords_ok = all(normalise(k) in text for k in item["answer_keywords"])
-        quoted = normalise(" ".join(e["text"] for e in answer.evidence))
-        shown = not answer.refused
+        quoted = normalise(" ".join(e.text for e in answer.evidence))
+        shown = not answer.declined
         unsupported = (
             check(answer.text, answer.passages, answer.question).unsupported if shown else []
         )
@@ -67,13 +67,14 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         rows.append({
             "id": item["id"],
             "answerable": item["answerable"],
-            "refused": answer.refused,
-            "correct": item["answerable"] and not answer.refused and keywords_ok,
-            "cited": any(source_matches(c["source"], wanted) for c in answer.shown_citations()),
-            "retrieved": any(source_matches(c["source"], wanted) for c in answer.citations),
+            "declined": answer.declined,
+            "refused": answer.declined,  # the old name; removed in the next release
+            "correct": item["answerable"] and not answer.declined and keywords_ok,
+            "cited": any(source_matches(c.source, wanted) for c in answer.shown_citations()),
+            "retrieved": any(source_matches(c.source, wanted) for c in answer.citations),
             "answer": answer.text,
             "declined_by": answer.declined_by,
-            "evidence": [e["text"] for e in answer.evidence],
+            "evidence": [e.text for e in answer.evidence],
             "evidence_ok": bool(item["answerable"] and quoted and all(normalise(k) in quoted for k in item["answer_keywords"])),
             "evidence_score": answer.evidence_score,
             "unsupported": unsupported,
@@ -99,16 +100,16 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         "unanswerable": len(negative),
         "accuracy": share(answerable, "correct"),
         "wrong_shown": round(
-            sum(not r["refused"] and not r["correct"] for r in answerable) / len(answerable), 4
+            sum(not r["declined"] and not r["correct"] for r in answerable) / len(answerable), 4
         )
         if answerable
         else None,
-        "refusal_rate": share(negative, "refused"),
-        "false_refusal_rate": share(answerable, "refused"),
+        "refusal_rate": share(negative, "declined"),
+        "false_refusal_rate": share(answerable, "declined"),
         "cited": share(answerable, "cited"),
         f"recall_at_{assistant.top_k}": share(answerable, "retrieved"),
         "evidence_accuracy": share(answerable, "evidence_ok"),
-        "unsupported_rate": share([r for r in rows if not r["refused"]], "unsupported"),
+        "unsupported_rate": share([r for r in rows if not r["declined"]], "unsupported"),
         "declined_by": {
             why: sum(r["declined_by"] == why for r in rows)
             for why in ("threshold", "evidence", "model", "support")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from outpost.runtime.answer import Evidence, Span
 from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
 from outpost.runtime.retrieve import STOPWORDS, Hit
 from outpost.runtime.support import facts, normalise
@@ -278,7 +279,7 @@ def _context(units: list[Unit], k: int) -> tuple[int | None, int, int]:
     return lead, lo, hi
 
 
-def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[dict]:
+def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[Evidence]:
     """The best-ranked lines, each with the neighbours it needs, quoted verbatim with offsets
     (best first; windows that overlap an earlier one are skipped). `text` is the chunk's text
     from `start` to `end`; `lead`, when the run needs one it does not touch (a table's header,
@@ -286,7 +287,7 @@ def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[dict]:
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(reading.units):
         by_hit.setdefault(u.hit, []).append(j)
-    out: list[dict] = []
+    out: list[Evidence] = []
     taken: list[tuple[int, int, int]] = []
     for j in np.argsort(-reading.scores):
         if len(out) >= limit:
@@ -300,12 +301,10 @@ def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[dict]:
             continue
         hit = hits[u.hit]
         taken.append((u.hit, start, end))
-        head = None
-        if lead is not None:
-            head = {"start": units[lead].start, "end": units[lead].end, "text": units[lead].text}
-        out.append({"chunk_id": hit.chunk_id, "start": start, "end": end,
-                    "text": hit.text[start:end], "lead": head, "source": hit.source,
-                    "heading": hit.heading, "score": round(float(reading.scores[int(j)]), 4)})  # fmt: skip
+        head = None if lead is None else Span(units[lead].start, units[lead].end, units[lead].text)
+        score = round(float(reading.scores[int(j)]), 4)
+        out.append(Evidence(hit.chunk_id, start, end, hit.text[start:end], hit.source, hit.heading,
+                            score, head))
     return out
 
 

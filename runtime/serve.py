@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from outpost.runtime.config import LANGUAGES, ServeConfig
@@ -190,7 +190,7 @@ def _work(slots: Slots, job: Job, release: Release, question: str, history: list
             raise RuntimeError("stopped before it started")
         return release.assistant.ask(question, history, on_text=lambda p: job.put("text", p),
                                      should_stop=job.should_stop, max_new_tokens=max_tokens,
-                                     on_quote=lambda q: job.put("quote", q))  # fmt: skip
+                                     on_quote=lambda q: job.put("quote", asdict(q)))  # fmt: skip
 
     try:
         job.put("done", _in_slot(slots, answer, job.stop))
@@ -260,16 +260,17 @@ def split_conversation(messages: list) -> tuple[str, list[dict]]:
     return question, pairs
 
 
+OUTPOST_FIELD = ("declined", "declined_by", "answer_mode", "evidence", "support")
+
+
 def outpost_field(answer, release: Release) -> dict:
-    return {
-        "declined": answer.refused,
-        "declined_by": answer.declined_by,
-        "answer_mode": answer.answer_mode,
-        "citations": answer.shown_citations(),
-        "evidence": answer.evidence,
-        "support": answer.support,
-        "bundle": release.content_id,
-    }
+    """The answer's own serialised form (runtime/answer.py), the parts a client shows: with the
+    citations shown and the release that answered."""
+    whole = answer.to_dict()
+    shown = {c.n for c in answer.shown_citations()}
+    return {**{k: whole[k] for k in OUTPOST_FIELD},
+            "citations": [c for c in whole["citations"] if c["n"] in shown],
+            "bundle": release.content_id}
 
 
 def usage(answer) -> dict:
@@ -279,7 +280,7 @@ def usage(answer) -> dict:
 
 
 def _finish(answer, max_tokens: int) -> str:
-    return "length" if answer.timings.new_tokens >= max_tokens and not answer.refused else "stop"
+    return "length" if answer.timings.new_tokens >= max_tokens and not answer.declined else "stop"
 
 
 # --- the application -------------------------------------------------------------------------
@@ -436,7 +437,7 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
 
         def record(answer) -> None:
             log.update({"prompt_tokens": answer.timings.prompt_tokens,
-                        "completion_tokens": answer.timings.new_tokens, "declined": answer.refused,
+                        "completion_tokens": answer.timings.new_tokens, "declined": answer.declined,
                         "declined_by": answer.declined_by, "bundle": release.content_id[:12],
                         "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
                         "first_shown_ms": round(1000 * answer.first_shown_s, 1), "answer_mode": answer.answer_mode})  # fmt: skip

@@ -70,9 +70,6 @@ class SupportCheck:
     def ok(self) -> bool:
         return not self.unsupported
 
-    def as_dict(self) -> dict:
-        return {"facts": self.facts, "unsupported": self.unsupported}
-
 
 def check(answer: str, passages: list[str], question: str = "") -> SupportCheck:
     haystack = normalise(" ".join([*passages, question]))

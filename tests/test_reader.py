@@ -205,16 +205,16 @@ def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
         "Replace oil filter | 4,000 hours | OF-750": 3.0, "- Fit element HF-2210.": 2.0,
         "Set VTY connection timeout value.": 1.0})  # fmt: skip
     row, item, described = quotes(reading, hits, limit=3)
-    assert row["lead"]["text"] == "Task | Interval | Part" and row["text"].endswith("OF-750")
+    assert row.lead.text == "Task | Interval | Part" and row.text.endswith("OF-750")
     assert (
-        item["lead"]["text"] == "To replace the filter:"
-        and item["text"] == "- Fit element HF-2210."
+        item.lead.text == "To replace the filter:"
+        and item.text == "- Fit element HF-2210."
     )
-    assert described["text"].startswith("exec-timeout MINUTE [SECOND]\nSet VTY")
+    assert described.text.startswith("exec-timeout MINUTE [SECOND]\nSet VTY")
     for q, h in zip((row, item, described), hits):
-        assert h.text[q["start"] : q["end"]] == q["text"]  # verbatim, by offsets
-        if q["lead"]:
-            assert h.text[q["lead"]["start"] : q["lead"]["end"]] == q["lead"]["text"]
+        assert h.text[q.start : q.end] == q.text  # verbatim, by offsets
+        if q.lead:
+            assert h.text[q.lead.start : q.lead.end] == q.lead.text
 
 
 def test_attribution_refuses_stitched_and_echoed_sentences():

@@ -84,12 +84,12 @@ def test_threshold_sits_between_off_topic_and_in_corpus():
 def test_citations_mark_what_the_answer_names():
     hits = [Hit(i, 0.5, f"s{i}.md", "", "text") for i in range(3)]
     cited = cite(hits, "Replace it every 500 hours [2].")
-    assert [c["cited"] for c in cited] == [False, True, False] and cited[1]["n"] == 2
+    assert [c.cited for c in cited] == [False, True, False] and cited[1].n == 2
     answer = Answer("q", citations=cited)
-    assert [c["n"] for c in answer.shown_citations()] == [2]
+    assert [c.n for c in answer.shown_citations()] == [2]
     answer.citations = cite(hits, "No number named.")
-    assert [c["n"] for c in answer.shown_citations()] == [1, 2, 3]  # none named: all given
-    answer.refused = True
+    assert [c.n for c in answer.shown_citations()] == [1, 2, 3]  # none named: all given
+    answer.declined = True
     assert answer.shown_citations() == []
 
 

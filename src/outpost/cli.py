@@ -127,16 +127,16 @@ def _open(bundle, **options):
 
 def _print_evidence(answer) -> None:
     """The manual's line under the answer (or, quoted, as the answer), with where it is."""
-    if answer.refused or not answer.evidence:
+    if answer.declined or not answer.evidence:
         if answer.declined_by == "support" and answer.support:
-            click.echo(f"(not shown: {safe(', '.join(answer.support['unsupported']))} is not in the passages)",
-                       err=True)  # fmt: skip
+            missing = safe(", ".join(answer.support.unsupported))
+            click.echo(f"(not shown: {missing} is not in the passages)", err=True)
         return
     e = answer.evidence[0]
-    where = safe(e["source"] + (f" > {e['heading']}" if e["heading"] else ""))
+    where = safe(e.source + (f" > {e.heading}" if e.heading else ""))
     label = "From the manual" if answer.answer_mode == "quoted" else "\nEvidence"
-    lead = f"{safe(e['lead']['text'])} \u2026 " if e.get("lead") else ""
-    click.echo(f"{label} ({where}):\n  \u201c{lead}{safe(e['text'])}\u201d")
+    lead = f"{safe(e.lead.text)} \u2026 " if e.lead else ""
+    click.echo(f"{label} ({where}):\n  \u201c{lead}{safe(e.text)}\u201d")
 
 
 def _print_sources(answer) -> None:
@@ -145,8 +145,8 @@ def _print_sources(answer) -> None:
         return
     click.echo("\nSources:")
     for c in cited:
-        where = safe(c["source"] + (f" > {c['heading']}" if c["heading"] else ""))
-        click.echo(f"  [{c['n']}] {where}")
+        where = safe(c.source + (f" > {c.heading}" if c.heading else ""))
+        click.echo(f"  [{c.n}] {where}")
 
 
 def _print_timings(answer) -> None:
@@ -197,7 +197,7 @@ def ask(bundle, question, as_json, timings, **options):
     stream = None if as_json else lambda piece: click.echo(safe(piece, newlines=True), nl=False)
     answer = assistant.ask(question, on_text=stream)
     if as_json:
-        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
     if answer.answer_mode != "quoted":
         click.echo()
