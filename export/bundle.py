@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import random
 import shutil
 import time
@@ -27,7 +26,6 @@ from outpost.export.index import (
     build_index,
     calibrate_threshold,
     pseudo_question,
-    write_store,
 )
 from outpost.export.ingest import ingest
 from outpost.export.libraries import quiet_libraries, versions
@@ -41,7 +39,7 @@ from outpost.export.llm import (
 from outpost.runtime.bundle import Bundle
 from outpost.runtime.errors import InputError
 from outpost.runtime.evaluate import evaluate, load_questions
-from outpost.runtime.files import fsync_dir, remove_stale, sha256_file
+from outpost.runtime.files import new_folder, sha256_file
 from outpost.runtime.log import counter, log
 from outpost.runtime.manifest import (
     MANIFEST,
@@ -58,6 +56,7 @@ from outpost.runtime.manifest import (
     section,
 )
 from outpost.runtime.retrieve import Retriever
+from outpost.runtime.store import write_store
 
 SELF_CHECK_QUERIES = 200
 
@@ -111,14 +110,9 @@ def build_bundle(config: ExportConfig) -> Manifest:
     log(f"{len(docs)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
 
     base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out.parent, f".{out.name}.tmp-")  # left by a killed export (not a running one)
-    remove_stale(out.parent, f".{out.name}.old-")
     if out.exists():
         log(f"replacing the bundle at {out} (--force)")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
-    try:
+    with new_folder(out) as tmp:  # renamed into place only when everything is written
         retrieval = _retrieval_part(tmp, config, chunks)
         model = _llm_part(tmp, config, base)
         manifest = _manifest(config, docs, skipped, root, chunks, retrieval, model)
@@ -130,9 +124,6 @@ def build_bundle(config: ExportConfig) -> Manifest:
             from outpost.export.sign import sign_manifest
 
             log(f"signed with key {sign_manifest(tmp, Path(config.sign))}")
-        _swap_into_place(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(f"bundle written to {out} in {manifest.export_seconds} s")
     return manifest
 
@@ -161,7 +152,7 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
     # Bind the index to the embedder that made its vectors and to the chunk store.
     index_info["embedder"] = {"sha256": sha256_file(tmp / emb.config["file"]), "dim": emb.config["dim"],
                               "normalize": emb.config["normalize"]}  # fmt: skip
-    write_store(chunks, tmp / "chunks.sqlite")
+    write_store(((c.source, c.heading, c.start, c.end, c.text) for c in chunks), tmp / "chunks.sqlite")
 
     log("calibrating the grounding threshold and checking retrieval")
     retriever = Retriever(tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder,
@@ -288,15 +279,3 @@ def _write_manifest(tmp: Path, manifest: Manifest) -> None:
     text = manifest.to_json()
     Manifest.from_json(text)  # what the runtime will read: every field present and typed
     (tmp / MANIFEST).write_text(text, encoding="utf-8")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished bundle into place; an existing bundle is replaced only at the end."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-    fsync_dir(out.parent)

@@ -4,13 +4,12 @@ grounding threshold calibrated on in-corpus and off-topic questions."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from outpost.export.chunk import Chunk
-from outpost.runtime.retrieve import EXPANSION_SEARCH, STORE_SCHEMA
+from outpost.runtime.retrieve import EXPANSION_SEARCH
 
 DTYPES = ("i8", "f16", "f32")  # smallest first
 MIN_RECALL = 0.99
@@ -41,20 +40,6 @@ OFF_TOPIC = [
     "What is the plot of Hamlet?",
     "Where can I buy cheap flights to Tokyo?",
 ]
-
-
-def write_store(chunks: list[Chunk], path: Path) -> None:
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(STORE_SCHEMA[0])
-        db.executemany(
-            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, c.source, c.heading, c.start, c.end, c.text) for i, c in enumerate(chunks)],
-        )
-        db.execute(STORE_SCHEMA[1])
-        db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
-    db.execute("VACUUM")
-    db.close()
 
 
 def _new_index(ndim: int, dtype: str):

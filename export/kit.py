@@ -26,6 +26,7 @@ from pathlib import Path
 
 from outpost.export.config import KitConfig
 from outpost.runtime.errors import InputError
+from outpost.runtime.files import new_folder
 from outpost.runtime.log import log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +46,8 @@ def build_kit(config: KitConfig) -> dict:
     out = Path(config.out)
     if out.exists() and not config.force:
         raise InputError(f"{out} already exists; choose another --out or pass --force")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "wheels").mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:  # renamed into place only when everything is written
+        (tmp / "wheels").mkdir()
         ours = _own_wheel(tmp / "wheels")
         _download(config, ours, tmp / "wheels")
         kept, dropped = _prune(config, tmp / "wheels", ours)
@@ -80,11 +79,6 @@ def build_kit(config: KitConfig) -> dict:
         }
         manifest["wheels_bytes"] = sum(manifest["wheels"].values())
         (tmp / "kit.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(
         f"kit: {len(kept)} wheels, {manifest['wheels_bytes'] / 1e6:.1f} MB; left out {', '.join(dropped) or 'nothing'}"
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from outpost.runtime.errors import InputError
@@ -86,6 +88,32 @@ def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+@contextmanager
+def new_folder(out: Path):
+    """Build a folder that replaces `out` all at once. Yields a temporary folder beside it
+    (leftovers of a killed run are removed first, a running one's are not); when the block
+    ends without an error it is renamed into place (an existing `out` moved aside first and
+    removed after) and the parent fsynced; on any error it is removed and `out` is untouched."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out.parent, f".{out.name}.tmp-")
+    remove_stale(out.parent, f".{out.name}.old-")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+        fsync_dir(out.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pid_alive(pid: int) -> bool:

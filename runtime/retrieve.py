@@ -8,16 +8,14 @@ documents are taken not to cover the question.
 
 from __future__ import annotations
 
-import functools
 import re
-import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from outpost.runtime.embed import Embedder
+from outpost.runtime.store import ChunkStore
 
 RRF_K = 60
 STOPWORDS = frozenset(
@@ -36,114 +34,11 @@ class Hit:
     text: str
 
 
-# The chunk store's schema, written by the export (export/index.py) and the only one read here.
-STORE_SCHEMA = (
-    "CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT NOT NULL, heading TEXT NOT NULL,"
-    " start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL)",
-    "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, content='chunks',"
-    " content_rowid='id', tokenize=\"unicode61 tokenchars '_-'\")",
-)
-QUERY_SECONDS = 5.0  # no query on a real store takes a tenth of this; a hostile one is stopped
-
-
-def store_uri(path: Path) -> str:
-    """A read-only, immutable SQLite URI for exactly this file: every character of the path
-    quoted, so `%`, `#`, `?` in folder names stay part of the name."""
-    from urllib.parse import quote
-
-    return f"file:{quote(str(Path(path).absolute()), safe='/')}?mode=ro&immutable=1"
-
-
-@functools.cache
-def expected_schema() -> frozenset:
-    db = sqlite3.connect(":memory:")
-    for statement in STORE_SCHEMA:
-        db.execute(statement)
-    rows = frozenset(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
-    db.close()
-    return rows
-
-
-class ChunkStore:
-    """SQLite chunk store: one row per chunk, plus an FTS5 table over text and heading.
-
-    Opened read-only and immutable, with `trusted_schema` off; it must hold exactly the tables
-    the export writes (no view, trigger or other object), and every query is stopped after
-    QUERY_SECONDS, so a hostile store is refused or stopped, never run."""
-
-    def __init__(self, path: Path):
-        self.db = sqlite3.connect(store_uri(path), uri=True, check_same_thread=False)
-        self._deadline = 0.0
-        self.db.set_progress_handler(self._over_time, 10_000)
-        self.db.execute("PRAGMA trusted_schema = OFF")
-        self.db.execute("PRAGMA query_only = ON")
-        found = frozenset(self._query("SELECT type, name, tbl_name, sql FROM sqlite_master"))
-        foreign = sorted(f"{kind} {name!r}" for kind, name, _, _ in found - expected_schema())
-        missing = sorted(f"{kind} {name!r}" for kind, name, _, _ in expected_schema() - found)
-        if foreign or missing:
-            self.db.close()
-            what = "holds " + ", ".join(foreign) if foreign else "lacks " + ", ".join(missing)
-            raise ValueError(f"{what}, not the schema `outpost export` writes")
-        self._rows: int | None = None
-        self._df: dict[str, int] = {}
-
-    def _over_time(self) -> bool:
-        return time.monotonic() > self._deadline
-
-    def _query(self, sql: str, args=()) -> list:
-        self._deadline = time.monotonic() + QUERY_SECONDS
-        try:
-            return self.db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError as e:
-            if "interrupted" in str(e):
-                raise ValueError(
-                    f"a query took over {QUERY_SECONDS:g} s; the store is damaged"
-                ) from None
-            raise
-
-    def get(self, ids: list[int]) -> dict[int, tuple[str, str, str]]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._query(
-            f"SELECT id, source, heading, text FROM chunks WHERE id IN ({marks})", ids
-        )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-    def count(self) -> int:
-        """Rows in the store (counted once)."""
-        if self._rows is None:
-            self._rows = self._query("SELECT count(*) FROM chunks")[0][0]
-        return self._rows
-
-    def check(self) -> int:
-        """Read the table and the keyword index once, so a foreign file fails here; the count."""
-        self._query("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'probe' LIMIT 1")
-        return self.count()
-
-    def document_frequency(self, term: str) -> int:
-        """Chunks holding `term` (a word as a prefix, so every form counts), remembered per term."""
-        if term not in self._df:
-            phrase = (
-                '"' + term.replace('"', "") + '"' + ("*" if term.isalpha() else "")
-            )  # word forms
-            self._df[term] = self._query(
-                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
-            )[0][0]
-        return self._df[term]
-
-    def keyword_search(self, query: str, limit: int) -> list[int]:
-        terms = [
-            t for t in re.findall(r"[\w][\w.\-/]*[\w]|\w", query.lower()) if t not in STOPWORDS
-        ]
-        if not terms:
-            return []
-        match = " OR ".join('"' + t.replace('"', "") + '"' for t in dict.fromkeys(terms))
-        rows = self._query(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, limit),
-        )
-        return [r[0] for r in rows]
+def keyword_terms(question: str) -> list[str]:
+    """The words keyword search looks for: the question's, lower-cased, stopwords left out
+    (names with dots, dashes and slashes kept whole: `E-305`, `/etc/gammurc`)."""
+    found = re.findall(r"[\w][\w.\-/]*[\w]|\w", question.lower())
+    return [t for t in found if t not in STOPWORDS]
 
 
 def usearch_index():
@@ -183,7 +78,7 @@ class Retriever:
         for rank, cid in enumerate(dense_ids):
             fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         if hybrid:
-            for rank, cid in enumerate(self.store.keyword_search(question, pool)):
+            for rank, cid in enumerate(self.store.keyword_search(keyword_terms(question), pool)):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         best = sorted(fused, key=lambda c: -fused[c])[:k]
         missing = [c for c in best if c not in dense_score]

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from outpost.export.chunk import Chunk
-from outpost.export.index import build_index, calibrate_threshold, write_store
+from outpost.export.index import build_index, calibrate_threshold
 from outpost.runtime.assistant import Answer, cite, looping
 from outpost.runtime.errors import BundleError, InputError, UsageError
 from outpost.runtime.files import read_jsonl
 from outpost.runtime.install import Limits, _safe_members
 from outpost.runtime.prompt import check_question
 from outpost.runtime.retrieve import Hit, Retriever
+from outpost.runtime.store import write_store
 
 
 class FixedEmbedder:
@@ -41,7 +42,7 @@ def small_index(tmp_path):
     ]
     vectors = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0])])
     build_index(vectors, vectors, tmp_path / "index.usearch", lambda _: None)
-    write_store(chunks, tmp_path / "chunks.sqlite")
+    write_store([(c.source, c.heading, c.start, c.end, c.text) for c in chunks], tmp_path / "chunks.sqlite")
     return tmp_path
 
 
@@ -197,3 +198,20 @@ def test_int8_embedder_check_finds_each_chunk_from_its_own_sentence():
     far = np.roll(chunks, 1, axis=0)  # every query is another chunk's vector
     assert self_hit_rate(chunks, far, k=1) == 0.0
     assert 0.0 < self_hit_rate(chunks, far, k=40) == 1.0
+
+
+def test_new_folder_replaces_all_at_once_or_not_at_all(tmp_path):
+    from outpost.runtime.files import new_folder
+
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), new_folder(out) as tmp:
+        (tmp / "new.txt").write_text("half")
+        raise RuntimeError("export failed")
+    assert [p.name for p in out.iterdir()] == ["old.txt"]  # untouched
+    with new_folder(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (out / "new.txt").exists()  # nothing shows before the end
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temp or old copy left
