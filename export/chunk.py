@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from outpost.export.config import ChunkConfig
-from outpost.export.ingest import Block, Document
+from outpost.export.document import Block, Document
 
 
 @dataclass

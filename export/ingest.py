@@ -1,6 +1,6 @@
 """Files -> documents: each document is a list of blocks (text with its heading path).
 
-Markdown and Word (export/markup.py), plain text, HTML and PDF. A block is a paragraph, a list item, a table, a code
+The readers, one per format, are in export/readers/ (Markdown, Word, plain text, HTML, PDF). A block is a paragraph, a list item, a table, a code
 block or a definition term. Navigation, scripts and page furniture are dropped; when an HTML
 page marks its main content (<main>, role="main", <article>), only that is kept.
 """
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
-import html.parser
 import os
 import re
-import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from outpost.export.document import Document, Skipped
+from outpost.export.readers.html_page import read_html
+from outpost.export.readers.markdown import read_markdown
+from outpost.export.readers.pdf import read_pdf
+from outpost.export.readers.plain import read_text
+from outpost.export.readers.word import read_docx
 from outpost.runtime.errors import InputError
 from outpost.runtime.prompt import strip_controls
 
@@ -23,43 +26,10 @@ SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html"
              ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
 
 
-@dataclass
-class Block:
-    text: str
-    headings: tuple[str, ...] = ()
-    glue: bool = False  # a label (definition term) that must stay with the next block
-    code: bool = False  # keep line breaks
-
-
-@dataclass
-class Document:
-    source: str  # path relative to the documents root, '/'-separated
-    path: Path
-    kind: str
-    blocks: list[Block] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what a user should know (encoding, ...)
-
-
-@dataclass
-class Skipped:
-    path: str
-    reason: str
-
-
 # Files larger than this are skipped (a manual is rarely over a few MB of text; a dump is).
 MAX_TEXT_BYTES = 16 * 2**20
 MAX_PDF_BYTES = 256 * 2**20
 MAX_LINE_CHARS = 100_000  # longer lines are split by the chunker, with a note
-
-
-def clean(text: str, keep_lines: bool = False) -> str:
-    text = (
-        unicodedata.normalize("NFKC", strip_controls(text)).replace("¶", "").replace("\u00ad", "")
-    )
-    if keep_lines:
-        lines = [line.rstrip() for line in text.replace("\t", "    ").split("\n")]
-        return "\n".join(lines).strip("\n")
-    return " ".join(text.split())
 
 
 def discover(
@@ -158,8 +128,6 @@ def read_document(path: Path, source: str) -> Document:
     if kind == "pdf":
         doc.blocks = read_pdf(path)
     elif kind == "docx":
-        from outpost.export.markup import read_docx
-
         doc.blocks = read_docx(path)
     else:
         try:
@@ -176,8 +144,6 @@ def read_document(path: Path, source: str) -> Document:
         longest = max((len(line) for line in text.splitlines()), default=0)
         if longest > MAX_LINE_CHARS and kind != "html":
             doc.notes.append(f"a line of {longest} characters; split into chunks at sentences")
-        from outpost.export.markup import read_markdown
-
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
     doc.blocks = [b for b in doc.blocks if b.text.strip()]
     if not doc.blocks:
@@ -186,191 +152,6 @@ def read_document(path: Path, source: str) -> Document:
         )
     return doc
 
-
-def read_text(text: str) -> list[Block]:
-    blocks: list[Block] = []
-    heading: tuple[str, ...] = ()
-    for para in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        lines = [x for x in para.strip().split("\n") if x.strip()]
-        if not lines:
-            continue
-        if len(lines) == 2 and re.fullmatch(r"[=\-~]{3,}", lines[1].strip()):
-            heading = (clean(lines[0]),)
-            continue
-        first = lines[0].strip()
-        if len(lines) == 1 and len(first) < 70 and first.isupper() and re.search(r"[A-Z]", first):
-            heading = (clean(first.title()),)
-            continue
-        blocks.append(Block(clean(" ".join(lines)), heading))
-    return blocks
-
-
-# --- HTML ---------------------------------------------------------------------------------
-
-SKIP_TAGS = {"script", "style", "head", "nav", "header", "footer", "aside", "noscript", "svg",
-             "object", "form", "button", "template", "iframe"}  # fmt: skip
-SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
-# Whole class names (a heading's own link, class="toc-backref", is not a table of contents).
-SKIP_CLASSES = re.compile(
-    r"(?<![\w-])(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)(?![\w-])"
-)
-BLOCK_TAGS = {"p", "div", "li", "pre", "blockquote", "section", "table", "dd", "dt", "ul", "ol",
-              "dl", "br", "hr", "tr", "figure", "figcaption", "caption", "article", "main"}  # fmt: skip
-VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
-HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-
-
-_SPACES = re.compile(r"\s+")
-
-
-def _is_main(tag: str, attrs: dict) -> bool:
-    return tag in ("main", "article") or attrs.get("role") == "main"
-
-
-class _HtmlBlocks(html.parser.HTMLParser):
-    def __init__(self, main_only: bool):
-        super().__init__(convert_charrefs=True)
-        self.main_only = main_only
-        self.stack: list[tuple[str, bool, bool]] = []  # (tag, skip, main)
-        self.blocks: list[Block] = []
-        self.headings: list[tuple[int, str]] = []
-        self.buf: list[str] = []
-        self.heading_level = 0
-        self.pre = 0
-        self.cell = False
-        self.saw_main = False
-
-    def _skipping(self) -> bool:
-        if any(s for _, s, _ in self.stack):
-            return True
-        return self.main_only and not any(m for _, _, m in self.stack)
-
-    def _flush(self, glue: bool = False):
-        raw = "".join(self.buf)
-        self.buf.clear()
-        code = self.pre > 0 or "\n" in raw.strip()
-        text = clean(raw, keep_lines=code)
-        if text:
-            self.blocks.append(
-                Block(text, tuple(h for _, h in self.headings), glue=glue, code=code)
-            )
-
-    def handle_starttag(self, tag, attrs_list):
-        attrs = {k: (v or "") for k, v in attrs_list}
-        skip = (
-            tag in SKIP_TAGS
-            or attrs.get("role") in SKIP_ROLES
-            or bool(SKIP_CLASSES.search(attrs.get("class", "")))
-            or attrs.get("aria-hidden") == "true"
-        )
-        main = _is_main(tag, attrs)
-        self.saw_main |= main
-        if tag in HEADINGS and not self._skipping():
-            self._flush()
-            self.heading_level = HEADINGS[tag]
-        elif tag in ("td", "th"):
-            self.buf.append(" | " if self.cell else "")
-            self.cell = True
-        elif tag == "tr":
-            self.cell = False
-            if self.buf and "".join(self.buf).strip():
-                self.buf.append("\n")
-        elif tag == "pre":
-            self._flush()
-            self.pre += 1
-        elif tag in BLOCK_TAGS and tag not in ("tr",) and not self.pre:
-            if tag == "dd" or tag == "br":
-                self._flush(glue=tag == "dd")
-            else:
-                self._flush()
-        if tag not in VOID_TAGS:
-            self.stack.append((tag, skip, main))
-
-    def handle_endtag(self, tag):
-        if tag in VOID_TAGS:
-            return
-        if not any(t == tag for t, _, _ in self.stack):
-            return  # stray end tag
-        while self.stack:
-            t, _, _ = self.stack.pop()
-            if t == tag:
-                break
-        if tag in HEADINGS and self.heading_level:
-            title = clean("".join(self.buf))
-            self.buf.clear()
-            level = self.heading_level
-            self.heading_level = 0
-            if title:
-                self.headings = [(lv, h) for lv, h in self.headings if lv < level] + [
-                    (level, title)
-                ]
-        elif tag == "pre":
-            self.pre = max(0, self.pre - 1)
-            self._flush()
-        elif tag == "dt":
-            self._flush(glue=True)
-        elif tag in BLOCK_TAGS and not self.pre and tag not in ("tr", "br"):
-            self._flush()
-
-    def handle_data(self, data):
-        if self._skipping():
-            return
-        if not self.pre:  # HTML folds white space outside <pre>: a wrapped source line is a space
-            data = _SPACES.sub(" ", data)
-        self.buf.append(data)
-
-    def close(self):
-        super().close()
-        self._flush()
-
-
-def read_html(text: str) -> list[Block]:
-    probe = _HtmlBlocks(main_only=False)
-    probe.feed(text)
-    probe.close()
-    if not probe.saw_main:
-        return probe.blocks
-    parser = _HtmlBlocks(main_only=True)
-    parser.feed(text)
-    parser.close()
-    return parser.blocks
-
-
-# --- PDF ----------------------------------------------------------------------------------
-
-PDF_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|Chapter \d+|Section \d+)\s+\S.{0,70}$")
-
-
-def read_pdf(path: Path) -> list[Block]:
-    try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-    except ImportError:  # pragma: no cover - pypdf is part of the [export] extra
-        raise InputError("reading PDF needs pypdf: pip install 'outpost-llm[export]'") from None
-    try:
-        reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, OSError, ValueError, KeyError) as e:
-        raise InputError(f"unreadable PDF ({e})") from None
-    blocks: list[Block] = []
-    heading = ""
-    for number, page in enumerate(pages, 1):
-        para: list[str] = []
-        for line in [*page.split("\n"), ""]:  # the trailing "" ends the page's last paragraph
-            s = line.strip()
-            is_heading = (
-                bool(PDF_HEADING.match(s)) and not s.endswith((".", ",", ";")) and len(s) < 80
-            )
-            if s and not is_heading:
-                para.append(s)
-            long_enough = s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300
-            if para and (not s or is_heading or long_enough):
-                label = (heading, f"p. {number}") if heading else (f"p. {number}",)
-                blocks.append(Block(clean(" ".join(para)), label))
-                para = []
-            if is_heading:
-                heading = clean(s)
-    return blocks
 
 
 def ingest(

@@ -167,7 +167,7 @@ def test_a_client_that_disconnects_stops_its_answer(smol_server):
 
 def test_health_models_openapi_and_kiosk_assets_are_served(smol_server):
     health = httpx.get(f"{smol_server}/health").json()
-    assert health["status"] == "ready" and len(health["bundle"]) == 64
+    assert health["status"] == "ok" and len(health["bundle"]) == 64
     spec = httpx.get(f"{smol_server}/openapi.json").json()
     assert {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health"} <= set(spec["paths"])
     page = httpx.get(f"{smol_server}/")
@@ -526,7 +526,7 @@ def test_health_shows_paths_and_errors_only_to_the_operator(tiny_bundle):
     with running(tiny_bundle, "--api-key", key) as (url, proc):
         anonymous = httpx.get(f"{url}/health").json()
         operator = httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {key}"}).json()
-    assert anonymous["status"] == "ready" and "path" not in anonymous
+    assert anonymous["status"] == "ok" and "path" not in anonymous
     assert operator["path"] == str(tiny_bundle)
 
 
@@ -608,10 +608,10 @@ def test_a_release_repaired_in_place_is_tried_again(tiny_bundle, tmp_path):
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        assert "chunks.sqlite has changed" in r.json()["error"]
+        assert "chunks.sqlite has changed" in r.json()["error"]["message"]
         store.write_bytes(good)  # repaired in place: same path
         health = wait_ready(url, proc, timeout=60)
-    assert health["status"] == "ready"
+    assert health["status"] == "ok"
 
 
 @pytest.mark.parametrize("name", ["b%2fx", "a#b?mode=rwc", "sp ace\nnew%41line"])

@@ -1,0 +1,295 @@
+"""The HTTP API's parts, one router per concern: the OpenAI-compatible API (/v1/chat/completions,
+/v1/embeddings, /v1/models), passages (/v1/passages/{id}), health (/health) and the kiosk
+page's assets. Request models are declared here once; the routes reach the answering side only
+through `Server` (the releases and the scheduler) and `Release` (ask, passage, embed).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from outpost.runtime.config import LANGUAGES, ServeConfig
+from outpost.runtime.releases import Release, Releases
+from outpost.runtime.scheduler import ApiError, Done, Failed, Quote, Scheduler, Text
+
+KIOSK = Path(__file__).parent / "kiosk"
+MAX_MESSAGES = 64  # messages in one chat request
+MAX_EMBEDDING_INPUTS = 64  # texts in one embeddings request
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str = Field(pattern="^(system|developer|user|assistant|tool)$")
+    content: str | list[dict]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # temperature, top_p, ...: accepted, greedy anyway
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    input: str | list[str] = Field(max_length=MAX_EMBEDDING_INPUTS)
+
+
+@dataclass
+class Server:
+    """What the routes share: the settings, the releases followed and the scheduler."""
+
+    config: ServeConfig
+    releases: Releases
+    scheduler: Scheduler
+
+    def serving(self) -> Release:
+        release = self.releases.current
+        if release is None:
+            raise ApiError(503, "the bundle is still loading" if not self.releases.error
+                           else f"no bundle can be served: {self.releases.error}")
+        return release
+
+
+# --- OpenAI-shaped pieces ------------------------------------------------------------------
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error", headers=None):
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _text(content) -> str:
+    """A message's text: a string, or the text parts of a content list."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+    )
+
+
+def split_conversation(messages: list) -> tuple[str, list[dict]]:
+    """The question (last user turn) and the earlier user/assistant turns as history."""
+    if not messages or messages[-1].role != "user":
+        raise ApiError(400, "the last message must have role 'user'")
+    question = _text(messages[-1].content).strip()
+    if not question:
+        raise ApiError(400, "the last user message has no text")
+    history = [{"role": m.role, "content": _text(m.content)}
+               for m in messages[:-1] if m.role in ("user", "assistant")]  # fmt: skip
+    # Chat history alternates user, assistant: keep complete pairs only.
+    pairs = []
+    for i in range(len(history) - 1):
+        if history[i]["role"] == "user" and history[i + 1]["role"] == "assistant":
+            pairs += history[i : i + 2]
+    return question, pairs
+
+
+OUTPOST_FIELD = ("declined", "declined_by", "answer_mode", "evidence", "support")
+
+
+def outpost_field(answer, release) -> dict:
+    """The answer's own serialised form (runtime/answer.py), the parts a client shows: with the
+    citations shown and the release that answered."""
+    whole = answer.to_dict()
+    shown = {c.n for c in answer.shown_citations()}
+    return {**{k: whole[k] for k in OUTPOST_FIELD},
+            "citations": [c for c in whole["citations"] if c["n"] in shown],
+            "bundle": release.content_id}
+
+
+def usage(answer) -> dict:
+    t = answer.timings
+    return {"prompt_tokens": t.prompt_tokens, "completion_tokens": t.new_tokens,
+            "total_tokens": t.prompt_tokens + t.new_tokens}  # fmt: skip
+
+
+def _finish(answer, max_tokens: int) -> str:
+    return "length" if answer.timings.new_tokens >= max_tokens and not answer.declined else "stop"
+
+
+
+def authorised_headers(headers: dict, key: str) -> bool:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
+
+
+def _authorised(request, key: str) -> bool:
+    return authorised_headers({"authorization": request.headers.get("authorization", "")}, key)
+
+
+# --- routers -----------------------------------------------------------------------------------
+
+
+def health_router(server: Server) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health(request: Request):
+        """As llama.cpp's server answers: 503 with an error object while loading (or when no
+        bundle can be served), 200 `{"status": "ok"}` when ready; Outpost's own fields beside.
+        Paths and error texts only for the operator (with --api-key: callers that send it)."""
+        config, releases = server.config, server.releases
+        detail = not config.api_key or _authorised(request, config.api_key)
+        release = releases.current
+        if release is None:
+            message = "Loading model" if not releases.error else (
+                releases.error if detail else "the bundle cannot be served")
+            body = {"error": {"code": 503, "message": message, "type": "unavailable_error"},
+                    "status": "loading" if not releases.error else "error"}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+        body = {"status": "ok", "bundle": release.content_id, "model": release.model,
+                "switches": releases.switches, "refused": bool(releases.error),
+                "running_or_waiting": server.scheduler.inside}
+        if detail:
+            body.update(path=str(release.path), refused=releases.error)
+        return body
+
+    return router
+
+
+def passages_router(server: Server) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/passages/{chunk_id}")
+    async def passage(chunk_id: int):
+        release = server.serving()
+        if not 0 <= chunk_id < 2**63:  # SQLite's integers; beyond, no passage can have the id
+            raise ApiError(404, f"no passage {chunk_id} in this bundle")
+        found = release.passage(chunk_id)
+        if found is None:
+            raise ApiError(404, f"no passage {chunk_id} in this bundle")
+        source, heading, text = found
+        return {"id": chunk_id, "source": source, "heading": heading, "text": text}
+
+    return router
+
+
+def openai_router(server: Server) -> APIRouter:
+    router = APIRouter()
+    config, scheduler = server.config, server.scheduler
+
+    @router.get("/v1/models")
+    async def models():
+        release = server.serving()
+        return {"object": "list", "data": [{"id": release.model, "object": "model",
+                "created": int(release.loaded_at), "owned_by": "outpost"}]}
+
+    @router.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest, request: Request):
+        release = server.serving()
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or any(not t.strip() for t in texts):
+            raise ApiError(400, "input: give one or more non-empty strings")
+        vectors = await scheduler.run(lambda: release.embed(texts))
+        request.state.log = {"inputs": len(texts)}
+        return {"object": "list", "model": release.model,
+                "data": [{"object": "embedding", "index": i, "embedding": [round(float(x), 7) for x in v]}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+    @router.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request):
+        release = server.serving()
+        question, history = split_conversation(body.messages)
+        limit = release.max_new_tokens
+        asked = body.max_completion_tokens or body.max_tokens or limit
+        max_tokens = min(asked, limit)  # clamped to the bundle's longest answer
+        job = scheduler.answer(release, question, history, max_tokens)
+        first = await job.next(request)
+        if isinstance(first, Failed):  # no slot came free in time
+            raise ApiError(first.status, first.message)
+        cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+        log = request.state.log
+        if config.log_questions:
+            log["question"] = question
+
+        def record(answer) -> None:
+            log.update({"prompt_tokens": answer.timings.prompt_tokens,
+                        "completion_tokens": answer.timings.new_tokens, "declined": answer.declined,
+                        "declined_by": answer.declined_by, "bundle": release.content_id[:12],
+                        "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
+                        "first_shown_ms": round(1000 * answer.first_shown_s, 1),
+                        "answer_mode": answer.answer_mode})
+
+        if not body.stream:
+            last = await job.last(request)
+            if isinstance(last, Failed):
+                raise ApiError(last.status, last.message)
+            answer = last.answer
+            record(answer)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": release.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                                 "finish_reason": _finish(answer, max_tokens)}],
+                    "usage": usage(answer), "outpost": outpost_field(answer, release)}
+
+        def chunk(delta: dict, finish=None, **extra) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                    "model": release.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+        include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
+
+        async def events():
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                while True:
+                    event = await job.events.get()
+                    if isinstance(event, Text):
+                        yield chunk({"content": event.text})
+                    elif isinstance(event, Quote):  # the manual's line, before any generation
+                        yield chunk({}, outpost={"quote": event.quote})
+                    elif isinstance(event, Done):
+                        answer = event.answer
+                        record(answer)
+                        if answer.answer_mode == "quoted":  # the line is the answer's content
+                            yield chunk({"content": answer.text})
+                        extra = {"outpost": outpost_field(answer, release)}
+                        if include_usage:
+                            extra["usage"] = usage(answer)
+                        yield chunk({}, _finish(answer, max_tokens), **extra)
+                        break
+                    elif isinstance(event, Failed):
+                        err = {"message": event.message, "type": "server_error"}
+                        yield f"data: {json.dumps({'error': err})}\n\n"
+                        break
+                yield "data: [DONE]\n\n"
+            finally:
+                job.stop.set()  # a client that went away stops its generation
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+def kiosk_router(config: ServeConfig) -> APIRouter:
+    router = APIRouter()
+    settings = {"idleReset": config.idle_reset, "lang": config.lang, "languages": LANGUAGES}
+    page = (KIOSK / "index.html").read_text(encoding="utf-8")
+    page = page.replace("/*SETTINGS*/{}", json.dumps(settings))
+    assets = {p.name for p in KIOSK.iterdir() if p.is_file()} - {"index.html"}
+
+    @router.get("/", include_in_schema=False)
+    async def kiosk_page():
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @router.get("/kiosk/{name}", include_in_schema=False)
+    async def kiosk_asset(name: str):
+        if name not in assets:
+            raise ApiError(404, f"no kiosk asset {name}")
+        return FileResponse(KIOSK / name, headers={"Cache-Control": "no-cache"})
+
+    return router

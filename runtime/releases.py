@@ -1,0 +1,113 @@
+"""The releases a server answers from: the bundle being served, and the next one.
+
+Serving a bundles folder (`outpost install --bundles DIR`), `Releases` follows `current`: a new
+release is opened and verified beside the old one, new requests go to it once it has loaded,
+and questions in flight finish on the old one. A release that fails verification is refused
+(and tried again once its files change); the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from outpost.runtime.config import ServeConfig
+from outpost.runtime.errors import OutpostError, one_line
+
+
+@dataclass
+class Release:
+    """One opened, verified bundle, and all the server asks of it."""
+
+    assistant: object
+    path: Path
+    content_id: str
+    model: str  # the id /v1/models shows
+    loaded_at: float
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.assistant.settings.max_new_tokens
+
+    def ask(self, question: str, history: list, **kwargs):
+        """Answer one question (runtime/assistant.py, `Assistant.ask`)."""
+        return self.assistant.ask(question, history, **kwargs)
+
+    def passage(self, chunk_id: int) -> tuple[str, str, str] | None:
+        """(source, heading, text) of a stored passage, or None."""
+        return self.assistant.retriever.store.get([chunk_id]).get(chunk_id)
+
+    def embed(self, texts: list[str]):
+        return self.assistant.retriever.embedder.embed(texts)
+
+
+def load_release(path: Path, config: ServeConfig) -> Release:
+    from outpost.runtime.assistant import AskConfig, open_assistant
+
+    assistant = open_assistant(path, AskConfig(threads=config.threads), verify=config.verify,
+                               trusted=[Path(t) for t in config.trusted])  # fmt: skip
+    cid = assistant.bundle.content_id
+    return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
+
+
+def folder_stamp(folder: Path) -> tuple:
+    """Name, inode, size, mtime and ctime of every file below `folder`: a release repaired in
+    place (installed again to the same path) differs, so it is tried again."""
+    entries = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            entries.append((parent, name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(sorted(entries))
+
+
+class Releases:
+    """Follows the configured source; `current` is swapped in one assignment, so a request that
+    took a reference keeps its release to the end."""
+
+    def __init__(self, config: ServeConfig, say):
+        self.config, self.say = config, say
+        self.current: Release | None = None
+        self.error: str | None = None
+        self.refused: tuple | None = None  # (target, stamp) that failed: retried once it changes
+        self.switches = 0
+
+    def target(self) -> Path:
+        from outpost.runtime.install import resolve
+
+        return resolve(self.config.source).resolve()
+
+    def refresh(self) -> None:
+        try:
+            target = self.target()
+        except OSError as e:
+            self.error = f"cannot read {self.config.source}: {e}"
+            return
+        if self.current and target == self.current.path:
+            return
+        stamp = folder_stamp(target)
+        if (target, stamp) == self.refused:
+            return
+        self.say({"event": "loading", "bundle": str(target)})
+        try:
+            release = load_release(target, self.config)
+        except (OutpostError, ValueError, OSError) as e:
+            self.refused, self.error = (target, stamp), one_line(str(e))
+            self.say({"event": "refused", "bundle": str(target), "error": self.error})
+            return
+        old, self.current, self.error, self.refused = self.current, release, None, None
+        self.switches += old is not None
+        self.say({"event": "serving", "bundle": str(target), "content_id": release.content_id,
+                  "replaced": old.content_id if old else None})  # fmt: skip
+
+    def follow(self, stop: threading.Event) -> None:
+        while True:
+            self.refresh()
+            if stop.wait(self.config.watch):
+                return

@@ -1,0 +1,110 @@
+"""The HTTP API in process: the real app (routers, Guard, error handlers) over a real bundle,
+driven through httpx's ASGI transport, without starting uvicorn. The live-server tests
+(tests/test_serve.py) cover what needs sockets: disconnects, slow clients, release switches."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from outpost.runtime.config import ServeConfig
+from outpost.runtime.releases import Releases
+from outpost.runtime.serve import create_app
+
+
+def _app(source, loaded: bool = True, **settings):
+    events = []
+    config = ServeConfig(source=str(source), threads=2, **settings)
+    releases = Releases(config, events.append)
+    if loaded:
+        releases.refresh()  # what the app's release thread does first (not run in process)
+        assert releases.current is not None, events
+    return create_app(config, releases, say=events.append), events
+
+
+def _call(app, *requests):
+    """Send each (method, path, json) to the app; the responses, in order."""
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://outpost") as client:
+            return [await client.request(m, p, json=body, timeout=120) for m, p, body in requests]
+
+    return asyncio.run(run())
+
+
+def ask(question: str, **extra) -> dict:
+    return {"messages": [{"role": "user", "content": question}], **extra}
+
+
+@pytest.mark.slow
+def test_api_in_process_answers_streams_and_describes_itself(tiny_bundle):
+    app, events = _app(tiny_bundle)
+    health, models, answer, stream, passage = _call(
+        app,
+        ("GET", "/health", None),
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/chat/completions", ask("What is the maximum pressure of the press?", max_tokens=8)),
+        ("POST", "/v1/chat/completions", ask("What is the maximum pressure of the press?", max_tokens=8, stream=True)),
+        ("GET", "/v1/passages/0", None),
+    )  # fmt: skip
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert len(health.json()["bundle"]) == 64
+    model = models.json()["data"][0]["id"]
+    assert model.startswith("outpost-")
+
+    assert answer.status_code == 200 and answer.headers["x-request-id"].startswith("req-")
+    body = answer.json()
+    assert body["model"] == model and body["object"] == "chat.completion"
+    field = body["outpost"]
+    assert set(field) == {"declined", "declined_by", "answer_mode", "evidence", "support",
+                          "citations", "bundle"}  # fmt: skip
+    if not field["declined"]:
+        assert field["evidence"] and field["citations"]
+
+    chunks = [line[6:] for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert chunks[-1] == "[DONE]"
+    parsed = [json.loads(c) for c in chunks[:-1]]
+    assert parsed[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert parsed[-1]["outpost"]["declined"] == field["declined"]  # one serialiser, both ways
+    quotes = [c["outpost"]["quote"] for c in parsed if "quote" in c.get("outpost", {})]
+    if not field["declined"]:
+        assert quotes and quotes[0]["text"] == field["evidence"][0]["text"]  # the quote came first
+
+    assert passage.status_code == 200 and set(passage.json()) == {"id", "source", "heading", "text"}
+    logged = [e for e in events if e.get("event") == "request"]
+    assert [e["status"] for e in logged] == [200, 200, 200, 200]  # /health is not logged
+
+
+@pytest.mark.slow
+def test_api_in_process_errors_are_openai_shaped(tiny_bundle):
+    app, _ = _app(tiny_bundle, api_key="secret-key-1")
+    unknown, wrong_method, no_key = _call(
+        app,
+        ("GET", "/nothing", None),
+        ("POST", "/health", None),
+        ("POST", "/v1/chat/completions", ask("pressure?")),
+    )
+    for r, status in ((unknown, 404), (wrong_method, 405), (no_key, 401)):
+        assert r.status_code == status and r.json()["error"]["code"] == status
+
+    app, _ = _app(tiny_bundle)
+    bad_role, empty, huge_id = _call(
+        app,
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "robot", "content": "hi"}]}),
+        ("POST", "/v1/chat/completions", ask("   ")),
+        ("GET", f"/v1/passages/{2**70}", None),
+    )
+    assert bad_role.status_code == 400 and "role" in bad_role.json()["error"]["message"]
+    assert empty.status_code == 400 and "no text" in empty.json()["error"]["message"]
+    assert huge_id.status_code == 404
+
+
+def test_api_in_process_health_while_loading_is_llama_cpp_shaped(tmp_path):
+    (tmp_path / "bundle").mkdir()  # nothing loaded yet: the release thread has not run
+    app, _ = _app(tmp_path / "bundle", loaded=False)
+    health, chat = _call(app, ("GET", "/health", None), ("POST", "/v1/chat/completions", ask("why?")))
+    assert health.status_code == 503 and health.headers["retry-after"]
+    assert health.json()["error"] == {"code": 503, "message": "Loading model", "type": "unavailable_error"}
+    assert chat.status_code == 503 and "loading" in chat.json()["error"]["message"]
