@@ -44,6 +44,7 @@ demo: install
 
 test: install system-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --durations=25
 
 lint: install

@@ -37,8 +37,13 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
     for item in items:
         hits = a.retriever.search(item["question"], a.top_k)
         passages = [Passage(h.source, h.heading, h.text) for h in hits]
-        messages, _ = fit_messages(item["question"], passages, [], a.generator.count_tokens,
-                                   a.max_context - a.settings.max_new_tokens)  # fmt: skip
+        messages, _ = fit_messages(
+            item["question"],
+            passages,
+            [],
+            a.generator.count_tokens,
+            a.max_context - a.settings.max_new_tokens,
+        )
         out.append(a.generator.encode(messages))
     return out
 
@@ -97,8 +102,14 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
     base = resolve_base(open_bundle(bundle).manifest.model.source)
     if not base.gguf_file:
         raise SystemExit("llama.cpp needs a GGUF base model; this bundle's base has none")
-    llm = Llama(str(Path(base.location) / base.gguf_file), n_ctx=2048, n_threads=threads,
-                n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
+    llm = Llama(
+        str(Path(base.location) / base.gguf_file),
+        n_ctx=2048,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_batch=512,
+        verbose=False,
+    )
     loaded = time.time() - SPAWNED
     ttft, tps, cold = llamacpp_greedy(llm, ids_list, NEW_TOKENS, SPAWNED)
     return summary(ids_list, ttft, tps, loaded, cold)
@@ -128,10 +139,13 @@ SPAWNED = float(os.environ.get("OUTPOST_BENCH_SPAWNED", "0"))
 
 def summary(ids_list, ttft, tps, loaded: float, cold: float) -> dict:
     first = statistics.median(ttft)
-    return {"ttft_s": round(first, 3),
-            "prefill_tokens_per_s": round(statistics.median(len(x) for x in ids_list) / first, 1),
-            "tokens_per_s": round(statistics.median(tps), 1), "load_s": round(loaded, 2),
-            "cold_first_token_s": round(cold, 2)}  # fmt: skip
+    return {
+        "ttft_s": round(first, 3),
+        "prefill_tokens_per_s": round(statistics.median(len(x) for x in ids_list) / first, 1),
+        "tokens_per_s": round(statistics.median(tps), 1),
+        "load_s": round(loaded, 2),
+        "cold_first_token_s": round(cold, 2),
+    }
 
 
 def cold_ask(bundle: str, question: str, threads: int, runs: int = 3) -> dict:
@@ -139,16 +153,30 @@ def cold_ask(bundle: str, question: str, threads: int, runs: int = 3) -> dict:
     firsts, totals = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "ask", bundle, question,
-                                 "--threads", str(threads)], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "outpost.cli",
+                "ask",
+                bundle,
+                question,
+                "--threads",
+                str(threads),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         proc.stdout.read(1)
         firsts.append(time.perf_counter() - start)
         proc.stdout.read()
         proc.wait()
         totals.append(time.perf_counter() - start)
-    return {"first_byte_s": round(statistics.median(firsts), 2),
-            "whole_answer_s": round(statistics.median(totals), 2)}  # fmt: skip
+    return {
+        "first_byte_s": round(statistics.median(firsts), 2),
+        "whole_answer_s": round(statistics.median(totals), 2),
+    }
 
 
 ENGINES = {"onnx": run_onnx, "llamacpp": run_llamacpp, "torch": run_torch}
@@ -188,9 +216,21 @@ def main() -> None:
     rows = {}
     for engine in ENGINES:
         env = {**os.environ, "OUTPOST_BENCH_SPAWNED": repr(time.time())}
-        done = subprocess.run([sys.executable, __file__, args.bundle, "--threads", str(args.threads),
-                               "--child", engine, str(ids_path)], capture_output=True, text=True,
-                              env=env)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                args.bundle,
+                "--threads",
+                str(args.threads),
+                "--child",
+                engine,
+                str(ids_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if done.returncode != 0:
             print(
                 f"{engine}: not measured ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr
@@ -200,20 +240,35 @@ def main() -> None:
     first_question = json.loads(Path(args.questions).read_text().splitlines()[0])["question"]
     ask = cold_ask(args.bundle, first_question, args.threads)
     mean_prompt = statistics.mean(len(x) for x in ids_list)
-    report = {"prompts": len(ids_list), "mean_prompt_tokens": round(mean_prompt),
-              "new_tokens": NEW_TOKENS, "threads": args.threads, "engines": rows, "outpost_ask": ask}  # fmt: skip
+    report = {
+        "prompts": len(ids_list),
+        "mean_prompt_tokens": round(mean_prompt),
+        "new_tokens": NEW_TOKENS,
+        "threads": args.threads,
+        "engines": rows,
+        "outpost_ask": ask,
+    }
     o = rows.get("onnx")
-    report["ratios"] = {name: {"ttft": round(o["ttft_s"] / t["ttft_s"], 2),
-                               "decode": round(o["tokens_per_s"] / t["tokens_per_s"], 2),
-                               "memory": round(o["peak_rss_mib"] / t["peak_rss_mib"], 2)}
-                        for name, t in rows.items() if o and name != "onnx"}  # fmt: skip
+    report["ratios"] = {
+        name: {
+            "ttft": round(o["ttft_s"] / t["ttft_s"], 2),
+            "decode": round(o["tokens_per_s"] / t["tokens_per_s"], 2),
+            "memory": round(o["peak_rss_mib"] / t["peak_rss_mib"], 2),
+        }
+        for name, t in rows.items()
+        if o and name != "onnx"
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{len(ids_list)} prompts, mean {mean_prompt:.0f} tokens, {NEW_TOKENS} new tokens, "
-          f"{args.threads} threads")  # fmt: skip
-    print("| engine | TTFT s | prefill tok/s | decode tok/s | peak RSS MiB | load s | "
-          "cold start to first token s |")  # fmt: skip
+    print(
+        f"{len(ids_list)} prompts, mean {mean_prompt:.0f} tokens, {NEW_TOKENS} new tokens, "
+        f"{args.threads} threads"
+    )
+    print(
+        "| engine | TTFT s | prefill tok/s | decode tok/s | peak RSS MiB | load s | "
+        "cold start to first token s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, label in (
         ("onnx", "outpost (onnxruntime-genai, bundle model int4)"),
@@ -222,9 +277,11 @@ def main() -> None:
     ):
         if name in rows:
             r = rows[name]
-            print(f"| {label} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
-                  f"{r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['load_s']:.1f} | "
-                  f"{r['cold_first_token_s']:.1f} |")  # fmt: skip
+            print(
+                f"| {label} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
+                f"{r['tokens_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['load_s']:.1f} | "
+                f"{r['cold_first_token_s']:.1f} |"
+            )
     for name, r in report["ratios"].items():
         print(
             f"ratios outpost/{name}: TTFT {r['ttft']}x, decode {r['decode']}x, memory {r['memory']}x"

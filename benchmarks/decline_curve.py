@@ -36,8 +36,10 @@ def scores(bundle: str, questions: str) -> list[tuple[bool, float]]:
 def curve(rows: list[tuple[bool, float]]) -> list[tuple[float, float, float]]:
     pos = [s for answerable, s in rows if answerable]
     neg = [s for answerable, s in rows if not answerable]
-    return [(float(t), float(np.mean([s < t for s in neg])), float(np.mean([s < t for s in pos])))
-            for t in THRESHOLDS]  # fmt: skip
+    return [
+        (float(t), float(np.mean([s < t for s in neg])), float(np.mean([s < t for s in pos])))
+        for t in THRESHOLDS
+    ]
 
 
 def main() -> None:

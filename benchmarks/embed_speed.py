@@ -88,11 +88,22 @@ def main() -> None:
             cos = (vectors * reference).sum(1)
             qv = np.asarray(embed([q["question"] for q in questions]), dtype=np.float32)
             top = np.argsort(-(qv @ vectors.T), axis=1)[:, :4]
-            hits = [any(source_matches(sources[j], q.get("source_path") or q.get("source", "")) for j in row)
-                    for row, q in zip(top, questions)]  # fmt: skip
-            results.append({"variant": name, "texts_per_s": round(rate, 1),
-                            "cosine_min": round(float(cos.min()), 4), "cosine_median": round(float(np.median(cos)), 4),
-                            "hit_at_4": round(float(np.mean(hits)), 3)})  # fmt: skip
+            hits = [
+                any(
+                    source_matches(sources[j], q.get("source_path") or q.get("source", ""))
+                    for j in row
+                )
+                for row, q in zip(top, questions)
+            ]
+            results.append(
+                {
+                    "variant": name,
+                    "texts_per_s": round(rate, 1),
+                    "cosine_min": round(float(cos.min()), 4),
+                    "cosine_median": round(float(np.median(cos)), 4),
+                    "hit_at_4": round(float(np.mean(hits)), 3),
+                }
+            )
             print(results[-1], file=sys.stderr)
     torch_rate = results[0]["texts_per_s"]
     for r in results:
@@ -110,8 +121,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['texts_per_s']} | {r['vs_torch']}× | {r['cosine_min']} / {r['cosine_median']} | "
-              f"{r['hit_at_4']} |")  # fmt: skip
+        print(
+            f"| {r['variant']} | {r['texts_per_s']} | {r['vs_torch']}× | {r['cosine_min']} / {r['cosine_median']} | "
+            f"{r['hit_at_4']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -38,16 +38,30 @@ def ranks(bundle: str, questions: str) -> list[dict]:
         keys = [normalise(k) for k in item["answer_keywords"]]
         hits = a.retriever.search(item["question"], max(a.top_k, CANDIDATES))
         start = time.perf_counter()
-        reading = read(item["question"], hits, a.retriever.embedder, a.retriever.store,
-                       a.windows, a.radius)  # fmt: skip
+        reading = read(
+            item["question"], hits, a.retriever.embedder, a.retriever.store, a.windows, a.radius
+        )
         took = time.perf_counter() - start
         order = sorted(range(len(reading.units)), key=lambda j: -reading.scores[j])
         units = reading.units
 
-        line = next((r for r, j in enumerate(order) if all(k in normalise(units[j].text) for k in keys)), None)  # fmt: skip
-        wide = next((r for r, j in enumerate(order) if all(k in normalise(window(units, j)) for k in keys)), None)  # fmt: skip
-        out.append({"id": item["id"], "line_rank": line, "window_rank": wide, "seconds": took,
-                    "top": units[order[0]].text[:120] if order else ""})  # fmt: skip
+        line = next(
+            (r for r, j in enumerate(order) if all(k in normalise(units[j].text) for k in keys)),
+            None,
+        )
+        wide = next(
+            (r for r, j in enumerate(order) if all(k in normalise(window(units, j)) for k in keys)),
+            None,
+        )
+        out.append(
+            {
+                "id": item["id"],
+                "line_rank": line,
+                "window_rank": wide,
+                "seconds": took,
+                "top": units[order[0]].text[:120] if order else "",
+            }
+        )
     return out
 
 
@@ -55,11 +69,15 @@ def summary(rows: list[dict]) -> dict:
     def share(key, k):
         return round(sum(r[key] is not None and r[key] < k for r in rows) / len(rows), 3)
 
-    return {"questions": len(rows), "line_top1": share("line_rank", 1),
-            "line_top3": share("line_rank", 3), "window_top1": share("window_rank", 1),
-            "window_top3": share("window_rank", 3),
-            "reachable": share("window_rank", 10**9),
-            "median_rank_s": round(statistics.median(r["seconds"] for r in rows), 3)}  # fmt: skip
+    return {
+        "questions": len(rows),
+        "line_top1": share("line_rank", 1),
+        "line_top3": share("line_rank", 3),
+        "window_top1": share("window_rank", 1),
+        "window_top3": share("window_rank", 3),
+        "reachable": share("window_rank", 10**9),
+        "median_rank_s": round(statistics.median(r["seconds"] for r in rows), 3),
+    }
 
 
 def main() -> None:

@@ -106,16 +106,23 @@ def write_gguf(hf: Path, path: Path) -> None:
     w.add_head_count_kv(cfg.num_key_value_heads)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"] if getattr(cfg, "rope_parameters", None)
-                         else cfg.rope_theta)  # fmt: skip
+    w.add_rope_freq_base(
+        cfg.rope_parameters["rope_theta"]
+        if getattr(cfg, "rope_parameters", None)
+        else cfg.rope_theta
+    )
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
     vocab = {i: t for t, i in tok.get_vocab().items()}
     special = set(tok.all_special_ids)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
     w.add_token_list([vocab.get(i, f"[PAD{i}]") for i in range(cfg.vocab_size)])
-    w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
-                       for i in range(cfg.vocab_size)])  # fmt: skip
+    w.add_token_types(
+        [
+            gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
+            for i in range(cfg.vocab_size)
+        ]
+    )
     merges = json.loads((hf / "tokenizer.json").read_text())["model"]["merges"]
     w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
     w.add_bos_token_id(tok.bos_token_id)
@@ -177,8 +184,9 @@ def run_onnx(model: str, ids_list, threads: int, spawned: float) -> dict:
 def run_llamacpp(model: str, ids_list, threads: int, spawned: float) -> dict:
     from llama_cpp import Llama
 
-    llm = Llama(model, n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512,
-                verbose=False)  # fmt: skip
+    llm = Llama(
+        model, n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False
+    )
     loaded = time.time() - spawned
     from ask_speed import llamacpp_greedy
 
@@ -189,9 +197,13 @@ def run_llamacpp(model: str, ids_list, threads: int, spawned: float) -> dict:
 def summary(rows, ids_list, loaded: float, cold: float) -> dict:
     ttft = statistics.median(r[0] for r in rows)
     prompt = statistics.median(len(x) for x in ids_list)
-    return {"ttft_s": round(ttft, 3), "prefill_tokens_per_s": round(prompt / ttft, 1),
-            "decode_tokens_per_s": round(statistics.median(r[1] for r in rows), 2),
-            "load_s": round(loaded, 2), "cold_first_token_s": round(cold, 2)}  # fmt: skip
+    return {
+        "ttft_s": round(ttft, 3),
+        "prefill_tokens_per_s": round(prompt / ttft, 1),
+        "decode_tokens_per_s": round(statistics.median(r[1] for r in rows), 2),
+        "load_s": round(loaded, 2),
+        "cold_first_token_s": round(cold, 2),
+    }
 
 
 def weight_bytes_per_token(engine: str, path: Path) -> int:
@@ -205,8 +217,12 @@ def weight_bytes_per_token(engine: str, path: Path) -> int:
         used_elsewhere = {
             i for n in m.graph.node if not n.op_type.startswith("Gather") for i in n.input
         }
-        lengths = {t.name: int(e.value) for t in m.graph.initializer for e in t.external_data
-                   if e.key == "length"}  # fmt: skip
+        lengths = {
+            t.name: int(e.value)
+            for t in m.graph.initializer
+            for e in t.external_data
+            if e.key == "length"
+        }
         table = sum(lengths.get(n, 0) for n in gathered - used_elsewhere)
         return (path / "model.onnx.data").stat().st_size - table
     import gguf
@@ -226,8 +242,12 @@ def main() -> None:
     if args.child:
         engine, model, ids_path = args.child
         run = run_onnx if engine == "onnx" else run_llamacpp
-        result = run(model, json.loads(Path(ids_path).read_text()), args.threads,
-                     float(os.environ["OUTPOST_BENCH_SPAWNED"]))  # fmt: skip
+        result = run(
+            model,
+            json.loads(Path(ids_path).read_text()),
+            args.threads,
+            float(os.environ["OUTPOST_BENCH_SPAWNED"]),
+        )
         from ask_speed import peak_rss_mib
 
         result["peak_rss_mib"] = round(peak_rss_mib())
@@ -251,9 +271,21 @@ def main() -> None:
         engine = "onnx" if name == "onnx" else "llamacpp"
         log(f"running {name}")
         env = {**os.environ, "OUTPOST_BENCH_SPAWNED": repr(time.time())}
-        done = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
-                               engine, str(path), str(ids_path)], capture_output=True, text=True,
-                              env=env)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--child",
+                engine,
+                str(path),
+                str(ids_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if done.returncode != 0:
             log(f"{name}: not measured ({done.stderr.strip().splitlines()[-1:]})")
             continue
@@ -263,28 +295,48 @@ def main() -> None:
             row["decode_tokens_per_s"] * row["weight_mb_per_token"] / 1e3 / bandwidth, 3
         )
         rows[name] = row
-    report = {"threads": args.threads, "prompt_tokens": args.prompt_tokens, "prompts": args.prompts,
-              "new_tokens": NEW_TOKENS, "read_bandwidth_gb_s": round(bandwidth, 1), "rows": rows}  # fmt: skip
+    report = {
+        "threads": args.threads,
+        "prompt_tokens": args.prompt_tokens,
+        "prompts": args.prompts,
+        "new_tokens": NEW_TOKENS,
+        "read_bandwidth_gb_s": round(bandwidth, 1),
+        "rows": rows,
+    }
     if "onnx" in rows:
         o = rows["onnx"]
-        report["ratios"] = {n: {"ttft": round(o["ttft_s"] / r["ttft_s"], 2),
-                                "decode": round(o["decode_tokens_per_s"] / r["decode_tokens_per_s"], 2)}
-                            for n, r in rows.items() if n != "onnx"}  # fmt: skip
+        report["ratios"] = {
+            n: {
+                "ttft": round(o["ttft_s"] / r["ttft_s"], 2),
+                "decode": round(o["decode_tokens_per_s"] / r["decode_tokens_per_s"], 2),
+            }
+            for n, r in rows.items()
+            if n != "onnx"
+        }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"Phi-3-mini shape (3.8B, random weights), {args.prompts} prompts of {args.prompt_tokens} "
-          f"tokens, {NEW_TOKENS} new tokens, {args.threads} threads, read bandwidth {bandwidth:.1f} GB/s")  # fmt: skip
-    print("| engine | TTFT s | prefill tok/s | decode tok/s | weights read/token | bandwidth share | "
-          "load s | cold start to first token s | peak RSS MiB |")  # fmt: skip
+    print(
+        f"Phi-3-mini shape (3.8B, random weights), {args.prompts} prompts of {args.prompt_tokens} "
+        f"tokens, {NEW_TOKENS} new tokens, {args.threads} threads, read bandwidth {bandwidth:.1f} GB/s"
+    )
+    print(
+        "| engine | TTFT s | prefill tok/s | decode tok/s | weights read/token | bandwidth share | "
+        "load s | cold start to first token s | peak RSS MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    labels = {"onnx": "outpost (int4 k_quant_mixed, onnxruntime-genai)", "Q4_0": "llama.cpp Q4_0",
-              "Q4_K_M": "llama.cpp Q4_K_M"}  # fmt: skip
+    labels = {
+        "onnx": "outpost (int4 k_quant_mixed, onnxruntime-genai)",
+        "Q4_0": "llama.cpp Q4_0",
+        "Q4_K_M": "llama.cpp Q4_K_M",
+    }
     for name, r in rows.items():
-        print(f"| {labels[name]} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
-              f"{r['decode_tokens_per_s']:.2f} | {r['weight_mb_per_token']} MB | "
-              f"{r['bandwidth_share']:.0%} | {r['load_s']:.1f} | {r['cold_first_token_s']:.1f} | "
-              f"{r['peak_rss_mib']} |")  # fmt: skip
+        print(
+            f"| {labels[name]} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
+            f"{r['decode_tokens_per_s']:.2f} | {r['weight_mb_per_token']} MB | "
+            f"{r['bandwidth_share']:.0%} | {r['load_s']:.1f} | {r['cold_first_token_s']:.1f} | "
+            f"{r['peak_rss_mib']} |"
+        )
     for name, r in report.get("ratios", {}).items():
         print(f"outpost / llama.cpp {name}: TTFT {r['ttft']}x, decode {r['decode']}x")
 

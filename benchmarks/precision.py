@@ -36,19 +36,57 @@ def main() -> None:
         for precision, algo in SETTINGS:
             out = Path(tmp) / f"{precision}-{algo}"
             t = time.perf_counter()
-            subprocess.run([outpost, "export", args.docs, "--out", str(out), "--precision", precision,
-                            "--quant-algo", algo], check=True, stderr=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                [
+                    outpost,
+                    "export",
+                    args.docs,
+                    "--out",
+                    str(out),
+                    "--precision",
+                    precision,
+                    "--quant-algo",
+                    algo,
+                ],
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
             export_s = time.perf_counter() - t
             manifest = json.loads((out / "bundle.json").read_text())
             model_mb = (
                 sum(v["size"] for k, v in manifest["files"].items() if k.startswith("model/")) / 1e6
             )
-            report = json.loads(subprocess.run(
-                [outpost, "eval", str(out), "-q", args.questions, "--json", "--threads", str(args.threads)],
-                check=True, capture_output=True, text=True).stdout)  # fmt: skip
-            rows.append((precision, algo, model_mb, export_s, manifest["checks"]["parity"]["token_agreement_pct"],
-                         report["accuracy"], report["refusal_rate"], report["cited"],
-                         report["median_ttft_s"], report["median_tokens_per_s"]))  # fmt: skip
+            report = json.loads(
+                subprocess.run(
+                    [
+                        outpost,
+                        "eval",
+                        str(out),
+                        "-q",
+                        args.questions,
+                        "--json",
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
+            rows.append(
+                (
+                    precision,
+                    algo,
+                    model_mb,
+                    export_s,
+                    manifest["checks"]["parity"]["token_agreement_pct"],
+                    report["accuracy"],
+                    report["refusal_rate"],
+                    report["cited"],
+                    report["median_ttft_s"],
+                    report["median_tokens_per_s"],
+                )
+            )
             print(rows[-1], file=sys.stderr, flush=True)
     print(
         "| precision | method | model MB | export s | parity % | accuracy | refusal | cited | TTFT s | tokens/s |"

@@ -132,27 +132,44 @@ def main() -> None:
                 )
             )
             ms = np.sort(np.array(times) * 1000)
-            rows.append({"dtype": dtype, "expansion_search": expansion, "chunks": len(corpus),
-                         "build_s": round(build, 1), "bytes_per_vector": round(size / len(corpus), 1),
-                         "recall_at_10": round(recall, 4), "p50_ms": round(float(ms[len(ms) // 2]), 3),
-                         "p99_ms": round(float(ms[int(len(ms) * 0.99)]), 3)})  # fmt: skip
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "expansion_search": expansion,
+                    "chunks": len(corpus),
+                    "build_s": round(build, 1),
+                    "bytes_per_vector": round(size / len(corpus), 1),
+                    "recall_at_10": round(recall, 4),
+                    "p50_ms": round(float(ms[len(ms) // 2]), 3),
+                    "p99_ms": round(float(ms[int(len(ms) * 0.99)]), 3),
+                }
+            )
     start = time.perf_counter()
     for q in qv[:200]:
         np.argpartition(-(data @ q), 10)[:10]
     exact_ms = (time.perf_counter() - start) / 200 * 1000
-    report = {"chunks": len(corpus), "queries": len(queries), "dim": int(data.shape[1]),
-              "exact_numpy_ms": round(exact_ms, 3), "exact_bytes_per_vector": data.shape[1] * 4,
-              "rows": rows}  # fmt: skip
+    report = {
+        "chunks": len(corpus),
+        "queries": len(queries),
+        "dim": int(data.shape[1]),
+        "exact_numpy_ms": round(exact_ms, 3),
+        "exact_bytes_per_vector": data.shape[1] * 4,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['chunks']} passages, {report['queries']} queries, exact search (numpy f32) "
-          f"{report['exact_numpy_ms']} ms/query, {report['exact_bytes_per_vector']} bytes/vector")  # fmt: skip
+    print(
+        f"{report['chunks']} passages, {report['queries']} queries, exact search (numpy f32) "
+        f"{report['exact_numpy_ms']} ms/query, {report['exact_bytes_per_vector']} bytes/vector"
+    )
     print("| index | expansion_search | recall@10 | p50 | p99 | bytes/vector | build |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| usearch {r['dtype']} | {r['expansion_search']} | {r['recall_at_10']} | {r['p50_ms']} ms | "
-              f"{r['p99_ms']} ms | {r['bytes_per_vector']} | {r['build_s']} s |")  # fmt: skip
+        print(
+            f"| usearch {r['dtype']} | {r['expansion_search']} | {r['recall_at_10']} | {r['p50_ms']} ms | "
+            f"{r['p99_ms']} ms | {r['bytes_per_vector']} | {r['build_s']} s |"
+        )
 
 
 if __name__ == "__main__":

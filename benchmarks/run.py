@@ -24,8 +24,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-NAMES = ("ask_speed", "phi3_cpu", "retrieval_scale", "embed_speed", "general", "precision",
-         "train_speed", "serve_load")  # fmt: skip
+NAMES = (
+    "ask_speed",
+    "phi3_cpu",
+    "retrieval_scale",
+    "embed_speed",
+    "general",
+    "precision",
+    "train_speed",
+    "serve_load",
+)
 
 
 def commands(bundle: str, threads: int) -> dict[str, list[str]]:
@@ -49,7 +57,7 @@ def commands(bundle: str, threads: int) -> dict[str, list[str]]:
             bundle,
             "--questions",
             str(HERE.parent / "examples/questions.jsonl"),
-        ],  # fmt: skip
+        ],
         "general": [py, str(HERE / "general.py"), bundle],
         "precision": [py, str(HERE / "precision.py"), "--threads", str(threads)],
         "train_speed": [py, str(HERE / "train_speed.py"), *train],

@@ -109,9 +109,25 @@ def main() -> None:
     questions = [json.loads(line)["question"] for line in open(args.questions) if line.strip()]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "serve", args.bundle, "--port", str(port),
-                             "--threads", str(args.threads), "--max-concurrent", "1", "--queue", "64"],
-                            cwd=ROOT, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "outpost.cli",
+            "serve",
+            args.bundle,
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+            "--max-concurrent",
+            "1",
+            "--queue",
+            "64",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         start = time.perf_counter()
         while True:
@@ -131,8 +147,13 @@ def main() -> None:
             rounds.append(round_of(url, c, per, questions))
             print(f"{c} clients: {rounds[-1]}", file=sys.stderr)
         rss = psutil.Process(proc.pid).memory_info().rss
-        report = {"bundle": args.bundle, "threads": args.threads, "server_ready_s": round(ready_s, 2),
-                  "server_rss_mb": round(rss / 1e6, 1), "rounds": rounds}  # fmt: skip
+        report = {
+            "bundle": args.bundle,
+            "threads": args.threads,
+            "server_ready_s": round(ready_s, 2),
+            "server_rss_mb": round(rss / 1e6, 1),
+            "rounds": rounds,
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -143,8 +164,10 @@ def main() -> None:
     print("| clients | requests | requests/s | latency p50 | latency p95 | TTFT p50 | TTFT p95 |")
     print("|---|---|---|---|---|---|---|")
     for r in rounds:
-        print(f"| {r['clients']} | {r['answered']}/{r['requests']} | {r['requests_per_s']} | {r['latency_p50_s']} s | "
-              f"{r['latency_p95_s']} s | {r['ttft_p50_s']} s | {r['ttft_p95_s']} s |")  # fmt: skip
+        print(
+            f"| {r['clients']} | {r['answered']}/{r['requests']} | {r['requests_per_s']} | {r['latency_p50_s']} s | "
+            f"{r['latency_p95_s']} s | {r['ttft_p50_s']} s | {r['ttft_p95_s']} s |"
+        )
 
 
 if __name__ == "__main__":

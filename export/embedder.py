@@ -56,8 +56,9 @@ def resolve_embedder(name: str) -> tuple[str, str]:
     return name, name
 
 
-def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log,
-                    precision: str = "fp32") -> EmbedderExport:  # fmt: skip
+def export_embedder(
+    name: str, out_dir: Path, sample_texts: list[str], log, precision: str = "fp32"
+) -> EmbedderExport:
     """sentence-transformers model -> checked ONNX (fp32, or int8 when asked and it retrieves
     as fp32 does)."""
     from sentence_transformers import SentenceTransformer
@@ -84,9 +85,11 @@ def export_embedder(name: str, out_dir: Path, sample_texts: list[str], log,
             fp32, fp32_vectors, probe, out_dir, tokenizer_path, max_tokens
         )
         if chosen is fp32:
-            log("the int8 embedder did not retrieve as fp32 does; keeping fp32 "
+            log(
+                "the int8 embedder did not retrieve as fp32 does; keeping fp32 "
                 f"(self-hit@4 {checks['self_hit_at_4_int8']} vs {checks['self_hit_at_4_fp32']}, "
-                f"min cosine {checks['int8_vs_fp32_min_cosine']})")  # fmt: skip
+                f"min cosine {checks['int8_vs_fp32_min_cosine']})"
+            )
     else:
         fp32_path.rename(out_dir / "model.onnx")
     config = {
@@ -192,8 +195,9 @@ def _check_against_torch(st, fp32: Embedder, probe: list[str]) -> tuple[np.ndarr
     return vectors, cosine
 
 
-def _choose_variant(fp32: Embedder, fp32_vectors, probe, out_dir: Path, tokenizer_path: Path,
-                    max_tokens: int) -> tuple[Embedder, dict]:  # fmt: skip
+def _choose_variant(
+    fp32: Embedder, fp32_vectors, probe, out_dir: Path, tokenizer_path: Path, max_tokens: int
+) -> tuple[Embedder, dict]:
     """Quantise to int8 per channel; keep it when it retrieves on the corpus as fp32 does."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -48,8 +48,9 @@ def _new_index(ndim: int, dtype: str):
     return usearch_index()(ndim=ndim, metric="cos", dtype=dtype)
 
 
-def _recall(index, vectors: np.ndarray, queries: np.ndarray, kth: np.ndarray, k: int,
-            expansion: int) -> float:  # fmt: skip
+def _recall(
+    index, vectors: np.ndarray, queries: np.ndarray, kth: np.ndarray, k: int, expansion: int
+) -> float:
     """Share of the k found that are among the true k nearest. Ties count: a found vector as
     close as the k-th nearest is a right answer (duplicate chunks make the exact order of
     equals arbitrary, which made the floor unreachable for any search)."""

@@ -22,8 +22,15 @@ from outpost.export.readers.word import read_docx
 from outpost.runtime.errors import InputError
 from outpost.runtime.prompt import strip_controls
 
-SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
-             ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
+SUPPORTED = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
 
 
 # Files larger than this are skipped (a manual is rarely over a few MB of text; a dump is).
@@ -151,7 +158,6 @@ def read_document(path: Path, source: str) -> Document:
             "no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
         )
     return doc
-
 
 
 def ingest(

@@ -37,8 +37,14 @@ NEVER_IMPORTED = {
     ("onnxruntime", "coloredlogs"),  # logging colours for onnxruntime's tools
 }
 # Folders inside wheels that a device never imports: model-building tools and test suites.
-NEVER_LOADED = ("onnxruntime/transformers/", "onnxruntime/tools/", "onnxruntime/quantization/",
-                "onnxruntime/datasets/", "numpy/f2py/", "numpy/_pyinstaller/")  # fmt: skip
+NEVER_LOADED = (
+    "onnxruntime/transformers/",
+    "onnxruntime/tools/",
+    "onnxruntime/quantization/",
+    "onnxruntime/datasets/",
+    "numpy/f2py/",
+    "numpy/_pyinstaller/",
+)
 
 
 def build_kit(config: KitConfig) -> dict:
@@ -101,13 +107,26 @@ def _own_wheel(dest: Path) -> Path:
 def _download(config: KitConfig, ours: Path, dest: Path) -> None:
     log(f"downloading the runtime's wheels for {config.platform}, Python {config.python}")
     platform_args = [a for tag in config.platforms for a in ("--platform", tag)]
-    _pip("download", "--only-binary=:all:", "--python-version", config.python, "--implementation", "cp",
-         *platform_args, "-d", str(dest), str(ours))  # fmt: skip
+    _pip(
+        "download",
+        "--only-binary=:all:",
+        "--python-version",
+        config.python,
+        "--implementation",
+        "cp",
+        *platform_args,
+        "-d",
+        str(dest),
+        str(ours),
+    )
 
 
 def _pip(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         last = [line for line in done.stderr.splitlines() if line.strip() and "WARNING" not in line]
         detail = last[-1].strip() if last else f"exit {done.returncode}"
@@ -135,10 +154,16 @@ def requirements(wheel: Path, env: dict) -> list[str]:
 
 def _prune(config: KitConfig, dest: Path, ours: Path) -> tuple[list[str], list[str]]:
     """Keep what the runtime reaches from Outpost's wheel, minus the edges a device never uses."""
-    env = {"python_version": config.python, "python_full_version": config.python + ".0",
-           "sys_platform": "linux", "platform_system": "Linux", "platform_machine": config.arch,
-           "os_name": "posix", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython"}  # fmt: skip
+    env = {
+        "python_version": config.python,
+        "python_full_version": config.python + ".0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": config.arch,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
     wheels = {_name(w): w for w in dest.glob("*.whl")}
     keep, todo = set(), [_name(ours)]
     while todo:

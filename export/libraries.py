@@ -16,8 +16,17 @@ EXTRAS = {
     "export": ("torch", "transformers", "sentence_transformers", "peft", "onnx", "pypdf"),
     "train": ("torch", "transformers", "peft", "accelerate", "yaml", "matplotlib"),
 }
-RECORDED = ("onnxruntime", "onnxruntime-genai", "usearch", "tokenizers", "torch",
-            "transformers", "sentence-transformers", "peft", "numpy")  # fmt: skip
+RECORDED = (
+    "onnxruntime",
+    "onnxruntime-genai",
+    "usearch",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "peft",
+    "numpy",
+)
 
 
 def require_extra(extra: str, command: str) -> None:

@@ -81,8 +81,21 @@ def parameter_count(model) -> int:
 
 def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, log) -> dict:
     """Run the onnxruntime-genai model builder in a subprocess; its log goes to a file."""
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-           "-o", str(out_dir), "-p", config.precision, "-e", "cpu", "-c", str(cache_dir)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(hf_dir),
+        "-o",
+        str(out_dir),
+        "-p",
+        config.precision,
+        "-e",
+        "cpu",
+        "-c",
+        str(cache_dir),
+    ]
     extra = {}
     if config.precision in ("int4", "int8"):
         extra = {"block_size": config.block_size, "accuracy_level": config.accuracy_level}
@@ -129,8 +142,12 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
         template_match &= rendered == onnx.render(messages)
         ids = tokenizer(rendered, return_tensors="pt", add_special_tokens=False).input_ids
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=PROBE_TOKENS, do_sample=False,
-                                 pad_token_id=tokenizer.eos_token_id)  # fmt: skip
+            out = model.generate(
+                ids,
+                max_new_tokens=PROBE_TOKENS,
+                do_sample=False,
+                pad_token_id=tokenizer.eos_token_id,
+            )
         ref = out[0, ids.shape[1] :].tolist()
         got = onnx_greedy(onnx, ids[0].tolist(), len(ref))
         same = sum(a == b for a, b in zip(ref, got))
@@ -138,8 +155,14 @@ def parity_check(model, tokenizer, model_dir: Path) -> dict:
             (i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got))
         )
         agree, total, prefix = agree + same, total + max(len(ref), 1), prefix + first_diff
-        per_probe.append({"prompt": text, "torch": tokenizer.decode(ref), "onnx": tokenizer.decode(got),
-                          "agreement_pct": round(100 * same / max(len(ref), 1), 1)})  # fmt: skip
+        per_probe.append(
+            {
+                "prompt": text,
+                "torch": tokenizer.decode(ref),
+                "onnx": tokenizer.decode(got),
+                "agreement_pct": round(100 * same / max(len(ref), 1), 1),
+            }
+        )
     return {
         "probes": len(PROBES),
         "tokens_per_probe": PROBE_TOKENS,

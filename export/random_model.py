@@ -39,9 +39,15 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 512):
 
 
 def build_tiny_phi3(
-    out: Path, corpus: list[str], layers: int = 2, seed: int = 0, sizes: dict | None = None,
-    dtype=None, device: str = "cpu", pad_vocab: bool = False,
-) -> Path:  # fmt: skip
+    out: Path,
+    corpus: list[str],
+    layers: int = 2,
+    seed: int = 0,
+    sizes: dict | None = None,
+    dtype=None,
+    device: str = "cpu",
+    pad_vocab: bool = False,
+) -> Path:
     """Random Phi-3 (hidden 128) with a tokenizer and Phi-3's chat template, saved to `out`.
 
     `sizes` overrides the config (benchmarks build a Phi-3-mini shape this way), `dtype` and

@@ -40,7 +40,9 @@ class Evidence:
 
     def words(self) -> str:
         """The quote as attribution reads it: its lead line, its heading and the run."""
-        return " ".join(x for x in (self.lead.text if self.lead else "", self.heading, self.text) if x)
+        return " ".join(
+            x for x in (self.lead.text if self.lead else "", self.heading, self.text) if x
+        )
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,12 @@ class Server:
     def serving(self) -> Release:
         release = self.releases.current
         if release is None:
-            raise ApiError(503, "the bundle is still loading" if not self.releases.error
-                           else f"no bundle can be served: {self.releases.error}")
+            raise ApiError(
+                503,
+                "the bundle is still loading"
+                if not self.releases.error
+                else f"no bundle can be served: {self.releases.error}",
+            )
         return release
 
 
@@ -86,8 +90,11 @@ def split_conversation(messages: list) -> tuple[str, list[dict]]:
     question = _text(messages[-1].content).strip()
     if not question:
         raise ApiError(400, "the last user message has no text")
-    history = [{"role": m.role, "content": _text(m.content)}
-               for m in messages[:-1] if m.role in ("user", "assistant")]  # fmt: skip
+    history = [
+        {"role": m.role, "content": _text(m.content)}
+        for m in messages[:-1]
+        if m.role in ("user", "assistant")
+    ]
     # Chat history alternates user, assistant: keep complete pairs only.
     pairs = []
     for i in range(len(history) - 1):
@@ -104,20 +111,24 @@ def outpost_field(answer, release) -> dict:
     citations shown and the release that answered."""
     whole = answer.to_dict()
     shown = {c.n for c in answer.shown_citations()}
-    return {**{k: whole[k] for k in OUTPOST_FIELD},
-            "citations": [c for c in whole["citations"] if c["n"] in shown],
-            "bundle": release.content_id}
+    return {
+        **{k: whole[k] for k in OUTPOST_FIELD},
+        "citations": [c for c in whole["citations"] if c["n"] in shown],
+        "bundle": release.content_id,
+    }
 
 
 def usage(answer) -> dict:
     t = answer.timings
-    return {"prompt_tokens": t.prompt_tokens, "completion_tokens": t.new_tokens,
-            "total_tokens": t.prompt_tokens + t.new_tokens}  # fmt: skip
+    return {
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.new_tokens,
+        "total_tokens": t.prompt_tokens + t.new_tokens,
+    }
 
 
 def _finish(answer, max_tokens: int) -> str:
     return "length" if answer.timings.new_tokens >= max_tokens and not answer.declined else "stop"
-
 
 
 def authorised_headers(headers: dict, key: str) -> bool:
@@ -144,14 +155,24 @@ def health_router(server: Server) -> APIRouter:
         detail = not config.api_key or _authorised(request, config.api_key)
         release = releases.current
         if release is None:
-            message = "Loading model" if not releases.error else (
-                releases.error if detail else "the bundle cannot be served")
-            body = {"error": {"code": 503, "message": message, "type": "unavailable_error"},
-                    "status": "loading" if not releases.error else "error"}
+            message = (
+                "Loading model"
+                if not releases.error
+                else (releases.error if detail else "the bundle cannot be served")
+            )
+            body = {
+                "error": {"code": 503, "message": message, "type": "unavailable_error"},
+                "status": "loading" if not releases.error else "error",
+            }
             return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
-        body = {"status": "ok", "bundle": release.content_id, "model": release.model,
-                "switches": releases.switches, "refused": bool(releases.error),
-                "running_or_waiting": server.scheduler.inside}
+        body = {
+            "status": "ok",
+            "bundle": release.content_id,
+            "model": release.model,
+            "switches": releases.switches,
+            "refused": bool(releases.error),
+            "running_or_waiting": server.scheduler.inside,
+        }
         if detail:
             body.update(path=str(release.path), refused=releases.error)
         return body
@@ -183,8 +204,17 @@ def openai_router(server: Server) -> APIRouter:
     @router.get("/v1/models")
     async def models():
         release = server.serving()
-        return {"object": "list", "data": [{"id": release.model, "object": "model",
-                "created": int(release.loaded_at), "owned_by": "outpost"}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": release.model,
+                    "object": "model",
+                    "created": int(release.loaded_at),
+                    "owned_by": "outpost",
+                }
+            ],
+        }
 
     @router.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest, request: Request):
@@ -194,10 +224,15 @@ def openai_router(server: Server) -> APIRouter:
             raise ApiError(400, "input: give one or more non-empty strings")
         vectors = await scheduler.run(lambda: release.embed(texts))
         request.state.log = {"inputs": len(texts)}
-        return {"object": "list", "model": release.model,
-                "data": [{"object": "embedding", "index": i, "embedding": [round(float(x), 7) for x in v]}
-                         for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        return {
+            "object": "list",
+            "model": release.model,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [round(float(x), 7) for x in v]}
+                for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
 
     @router.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
@@ -216,12 +251,18 @@ def openai_router(server: Server) -> APIRouter:
             log["question"] = question
 
         def record(answer) -> None:
-            log.update({"prompt_tokens": answer.timings.prompt_tokens,
-                        "completion_tokens": answer.timings.new_tokens, "declined": answer.declined,
-                        "declined_by": answer.declined_by, "bundle": release.content_id[:12],
-                        "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
-                        "first_shown_ms": round(1000 * answer.first_shown_s, 1),
-                        "answer_mode": answer.answer_mode})
+            log.update(
+                {
+                    "prompt_tokens": answer.timings.prompt_tokens,
+                    "completion_tokens": answer.timings.new_tokens,
+                    "declined": answer.declined,
+                    "declined_by": answer.declined_by,
+                    "bundle": release.content_id[:12],
+                    "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
+                    "first_shown_ms": round(1000 * answer.first_shown_s, 1),
+                    "answer_mode": answer.answer_mode,
+                }
+            )
 
         if not body.stream:
             last = await job.last(request)
@@ -229,15 +270,31 @@ def openai_router(server: Server) -> APIRouter:
                 raise ApiError(last.status, last.message)
             answer = last.answer
             record(answer)
-            return {"id": cid, "object": "chat.completion", "created": created, "model": release.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                                 "finish_reason": _finish(answer, max_tokens)}],
-                    "usage": usage(answer), "outpost": outpost_field(answer, release)}
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": release.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer.text},
+                        "finish_reason": _finish(answer, max_tokens),
+                    }
+                ],
+                "usage": usage(answer),
+                "outpost": outpost_field(answer, release),
+            }
 
         def chunk(delta: dict, finish=None, **extra) -> str:
-            data = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": release.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            data = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": release.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
         include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
@@ -269,8 +326,11 @@ def openai_router(server: Server) -> APIRouter:
             finally:
                 job.stop.set()  # a client that went away stops its generation
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     return router
 

@@ -48,9 +48,14 @@ class Assistant:
         with loading(m.embedder.file):
             embedder = open_embedder(bundle.path, m.embedder, config.threads)
         with loading(f"{m.index.file} or {m.store.file}"):
-            self.retriever = Retriever(bundle.file(m.index.file), bundle.file(m.store.file),
-                                       embedder.dim, embedder, m.index.expansion_search,
-                                       exact=m.index.search == "exact")  # fmt: skip
+            self.retriever = Retriever(
+                bundle.file(m.index.file),
+                bundle.file(m.store.file),
+                embedder.dim,
+                embedder,
+                m.index.expansion_search,
+                exact=m.index.search == "exact",
+            )
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
         with loading(m.model.dir + "/"):
@@ -170,8 +175,12 @@ class Assistant:
         if self.support:
             action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
             found = check(answer.generated, given, question)
-            answer.support = SupportReport(found.facts, found.unsupported, action,
-                                           run.result.measured.get("numbers_blocked", 0))
+            answer.support = SupportReport(
+                found.facts,
+                found.unsupported,
+                action,
+                run.result.measured.get("numbers_blocked", 0),
+            )
         if declined and not answer.evidence:
             answer.declined, answer.declined_by = True, "model"
         elif answer.evidence and (declined or not answer.text):
@@ -258,8 +267,10 @@ def looping(text: str) -> bool:
 def cite(hits: list[Hit], text: str) -> list[Citation]:
     """Numbered citations for the passages given to the model; `cited` marks those the answer names."""
     named = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
-    return [Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
-            for i, h in enumerate(hits, 1)]
+    return [
+        Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
+        for i, h in enumerate(hits, 1)
+    ]
 
 
 def open_assistant(

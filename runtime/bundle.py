@@ -271,5 +271,6 @@ def open_pinned(path: str | Path, view: bool = False) -> Bundle:
     """open_bundle, then pin its files; with `view`, `path` is the pinned view. Close it."""
     opened = open_bundle(path, check_sizes=False)
     pinned = pin(opened.folder, opened.manifest, view=view)
-    return Bundle(pinned.view or opened.folder, opened.manifest, opened.manifest_bytes,
-                  opened.folder, pinned)  # fmt: skip
+    return Bundle(
+        pinned.view or opened.folder, opened.manifest, opened.manifest_bytes, opened.folder, pinned
+    )

@@ -22,28 +22,49 @@ class AskConfig:
     """How `ask`, `chat` and `eval` answer; each field is a command-line option
     (runtime/settings.py). None: the bundle's own setting."""
 
-    top_k: int | None = setting(None, "Passages given to the model (default: the bundle's).",
-                                kind=int)
-    threshold: float | None = setting(None, "Grounding threshold (default: calibrated at export).",
-                                      kind=float)
+    top_k: int | None = setting(
+        None, "Passages given to the model (default: the bundle's).", kind=int
+    )
+    threshold: float | None = setting(
+        None, "Grounding threshold (default: calibrated at export).", kind=float
+    )
     refusal_p: float | None = setting(
-        None, "Decline only when the model's probability of declining reaches this (default: the "
-        "bundle's).", kind=float)
+        None,
+        "Decline only when the model's probability of declining reaches this (default: the "
+        "bundle's).",
+        kind=float,
+    )
     max_context: int | None = setting(None, "Token budget for prompt + answer.", kind=int)
     max_new_tokens: int | None = setting(None, "Longest answer in tokens.", kind=int)
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
     hybrid: bool = setting(True, "Keyword search fused with the dense search (off: dense only).")
     verify: bool = setting(True, "Check the bundle's hashes and bindings before answering.")
-    trust: list = setting([], "Trusted public key: unsigned or wrongly signed bundles are refused "
-                          "(file or folder of .pub files).", path=True, multiple=True,
-                          env="OUTPOST_TRUSTED_KEYS")
-    reader: str = setting("windows", "What the model reads: the best sentences with their "
-                          "neighbours, or whole passages.", choices=READERS)
+    trust: list = setting(
+        [],
+        "Trusted public key: unsigned or wrongly signed bundles are refused "
+        "(file or folder of .pub files).",
+        path=True,
+        multiple=True,
+        env="OUTPOST_TRUSTED_KEYS",
+    )
+    reader: str = setting(
+        "windows",
+        "What the model reads: the best sentences with their neighbours, or whole passages.",
+        choices=READERS,
+    )
     min_evidence: float | None = setting(
-        None, "Decline when the passages read cover less of the question than this (default: "
-        "the bundle's).", low=0, high=1, kind=float)
-    support: bool = setting(True, "Check the answer's facts against the passages and copy "
-                            "numbers only from them (off: answers shown unchecked).")
+        None,
+        "Decline when the passages read cover less of the question than this (default: "
+        "the bundle's).",
+        low=0,
+        high=1,
+        kind=float,
+    )
+    support: bool = setting(
+        True,
+        "Check the answer's facts against the passages and copy "
+        "numbers only from them (off: answers shown unchecked).",
+    )
 
     def check(self) -> None:
         if self.top_k is not None and self.top_k < 1:
@@ -62,40 +83,59 @@ class AskConfig:
             raise UsageError(f"--reader must be one of {', '.join(READERS)}")
 
 
-
 @dataclass(kw_only=True)
 class ServeConfig:
     """How `outpost serve` runs; each field but `source` and the two request limits is an option."""
 
     source: str  # a bundle folder, or a bundles folder whose `current` is followed
-    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: every interface; use with "
-                        "--api-key).")
+    host: str = setting(
+        "127.0.0.1", "Address to listen on (0.0.0.0: every interface; use with --api-key)."
+    )
     port: int = setting(8080, "TCP port (0: any free one).")
     api_key: str | None = setting(None, "Require 'Authorization: Bearer KEY' on /v1/.", secret=True)
     max_concurrent: int = setting(1, "Questions answered at once (each uses every --threads core).")
-    queue: int = setting(8, "Questions that may wait for a slot; more are answered 429 with "
-                         "Retry-After.")
+    queue: int = setting(
+        8, "Questions that may wait for a slot; more are answered 429 with Retry-After."
+    )
     queue_timeout: float = setting(60.0, "Seconds a question may wait for a slot before a 503.")
-    request_timeout: float = setting(120.0, "Seconds a question may take in all; its answer then "
-                                     "stops.")
+    request_timeout: float = setting(
+        120.0, "Seconds a question may take in all; its answer then stops."
+    )
     max_body: int = setting(64 * 1024, "Largest request body in bytes.")
     idle_reset: int = setting(90, "Seconds before the kiosk page clears the conversation.")
-    lang: str = setting("en", "Kiosk page language (a page can ask for another with ?lang=).",
-                        choices=LANGUAGES)
+    lang: str = setting(
+        "en", "Kiosk page language (a page can ask for another with ?lang=).", choices=LANGUAGES
+    )
     log_questions: bool = setting(False, "Put the question text in the access log.")
-    watch: float = setting(2.0, "Seconds between looks at a bundles folder's `current` for a new "
-                           "release.", low=0.1, high=3600)
-    max_connections: int = setting(512, "Open connections in all; more are closed at once.",
-                                   low=1, high=65536)
-    max_client_connections: int = setting(32, "Open connections from one address; more are "
-                                          "closed at once.", low=1, high=65536)
-    head_timeout: float = setting(10.0, "Seconds a client may take to send a request's headers; "
-                                  "then it is disconnected.", low=0.1, high=3600)
+    watch: float = setting(
+        2.0,
+        "Seconds between looks at a bundles folder's `current` for a new release.",
+        low=0.1,
+        high=3600,
+    )
+    max_connections: int = setting(
+        512, "Open connections in all; more are closed at once.", low=1, high=65536
+    )
+    max_client_connections: int = setting(
+        32, "Open connections from one address; more are closed at once.", low=1, high=65536
+    )
+    head_timeout: float = setting(
+        10.0,
+        "Seconds a client may take to send a request's headers; then it is disconnected.",
+        low=0.1,
+        high=3600,
+    )
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
     verify: bool = setting(True, "Check each release's hashes and bindings before serving it.")
-    trusted: list[Path] = setting([], "Trusted public key: unsigned or wrongly signed releases "
-                                  "are refused (file or folder of .pub files).", flag="--trust",
-                                  path=True, multiple=True, env="OUTPOST_TRUSTED_KEYS")
+    trusted: list[Path] = setting(
+        [],
+        "Trusted public key: unsigned or wrongly signed releases "
+        "are refused (file or folder of .pub files).",
+        flag="--trust",
+        path=True,
+        multiple=True,
+        env="OUTPOST_TRUSTED_KEYS",
+    )
     max_messages: int = 64  # messages in one chat request
     max_embedding_inputs: int = 64  # texts in one embeddings request
 

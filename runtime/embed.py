@@ -14,8 +14,14 @@ from outpost.runtime.manifest import EmbedderInfo
 
 
 class Embedder:
-    def __init__(self, model_path: Path, tokenizer_path: Path, max_tokens: int, threads: int = 0,
-                 prepack: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        max_tokens: int,
+        threads: int = 0,
+        prepack: bool = False,
+    ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -65,5 +71,10 @@ class Embedder:
 
 
 def open_embedder(bundle_path: Path, config: EmbedderInfo, threads: int = 0) -> Embedder:
-    return Embedder(bundle_path / config.file, bundle_path / config.tokenizer, config.max_tokens,
-                    threads, prepack=config.variant == "int8")  # fmt: skip
+    return Embedder(
+        bundle_path / config.file,
+        bundle_path / config.tokenizer,
+        config.max_tokens,
+        threads,
+        prepack=config.variant == "int8",
+    )

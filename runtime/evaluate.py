@@ -64,27 +64,33 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
             check(answer.text, answer.passages, answer.question).unsupported if shown else []
         )
         wanted = item.get("source_path")
-        rows.append({
-            "id": item["id"],
-            "answerable": item["answerable"],
-            "declined": answer.declined,
-            "refused": answer.declined,  # the old name; removed in the next release
-            "correct": item["answerable"] and not answer.declined and keywords_ok,
-            "cited": any(source_matches(c.source, wanted) for c in answer.shown_citations()),
-            "retrieved": any(source_matches(c.source, wanted) for c in answer.citations),
-            "answer": answer.text,
-            "declined_by": answer.declined_by,
-            "evidence": [e.text for e in answer.evidence],
-            "evidence_ok": bool(item["answerable"] and quoted and all(normalise(k) in quoted for k in item["answer_keywords"])),
-            "evidence_score": answer.evidence_score,
-            "unsupported": unsupported,
-            "generated": answer.generated,
-            "refusal_p": answer.refusal_p,
-            "ttft_s": answer.timings.first_token_s,
-            "first_shown_s": answer.first_shown_s,
-            "answer_mode": answer.answer_mode,
-            "tokens_per_s": answer.timings.tokens_per_s,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": item["id"],
+                "answerable": item["answerable"],
+                "declined": answer.declined,
+                "refused": answer.declined,  # the old name; removed in the next release
+                "correct": item["answerable"] and not answer.declined and keywords_ok,
+                "cited": any(source_matches(c.source, wanted) for c in answer.shown_citations()),
+                "retrieved": any(source_matches(c.source, wanted) for c in answer.citations),
+                "answer": answer.text,
+                "declined_by": answer.declined_by,
+                "evidence": [e.text for e in answer.evidence],
+                "evidence_ok": bool(
+                    item["answerable"]
+                    and quoted
+                    and all(normalise(k) in quoted for k in item["answer_keywords"])
+                ),
+                "evidence_score": answer.evidence_score,
+                "unsupported": unsupported,
+                "generated": answer.generated,
+                "refusal_p": answer.refusal_p,
+                "ttft_s": answer.timings.first_token_s,
+                "first_shown_s": answer.first_shown_s,
+                "answer_mode": answer.answer_mode,
+                "tokens_per_s": answer.timings.tokens_per_s,
+            }
+        )
         if progress:
             progress(i, len(questions))
     answerable = [r for r in rows if r["answerable"]]
@@ -113,7 +119,7 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         "declined_by": {
             why: sum(r["declined_by"] == why for r in rows)
             for why in ("threshold", "evidence", "model", "support")
-        },  # fmt: skip
+        },
         "answer_modes": {
             m: sum(r["answer_mode"] == m for r in rows) for m in ("generated", "quoted")
         },

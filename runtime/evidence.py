@@ -56,8 +56,10 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
     units = []
     for line in re.finditer(r"[^\n]+", text):
         pos = line.start()
-        breaks = [(line.start() + m.start(), line.start() + m.end())
-                  for m in _SENTENCE_END.finditer(line.group())]  # fmt: skip
+        breaks = [
+            (line.start() + m.start(), line.start() + m.end())
+            for m in _SENTENCE_END.finditer(line.group())
+        ]
         for cut, nxt in [*breaks, (line.end(), line.end())]:
             piece = text[pos:cut]
             lead = len(piece) - len(piece.lstrip())
@@ -110,8 +112,9 @@ def _covered(weights: dict[str, float], have: set[str], texts: tuple[str, ...]) 
     """`coverage` from a text's terms and its normalised pieces (computed once by the caller)."""
     if not weights:
         return 0.0
-    got = sum(w for t, w in weights.items()
-              if t in have or (len(t) > 3 and any(t in x for x in texts)))  # fmt: skip
+    got = sum(
+        w for t, w in weights.items() if t in have or (len(t) > 3 and any(t in x for x in texts))
+    )
     return got / sum(weights.values())
 
 
@@ -120,19 +123,31 @@ def _covered(weights: dict[str, float], have: set[str], texts: tuple[str, ...]) 
 _WANTS_NUMBER = re.compile(
     r"\b(how (long|many|much|often|far|big|large|high|low|fast|old)|what (is|are) the "
     r"(default|maximum|minimum|limit|size|number|port|value|interval|timeout|range|length|speed|"
-    r"temperature|pressure|voltage))|which port|what port|how soon\b", re.I)  # fmt: skip
+    r"temperature|pressure|voltage))|which port|what port|how soon\b",
+    re.I,
+)
 _WANTS_NAME = re.compile(
     r"\b(which|what) (command|option|setting|parameter|variable|file|program|daemon|package|"
     r"key(word)?|directive|flag|tool|module|backend|driver|function|field)s?\b|\bcalled\b",
     re.I,
-)  # fmt: skip
+)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
-FEATURES = ("dense", "coverage", "coverage_line", "neighbours", "answer_type", "novelty",
-            "restates", "short", "chunk_rank")  # fmt: skip
+FEATURES = (
+    "dense",
+    "coverage",
+    "coverage_line",
+    "neighbours",
+    "answer_type",
+    "novelty",
+    "restates",
+    "short",
+    "chunk_rank",
+)
 
 
-def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.ndarray,
-                  weights: dict[str, float]) -> np.ndarray:  # fmt: skip
+def line_features(
+    question: str, units: list[Unit], hits: list[Hit], dense: np.ndarray, weights: dict[str, float]
+) -> np.ndarray:
     """One row per unit: how well it answers the question, by each feature in FEATURES."""
     asked_terms = terms(question)
     asked = normalise(question)
@@ -144,8 +159,11 @@ def line_features(question: str, units: list[Unit], hits: list[Hit], dense: np.n
         have, line = terms(u.text), normalise(u.text)
         short = len(u.text.split()) < 4
         new_numbers = [n for n in _NUMBER.findall(u.text) if n not in asked]
-        new_names = [f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked
-                     ] if wants_name or short else []  # fmt: skip
+        new_names = (
+            [f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked]
+            if wants_name or short
+            else []
+        )
         same = [k for k in (j - 1, j + 1) if 0 <= k < len(units) and units[k].hit == u.hit]
         novelty = sum(not _asked(t, asked_terms) for t in have) / max(len(have), 1)
         head_terms, head = headings[u.hit]
@@ -185,9 +203,17 @@ def _asked(term: str, asked: set[str]) -> bool:
 # The first eight were chosen by a grid search over the dev and example questions
 # (benchmarks/line_rank.py); chunk_rank on the training questions (FAQ pairs and
 # examples/train.jsonl, `make ranker`), where 0.1-0.4 fit equally well. docs/quality.md.
-LINE_WEIGHTS = {"dense": 1.0, "coverage": 0.5, "coverage_line": 0.0, "neighbours": 0.6,
-                "answer_type": 0.2, "novelty": 0.0, "restates": -0.2, "short": -0.2,
-                "chunk_rank": 0.2}  # fmt: skip
+LINE_WEIGHTS = {
+    "dense": 1.0,
+    "coverage": 0.5,
+    "coverage_line": 0.0,
+    "neighbours": 0.6,
+    "answer_type": 0.2,
+    "novelty": 0.0,
+    "restates": -0.2,
+    "short": -0.2,
+    "chunk_rank": 0.2,
+}
 _WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
 
 
@@ -199,8 +225,14 @@ class Reading:
     answerability: float  # the question's weight found in the candidate chunks (with headings)
 
 
-def read(question: str, hits: list[Hit], embedder, store, windows: int = DEFAULT_WINDOWS,
-         radius: int = DEFAULT_RADIUS) -> Reading:  # fmt: skip
+def read(
+    question: str,
+    hits: list[Hit],
+    embedder,
+    store,
+    windows: int = DEFAULT_WINDOWS,
+    radius: int = DEFAULT_RADIUS,
+) -> Reading:
     """Rank the units of `hits` for the question and pick the windows the model will read."""
     units, rows, weights = line_inputs(question, hits, embedder, store)
     if not units:
@@ -303,8 +335,11 @@ def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[Evidence]:
         taken.append((u.hit, start, end))
         head = None if lead is None else Span(units[lead].start, units[lead].end, units[lead].text)
         score = round(float(reading.scores[int(j)]), 4)
-        out.append(Evidence(hit.chunk_id, start, end, hit.text[start:end], hit.source, hit.heading,
-                            score, head))
+        out.append(
+            Evidence(
+                hit.chunk_id, start, end, hit.text[start:end], hit.source, hit.heading, score, head
+            )
+        )
     return out
 
 

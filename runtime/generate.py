@@ -153,8 +153,14 @@ class RefusalCheck:
 class Run:
     """One generation in progress: iterate for text pieces; `result` fills as it goes."""
 
-    def __init__(self, owner: Generator, ids: list[int], settings: GenerationSettings,
-                 processors: Sequence[LogitsProcessor], should_stop: Callable[[], bool]):  # fmt: skip
+    def __init__(
+        self,
+        owner: Generator,
+        ids: list[int],
+        settings: GenerationSettings,
+        processors: Sequence[LogitsProcessor],
+        should_stop: Callable[[], bool],
+    ):
         self.owner, self.ids, self.settings = owner, ids, settings
         self.processors, self.should_stop = list(processors), should_stop
         self.result = Generation()

@@ -234,8 +234,11 @@ def prune(bundles: Path, keep: int) -> list[str]:
     linked = {
         PurePosixPath(t).name for t in (_link(bundles, "current"), _link(bundles, "previous")) if t
     }
-    folders = sorted((p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+    folders = sorted(
+        (p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     kept = len(linked & {p.name for p in folders})
     removed = []
     for p in folders:

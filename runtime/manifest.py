@@ -208,8 +208,14 @@ def _value(kind, value, name: str, where: str):
     return float(value) if kind is float else value
 
 
-_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-          dict: "an object", list: "a list"}  # fmt: skip
+_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+}
 
 
 def _describe(value) -> str:
@@ -231,9 +237,13 @@ def _check_paths(m: Manifest, where: str) -> None:
                 f"{where}: file path {rel!r} is not a plain relative path inside the bundle; "
                 "refusing the bundle"
             )
-    refs = {"model.dir": m.model.dir, "embedder.file": m.embedder.file,
-            "embedder.tokenizer": m.embedder.tokenizer, "index.file": m.index.file,
-            "store.file": m.store.file}  # fmt: skip
+    refs = {
+        "model.dir": m.model.dir,
+        "embedder.file": m.embedder.file,
+        "embedder.tokenizer": m.embedder.tokenizer,
+        "index.file": m.index.file,
+        "store.file": m.store.file,
+    }
     for name, rel in refs.items():
         if not safe_relative(rel):
             raise _fail(where, name, f"({rel!r}) must be a plain relative path inside the bundle")

@@ -47,8 +47,12 @@ class Release:
 def load_release(path: Path, config: ServeConfig) -> Release:
     from outpost.runtime.assistant import AskConfig, open_assistant
 
-    assistant = open_assistant(path, AskConfig(threads=config.threads), verify=config.verify,
-                               trusted=[Path(t) for t in config.trusted])  # fmt: skip
+    assistant = open_assistant(
+        path,
+        AskConfig(threads=config.threads),
+        verify=config.verify,
+        trusted=[Path(t) for t in config.trusted],
+    )
     cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 
@@ -103,8 +107,14 @@ class Releases:
             return
         old, self.current, self.error, self.refused = self.current, release, None, None
         self.switches += old is not None
-        self.say({"event": "serving", "bundle": str(target), "content_id": release.content_id,
-                  "replaced": old.content_id if old else None})  # fmt: skip
+        self.say(
+            {
+                "event": "serving",
+                "bundle": str(target),
+                "content_id": release.content_id,
+                "replaced": old.content_id if old else None,
+            }
+        )
 
     def follow(self, stop: threading.Event) -> None:
         while True:

@@ -56,8 +56,15 @@ EXPANSION_SEARCH = 128
 
 
 class Retriever:
-    def __init__(self, index_path: Path, store_path: Path, ndim: int, embedder: Embedder,
-                 expansion: int = EXPANSION_SEARCH, exact: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        index_path: Path,
+        store_path: Path,
+        ndim: int,
+        embedder: Embedder,
+        expansion: int = EXPANSION_SEARCH,
+        exact: bool = False,
+    ):
         Index = usearch_index()
 
         self.index = Index.restore(str(index_path), view=True)

@@ -109,12 +109,16 @@ class Scheduler:
         self.timeout, self.request_timeout = config.queue_timeout, config.request_timeout
         self.inside = 0  # running or waiting
         self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=self.limit + 2, thread_name_prefix="outpost-answer")
+        self.pool = ThreadPoolExecutor(
+            max_workers=self.limit + 2, thread_name_prefix="outpost-answer"
+        )
 
     def admit(self) -> None:
         with self.lock:
             if self.inside >= self.limit:
-                raise ApiError(429, f"{self.inside} questions are running or waiting; try again shortly")
+                raise ApiError(
+                    429, f"{self.inside} questions are running or waiting; try again shortly"
+                )
             self.inside += 1
 
     def leave(self) -> None:
@@ -132,7 +136,9 @@ class Scheduler:
             if stop is not None and stop.is_set():
                 raise ApiError(499, "the client left before its question was answered")
             if time.monotonic() > end:
-                raise ApiError(503, f"no answer slot came free within {self.timeout:g} s; try again")
+                raise ApiError(
+                    503, f"no answer slot came free within {self.timeout:g} s; try again"
+                )
         try:
             return run()
         finally:
@@ -159,9 +165,14 @@ class Scheduler:
             job.put(Started())
             if job.should_stop():
                 raise RuntimeError("stopped before it started")
-            return release.ask(question, history, on_text=lambda p: job.put(Text(p)),
-                               should_stop=job.should_stop, max_new_tokens=max_tokens,
-                               on_quote=lambda q: job.put(Quote(asdict(q))))
+            return release.ask(
+                question,
+                history,
+                on_text=lambda p: job.put(Text(p)),
+                should_stop=job.should_stop,
+                max_new_tokens=max_tokens,
+                on_quote=lambda q: job.put(Quote(asdict(q))),
+            )
 
         try:
             job.put(Done(self.in_slot(answer, job.stop)))

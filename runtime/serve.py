@@ -55,23 +55,32 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        threading.Thread(target=server.releases.follow, args=(stop,), daemon=True,
-                         name="outpost-releases").start()  # fmt: skip
+        threading.Thread(
+            target=server.releases.follow, args=(stop,), daemon=True, name="outpost-releases"
+        ).start()
         yield
         stop.set()
         server.scheduler.shutdown()
 
     # No /docs or /redoc: Swagger UI loads from a CDN, which an offline kiosk has not got.
-    app = FastAPI(title="Outpost", version=_version(), lifespan=lifespan, docs_url=None,
-                  redoc_url=None,
-                  description="Cited answers from the manuals in one bundle; OpenAI-compatible.")  # fmt: skip
+    app = FastAPI(
+        title="Outpost",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Cited answers from the manuals in one bundle; OpenAI-compatible.",
+    )
     app.state.server = server
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):  # unknown routes and methods, in OpenAI's shape too
         what = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed here"}
-        return error_response(exc.status_code, what.get(exc.status_code, str(exc.detail)),
-                              headers=getattr(exc, "headers", None))  # fmt: skip
+        return error_response(
+            exc.status_code,
+            what.get(exc.status_code, str(exc.detail)),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):  # OpenAI answers 400 with an error object, not 422
@@ -88,8 +97,12 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
         return error_response(exc.status, exc.message, kind, headers)
 
     app.add_middleware(Guard, config=config, say=say)
-    for router in (health_router(server), openai_router(server), passages_router(server),
-                   kiosk_router(config)):  # fmt: skip
+    for router in (
+        health_router(server),
+        openai_router(server),
+        passages_router(server),
+        kiosk_router(config),
+    ):
         app.include_router(router)
     return app
 
@@ -114,8 +127,10 @@ class Guard:
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", rid.encode())]}  # fmt: skip
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())],
+                }
             await send(message)
 
         try:
@@ -132,8 +147,11 @@ class Guard:
             and scope["path"].startswith("/v1/")
             and not authorised_headers(headers, config.api_key)
         ):
-            early = error_response(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                           "authentication_error")  # fmt: skip
+            early = error_response(
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                "authentication_error",
+            )
         try:
             if early is not None:
                 await early(scope, receive, send_with_id)
@@ -145,15 +163,22 @@ class Guard:
                 "error": f"{type(e).__name__}: {one_line(str(e))[:200]}",
             }
             if status[0] is None:
-                await error_response(500, "internal error; the server log has the request id",
-                             "server_error")(scope, receive, send_with_id)  # fmt: skip
+                await error_response(
+                    500, "internal error; the server log has the request id", "server_error"
+                )(scope, receive, send_with_id)
         finally:
             if scope["path"] != "/health":
-                self.say({"event": "request", "id": rid, "method": scope["method"],
-                          "path": scope["path"],
-                          "status": 499 if state.get("left") else status[0] or 500,
-                          "latency_ms": round(1000 * (time.perf_counter() - started), 1),
-                          **state.get("log", {})})  # fmt: skip
+                self.say(
+                    {
+                        "event": "request",
+                        "id": rid,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": 499 if state.get("left") else status[0] or 500,
+                        "latency_ms": round(1000 * (time.perf_counter() - started), 1),
+                        **state.get("log", {}),
+                    }
+                )
 
 
 def guarded_protocol(config: ServeConfig):
@@ -259,5 +284,12 @@ def serve(config: ServeConfig) -> None:
     app = create_app(config)
     # No limit_concurrency: uvicorn counts idle connections in it, so 64 of them locked everyone
     # out. Questions are bounded by the answer slots; connections by guarded_protocol.
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5, http=guarded_protocol(config))  # fmt: skip
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        http=guarded_protocol(config),
+    )

@@ -13,21 +13,45 @@ from __future__ import annotations
 from dataclasses import MISSING, Field, field, fields
 
 
-def setting(default, help: str, *, flag: str | None = None, short: str | None = None,
-            choices: tuple[str, ...] | None = None, low: float | None = None,
-            high: float | None = None, kind: type | None = None, path: bool = False,
-            multiple: bool = False, env: str | None = None, secret: bool = False,
-            required: bool = False):  # fmt: skip
+def setting(
+    default,
+    help: str,
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    kind: type | None = None,
+    path: bool = False,
+    multiple: bool = False,
+    env: str | None = None,
+    secret: bool = False,
+    required: bool = False,
+):
     """A config field with what its option needs. `flag` overrides the name made from the field
     (`max_new_tokens` -> `--max-new-tokens`); `kind` is the value's type where the default is
     None; `low`/`high` bound it (inclusive); `env` overrides the prefix + field name
     (`OUTPOST_TOP_K`); `secret` keeps the default out of help and tables; `required` options
     must be given (on the command line or in the environment)."""
-    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "low": low,
-            "high": high, "kind": kind, "path": path, "multiple": multiple, "env": env,
-            "secret": secret, "required": required}  # fmt: skip
+    meta = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "choices": choices,
+        "low": low,
+        "high": high,
+        "kind": kind,
+        "path": path,
+        "multiple": multiple,
+        "env": env,
+        "secret": secret,
+        "required": required,
+    }
     if isinstance(default, list | tuple):
-        return field(default_factory=lambda: type(default)(default), metadata={**meta, "setting": True})
+        return field(
+            default_factory=lambda: type(default)(default), metadata={**meta, "setting": True}
+        )
     return field(default=default, metadata={**meta, "setting": True})
 
 

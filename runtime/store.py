@@ -128,8 +128,10 @@ def write_store(rows: Iterable[tuple[str, str, int, int, str]], path: Path) -> N
     db = sqlite3.connect(path)
     with db:
         db.execute(STORE_SCHEMA[0])
-        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                       [(i, *row) for i, row in enumerate(rows)])
+        db.executemany(
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, *row) for i, row in enumerate(rows)],
+        )
         db.execute(STORE_SCHEMA[1])
         db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
     db.execute("VACUUM")

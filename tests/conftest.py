@@ -82,8 +82,16 @@ def signing_key(tmp_path_factory) -> Path:
 def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
     """A small signed bundle (tiny Phi-3 int4 over the press documents) for fast tests."""
     out = tmp_path_factory.mktemp("tiny") / "bundle"
-    done = outpost("export", str(EXAMPLES / "docs" / "press"), "--out", str(out), "--base", str(tiny_phi3),
-                   "--sign", f"{signing_key}.key")  # fmt: skip
+    done = outpost(
+        "export",
+        str(EXAMPLES / "docs" / "press"),
+        "--out",
+        str(out),
+        "--base",
+        str(tiny_phi3),
+        "--sign",
+        f"{signing_key}.key",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
@@ -92,7 +100,15 @@ def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
 def tiny_bundle_b(tiny_phi3, signing_key, tmp_path_factory) -> Path:
     """A second signed tiny bundle (other documents): a new release for install and serve tests."""
     out = tmp_path_factory.mktemp("tiny-b") / "bundle"
-    done = outpost("export", str(EXAMPLES / "docs" / "conveyor"), "--out", str(out), "--base",
-                   str(tiny_phi3), "--sign", f"{signing_key}.key")  # fmt: skip
+    done = outpost(
+        "export",
+        str(EXAMPLES / "docs" / "conveyor"),
+        "--out",
+        str(out),
+        "--base",
+        str(tiny_phi3),
+        "--sign",
+        f"{signing_key}.key",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out

@@ -45,10 +45,18 @@ def test_api_in_process_answers_streams_and_describes_itself(tiny_bundle):
         app,
         ("GET", "/health", None),
         ("GET", "/v1/models", None),
-        ("POST", "/v1/chat/completions", ask("What is the maximum pressure of the press?", max_tokens=8)),
-        ("POST", "/v1/chat/completions", ask("What is the maximum pressure of the press?", max_tokens=8, stream=True)),
+        (
+            "POST",
+            "/v1/chat/completions",
+            ask("What is the maximum pressure of the press?", max_tokens=8),
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            ask("What is the maximum pressure of the press?", max_tokens=8, stream=True),
+        ),
         ("GET", "/v1/passages/0", None),
-    )  # fmt: skip
+    )
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert len(health.json()["bundle"]) == 64
     model = models.json()["data"][0]["id"]
@@ -58,8 +66,15 @@ def test_api_in_process_answers_streams_and_describes_itself(tiny_bundle):
     body = answer.json()
     assert body["model"] == model and body["object"] == "chat.completion"
     field = body["outpost"]
-    assert set(field) == {"declined", "declined_by", "answer_mode", "evidence", "support",
-                          "citations", "bundle"}  # fmt: skip
+    assert set(field) == {
+        "declined",
+        "declined_by",
+        "answer_mode",
+        "evidence",
+        "support",
+        "citations",
+        "bundle",
+    }
     if not field["declined"]:
         assert field["evidence"] and field["citations"]
 
@@ -104,7 +119,13 @@ def test_api_in_process_errors_are_openai_shaped(tiny_bundle):
 def test_api_in_process_health_while_loading_is_llama_cpp_shaped(tmp_path):
     (tmp_path / "bundle").mkdir()  # nothing loaded yet: the release thread has not run
     app, _ = _app(tmp_path / "bundle", loaded=False)
-    health, chat = _call(app, ("GET", "/health", None), ("POST", "/v1/chat/completions", ask("why?")))
+    health, chat = _call(
+        app, ("GET", "/health", None), ("POST", "/v1/chat/completions", ask("why?"))
+    )
     assert health.status_code == 503 and health.headers["retry-after"]
-    assert health.json()["error"] == {"code": 503, "message": "Loading model", "type": "unavailable_error"}
+    assert health.json()["error"] == {
+        "code": 503,
+        "message": "Loading model",
+        "type": "unavailable_error",
+    }
     assert chat.status_code == 503 and "loading" in chat.json()["error"]["message"]

@@ -23,8 +23,13 @@ QUALITY_FLOOR = 0.25
 def test_manifest_records_files_settings_and_checks(smol_bundle):
     open_bundle(smol_bundle)  # typed: every field present and of its type
     m = json.loads((smol_bundle / "bundle.json").read_text())
-    assert {"model/model.onnx", "model/genai_config.json", "embedder/model.onnx", "index.usearch",
-            "chunks.sqlite"} <= set(m["files"])  # fmt: skip
+    assert {
+        "model/model.onnx",
+        "model/genai_config.json",
+        "embedder/model.onnx",
+        "index.usearch",
+        "chunks.sqlite",
+    } <= set(m["files"])
     assert m["model"]["quantization"]["precision"] in ("int4", "int8", "fp32")
     assert len(m["model"]["base_sha256"]) == 64 and len(m["model"]["chat_template_sha256"]) == 64
     parity = m["checks"]["parity"]

@@ -70,8 +70,14 @@ def test_unknown_base_model(tmp_path, examples_docs):
 
 
 def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs):
-    done = outpost("export", str(examples_docs / "press"), "--out", str(tmp_path / "out"),
-                   "--embedder", str(tmp_path / "missing-embedder"))  # fmt: skip
+    done = outpost(
+        "export",
+        str(examples_docs / "press"),
+        "--out",
+        str(tmp_path / "out"),
+        "--embedder",
+        str(tmp_path / "missing-embedder"),
+    )
     assert_clean_error(done, match="cannot load embedder")
     assert "reading documents" in done.stderr  # it got past ingestion before failing
     assert nothing_written(tmp_path) == []

@@ -140,8 +140,10 @@ def test_unreadable_folder_is_listed_and_fails_strict():
     os.chmod(docs / "secret", 0o700)
     for p in (tmp_path, tmp_path / "shared", docs):
         os.chmod(p, 0o755)
-    code = (f"import json; from outpost.export.ingest import discover; files, skipped, _ = discover(['{docs}']); "
-            "print(json.dumps([[s for _, s in files], [[k.path, k.reason] for k in skipped]]))")  # fmt: skip
+    code = (
+        f"import json; from outpost.export.ingest import discover; files, skipped, _ = discover(['{docs}']); "
+        "print(json.dumps([[s for _, s in files], [[k.path, k.reason] for k in skipped]]))"
+    )
     # The project's venv may sit under a folder only root can enter: use the system Python, which
     # is enough for export.ingest (standard library only).
     python = shutil.which("python3", path="/usr/bin:/bin")
@@ -155,8 +157,14 @@ def test_unreadable_folder_is_listed_and_fails_strict():
     (site / "export").symlink_to(ROOT / "export")
     for p in (site.parent, site):
         os.chmod(p, 0o755)
-    done = subprocess.run([python, "-c", code], cwd="/", capture_output=True, text=True, user=65534,
-                          env={"PYTHONPATH": str(site.parent), "HOME": "/tmp"})  # fmt: skip
+    done = subprocess.run(
+        [python, "-c", code],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        user=65534,
+        env={"PYTHONPATH": str(site.parent), "HOME": "/tmp"},
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot run as nobody here: {done.stderr.strip()[-200:]}")
     try:
@@ -253,8 +261,12 @@ def test_out_under_an_existing_file(tmp_path):
 
 def test_invalid_utf8_on_stdin(tmp_path):
     write_fake_bundle(tmp_path / "b")
-    done = subprocess.run([sys.executable, "-m", "outpost.cli", "ask", str(tmp_path / "b")], input=b"\xff\xfe what",
-                          capture_output=True, cwd=ROOT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "outpost.cli", "ask", str(tmp_path / "b")],
+        input=b"\xff\xfe what",
+        capture_output=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 1
     assert (
         done.stderr.decode().strip()
@@ -314,8 +326,11 @@ def test_exit_codes_follow_the_table(tmp_path):
     one_error_line(
         outpost("rollback", "--bundles", str(tmp_path)), code=1, match="no previous bundle"
     )
-    one_error_line(outpost("install", str(tmp_path / "none.tar"), "--bundles", str(tmp_path / "d")), code=1,
-                   match="does not exist")  # fmt: skip
+    one_error_line(
+        outpost("install", str(tmp_path / "none.tar"), "--bundles", str(tmp_path / "d")),
+        code=1,
+        match="does not exist",
+    )
     assert outpost("ask").returncode == 2  # missing argument
     assert outpost("ask", str(tmp_path), "q", "--top-k", "x").returncode == 2
 

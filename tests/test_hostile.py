@@ -102,8 +102,9 @@ def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bun
     trust = [Path(f"{signing_key}.pub")]
     seen, decoyed = [], []
 
-    @settings(max_examples=20, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(st.text(alphabet=NAME_CHARS, min_size=1, max_size=14))
     @example("b%2fx")  # read b/x/chunks.sqlite before
     @example("a#b")  # `#` cut the path (and could create a file outside the bundle)
@@ -158,10 +159,12 @@ def test_asking_for_trust_and_finding_no_key_is_an_error(tiny_bundle, signing_ke
     assert outpost("pack", str(unsigned), "-o", str(archive)).returncode == 0
     trust = [] if kind == "env" else ["--trust", str(keys)]
     env = {"OUTPOST_TRUSTED_KEYS": str(keys)} if kind == "env" else None
-    for args in (["ask", str(unsigned), "What is the belt speed?", "--max-new-tokens", "2"],
-                 ["verify", str(unsigned)],
-                 ["install", str(archive), "--bundles", str(tmp_path / "dev")],
-                 ["serve", str(unsigned), "--port", "0"]):  # fmt: skip
+    for args in (
+        ["ask", str(unsigned), "What is the belt speed?", "--max-new-tokens", "2"],
+        ["verify", str(unsigned)],
+        ["install", str(archive), "--bundles", str(tmp_path / "dev")],
+        ["serve", str(unsigned), "--port", "0"],
+    ):
         one_error_line(outpost(*args, *trust, env=env, timeout=120), match="no public key")
     assert not (tmp_path / "dev" / "current").exists()
 
@@ -169,8 +172,10 @@ def test_asking_for_trust_and_finding_no_key_is_an_error(tiny_bundle, signing_ke
 def test_a_key_path_that_is_a_pipe_is_refused_without_reading(tiny_bundle, tmp_path):
     fifo = tmp_path / "key.pub"
     os.mkfifo(fifo)
-    one_error_line(outpost("verify", str(tiny_bundle), "--trust", str(fifo), timeout=60),
-                   match="not a plain file")  # fmt: skip
+    one_error_line(
+        outpost("verify", str(tiny_bundle), "--trust", str(fifo), timeout=60),
+        match="not a plain file",
+    )
 
 
 @pytest.mark.slow
@@ -197,8 +202,9 @@ def test_a_signed_store_with_foreign_sql_objects_is_refused(
     rehash(copy, "chunks.sqlite", Path(f"{signing_key}.key"))  # signed: the build machine lied
     trust = ["--trust", f"{signing_key}.pub"]
     assert outpost("verify", str(copy), *trust).returncode == 0  # the bytes are the signed ones
-    done = outpost("ask", str(copy), "What is the belt speed?", "--max-new-tokens", "2", *trust,
-                   timeout=120)  # fmt: skip
+    done = outpost(
+        "ask", str(copy), "What is the belt speed?", "--max-new-tokens", "2", *trust, timeout=120
+    )
     one_error_line(done, match="not the schema `outpost export` writes")
 
 
@@ -249,14 +255,24 @@ def _fake_members(**extra) -> list[tuple[str, bytes | int]]:
     "members, message",
     [
         ([*_fake_members(), ("bundle/model/model.onnx.data", 4 * 2**30)], "not listed in its"),
-        ([("bundle/bundle.json", json.dumps(manifest_dict()).encode()),
-          ("bundle/model/model.onnx", 4 * 2**30)], "bundle.json says"),
-        ([("bundle/bundle.json", json.dumps(manifest_dict()).encode()),
-          ("bundle/bundle.json", b"{}")], "appears twice"),
+        (
+            [
+                ("bundle/bundle.json", json.dumps(manifest_dict()).encode()),
+                ("bundle/model/model.onnx", 4 * 2**30),
+            ],
+            "bundle.json says",
+        ),
+        (
+            [
+                ("bundle/bundle.json", json.dumps(manifest_dict()).encode()),
+                ("bundle/bundle.json", b"{}"),
+            ],
+            "appears twice",
+        ),
         (_fake_members()[:-1], "lacks"),
     ],
     ids=["unlisted-4GiB", "wrong-size-4GiB", "two-manifests", "missing-file"],
-)  # fmt: skip
+)
 def test_a_compressed_archive_is_checked_against_its_manifest_before_writing(
     tmp_path, members, message
 ):
@@ -353,8 +369,12 @@ def _strays(bundles: Path) -> list[str]:
 
 
 def _kill_at(args: list[str], delay: float) -> bool:
-    proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outpost.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     killed = proc.poll() is None
     if killed:
@@ -451,8 +471,10 @@ def test_install_and_rollback_take_turns_and_releases_are_pruned(tmp_path):
     archives = [_release(tmp_path, n, s) for n, s in (("a", 1), ("b", 2), ("c", 3), ("d", 4))]
     dev = tmp_path / "dev"
     with locked(dev):
-        one_error_line(outpost("install", str(archives[0]), "--bundles", str(dev)),
-                       match="another install or rollback is running")  # fmt: skip
+        one_error_line(
+            outpost("install", str(archives[0]), "--bundles", str(dev)),
+            match="another install or rollback is running",
+        )
         one_error_line(outpost("rollback", "--bundles", str(dev)), match="no previous")
     for archive in archives:
         assert (
@@ -519,8 +541,9 @@ def test_no_command_writes_into_what_it_reads(tiny_bundle, tmp_path):
     docs.mkdir()
     (docs / "a.md").write_text("# A\n\nText.")
     one_error_line(outpost("export", str(docs), "--out", str(docs / "bundle")), match="overlap")
-    one_error_line(outpost("export", str(docs / "a.md"), "--out", str(tmp_path), "--force"),
-                   match="overlap")  # fmt: skip
+    one_error_line(
+        outpost("export", str(docs / "a.md"), "--out", str(tmp_path), "--force"), match="overlap"
+    )
     assert sorted(os.listdir(docs)) == ["a.md"]
     copy = link_copy(tiny_bundle, tmp_path / "b")
     one_error_line(outpost("pack", str(copy), "-o", str(copy / "b.tar")), match="inside the bundle")
@@ -529,9 +552,13 @@ def test_no_command_writes_into_what_it_reads(tiny_bundle, tmp_path):
 
 @pytest.mark.slow
 def test_chat_reports_a_line_that_is_not_utf8_and_goes_on(tiny_bundle):
-    proc = subprocess.run([sys.executable, "-m", "outpost.cli", "chat", str(tiny_bundle), "--max-new-tokens", "2"],
-                          input=b"\xff\xfe bad\nWhat is the belt speed?\n", capture_output=True,
-                          cwd=ROOT, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "outpost.cli", "chat", str(tiny_bundle), "--max-new-tokens", "2"],
+        input=b"\xff\xfe bad\nWhat is the belt speed?\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert b"not UTF-8 text (byte 0)" in proc.stderr and b"Traceback" not in proc.stderr
     assert proc.stdout.strip()  # the next line was answered (or declined) as usual

@@ -56,8 +56,16 @@ def test_markdown_headings_and_code():
 
 def test_pdf_text_and_headings(tmp_path):
     pdf = tmp_path / "m.pdf"
-    load_make_pdf().write_pdf(pdf, ["1 Scope", "This manual covers the valve V-9.", "", "2 Service",
-                                    "Grease the valve every 300 hours."])  # fmt: skip
+    load_make_pdf().write_pdf(
+        pdf,
+        [
+            "1 Scope",
+            "This manual covers the valve V-9.",
+            "",
+            "2 Service",
+            "Grease the valve every 300 hours.",
+        ],
+    )
     doc = read_document(pdf, "m.pdf")
     found = {b.text: b.headings for b in doc.blocks}
     assert found["Grease the valve every 300 hours."] == ("2 Service", "p. 1")

@@ -23,8 +23,15 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1300",
-                "--disable-gpu", "--no-first-run", "--disable-extensions"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,1300",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(arg)
     # An explicit driver path: selenium's own manager would otherwise try to download one.
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
@@ -69,7 +76,7 @@ def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, brow
               if (t && t.textContent) window.seen.push(t.textContent);
               if (q) window.seen.push('quote: ' + q.textContent);
             }).observe(document.getElementById('turns'), {subtree: true, childList: true, characterData: true});
-        """)  # fmt: skip
+        """)
         ask(browser, PRESSURE)
         wait_for(browser, "return document.querySelector('.turn[data-state=done]')")
         turn = browser.find_element(By.CSS_SELECTOR, ".turn[data-state=done]")

@@ -20,8 +20,21 @@ QUESTION = "What is the maximum system pressure?"
 
 def make_kit(tmp_path, platform_tag: str, bundle, key) -> tuple:
     kit = tmp_path / f"kit-{platform_tag}"
-    done = outpost("kit", "--out", str(kit), "--platform", platform_tag, "--bundle", str(bundle),
-                   "--trust", f"{key}.pub", "--question", QUESTION, "--json", timeout=900)  # fmt: skip
+    done = outpost(
+        "kit",
+        "--out",
+        str(kit),
+        "--platform",
+        platform_tag,
+        "--bundle",
+        str(bundle),
+        "--trust",
+        f"{key}.pub",
+        "--question",
+        QUESTION,
+        "--json",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return kit, json.loads(done.stdout)
 
@@ -48,8 +61,13 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
     env["PIP_INDEX_URL"] = "http://127.0.0.1:9/nothing"  # any index use would fail
-    done = subprocess.run([*network_cut(), "sh", str(kit / "install.sh"), str(prefix)], env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [*network_cut(), "sh", str(kit / "install.sh"), str(prefix)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "signature valid" in done.stdout and "check: one question" in done.stderr
     assert "Sources:" in done.stdout or "do not cover" in done.stdout
@@ -58,12 +76,22 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     site = next(prefix.glob("lib/python3.*/site-packages"))
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert "huggingface_hub" not in present and "pip" not in present and "torch" not in present
-    check = subprocess.run([str(prefix / "bin" / "python"), "-c",
-                            "import outpost.cli, outpost.runtime.serve, fastapi, uvicorn, usearch.index, onnxruntime_genai"],
-                           capture_output=True, text=True)  # fmt: skip
+    check = subprocess.run(
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import outpost.cli, outpost.runtime.serve, fastapi, uvicorn, usearch.index, onnxruntime_genai",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
-    again = subprocess.run([str(prefix / "bin" / "outpost"), "ask", str(prefix / "bundles"), QUESTION, "--json"],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [str(prefix / "bin" / "outpost"), "ask", str(prefix / "bundles"), QUESTION, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "answer" in json.loads(again.stdout)
 
 
@@ -89,10 +117,23 @@ def arm64_root(tmp_path):
             "needs Debian's qemu-user-static and mmdebstrap to run arm64 Python (make test installs them)"
         )
     root = tmp_path / "arm64root"
-    packages = ("libpython3.11-minimal,python3.11-minimal,libpython3.11-stdlib,zlib1g,libffi8,libssl3,"
-                "libexpat1,libbz2-1.0,liblzma5,libsqlite3-0,libstdc++6,libgcc-s1")  # fmt: skip
-    done = subprocess.run([debstrap, "--variant=extract", "--architectures=arm64", f"--include={packages}",
-                           "bookworm", str(root)], capture_output=True, text=True, timeout=900)  # fmt: skip
+    packages = (
+        "libpython3.11-minimal,python3.11-minimal,libpython3.11-stdlib,zlib1g,libffi8,libssl3,"
+        "libexpat1,libbz2-1.0,liblzma5,libsqlite3-0,libstdc++6,libgcc-s1"
+    )
+    done = subprocess.run(
+        [
+            debstrap,
+            "--variant=extract",
+            "--architectures=arm64",
+            f"--include={packages}",
+            "bookworm",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         pytest.skip(
             f"no arm64 Debian root could be made here: {done.stderr.strip().splitlines()[-1:]}"
@@ -100,9 +141,11 @@ def arm64_root(tmp_path):
     # qemu-user shows programs this machine's /proc/cpuinfo (x86), and onnxruntime's CPU probe
     # (cpuinfo) crashes on it; qemu looks for files under the root first, so give it an arm64 one
     # (two Neoverse-N1 cores, as an arm64 device reports them).
-    core = ("processor\t: {n}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
-            "atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
-            "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")  # fmt: skip
+    core = (
+        "processor\t: {n}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
+        "atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
+        "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n"
+    )
     (root / "proc").mkdir(exist_ok=True)
     (root / "proc" / "cpuinfo").write_text(core.format(n=0) + core.format(n=1))
     return qemu, root
@@ -118,25 +161,63 @@ def test_aarch64_kit_answers_under_emulation(tiny_bundle, signing_key, tmp_path)
     site = tmp_path / "site"
     names = [f"manylinux_2_{n}_aarch64" for n in range(28, 16, -1)] + ["manylinux2014_aarch64"]
     tags = [a for name in names for a in ("--platform", name)]
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile",
-                           "--target", str(site), *tags, "--python-version", "3.11",
-                           "--implementation", "cp", "--only-binary=:all:", "-q",
-                           *[str(w) for w in sorted((kit / "wheels").glob("*.whl"))]],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            *tags,
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
+            "-q",
+            *[str(w) for w in sorted((kit / "wheels").glob("*.whl"))],
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with tarfile.open(kit / "bundle.tar") as tar:
         tar.extractall(tmp_path / "unpacked", filter="data")
     bundle = next((tmp_path / "unpacked").iterdir())
     python = root / "usr" / "bin" / "python3.11"
-    run = ("import platform, sys; print(platform.machine(), file=sys.stderr); "
-           "sys.argv = ['outpost', 'ask', sys.argv[1], sys.argv[2], '--json', '--reader', 'chunks', "
-           "'--trust', sys.argv[3]]; "
-           "from outpost.cli import main; main()")  # fmt: skip
-    done = subprocess.run([qemu, "-L", str(root), str(python), "-c", run, str(bundle), QUESTION,
-                           str(kit / "keys" / "release.pub")],
-                          capture_output=True, text=True, timeout=1500, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUTPOST_THREADS": "2",
-                               "PYTHONPATH": str(site)})  # fmt: skip
+    run = (
+        "import platform, sys; print(platform.machine(), file=sys.stderr); "
+        "sys.argv = ['outpost', 'ask', sys.argv[1], sys.argv[2], '--json', '--reader', 'chunks', "
+        "'--trust', sys.argv[3]]; "
+        "from outpost.cli import main; main()"
+    )
+    done = subprocess.run(
+        [
+            qemu,
+            "-L",
+            str(root),
+            str(python),
+            "-c",
+            run,
+            str(bundle),
+            QUESTION,
+            str(kit / "keys" / "release.pub"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "OUTPOST_THREADS": "2",
+            "PYTHONPATH": str(site),
+        },
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.splitlines()[0] == "aarch64"
     assert "answer" in json.loads(done.stdout)

@@ -14,8 +14,13 @@ import pytest
 from conftest import ROOT, outpost
 
 BUILD_SIDE = ("outpost.export", "outpost.trainer", "export", "trainer")
-DEVICE_FILES = sorted([*(ROOT / "runtime").glob("*.py"), ROOT / "src" / "outpost" / "__init__.py",
-                       ROOT / "src" / "outpost" / "cli.py"])  # fmt: skip
+DEVICE_FILES = sorted(
+    [
+        *(ROOT / "runtime").glob("*.py"),
+        ROOT / "src" / "outpost" / "__init__.py",
+        ROOT / "src" / "outpost" / "cli.py",
+    ]
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -33,10 +38,16 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_runtime_imports_nothing_from_the_build_side(path):
     """Not even lazily inside a function: the device package must run without them."""
-    bad = {m for m in imported_modules(path)
-           if any(m == b or m.startswith(b + ".") for b in BUILD_SIDE)}  # fmt: skip
-    heavy = {m for m in imported_modules(path)
-             if m.split(".")[0] in ("torch", "transformers", "peft", "sentence_transformers")}  # fmt: skip
+    bad = {
+        m
+        for m in imported_modules(path)
+        if any(m == b or m.startswith(b + ".") for b in BUILD_SIDE)
+    }
+    heavy = {
+        m
+        for m in imported_modules(path)
+        if m.split(".")[0] in ("torch", "transformers", "peft", "sentence_transformers")
+    }
     assert not bad and not heavy, f"{path.name} imports {sorted(bad | heavy)}"
     named = re.findall(r"\b(?:export|trainer)\.[a-z_]", path.read_text())
     assert not named, f"{path.name} names {named}"  # not named as strings either
@@ -44,8 +55,13 @@ def test_runtime_imports_nothing_from_the_build_side(path):
 
 def test_build_commands_are_registered_not_named():
     registered = {ep.name: ep.value for ep in metadata.entry_points(group="outpost.commands")}
-    assert registered == {"export": "outpost.export.cli:export_cmd", "keygen": "outpost.export.cli:keygen", "kit": "outpost.export.cli:kit",
-                          "pack": "outpost.export.cli:pack", "train": "outpost.trainer.cli:train_cmd"}  # fmt: skip
+    assert registered == {
+        "export": "outpost.export.cli:export_cmd",
+        "keygen": "outpost.export.cli:keygen",
+        "kit": "outpost.export.cli:kit",
+        "pack": "outpost.export.cli:pack",
+        "train": "outpost.trainer.cli:train_cmd",
+    }
     done = outpost("--help")
     listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].strip().splitlines()}
     assert listed == {
@@ -62,10 +78,12 @@ def test_build_commands_are_registered_not_named():
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys; from outpost.cli import cli; "
-            "cli(['--help'], standalone_mode=False); "
-            "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnxruntime_genai', 'numpy', "
-            "'outpost.export.bundle', 'outpost.trainer.recipe') if m in sys.modules]; print(heavy)")  # fmt: skip
+    code = (
+        "import sys; from outpost.cli import cli; "
+        "cli(['--help'], standalone_mode=False); "
+        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnxruntime_genai', 'numpy', "
+        "'outpost.export.bundle', 'outpost.trainer.recipe') if m in sys.modules]; print(heavy)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[]")
@@ -84,9 +102,11 @@ def device_env(tmp_path):
 
 @pytest.mark.parametrize(
     "args, extra",
-    [(["export", "docs", "--out", "b"], "export"),
-     (["train", "--data", "d.jsonl", "--out", "run"], "train")],
-)  # fmt: skip
+    [
+        (["export", "docs", "--out", "b"], "export"),
+        (["train", "--data", "d.jsonl", "--out", "run"], "train"),
+    ],
+)
 def test_build_commands_on_a_device_install_name_the_extra(device_env, args, extra, tmp_path):
     done = outpost(*args, env=device_env)
     assert done.returncode == 1
@@ -110,31 +130,65 @@ def test_the_wheel_installs_one_import_package(tmp_path):
     `runtime`, `export` or `trainer` for another distribution to overwrite."""
     import zipfile
 
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-                           capture_output=True, text=True)  # fmt: skip
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("outpost_llm-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         tops = {name.split("/")[0] for name in z.namelist()}
         names = set(z.namelist())
     assert {t for t in tops if not t.endswith(".dist-info")} == {"outpost"}
-    assert {"outpost/cli.py", "outpost/runtime/assistant.py", "outpost/runtime/kiosk/index.html",
-            "outpost/export/bundle.py", "outpost/trainer/recipe.py"} <= names  # fmt: skip
+    assert {
+        "outpost/cli.py",
+        "outpost/runtime/assistant.py",
+        "outpost/runtime/kiosk/index.html",
+        "outpost/export/bundle.py",
+        "outpost/trainer/recipe.py",
+    } <= names
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                           str(site), str(wheel)], capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     # A fresh interpreter that sees only the installed wheel (and the venv's dependencies, not
     # this checkout or its editable install): outpost imports, the old names do not.
-    code = ("import importlib.util, sys; sys.path[:] = [p for p in sys.path if 'site-packages' in p "
-            "or 'lib/python' in p]; sys.path.insert(0, sys.argv[1]); "
-            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
-            "import outpost.cli, outpost.runtime.manifest; "
-            "print(outpost.runtime.manifest.__file__.startswith(sys.argv[1]), "
-            "[n for n in ('runtime', 'export', 'trainer') if importlib.util.find_spec(n)])")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True,
-                          cwd=tmp_path)  # fmt: skip
+    code = (
+        "import importlib.util, sys; sys.path[:] = [p for p in sys.path if 'site-packages' in p "
+        "or 'lib/python' in p]; sys.path.insert(0, sys.argv[1]); "
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+        "import outpost.cli, outpost.runtime.manifest; "
+        "print(outpost.runtime.manifest.__file__.startswith(sys.argv[1]), "
+        "[n for n in ('runtime', 'export', 'trainer') if importlib.util.find_spec(n)])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(site)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "[]"]
 
@@ -144,7 +198,9 @@ def test_readme_option_tables_are_the_declared_settings():
 
     text = README.read_text(encoding="utf-8")
     assert "<!-- options: serve -->" in text and "<!-- options: kit -->" in text
-    assert render(text) == text, "README's option tables drifted: run python -m outpost.export.readme"
+    assert render(text) == text, (
+        "README's option tables drifted: run python -m outpost.export.readme"
+    )
 
 
 @pytest.mark.parametrize("name", ["ask", "chat", "eval", "serve", "export", "kit"])
@@ -155,7 +211,9 @@ def test_every_option_has_an_environment_variable(name):
 
     command = cli.get_command(click.Context(cli), name)
     output_only = {"as_json", "timings", "help"}
-    options = [p for p in command.params if isinstance(p, click.Option) and p.name not in output_only]
+    options = [
+        p for p in command.params if isinstance(p, click.Option) and p.name not in output_only
+    ]
     assert options
     missing = [p.name for p in options if not p.envvar or not p.show_envvar]
     assert not missing, f"{name}: no environment variable for {missing}"
@@ -167,10 +225,15 @@ def test_every_option_has_an_environment_variable(name):
 def test_settings_come_from_the_environment_and_flags_win(tmp_path):
     done = outpost("ask", str(tmp_path), "why?", env={"OUTPOST_READER": "pages"})
     assert done.returncode == 2 and "'pages' is not one of" in done.stderr
-    done = outpost("ask", str(tmp_path), "why?", "--reader", "chunks", env={"OUTPOST_READER": "pages"})
+    done = outpost(
+        "ask", str(tmp_path), "why?", "--reader", "chunks", env={"OUTPOST_READER": "pages"}
+    )
     assert done.returncode == 1 and "pages" not in done.stderr  # the flag won; no bundle there
-    done = outpost("export", str(tmp_path), env={"OUTPOST_EXPORT_PRECISION": "int3",
-                                                 "OUTPOST_EXPORT_OUT": str(tmp_path / "b")})
+    done = outpost(
+        "export",
+        str(tmp_path),
+        env={"OUTPOST_EXPORT_PRECISION": "int3", "OUTPOST_EXPORT_OUT": str(tmp_path / "b")},
+    )
     assert done.returncode == 2 and "int3" in done.stderr
 
 
@@ -178,6 +241,11 @@ def test_configs_are_built_by_keyword_only():
     from outpost.export.config import ExportConfig, KitConfig
     from outpost.runtime.config import AskConfig, ServeConfig
 
-    for cls, value in ((AskConfig, 4), (ServeConfig, "bundle"), (KitConfig, "kit"), (ExportConfig, ["d"])):
+    for cls, value in (
+        (AskConfig, 4),
+        (ServeConfig, "bundle"),
+        (KitConfig, "kit"),
+        (ExportConfig, ["d"]),
+    ):
         with pytest.raises(TypeError):
             cls(value)

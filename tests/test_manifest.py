@@ -35,9 +35,19 @@ def drop(data, path):
 
 
 @pytest.mark.parametrize(
-    "path", ["model", "model.dir", "embedder.dim", "index.embedder.sha256", "store.count",
-             "retrieval.grounding_threshold", "generation.max_context", "files", "sources.documents"],
-)  # fmt: skip
+    "path",
+    [
+        "model",
+        "model.dir",
+        "embedder.dim",
+        "index.embedder.sha256",
+        "store.count",
+        "retrieval.grounding_threshold",
+        "generation.max_context",
+        "files",
+        "sources.documents",
+    ],
+)
 def test_a_missing_field_is_named(path):
     with pytest.raises(BundleError, match=f"field '{path}' is missing"):
         parse(drop(manifest_dict(), path))
@@ -45,11 +55,16 @@ def test_a_missing_field_is_named(path):
 
 @pytest.mark.parametrize(
     "path, value, expected",
-    [("embedder.dim", "384", "must be an integer"), ("embedder.normalize", 1, "must be true or false"),
-     ("index.count", True, "must be an integer"), ("retrieval.top_k", 4.5, "must be an integer"),
-     ("model", [], "must be an object"), ("files", [1, 2], "must be an object"),
-     ("model.adapter", "x", "must be an object")],
-)  # fmt: skip
+    [
+        ("embedder.dim", "384", "must be an integer"),
+        ("embedder.normalize", 1, "must be true or false"),
+        ("index.count", True, "must be an integer"),
+        ("retrieval.top_k", 4.5, "must be an integer"),
+        ("model", [], "must be an object"),
+        ("files", [1, 2], "must be an object"),
+        ("model.adapter", "x", "must be an object"),
+    ],
+)
 def test_a_field_of_the_wrong_type_is_named(path, value, expected):
     data = manifest_dict()
     *parents, last = path.split(".")
@@ -120,8 +135,11 @@ def test_file_check_names_missing_changed_and_unexpected(tmp_path):
     (tmp_path / "model" / "notes.txt").write_text("hi")
     m = open_bundle(tmp_path, check_sizes=False).manifest
     found = {(p.path, p.kind) for p in check_files(tmp_path, m)}
-    assert found == {("index.usearch", "missing"), ("chunks.sqlite", "changed"),
-                     ("model/notes.txt", "unexpected")}  # fmt: skip
+    assert found == {
+        ("index.usearch", "missing"),
+        ("chunks.sqlite", "changed"),
+        ("model/notes.txt", "unexpected"),
+    }
     assert {p.path for p in check_files(tmp_path, m, hashes=False)} == {
         "index.usearch",
         "model/notes.txt",

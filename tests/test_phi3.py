@@ -14,8 +14,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def phi3_fp32_bundle(tiny_phi3, tmp_path_factory):
     out = tmp_path_factory.mktemp("phi3fp32") / "bundle"
-    done = outpost("export", str(EXAMPLES / "docs" / "press"), "--out", str(out),
-                   "--base", str(tiny_phi3), "--precision", "fp32")  # fmt: skip
+    done = outpost(
+        "export",
+        str(EXAMPLES / "docs" / "press"),
+        "--out",
+        str(out),
+        "--base",
+        str(tiny_phi3),
+        "--precision",
+        "fp32",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
@@ -33,8 +41,14 @@ def test_phi3_int4_bundle_generates(tiny_bundle):
     m = json.loads((tiny_bundle / "bundle.json").read_text())
     assert m["model"]["type"] == "phi3"
     assert m["model"]["quantization"]["precision"] == "int4"
-    done = outpost("ask", str(tiny_bundle), "How often must the hydraulic filter be replaced?", "--json",
-                   "--max-new-tokens", "16")  # fmt: skip
+    done = outpost(
+        "ask",
+        str(tiny_bundle),
+        "How often must the hydraulic filter be replaced?",
+        "--json",
+        "--max-new-tokens",
+        "16",
+    )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["timings"]["new_tokens"] > 0

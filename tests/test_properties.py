@@ -130,11 +130,30 @@ def test_mutated_manifests_are_refused_or_verified(where, value):
 
 
 member_names = st.sampled_from(
-    ["bundle/bundle.json", "bundle/index.usearch", "bundle/../evil", "/tmp/abs-evil", "bundle/model",
-     "bundle/model/model.onnx", "other/x", "bundle", "bundle/./a", "", "bundle/" + "a" * 300]
-) | st.text(min_size=1, max_size=30)  # fmt: skip
-member_kinds = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
-                                tarfile.CHRTYPE, tarfile.FIFOTYPE])  # fmt: skip
+    [
+        "bundle/bundle.json",
+        "bundle/index.usearch",
+        "bundle/../evil",
+        "/tmp/abs-evil",
+        "bundle/model",
+        "bundle/model/model.onnx",
+        "other/x",
+        "bundle",
+        "bundle/./a",
+        "",
+        "bundle/" + "a" * 300,
+    ]
+) | st.text(min_size=1, max_size=30)
+member_kinds = st.sampled_from(
+    [
+        tarfile.REGTYPE,
+        tarfile.DIRTYPE,
+        tarfile.SYMTYPE,
+        tarfile.LNKTYPE,
+        tarfile.CHRTYPE,
+        tarfile.FIFOTYPE,
+    ]
+)
 
 
 @st.composite

@@ -16,8 +16,13 @@ from outpost.runtime.support import NumberCopy, check, facts
 def test_units_keep_exact_offsets():
     text = "Specifications:\n- Maximum pressure: 280 bar. Oil: HLP 46.\nCode | Meaning\nE-305 | Oil hot"
     units = split_units(text, 3)
-    assert [u.text for u in units] == ["Specifications:", "- Maximum pressure: 280 bar.", "Oil: HLP 46.",
-                                       "Code | Meaning", "E-305 | Oil hot"]  # fmt: skip
+    assert [u.text for u in units] == [
+        "Specifications:",
+        "- Maximum pressure: 280 bar.",
+        "Oil: HLP 46.",
+        "Code | Meaning",
+        "E-305 | Oil hot",
+    ]
     assert all(text[u.start : u.end] == u.text and u.hit == 3 for u in units)
 
 
@@ -165,8 +170,11 @@ def test_phi3_bundles_read_windows_and_copy_numbers(tiny_bundle):
     with sqlite3.connect(tiny_bundle / "chunks.sqlite") as db:
         corpus = " ".join(r[0] for r in db.execute("SELECT text FROM chunks"))
     known = set(re.findall(r"\d+", corpus))
-    for q in ("How often must the hydraulic filter be replaced?", "What does alarm E-305 mean?",
-              "Which oil grade and how many litres?"):  # fmt: skip
+    for q in (
+        "How often must the hydraulic filter be replaced?",
+        "What does alarm E-305 mean?",
+        "Which oil grade and how many litres?",
+    ):
         done = outpost(
             "ask", str(tiny_bundle), q, "--json", "--min-evidence", "0", "--max-new-tokens", "40"
         )
@@ -201,15 +209,17 @@ def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
     table = "Service intervals:\nTask | Interval | Part\nReplace air filter | 2,000 hours | AF-750\nReplace oil filter | 4,000 hours | OF-750"
     steps = "To replace the filter:\n- Stop the pump.\n- Open the housing.\n- Fit element HF-2210."
     terms_ = "exec-timeout MINUTE [SECOND]\nSet VTY connection timeout value. Default timeout value is 10 minutes."
-    reading, hits = _reading([table, steps, terms_], {
-        "Replace oil filter | 4,000 hours | OF-750": 3.0, "- Fit element HF-2210.": 2.0,
-        "Set VTY connection timeout value.": 1.0})  # fmt: skip
+    reading, hits = _reading(
+        [table, steps, terms_],
+        {
+            "Replace oil filter | 4,000 hours | OF-750": 3.0,
+            "- Fit element HF-2210.": 2.0,
+            "Set VTY connection timeout value.": 1.0,
+        },
+    )
     row, item, described = quotes(reading, hits, limit=3)
     assert row.lead.text == "Task | Interval | Part" and row.text.endswith("OF-750")
-    assert (
-        item.lead.text == "To replace the filter:"
-        and item.text == "- Fit element HF-2210."
-    )
+    assert item.lead.text == "To replace the filter:" and item.text == "- Fit element HF-2210."
     assert described.text.startswith("exec-timeout MINUTE [SECOND]\nSet VTY")
     for q, h in zip((row, item, described), hits):
         assert h.text[q.start : q.end] == q.text  # verbatim, by offsets

@@ -38,9 +38,23 @@ def running(bundle, *args: str, ready: bool = True):
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="outpost-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "outpost.cli", "serve", str(bundle), "--port", str(port), "--threads", "2", *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "outpost.cli",
+            "serve",
+            str(bundle),
+            "--port",
+            str(port),
+            "--threads",
+            "2",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
     proc.log_path = log.name
     url = f"http://127.0.0.1:{port}"
     try:
@@ -118,9 +132,11 @@ def test_openai_client_answers_with_citations_and_evidence(smol_server):
     assert "280" in quote["text"]
 
     stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": PRESSURE}], stream=True,
+        model=model,
+        messages=[{"role": "user", "content": PRESSURE}],
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == text  # greedy decoding: the same answer, streamed
@@ -128,12 +144,19 @@ def test_openai_client_answers_with_citations_and_evidence(smol_server):
     assert last.choices[0].finish_reason == "stop" and last.usage.completion_tokens > 0
     assert last.model_extra["outpost"]["evidence"] == extra["evidence"]
 
-    off = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is the capital of France?"}])  # fmt: skip
+    off = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
     assert off.model_extra["outpost"]["declined"] and off.model_extra["outpost"]["citations"] == []
 
-    follow = client.chat.completions.create(model=model, messages=[
-        {"role": "user", "content": PRESSURE}, {"role": "assistant", "content": text},
-        {"role": "user", "content": "And the ram stroke?"}])  # fmt: skip
+    follow = client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "user", "content": PRESSURE},
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "And the ram stroke?"},
+        ],
+    )
     assert follow.choices[0].message.content
 
     emb = client.embeddings.create(model=model, input=["hydraulic press", "conveyor belt"])
@@ -143,8 +166,11 @@ def test_openai_client_answers_with_citations_and_evidence(smol_server):
 
 def test_a_client_that_disconnects_stops_its_answer(smol_server):
     """The slot comes free long before the whole answer would have been written."""
-    body = ask_body("List every maintenance task of the PX-200 press with its interval, in detail.",
-                    stream=True, max_tokens=200)  # fmt: skip
+    body = ask_body(
+        "List every maintenance task of the PX-200 press with its interval, in detail.",
+        stream=True,
+        max_tokens=200,
+    )
     start = time.perf_counter()
     whole = httpx.post(
         f"{smol_server}/v1/chat/completions", json={**body, "stream": False}, timeout=120
@@ -424,20 +450,51 @@ def test_schema_fuzz_never_gets_a_5xx_other_than_503(tiny_server):
     from hypothesis import strategies as st
 
     url, proc = tiny_server
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False),  # JSON has no inf
-                        st.text(max_size=40))  # fmt: skip
-    junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)  # fmt: skip
-    message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "x", ""]),
-                                     "content": st.one_of(st.text(max_size=80), junk,
-                                                          st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=30)}), max_size=3))})  # fmt: skip
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False, allow_infinity=False),  # JSON has no inf
+        st.text(max_size=40),
+    )
+    junk = st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    message = st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "system", "tool", "x", ""]),
+            "content": st.one_of(
+                st.text(max_size=80),
+                junk,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "type": st.sampled_from(["text", "image_url"]),
+                            "text": st.text(max_size=30),
+                        }
+                    ),
+                    max_size=3,
+                ),
+            ),
+        }
+    )
     body = st.one_of(
         junk,
         st.fixed_dictionaries(
             {"messages": st.lists(message, max_size=4)},
-            optional={"max_tokens": st.one_of(st.integers(-5, 10**9), junk), "stream": st.one_of(st.booleans(), junk),
-                      "model": junk, "temperature": junk, "max_completion_tokens": st.integers(-5, 50)},
+            optional={
+                "max_tokens": st.one_of(st.integers(-5, 10**9), junk),
+                "stream": st.one_of(st.booleans(), junk),
+                "model": junk,
+                "temperature": junk,
+                "max_completion_tokens": st.integers(-5, 50),
+            },
         ),
-    )  # fmt: skip
+    )
     paths = st.sampled_from(["/v1/chat/completions", "/v1/embeddings"])
     http = httpx.Client(base_url=url, timeout=60)
 
@@ -473,8 +530,10 @@ def _raw_post(url: str, body: dict, source: str = "127.0.0.1") -> socket.socket:
     s = socket.socket()
     s.bind((source, 0))
     s.connect((host, port))
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n" % len(data) + data)  # fmt: skip
+    s.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(data) + data
+    )
     return s
 
 
@@ -483,8 +542,10 @@ def _busy(url: str) -> int:
 
 
 def test_non_streamed_questions_whose_clients_leave_free_the_slot_within_a_second(smol_server):
-    body = ask_body("List every maintenance task of the PX-200 press with its interval, in detail.",
-                    max_tokens=200)  # fmt: skip
+    body = ask_body(
+        "List every maintenance task of the PX-200 press with its interval, in detail.",
+        max_tokens=200,
+    )
     start = time.perf_counter()
     whole = httpx.post(f"{smol_server}/v1/chat/completions", json=body, timeout=120)
     full_s = time.perf_counter() - start
@@ -506,8 +567,13 @@ def test_non_streamed_questions_whose_clients_leave_free_the_slot_within_a_secon
 
 def test_unexpected_paths_and_ids_get_openai_shaped_errors_and_a_log_line(tiny_bundle):
     with running(tiny_bundle) as (url, proc):
-        for path, status in (("/v1/passages/9223372036854775808", 404), ("/v1/passages/-1", 404),
-                             ("/nowhere", 404), ("/docs", 404), ("/redoc", 404)):  # fmt: skip
+        for path, status in (
+            ("/v1/passages/9223372036854775808", 404),
+            ("/v1/passages/-1", 404),
+            ("/nowhere", 404),
+            ("/docs", 404),
+            ("/redoc", 404),
+        ):
             r = httpx.get(url + path)
             assert r.status_code == status and r.json()["error"]["code"] == status, (path, r.text)
         r = httpx.delete(f"{url}/v1/models")
@@ -561,8 +627,11 @@ def test_idle_and_slow_connections_lock_nobody_out(tiny_bundle):
         time.sleep(0.5)
         start = time.perf_counter()
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
-        answer = httpx.post(f"{url}/v1/chat/completions", timeout=5,
-                            json=ask_body("What is the maximum system pressure?", max_tokens=8))  # fmt: skip
+        answer = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=5,
+            json=ask_body("What is the maximum system pressure?", max_tokens=8),
+        )
         took = time.perf_counter() - start
         assert answer.status_code == 200 and took < 5, took
         closed = sum(_closed(s) for s in crowd)

@@ -36,9 +36,32 @@ def chat_file(tmp_path_factory):
 
 
 def train_args(base, data, out, *extra):
-    return ("train", "--base", str(base), "--data", str(data), "--eval", str(data), "--out", str(out),
-            "--max-steps", "16", "--lr", "1e-2", "--grad-accum", "3", "--save-every", "8",
-            "--eval-every", "8", "--seed", "1", "--general", "2", *extra)  # fmt: skip
+    return (
+        "train",
+        "--base",
+        str(base),
+        "--data",
+        str(data),
+        "--eval",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "16",
+        "--lr",
+        "1e-2",
+        "--grad-accum",
+        "3",
+        "--save-every",
+        "8",
+        "--eval-every",
+        "8",
+        "--seed",
+        "1",
+        "--general",
+        "2",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +121,16 @@ def test_resume_continues_the_same_curve(run_dir, tiny_phi3, chat_file, tmp_path
 
 def test_export_merges_the_run_and_finds_its_base(run_dir, tmp_path):
     out = tmp_path / "bundle"
-    done = outpost("export", str(EXAMPLES / "docs" / "press"), "--out", str(out), "--adapter", str(run_dir),
-                   "--precision", "fp32")  # fmt: skip
+    done = outpost(
+        "export",
+        str(EXAMPLES / "docs" / "press"),
+        "--out",
+        str(out),
+        "--adapter",
+        str(run_dir),
+        "--precision",
+        "fp32",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     m = json.loads((out / "bundle.json").read_text())
     assert m["model"]["adapter"]["merge_max_logit_diff"] < 1e-4

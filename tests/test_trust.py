@@ -237,8 +237,22 @@ def test_install_rollback_and_kill_during_install(
     rng = random.Random(11)
     kills = outcomes_old = outcomes_new = 0
     for _ in range(10):
-        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "install", str(second), "--bundles", str(bundles),
-                                 "--trust", trust], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "outpost.cli",
+                "install",
+                str(second),
+                "--bundles",
+                str(bundles),
+                "--trust",
+                trust,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.05, 0.6))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -279,9 +293,23 @@ def test_killed_export_leaves_nothing_or_a_valid_bundle(tiny_phi3, tmp_path):
     out = tmp_path / "bundle"
     delays = sorted(rng.uniform(1, 28) for _ in range(4))
     for delay in delays:
-        proc = subprocess.Popen([sys.executable, "-m", "outpost.cli", "export", str(EXAMPLES / "docs" / "press"),
-                                 "--out", str(out), "--base", str(tiny_phi3), "--force"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "outpost.cli",
+                "export",
+                str(EXAMPLES / "docs" / "press"),
+                "--out",
+                str(out),
+                "--base",
+                str(tiny_phi3),
+                "--force",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         finished = proc.poll() is not None
         if not finished:

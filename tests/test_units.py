@@ -42,7 +42,9 @@ def small_index(tmp_path):
     ]
     vectors = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0])])
     build_index(vectors, vectors, tmp_path / "index.usearch", lambda _: None)
-    write_store([(c.source, c.heading, c.start, c.end, c.text) for c in chunks], tmp_path / "chunks.sqlite")
+    write_store(
+        [(c.source, c.heading, c.start, c.end, c.text) for c in chunks], tmp_path / "chunks.sqlite"
+    )
     return tmp_path
 
 
@@ -121,10 +123,15 @@ def archive(*members) -> tarfile.TarFile:
 
 @pytest.mark.parametrize(
     "name, kind, message",
-    [("bundle/../../evil", tarfile.REGTYPE, "points outside"), ("/etc/cron.d/x", tarfile.REGTYPE, "points outside"),
-     ("other/bundle.json", tarfile.REGTYPE, "not under bundle/"), ("bundle/link", tarfile.SYMTYPE, "is a link"),
-     ("bundle/dev", tarfile.CHRTYPE, "device or special file"), ("bundle/fifo", tarfile.FIFOTYPE, "device or special")],
-)  # fmt: skip
+    [
+        ("bundle/../../evil", tarfile.REGTYPE, "points outside"),
+        ("/etc/cron.d/x", tarfile.REGTYPE, "points outside"),
+        ("other/bundle.json", tarfile.REGTYPE, "not under bundle/"),
+        ("bundle/link", tarfile.SYMTYPE, "is a link"),
+        ("bundle/dev", tarfile.CHRTYPE, "device or special file"),
+        ("bundle/fifo", tarfile.FIFOTYPE, "device or special"),
+    ],
+)
 def test_crafted_archive_members_are_refused(name, kind, message):
     with pytest.raises(BundleError, match=message):
         _safe_members(archive((name, kind, b"x")), Limits())
@@ -143,9 +150,13 @@ def test_archive_limits():
 
 @pytest.mark.parametrize(
     "text, message",
-    [('{"a": 1}\n{oops\n', ":2: not valid JSON"), ("[1, 2]\n", ":1: each line must be a JSON object"),
-     ("\n\n", "is empty"), (b"\xff\xfe{}", "not UTF-8")],
-)  # fmt: skip
+    [
+        ('{"a": 1}\n{oops\n', ":2: not valid JSON"),
+        ("[1, 2]\n", ":1: each line must be a JSON object"),
+        ("\n\n", "is empty"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
 def test_jsonl_errors_name_file_and_line(tmp_path, text, message):
     p = tmp_path / "q.jsonl"
     p.write_bytes(text if isinstance(text, bytes) else text.encode())

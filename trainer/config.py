@@ -32,8 +32,12 @@ def setting(default, help: str, *, choices=None, identity=False, path=False, ali
 @dataclass
 class TrainConfig:
     base: str = setting(EMBEDDED_LLM, "Base model: HF folder, .gguf, hub id.", identity=True)
-    data: str = setting("", "Training JSONL: chat messages, prompt/completion, or questions (with --docs).",
-                        identity=True, path=True)  # fmt: skip
+    data: str = setting(
+        "",
+        "Training JSONL: chat messages, prompt/completion, or questions (with --docs).",
+        identity=True,
+        path=True,
+    )
     out: str = setting(
         "", "Run folder: adapter, recipe, metrics, loss curve, checkpoints.", path=True
     )
@@ -70,12 +74,21 @@ class TrainConfig:
     variants: int = setting(
         2, "Prompts per answerable grounded question (other passages).", identity=True
     )
-    answer_style: str = setting("given", "Grounded targets: the given answers, or the passage line "
-                                "that holds the answer.", choices=ANSWER_STYLES, identity=True)  # fmt: skip
-    layout: str = setting("windows", "Grounded passages: the runtime reader's sentence windows, or whole "
-                          "chunks.", choices=LAYOUTS, identity=True)  # fmt: skip
-    general: int = setting(0, "General prompts answered by the base model and replayed (0: none).",
-                           identity=True)  # fmt: skip
+    answer_style: str = setting(
+        "given",
+        "Grounded targets: the given answers, or the passage line that holds the answer.",
+        choices=ANSWER_STYLES,
+        identity=True,
+    )
+    layout: str = setting(
+        "windows",
+        "Grounded passages: the runtime reader's sentence windows, or whole chunks.",
+        choices=LAYOUTS,
+        identity=True,
+    )
+    general: int = setting(
+        0, "General prompts answered by the base model and replayed (0: none).", identity=True
+    )
     save_every: int = setting(50, "Checkpoint every N steps.")
     eval_every: int = setting(25, "Eval loss every N steps.")
     gradient_checkpointing: bool = setting(True, "Gradient checkpointing (GPU only).")
@@ -90,8 +103,16 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 problems.append(f"{flag(f.name)} must be one of {', '.join(choices)}")
-        for name in ("rank", "alpha", "max_length", "batch_size", "grad_accum", "variants",
-                     "save_every", "eval_every"):  # fmt: skip
+        for name in (
+            "rank",
+            "alpha",
+            "max_length",
+            "batch_size",
+            "grad_accum",
+            "variants",
+            "save_every",
+            "eval_every",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{flag(name)} must be at least 1")
         if self.learning_rate <= 0:

@@ -53,8 +53,12 @@ def check_conversation(path: Path, number: int, item: dict) -> list[dict]:
         if turns != expected[: len(turns)]:
             at = next(i for i, (r, e) in enumerate(zip(turns, expected)) if r != e)
             at += 2 if roles[0] == "system" else 1
-            raise _fail(path, number, f"message {at} is {roles[at - 1]!r} out of order; after an "
-                        "optional system message, user and assistant turns alternate, user first")  # fmt: skip
+            raise _fail(
+                path,
+                number,
+                f"message {at} is {roles[at - 1]!r} out of order; after an "
+                "optional system message, user and assistant turns alternate, user first",
+            )
         return [{"role": m["role"], "content": m["content"]} for m in messages]
     if "prompt" in item or "completion" in item:
         if not isinstance(item.get("prompt"), str) or not isinstance(item.get("completion"), str):
@@ -182,8 +186,9 @@ def build_grounded(
     def passages(ids, question="", gold=None):
         hits = [Hit(i, 0.0, chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
         if config.layout == "windows":
-            return windows_layout(question, hits, ids.index(gold) if gold in ids else None,
-                                  config.embedder, store)  # fmt: skip
+            return windows_layout(
+                question, hits, ids.index(gold) if gold in ids else None, config.embedder, store
+            )
         return [Passage(h.source, h.heading, h.text) for h in hits], (
             ids.index(gold) if gold in ids else None
         )
@@ -280,8 +285,11 @@ def windows_layout(
     reading = read(question, hits, embedder, store)  # the runtime's defaults
     chosen = list(reading.windows)
     if gold is not None and not any(w.hit == gold for w in chosen):
-        best = max((j for j, u in enumerate(reading.units) if u.hit == gold),
-                   key=lambda j: reading.scores[j], default=None)  # fmt: skip
+        best = max(
+            (j for j, u in enumerate(reading.units) if u.hit == gold),
+            key=lambda j: reading.scores[j],
+            default=None,
+        )
         if best is not None:
             unit = reading.units[best]
             chosen[-1:] = [Window(gold, unit.start, unit.end)]

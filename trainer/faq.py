@@ -23,8 +23,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-PACKAGES = ("debian-faq", "python3-doc", "python3.11-doc", "git-doc", "sqlite3-doc",
-            "apache2-doc", "nginx-doc", "bash-doc", "zsh-doc")  # fmt: skip
+PACKAGES = (
+    "debian-faq",
+    "python3-doc",
+    "python3.11-doc",
+    "git-doc",
+    "sqlite3-doc",
+    "apache2-doc",
+    "nginx-doc",
+    "bash-doc",
+    "zsh-doc",
+)
 # python3-doc is an empty package depending on python3.11-doc, which holds the documents.
 FOREIGN = re.compile(r"/manual/(?!en/)[a-z]{2}(-[a-z]{2})?/")  # Apache's translations
 MIN_ANSWER_WORDS = 8
@@ -78,8 +87,11 @@ def pairs_of(path: Path) -> list[dict]:
         asked = _QUESTION.match(heading.strip()) if heading else None
         if asked:  # a question heading: its blocks are the answer
             if current is None or current["question"] != asked.group(1):
-                current = {"question": asked.group(1), "parent": " > ".join(b.headings[:-1]),
-                           "answer": []}  # fmt: skip
+                current = {
+                    "question": asked.group(1),
+                    "parent": " > ".join(b.headings[:-1]),
+                    "answer": [],
+                }
                 out.append(current)
             current["answer"].append(b.text)
             continue
@@ -109,9 +121,15 @@ def build(files: Path, out: Path) -> dict:
         lines = [f"# {package}: {path.stem}", ""]
         for i, p in enumerate(pairs):
             lines += [f"## {p['parent'] or path.stem} ({i + 1})", "", *p["answer"], ""]
-            rows.append({"id": hashlib.sha256(f"{name}:{i}:{p['question']}".encode()).hexdigest()[:12],
-                         "question": p["question"], "answer": "\n".join(p["answer"]),
-                         "source": f"{name}.md", "package": package})  # fmt: skip
+            rows.append(
+                {
+                    "id": hashlib.sha256(f"{name}:{i}:{p['question']}".encode()).hexdigest()[:12],
+                    "question": p["question"],
+                    "answer": "\n".join(p["answer"]),
+                    "source": f"{name}.md",
+                    "package": package,
+                }
+            )
         (docs / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
         counts[package] = counts.get(package, 0) + len(pairs)
     with open(out / "pairs.jsonl", "w", encoding="utf-8") as f:

@@ -53,8 +53,9 @@ def collect(bundle: str, pairs_path: str) -> list[dict]:
         # The answer's opening sentences answer the question; its later lines explain. A line
         # of the later part is neither right nor wrong (left out of the fit and of the count).
         opening = {normalise(u.text) for u in split_units(pair["answer"])[:OPENING]}
-        inside = np.array([normalise(u.text) in answer and hits[u.hit].source == pair["source"]
-                           for u in units])  # fmt: skip
+        inside = np.array(
+            [normalise(u.text) in answer and hits[u.hit].source == pair["source"] for u in units]
+        )
         labels = inside & np.array([normalise(u.text) in opening for u in units])
         if not labels.any():
             continue  # the answer was not retrieved: nothing to rank
@@ -84,9 +85,13 @@ def collect_examples(bundle: str, questions_path: str) -> list[dict]:
             continue
         hits, units, features = _lines(a, item["question"])
         name = item["source_path"].rsplit("/", 1)[-1]
-        labels = np.array([hits[u.hit].source.endswith(name)
-                           and sum(f in normalise(u.text) for f in wanted) >= (len(wanted) + 1) // 2
-                           for u in units])  # fmt: skip
+        labels = np.array(
+            [
+                hits[u.hit].source.endswith(name)
+                and sum(f in normalise(u.text) for f in wanted) >= (len(wanted) + 1) // 2
+                for u in units
+            ]
+        )
         if labels.any():
             rows.append({"features": features, "labels": labels, "held_out": False})
     return rows
@@ -163,13 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     before = np.array([1.0 if f in ("dense", "coverage") else 0.0 for f in FEATURES])
     no_rank = np.where(np.array(FEATURES) == "chunk_rank", 0.0, shipped)
     report = {
-        "pairs_used": len(rows), "train": len(train), "held_out": len(held),
+        "pairs_used": len(rows),
+        "train": len(train),
+        "held_out": len(held),
         "learned": {f: round(float(w), 3) for f, w in zip(FEATURES, learned)},
-        "held_out_accuracy": {"before (dense + coverage)": accuracy(held, before),
-                              "shipped without chunk_rank": accuracy(held, no_rank),
-                              "shipped": accuracy(held, shipped), "learned": accuracy(held, learned)},
+        "held_out_accuracy": {
+            "before (dense + coverage)": accuracy(held, before),
+            "shipped without chunk_rank": accuracy(held, no_rank),
+            "shipped": accuracy(held, shipped),
+            "learned": accuracy(held, learned),
+        },
         "train_top1_by_weight": sweep(train, shipped, FEATURES),
-    }  # fmt: skip
+    }
     print(json.dumps(report, indent=2))
 
 

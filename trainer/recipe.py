@@ -259,12 +259,27 @@ def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     elif device == "cuda" and config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     model.train()  # checkpointing works only in training mode; from_pretrained returns eval mode
-    return Setup(model, tokenizer, train_set, eval_set, replay, device, method, base.model_id,
-                 family, targets)  # fmt: skip
+    return Setup(
+        model,
+        tokenizer,
+        train_set,
+        eval_set,
+        replay,
+        device,
+        method,
+        base.model_id,
+        family,
+        targets,
+    )
 
 
 def _general_replay(config: TrainConfig, out: Path, resume: bool, model, tokenizer) -> list:
@@ -362,8 +377,13 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
         step += 1
         tokens_seen += tokens * world
         elapsed = time.perf_counter() - started
-        row = {"step": step, "loss": round(loss_sum / config.grad_accum, 5), "lr": scheduler.get_last_lr()[0],
-               "tokens_per_s": round(tokens_seen / elapsed, 1), "peak_memory_gib": round(_peak_memory_gib(run.device), 3)}  # fmt: skip
+        row = {
+            "step": step,
+            "loss": round(loss_sum / config.grad_accum, 5),
+            "lr": scheduler.get_last_lr()[0],
+            "tokens_per_s": round(tokens_seen / elapsed, 1),
+            "peak_memory_gib": round(_peak_memory_gib(run.device), 3),
+        }
         metrics["train"].append(row)
         if accelerator.is_main_process:
             log(
@@ -386,8 +406,13 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
 
 def _record_run(config: TrainConfig, out: Path, run: Setup) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    recorded = {**asdict(config), "method_used": run.method, "base_id": run.base_id,
-                "family": run.family, "target_modules_used": run.targets}  # fmt: skip
+    recorded = {
+        **asdict(config),
+        "method_used": run.method,
+        "base_id": run.base_id,
+        "family": run.family,
+        "target_modules_used": run.targets,
+    }
     (out / RUN_FILE).write_text(json.dumps(recorded, indent=2))
     if run.replay:
         text = "".join(json.dumps({"messages": m}) + "\n" for m in run.replay)

@@ -9,15 +9,49 @@ import re
 
 from outpost.export.document import Block, clean
 
-SKIP_TAGS = {"script", "style", "head", "nav", "header", "footer", "aside", "noscript", "svg",
-             "object", "form", "button", "template", "iframe"}  # fmt: skip
+SKIP_TAGS = {
+    "script",
+    "style",
+    "head",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "noscript",
+    "svg",
+    "object",
+    "form",
+    "button",
+    "template",
+    "iframe",
+}
 SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
 # Whole class names (a heading's own link, class="toc-backref", is not a table of contents).
 SKIP_CLASSES = re.compile(
     r"(?<![\w-])(sphinxsidebar|related|footer|navbar|breadcrumbs?|toc|sidebar|headerlink)(?![\w-])"
 )
-BLOCK_TAGS = {"p", "div", "li", "pre", "blockquote", "section", "table", "dd", "dt", "ul", "ol",
-              "dl", "br", "hr", "tr", "figure", "figcaption", "caption", "article", "main"}  # fmt: skip
+BLOCK_TAGS = {
+    "p",
+    "div",
+    "li",
+    "pre",
+    "blockquote",
+    "section",
+    "table",
+    "dd",
+    "dt",
+    "ul",
+    "ol",
+    "dl",
+    "br",
+    "hr",
+    "tr",
+    "figure",
+    "figcaption",
+    "caption",
+    "article",
+    "main",
+}
 VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 

@@ -55,8 +55,11 @@ class Group(click.Group):
             if os.environ.get("OUTPOST_DEBUG"):
                 raise
             detail = one_line(str(e))[:200]
-            click.echo(f"Error: internal error ({type(e).__name__}: {detail}); rerun with "
-                       "OUTPOST_DEBUG=1 for the traceback and report it", err=True)  # fmt: skip
+            click.echo(
+                f"Error: internal error ({type(e).__name__}: {detail}); rerun with "
+                "OUTPOST_DEBUG=1 for the traceback and report it",
+                err=True,
+            )
             sys.exit(1)
 
 
@@ -93,8 +96,13 @@ def safe(text: str, newlines: bool = False) -> str:
 
 
 def trust_option(help: str):
-    return click.option("--trust", type=click.Path(), multiple=True, envvar="OUTPOST_TRUSTED_KEYS",
-                        help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)")  # fmt: skip
+    return click.option(
+        "--trust",
+        type=click.Path(),
+        multiple=True,
+        envvar="OUTPOST_TRUSTED_KEYS",
+        help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)",
+    )
 
 
 def _cores(threads: int) -> int:
@@ -122,7 +130,9 @@ def _open(bundle, **options):
 
     config = settings.build(AskConfig, options)
     config.threads = _cores(config.threads)
-    return open_assistant(bundle, config, verify=config.verify, trusted=[Path(t) for t in config.trust])
+    return open_assistant(
+        bundle, config, verify=config.verify, trusted=[Path(t) for t in config.trust]
+    )
 
 
 def _print_evidence(answer) -> None:
@@ -147,6 +157,17 @@ def _print_sources(answer) -> None:
     for c in cited:
         where = safe(c.source + (f" > {c.heading}" if c.heading else ""))
         click.echo(f"  [{c.n}] {where}")
+
+
+def _print_after(answer, timings: bool) -> None:
+    """What follows a streamed answer: the quote (or the quote as the answer), the sources and,
+    with --timings, the timings."""
+    if answer.answer_mode != "quoted":
+        click.echo()
+    _print_evidence(answer)
+    _print_sources(answer)
+    if timings:
+        _print_timings(answer)
 
 
 def _print_timings(answer) -> None:
@@ -199,12 +220,7 @@ def ask(bundle, question, as_json, timings, **options):
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
-    if answer.answer_mode != "quoted":
-        click.echo()
-    _print_evidence(answer)
-    _print_sources(answer)
-    if timings:
-        _print_timings(answer)
+    _print_after(answer, timings)
 
 
 @cli.command()
@@ -249,12 +265,7 @@ def chat(bundle, timings, **options):
         except OutpostError as e:
             click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
-        if answer.answer_mode != "quoted":
-            click.echo()
-        _print_evidence(answer)
-        _print_sources(answer)
-        if timings:
-            _print_timings(answer)
+        _print_after(answer, timings)
         history += [
             {"role": "user", "content": question},
             {"role": "assistant", "content": answer.text},
@@ -277,19 +288,34 @@ def info(bundle, as_json):
     retrieval = checks.get("retrieval", {})
     parity = checks.get("parity", {}).get("token_agreement_pct", "?")
     rows = [
-        ("bundle", f"{bundle} ({m.size_bytes / 1e6:.1f} MB, {len(m.files)} files, schema {m.schema})"),
+        (
+            "bundle",
+            f"{bundle} ({m.size_bytes / 1e6:.1f} MB, {len(m.files)} files, schema {m.schema})",
+        ),
         ("created", f"{m.created} in {m.export_seconds or '?'} s"),
-        ("model", f"{model.base} ({model.parameters / 1e6:.0f}M parameters, {quant.get('precision', '?')}"
-                  + (f", {quant.get('algo_config', 'rtn')}" if quant.get("precision") != "fp32" else "") + ")"),
+        (
+            "model",
+            f"{model.base} ({model.parameters / 1e6:.0f}M parameters, {quant.get('precision', '?')}"
+            + (f", {quant.get('algo_config', 'rtn')}" if quant.get("precision") != "fp32" else "")
+            + ")",
+        ),
         ("adapter", model.adapter.get("path", "?") if model.adapter else "none"),
         ("embedder", f"{emb.id} ({emb.dim}-d, {emb.pooling} pooling, {emb.variant})"),
         ("index", f"{idx.count} chunks, usearch {idx.metric} {idx.dtype}"),
         ("documents", f"{len(m.sources.documents)} ({len(m.sources.skipped)} skipped)"),
-        ("grounding", f"threshold {m.retrieval.grounding_threshold}, top-k {m.retrieval.top_k}, "
-                      f"declines at p >= {m.generation.refusal_min_p}"),
+        (
+            "grounding",
+            f"threshold {m.retrieval.grounding_threshold}, top-k {m.retrieval.top_k}, "
+            f"declines at p >= {m.generation.refusal_min_p}",
+        ),
         ("parity", f"{parity}% greedy tokens agree with PyTorch"),
-        ("retrieval", ", ".join(f"{k} {v}" for k, v in retrieval.items() if k.startswith(("dense", "hybrid")))),
-    ]  # fmt: skip
+        (
+            "retrieval",
+            ", ".join(
+                f"{k} {v}" for k, v in retrieval.items() if k.startswith(("dense", "hybrid"))
+            ),
+        ),
+    ]
     for key, value in rows:
         click.echo(f"{key:>10}  {safe(value)}")
 
@@ -314,8 +340,17 @@ def verify(bundle, trust, as_json):
     finally:
         b.close()
     if as_json:
-        click.echo(json.dumps({"bundle": str(b.path), "ok": not problems, "files": len(b.manifest.files),
-                               "problems": [p.__dict__ for p in problems]}, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "bundle": str(b.path),
+                    "ok": not problems,
+                    "files": len(b.manifest.files),
+                    "problems": [p.__dict__ for p in problems],
+                },
+                indent=2,
+            )
+        )
     else:
         for p in problems:
             click.echo(f"{p.kind:>10}  {safe(p.path)}  ({safe(p.detail)})")
@@ -330,11 +365,22 @@ def verify(bundle, trust, as_json):
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option("--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES",
-              help="Bundles folder on the device (holds releases/, current, previous).")  # fmt: skip
+@click.option(
+    "--bundles",
+    required=True,
+    type=click.Path(),
+    envvar="OUTPOST_BUNDLES",
+    help="Bundles folder on the device (holds releases/, current, previous).",
+)
 @trust_option("Trusted public key: refuse archives not signed by one of them")
-@click.option("--keep", type=click.IntRange(0), default=3, show_default=True, envvar="OUTPOST_KEEP",
-              help="Releases kept on the device (current and previous always; 0: keep all).")  # fmt: skip
+@click.option(
+    "--keep",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    envvar="OUTPOST_KEEP",
+    help="Releases kept on the device (current and previous always; 0: keep all).",
+)
 def install(archive, bundles, trust, keep):
     """Check ARCHIVE against its bundle.json (and signature), extract it, verify it, then switch
     BUNDLES/current to it atomically."""
@@ -391,8 +437,15 @@ def serve(bundle, **options):
 
 @cli.command("eval")
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@click.option("--questions", "-q", required=True, type=click.Path(), envvar="OUTPOST_QUESTIONS",
-              show_envvar=True, help="JSON-lines questions file.")
+@click.option(
+    "--questions",
+    "-q",
+    required=True,
+    type=click.Path(),
+    envvar="OUTPOST_QUESTIONS",
+    show_envvar=True,
+    help="JSON-lines questions file.",
+)
 @_ask_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the report (with every answer) as JSON."
