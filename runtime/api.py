@@ -140,6 +140,87 @@ def _authorised(request, key: str) -> bool:
     return authorised_headers({"authorization": request.headers.get("authorization", "")}, key)
 
 
+class Reply:
+    """One chat completion in OpenAI's shapes, whole or as server-sent events, with Outpost's
+    `outpost` field; what it answered goes into the request's access-log line."""
+
+    def __init__(self, release: Release, max_tokens: int, log: dict):
+        self.release, self.max_tokens, self.log = release, max_tokens, log
+        self.id, self.created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+
+    def record(self, answer) -> None:
+        self.log.update(
+            {
+                "prompt_tokens": answer.timings.prompt_tokens,
+                "completion_tokens": answer.timings.new_tokens,
+                "declined": answer.declined,
+                "declined_by": answer.declined_by,
+                "bundle": self.release.content_id[:12],
+                "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
+                "first_shown_ms": round(1000 * answer.first_shown_s, 1),
+                "answer_mode": answer.answer_mode,
+            }
+        )
+
+    def whole(self, answer) -> dict:
+        self.record(answer)
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.release.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text},
+                    "finish_reason": _finish(answer, self.max_tokens),
+                }
+            ],
+            "usage": usage(answer),
+            "outpost": outpost_field(answer, self.release),
+        }
+
+    def chunk(self, delta: dict, finish=None, **extra) -> str:
+        data = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.release.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    async def stream(self, job, include_usage: bool):
+        """The job's events as chunks: the role, the quote (before any generation), the text as
+        it comes, the last chunk with the `outpost` field, then [DONE]."""
+        try:
+            yield self.chunk({"role": "assistant", "content": ""})
+            while True:
+                event = await job.events.get()
+                if isinstance(event, Text):
+                    yield self.chunk({"content": event.text})
+                elif isinstance(event, Quote):
+                    yield self.chunk({}, outpost={"quote": event.quote})
+                elif isinstance(event, Done):
+                    answer = event.answer
+                    self.record(answer)
+                    if answer.answer_mode == "quoted":  # the line is the answer's content
+                        yield self.chunk({"content": answer.text})
+                    extra = {"outpost": outpost_field(answer, self.release)}
+                    if include_usage:
+                        extra["usage"] = usage(answer)
+                    yield self.chunk({}, _finish(answer, self.max_tokens), **extra)
+                    break
+                elif isinstance(event, Failed):
+                    err = {"message": event.message, "type": "server_error"}
+                    yield f"data: {json.dumps({'error': err})}\n\n"
+                    break
+            yield "data: [DONE]\n\n"
+        finally:
+            job.stop.set()  # a client that went away stops its generation
+
+
 # --- routers -----------------------------------------------------------------------------------
 
 
@@ -245,89 +326,17 @@ def openai_router(server: Server) -> APIRouter:
         first = await job.next(request)
         if isinstance(first, Failed):  # no slot came free in time
             raise ApiError(first.status, first.message)
-        cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
-        log = request.state.log
+        reply = Reply(release, max_tokens, request.state.log)
         if config.log_questions:
-            log["question"] = question
-
-        def record(answer) -> None:
-            log.update(
-                {
-                    "prompt_tokens": answer.timings.prompt_tokens,
-                    "completion_tokens": answer.timings.new_tokens,
-                    "declined": answer.declined,
-                    "declined_by": answer.declined_by,
-                    "bundle": release.content_id[:12],
-                    "ttft_ms": round(1000 * answer.timings.first_token_s, 1),
-                    "first_shown_ms": round(1000 * answer.first_shown_s, 1),
-                    "answer_mode": answer.answer_mode,
-                }
-            )
-
+            reply.log["question"] = question
         if not body.stream:
             last = await job.last(request)
             if isinstance(last, Failed):
                 raise ApiError(last.status, last.message)
-            answer = last.answer
-            record(answer)
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": release.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": answer.text},
-                        "finish_reason": _finish(answer, max_tokens),
-                    }
-                ],
-                "usage": usage(answer),
-                "outpost": outpost_field(answer, release),
-            }
-
-        def chunk(delta: dict, finish=None, **extra) -> str:
-            data = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": release.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
-            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
+            return reply.whole(last.answer)
         include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
-
-        async def events():
-            try:
-                yield chunk({"role": "assistant", "content": ""})
-                while True:
-                    event = await job.events.get()
-                    if isinstance(event, Text):
-                        yield chunk({"content": event.text})
-                    elif isinstance(event, Quote):  # the manual's line, before any generation
-                        yield chunk({}, outpost={"quote": event.quote})
-                    elif isinstance(event, Done):
-                        answer = event.answer
-                        record(answer)
-                        if answer.answer_mode == "quoted":  # the line is the answer's content
-                            yield chunk({"content": answer.text})
-                        extra = {"outpost": outpost_field(answer, release)}
-                        if include_usage:
-                            extra["usage"] = usage(answer)
-                        yield chunk({}, _finish(answer, max_tokens), **extra)
-                        break
-                    elif isinstance(event, Failed):
-                        err = {"message": event.message, "type": "server_error"}
-                        yield f"data: {json.dumps({'error': err})}\n\n"
-                        break
-                yield "data: [DONE]\n\n"
-            finally:
-                job.stop.set()  # a client that went away stops its generation
-
         return StreamingResponse(
-            events(),
+            reply.stream(job, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

@@ -102,30 +102,7 @@ class Assistant:
             settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
         answer = Answer(question=question, threshold=self.threshold)
         start = time.perf_counter()
-        # A follow-up ("and who must be told?") names little by itself: search with the
-        # previous question too, so retrieval and grounding see the topic of the conversation.
-        earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
-        query = f"{earlier[-1]} {question}" if earlier else question
-        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
-        hits = self.retriever.search(query, wanted, hybrid=self.hybrid)
-        answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
-        if self.reader == "windows":
-            # Lines are ranked for this question; the conversation only widened the search
-            # (a follow-up that names little by itself is ranked with the earlier question).
-            own = len(terms(question)) >= 2
-            reading = read(
-                question if own else query,
-                hits,
-                self.retriever.embedder,
-                self.retriever.store,
-                self.windows,
-                self.radius,
-            )
-            answer.evidence_score = reading.answerability
-            shown_passages = [(hits[w.hit], w.start, w.end) for w in reading.windows]
-        else:
-            reading = None
-            shown_passages = [(h, 0, len(h.text)) for h in hits]
+        hits, reading, shown_passages = self._find(question, history, answer)
         answer.retrieval_s = time.perf_counter() - start
         budget = self.max_context - self.settings.max_new_tokens
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
@@ -140,12 +117,47 @@ class Assistant:
         given = answer.passages = [p.text for p in passages[:kept]]
         if reading is not None:
             answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
-        # The model's sentences must come from the ranker's best window, the quote shown first:
-        # attributing to any window let a tuned model lift a wrong line over the right one.
-        window = answer.evidence[0].words() if answer.evidence else None
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
+        shown, run = self._write(answer, messages, settings, given, on_text, should_stop)
+        self._settle(answer, shown, run, given, on_text)
+        answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
+        return answer
+
+    def _find(self, question: str, history: list[dict] | None, answer: Answer):
+        """The candidate passages, the ranked lines (windows reader) and the passages the model
+        will read, as (hit, start, end); sets the answer's retrieval scores."""
+        # A follow-up ("and who must be told?") names little by itself: search with the
+        # previous question too, so retrieval and grounding see the topic of the conversation.
+        earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
+        query = f"{earlier[-1]} {question}" if earlier else question
+        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
+        hits = self.retriever.search(query, wanted, hybrid=self.hybrid)
+        answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
+        if self.reader != "windows":
+            return hits, None, [(h, 0, len(h.text)) for h in hits]
+        # Lines are ranked for this question; the conversation only widened the search
+        # (a follow-up that names little by itself is ranked with the earlier question).
+        own = len(terms(question)) >= 2
+        reading = read(
+            question if own else query,
+            hits,
+            self.retriever.embedder,
+            self.retriever.store,
+            self.windows,
+            self.radius,
+        )
+        answer.evidence_score = reading.answerability
+        return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]
+
+    def _write(self, answer: Answer, messages, settings, given: list[str], on_text, should_stop):
+        """Generate, showing each sentence only when the passages support it and it is
+        attributable to the first quote; stops at the first that is not."""
+        question = answer.question
+        # The model's sentences must come from the ranker's best window, the quote shown first:
+        # attributing to any window let a tuned model lift a wrong line over the right one.
+        window = answer.evidence[0].words() if answer.evidence else None
         processors = [self.gate.processor()] if self.gate else []
         if self.support:
             processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
@@ -165,6 +177,11 @@ class Assistant:
                 break  # a sentence the passages or the quote do not back: stop writing
         else:
             shown.finish()
+        return shown, run
+
+    def _settle(self, answer: Answer, shown: Shown, run, given: list[str], on_text) -> None:
+        """What the answer is, from what was written and shown: the model's sentences
+        (`generated`), the quote (`quoted`), or a decline (by the model, or withheld)."""
         answer.timings = run.result.timings
         if not answer.evidence:
             answer.first_shown_s = answer.timings.first_token_s + answer.retrieval_s
@@ -174,7 +191,7 @@ class Assistant:
         declined = is_refusal(answer.text) or is_refusal(answer.generated)
         if self.support:
             action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
-            found = check(answer.generated, given, question)
+            found = check(answer.generated, given, answer.question)
             answer.support = SupportReport(
                 found.facts,
                 found.unsupported,
@@ -192,8 +209,6 @@ class Assistant:
             answer.text, answer.declined, answer.declined_by = WITHHELD, True, "support"
             if on_text:
                 on_text(WITHHELD)
-        answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
-        return answer
 
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
         answer.grounded, answer.declined, answer.declined_by = grounded, True, why

@@ -177,68 +177,88 @@ def build_grounded(
             f"no readable documents in {', '.join(docs)}; --docs needs the manuals the questions are about"
         )
     chunks = chunk_documents(documents, ChunkConfig())
-    chunk_words = [_words(c.heading + " " + c.text) for c in chunks]
-    rng = random.Random(config.seed)
-    low = max(1, min(config.min_passages, config.passages))
-
-    store = MemoryStore([c.heading + " " + c.text for c in chunks])
-
-    def passages(ids, question="", gold=None):
-        hits = [Hit(i, 0.0, chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
-        if config.layout == "windows":
-            return windows_layout(
-                question, hits, ids.index(gold) if gold in ids else None, config.embedder, store
-            )
-        return [Passage(h.source, h.heading, h.text) for h in hits], (
-            ids.index(gold) if gold in ids else None
-        )
-
-    def count():
-        return rng.randint(low, config.passages)
-
+    grounder = _Grounder(chunks, config)
     conversations = []
-    refusals = 0
     for item in qa:
-        q_words = _words(item["question"])
-        ranked = sorted(range(len(chunks)), key=lambda i: -len(q_words & chunk_words[i]))
-        if not item["answerable"]:
-            for _ in range(config.variants):
-                ids = ranked[: count() + 2]
-                rng.shuffle(ids)
-                shown, _ = passages(ids[: config.passages], item["question"])
-                conversations.append(_turn(item["question"], shown, REFUSAL))
-                refusals += 1
-            continue
+        if item["answerable"]:
+            conversations += grounder.answerable(item)
+        else:
+            conversations += grounder.unanswerable(item)
+    log(
+        f"grounded examples: {len(conversations)} ({grounder.refusals} refusals) from {len(qa)} "
+        f"questions over {len(chunks)} chunks"
+    )
+    return conversations
+
+
+class _Grounder:
+    """The conversations of one question at a time, drawing passages from the chunks with one
+    random generator (seeded: the same data, the same examples)."""
+
+    def __init__(self, chunks: list, config: GroundedConfig):
+        self.chunks, self.config = chunks, config
+        self.chunk_words = [_words(c.heading + " " + c.text) for c in chunks]
+        self.rng = random.Random(config.seed)
+        self.low = max(1, min(config.min_passages, config.passages))
+        self.store = MemoryStore([c.heading + " " + c.text for c in chunks])
+        self.refusals = 0
+
+    def passages(self, ids: list[int], question: str = "", gold: int | None = None):
+        """The passages as the runtime shows them, and where the gold one is (or None)."""
+        chunks, config = self.chunks, self.config
+        hits = [Hit(i, 0.0, chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
+        at = ids.index(gold) if gold in ids else None
+        if config.layout == "windows":
+            return windows_layout(question, hits, at, config.embedder, self.store)
+        return [Passage(h.source, h.heading, h.text) for h in hits], at
+
+    def count(self) -> int:
+        return self.rng.randint(self.low, self.config.passages)
+
+    def ranked(self, question: str) -> list[int]:
+        """Chunks by the question's words they share, most first (a keyword search)."""
+        q_words = _words(question)
+        return sorted(range(len(self.chunks)), key=lambda i: -len(q_words & self.chunk_words[i]))
+
+    def unanswerable(self, item: dict) -> list[list[dict]]:
+        ranked, out = self.ranked(item["question"]), []
+        for _ in range(self.config.variants):
+            ids = ranked[: self.count() + 2]
+            self.rng.shuffle(ids)
+            shown, _ = self.passages(ids[: self.config.passages], item["question"])
+            out.append(_turn(item["question"], shown, REFUSAL))
+            self.refusals += 1
+        return out
+
+    def answerable(self, item: dict) -> list[list[dict]]:
+        chunks, config, rng = self.chunks, self.config, self.rng
+        question, ranked = item["question"], self.ranked(item["question"])
         wanted = item["source_path"]
         same_source = [i for i in range(len(chunks)) if source_matches(chunks[i].source, wanted)]
         if not same_source:
             raise InputError(
                 f"line {item['line']}: source_path {wanted!r} is not among the --docs files"
             )
-        a_words = _words(item["answer"]) | q_words
-        gold = max(same_source, key=lambda i: len(a_words & chunk_words[i]))
+        a_words = _words(item["answer"]) | _words(question)
+        gold = max(same_source, key=lambda i: len(a_words & self.chunk_words[i]))
         nearby = [i for i in ranked[:NEARBY] if i != gold]
+        out = []
         for _ in range(config.variants):
-            ids = rng.sample(nearby, min(len(nearby), count() - 1))
-            position = rng.randrange(len(ids) + 1)
-            ids.insert(position, gold)
-            shown, position = passages(ids, item["question"], gold)
+            ids = rng.sample(nearby, min(len(nearby), self.count() - 1))
+            ids.insert(rng.randrange(len(ids) + 1), gold)
+            shown, position = self.passages(ids, question, gold)
             answer = item["answer"].strip()
             if config.answer_style == "quote":
-                answer = quote(answer, item["question"], chunks[gold].text)
+                answer = quote(answer, question, chunks[gold].text)
             if not re.search(r"\[\d+\]", answer):
                 answer = f"{answer} [{position + 1}]"
-            conversations.append(_turn(item["question"], shown, answer))
+            out.append(_turn(question, shown, answer))
         if rng.random() < config.refusal_share:
             others = [i for i in ranked if chunks[i].source != chunks[gold].source]
-            shown, _ = passages(others[: count()], item["question"])
-            conversations.append(_turn(item["question"], shown, REFUSAL))
-            refusals += 1
-    log(
-        f"grounded examples: {len(conversations)} ({refusals} refusals) from {len(qa)} questions "
-        f"over {len(chunks)} chunks"
-    )
-    return conversations
+            shown, _ = self.passages(others[: self.count()], question)
+            out.append(_turn(question, shown, REFUSAL))
+            self.refusals += 1
+        return out
 
 
 class SentenceEmbedder:

@@ -358,22 +358,9 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
         metrics["load_peak_memory_gib"] = round(_peak_memory_gib("cuda"), 3)
         torch.cuda.reset_peak_memory_stats()
     pad = run.tokenizer.pad_token_id
-    rank, tokens_seen, started = accelerator.process_index, 0, time.perf_counter()
+    tokens_seen, started = 0, time.perf_counter()
     while step < opt.total:
-        micro = step * config.grad_accum
-        epoch, offset = divmod(micro, opt.micro_per_epoch)
-        batches = _batches(run.train_set, config.batch_size, config.seed, epoch)[rank::world]
-        loss_sum, tokens = 0.0, 0
-        for j in range(config.grad_accum):
-            ids = batches[(offset + j) % len(batches)]
-            input_ids, mask, labels = _collate(run.train_set, ids, pad, accelerator.device)
-            loss = _loss(model, input_ids, mask, labels, selective=world == 1)
-            accelerator.backward(loss / config.grad_accum)
-            loss_sum += float(loss)
-            tokens += int(mask.sum())
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
+        loss_sum, tokens = _step(config, run, opt, step, pad)
         step += 1
         tokens_seen += tokens * world
         elapsed = time.perf_counter() - started
@@ -402,6 +389,27 @@ def fit(config: TrainConfig, out: Path, run: Setup, opt: Optimisation, resume: b
         _finish(out, accelerator.unwrap_model(model), config, metrics)
     accelerator.wait_for_everyone()
     return metrics
+
+
+def _step(config: TrainConfig, run: Setup, opt: Optimisation, step: int, pad: int):
+    """One optimiser step over `grad_accum` micro-batches (this process's share of each);
+    the summed loss and the tokens seen."""
+    accelerator, model = opt.accelerator, opt.model
+    world, rank = accelerator.num_processes, accelerator.process_index
+    epoch, offset = divmod(step * config.grad_accum, opt.micro_per_epoch)
+    batches = _batches(run.train_set, config.batch_size, config.seed, epoch)[rank::world]
+    loss_sum, tokens = 0.0, 0
+    for j in range(config.grad_accum):
+        ids = batches[(offset + j) % len(batches)]
+        input_ids, mask, labels = _collate(run.train_set, ids, pad, accelerator.device)
+        loss = _loss(model, input_ids, mask, labels, selective=world == 1)
+        accelerator.backward(loss / config.grad_accum)
+        loss_sum += float(loss)
+        tokens += int(mask.sum())
+    opt.optimizer.step()
+    opt.scheduler.step()
+    opt.optimizer.zero_grad()
+    return loss_sum, tokens
 
 
 def _record_run(config: TrainConfig, out: Path, run: Setup) -> None:
