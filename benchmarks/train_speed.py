@@ -115,14 +115,9 @@ def run_plain(
     device = "cuda" if cuda else "cpu"
     load = {"dtype": torch.bfloat16 if cuda else torch.float32}
     if method == "qlora":
-        from transformers import BitsAndBytesConfig
+        from outpost.trainer.recipe import nf4_quantization
 
-        load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        load["quantization_config"] = nf4_quantization()  # exactly what `outpost train` loads
         load["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(folder, **load)
     if method == "qlora":

@@ -213,6 +213,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     return fit(config, out, run, opt, resume)
 
 
+def nf4_quantization():
+    """QLoRA's 4-bit base: NF4 weights, double quantisation, bf16 compute (bitsandbytes)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
 def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     """Tokenizer, training data, base model (4-bit for QLoRA), general replay, LoRA adapter."""
     import torch
@@ -236,14 +249,7 @@ def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     random.seed(config.seed)
     load = {"dtype": torch.float32 if device == "cpu" else torch.bfloat16}
     if method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        load["quantization_config"] = nf4_quantization()
         load["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = load_causal_lm(base, **load)
     replay = _general_replay(config, out, resume, model, tokenizer)
