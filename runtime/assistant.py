@@ -288,18 +288,18 @@ def cite(hits: list[Hit], text: str) -> list[Citation]:
     ]
 
 
-def open_assistant(
-    path: str | Path, config: AskConfig | None = None, verify: bool = True, trusted: list[Path] = ()
-) -> Assistant:
+def open_assistant(path: str | Path, config: AskConfig | None = None) -> Assistant:
     """Open (a bundle folder or a bundles folder's `current`), pin and verify its files, and load
     the models from the pinned files (runtime/bundle.py): what is answered from is what was
-    verified. Asking for trust (`trusted`) always verifies."""
+    verified. Asking for trust (`config.trust`) always verifies."""
     from outpost.runtime.install import resolve
     from outpost.runtime.verify import open_verified
 
-    bundle = open_verified(resolve(path), trusted, verify=verify)
+    config = config or AskConfig()
+    trusted = [Path(t) for t in config.trust]
+    bundle = open_verified(resolve(path), trusted, verify=config.verify)
     try:
-        return Assistant(bundle, config or AskConfig())
+        return Assistant(bundle, config)
     except BaseException:
         bundle.close()
         raise

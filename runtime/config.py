@@ -85,7 +85,7 @@ class AskConfig:
 
 @dataclass(kw_only=True)
 class ServeConfig:
-    """How `outpost serve` runs; each field but `source` and the two request limits is an option."""
+    """How `outpost serve` runs; each field but `source` is an option."""
 
     source: str  # a bundle folder, or a bundles folder whose `current` is followed
     host: str = setting(
@@ -136,8 +136,6 @@ class ServeConfig:
         multiple=True,
         env="OUTPOST_TRUSTED_KEYS",
     )
-    max_messages: int = 64  # messages in one chat request
-    max_embedding_inputs: int = 64  # texts in one embeddings request
 
     def check(self) -> None:
         if not 1 <= self.max_concurrent <= 64:

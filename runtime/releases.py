@@ -47,12 +47,8 @@ class Release:
 def load_release(path: Path, config: ServeConfig) -> Release:
     from outpost.runtime.assistant import AskConfig, open_assistant
 
-    assistant = open_assistant(
-        path,
-        AskConfig(threads=config.threads),
-        verify=config.verify,
-        trusted=[Path(t) for t in config.trusted],
-    )
+    ask = AskConfig(threads=config.threads, verify=config.verify, trust=list(config.trusted))
+    assistant = open_assistant(path, ask)
     cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 

@@ -35,6 +35,11 @@ def load_make_pdf():
     return module
 
 
+def export(docs: Path, out: Path, *args: str, timeout: int = 900):
+    """`outpost export DOCS --out OUT ARGS...` in a subprocess."""
+    return outpost("export", str(docs), "--out", str(out), *args, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def examples_docs() -> Path:
     return EXAMPLES / "docs"
@@ -82,15 +87,8 @@ def signing_key(tmp_path_factory) -> Path:
 def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
     """A small signed bundle (tiny Phi-3 int4 over the press documents) for fast tests."""
     out = tmp_path_factory.mktemp("tiny") / "bundle"
-    done = outpost(
-        "export",
-        str(EXAMPLES / "docs" / "press"),
-        "--out",
-        str(out),
-        "--base",
-        str(tiny_phi3),
-        "--sign",
-        f"{signing_key}.key",
+    done = export(
+        EXAMPLES / "docs" / "press", out, "--base", str(tiny_phi3), "--sign", f"{signing_key}.key"
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
@@ -100,11 +98,9 @@ def tiny_bundle(tiny_phi3, signing_key, tmp_path_factory) -> Path:
 def tiny_bundle_b(tiny_phi3, signing_key, tmp_path_factory) -> Path:
     """A second signed tiny bundle (other documents): a new release for install and serve tests."""
     out = tmp_path_factory.mktemp("tiny-b") / "bundle"
-    done = outpost(
-        "export",
-        str(EXAMPLES / "docs" / "conveyor"),
-        "--out",
-        str(out),
+    done = export(
+        EXAMPLES / "docs" / "conveyor",
+        out,
         "--base",
         str(tiny_phi3),
         "--sign",

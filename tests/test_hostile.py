@@ -94,7 +94,7 @@ def test_every_library_reads_the_pinned_files_even_after_they_are_replaced(tiny_
 def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bundle_b, signing_key):
     """Property: any printable folder name (with %, #, ?, spaces, newlines) x verify/ask: the
     passages come from the verified store, even with a decoy where a naive URI would point."""
-    from outpost.runtime.assistant import open_assistant
+    from outpost.runtime.assistant import AskConfig, open_assistant
 
     verified_texts = texts(tiny_bundle / "chunks.sqlite")
     decoy_texts = texts(tiny_bundle_b / "chunks.sqlite")
@@ -132,7 +132,7 @@ def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bun
             assert problems_of(b, None, hashes=True, unexpected=True) == []
         finally:
             b.close()
-        assistant = open_assistant(folder, trusted=trust)
+        assistant = open_assistant(folder, AskConfig(trust=trust))
         try:
             hits = assistant.retriever.search("What is the belt speed of the conveyor?", 6)
             assert hits and all(h.text in verified_texts for h in hits)

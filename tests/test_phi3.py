@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, outpost
+from conftest import EXAMPLES, export, outpost
 
 pytestmark = pytest.mark.slow
 
@@ -14,16 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def phi3_fp32_bundle(tiny_phi3, tmp_path_factory):
     out = tmp_path_factory.mktemp("phi3fp32") / "bundle"
-    done = outpost(
-        "export",
-        str(EXAMPLES / "docs" / "press"),
-        "--out",
-        str(out),
-        "--base",
-        str(tiny_phi3),
-        "--precision",
-        "fp32",
-    )
+    done = export(EXAMPLES / "docs" / "press", out, "--base", str(tiny_phi3), "--precision", "fp32")
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, outpost
+from conftest import EXAMPLES, ROOT, export, outpost
 from fake_bundle import manifest_dict
 from outpost.runtime.bundle import open_bundle, open_pinned
 from outpost.runtime.errors import BundleError
@@ -317,15 +317,7 @@ def test_killed_export_leaves_nothing_or_a_valid_bundle(tiny_phi3, tmp_path):
         proc.wait()
         if out.exists():  # complete and valid, never half-written
             assert outpost("verify", str(out)).returncode == 0
-    done = outpost(
-        "export",
-        str(EXAMPLES / "docs" / "press"),
-        "--out",
-        str(out),
-        "--base",
-        str(tiny_phi3),
-        "--force",
-    )
+    done = export(EXAMPLES / "docs" / "press", out, "--base", str(tiny_phi3), "--force")
     assert done.returncode == 0, done.stderr[-1500:]
     assert outpost("verify", str(out)).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # stale temp folders cleaned

@@ -124,15 +124,11 @@ def _ask_options(f):
 
 
 def _open(bundle, **options):
-    from pathlib import Path
-
     from outpost.runtime.assistant import open_assistant
 
     config = settings.build(AskConfig, options)
     config.threads = _cores(config.threads)
-    return open_assistant(
-        bundle, config, verify=config.verify, trusted=[Path(t) for t in config.trust]
-    )
+    return open_assistant(bundle, config)
 
 
 def _print_evidence(answer) -> None:
