@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.export import gate
 from outpost.export.base import LoadedBase, resolve_base
 from outpost.export.chunk import chunk_documents
 from outpost.export.config import ExportConfig
@@ -31,11 +32,12 @@ from outpost.export.ingest import ingest
 from outpost.export.libraries import quiet_libraries, versions
 from outpost.export.llm import (
     build_onnx,
+    chat_template_match,
     chat_template_sha256,
     load_model,
     parameter_count,
-    parity_check,
 )
+from outpost.export.lora import ADAPTERS_DIR, SUFFIX, open_slots, template, write_adapter
 from outpost.runtime.bundle import Bundle
 from outpost.runtime.errors import InputError
 from outpost.runtime.evaluate import evaluate, load_questions
@@ -44,6 +46,7 @@ from outpost.runtime.log import counter, log
 from outpost.runtime.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
+    AdapterInfo,
     EmbedderInfo,
     FileEntry,
     GenerationInfo,
@@ -53,6 +56,7 @@ from outpost.runtime.manifest import (
     RetrievalInfo,
     Sources,
     StoreInfo,
+    conversion_in_words,
     section,
 )
 from outpost.runtime.retrieve import Retriever
@@ -114,7 +118,7 @@ def build_bundle(config: ExportConfig) -> Manifest:
         log(f"replacing the bundle at {out} (--force)")
     with new_folder(out) as tmp:  # renamed into place only when everything is written
         retrieval = _retrieval_part(tmp, config, chunks)
-        model = _llm_part(tmp, config, base)
+        model = _llm_part(tmp, config, base, chunks)
         manifest = _manifest(config, docs, skipped, root, chunks, retrieval, model)
         if config.questions:
             manifest.checks["eval"] = _evaluate(tmp, manifest, config.questions)
@@ -200,32 +204,63 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
 @dataclass
 class ModelPart:
     info: ModelInfo
-    parity: dict
+    conversion: dict
 
 
-def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase) -> ModelPart:
-    """Base model (+ adapter) -> onnxruntime-genai folder, checked against PyTorch."""
-    model, tokenizer, merge = load_model(base, config.llm.adapter, log)
+def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> ModelPart:
+    """Base model (+ adapters) -> onnxruntime-genai folder (+ adapter files), each passing the
+    conversion gate against its full-precision self."""
+    from outpost.runtime.generate import Generator
+
+    llm = config.llm
+    switchable = {name: Path(folder) for name, folder in llm.switchable.items()}
+    model, tokenizer, merge = load_model(base, llm.merged, log)
     params = parameter_count(model)
     work = tmp / ".work"
     hf_dir = work / "hf"
     log("saving full-precision weights for the model builder")
     model.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
-    quant = build_onnx(hf_dir, tmp / "model", work / "cache", config.llm, log)
+    lora = template(switchable) if switchable else None
+    quant = build_onnx(hf_dir, tmp / "model", work / "cache", llm, log, lora=lora)
     shutil.rmtree(work)
-    log("parity check: ONNX model against PyTorch")
-    parity = parity_check(model, tokenizer, tmp / "model")
+    adapters, files = {}, {}
+    if switchable:
+        slots = open_slots(tmp / "model")
+        for name, folder in switchable.items():
+            rel = f"{ADAPTERS_DIR}/{name}{SUFFIX}"
+            log(f"writing runtime adapter {name} ({folder})")
+            adapters[name] = {"file": rel, **write_adapter(folder, slots, tmp / rel)}
+            files[name] = tmp / rel
+    generator = Generator(tmp / "model", adapters=files)
+    prompts = gate.samples(chunks, generator)
+    what = "model" + (" (adapter merged)" if merge else "")
     log(
-        f"parity: {parity['token_agreement_pct']}% greedy tokens agree, chat template match: {parity['chat_template_match']}"
+        f"conversion check: {what} against full precision on {len(prompts)} of the bundle's prompts"
     )
-    del model
+    conversion = gate.judge(gate.measure(model, tokenizer, generator, prompts), llm.precision)
+    conversion["chat_template_match"] = chat_template_match(tokenizer, generator)
+    log(conversion_in_words(conversion))
+    gate.enforce(conversion, what, llm.allow_degraded_model)
+    for name, folder in switchable.items():
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, str(folder))
+        peft_model.eval()
+        report = gate.judge(
+            gate.measure(peft_model, tokenizer, generator, prompts, adapter=name), llm.precision
+        )
+        model = peft_model.unload()
+        log(f"adapter {name}: " + conversion_in_words(report))
+        gate.enforce(report, f"adapter {name}", llm.allow_degraded_model)
+        adapters[name]["conversion"] = report
+    del model, generator
     gc.collect()
     genai = json.loads((tmp / "model" / "genai_config.json").read_text())
     info = ModelInfo(
         dir="model",
         base=base.model_id,
-        source=config.llm.base,  # as given to --base: what the trainer and benchmarks reload
+        source=llm.base,  # as given to --base: what the trainer and benchmarks reload
         base_sha256=base.weights_sha256,
         parameters=params,
         adapter=merge,
@@ -233,8 +268,9 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase) -> ModelPart:
         chat_template_sha256=chat_template_sha256(tmp / "model"),
         context_length=genai["model"]["context_length"],
         type=genai["model"]["type"],
+        adapters={name: section(AdapterInfo, a) for name, a in adapters.items()},
     )
-    return ModelPart(info, parity)
+    return ModelPart(info, conversion)
 
 
 def _manifest(
@@ -260,7 +296,7 @@ def _manifest(
             max_new_tokens=config.max_new_tokens,
             repetition_penalty=config.repetition_penalty,
         ),
-        checks={"parity": model.parity, "retrieval": retrieval.check},
+        checks={"conversion": model.conversion, "retrieval": retrieval.check},
         sources=Sources(
             root=str(root),
             documents=[

@@ -31,9 +31,10 @@ def export_cmd(docs, as_json, **options):
     require_extra("export", "export")
     from outpost.export.base import base_for
     from outpost.export.bundle import build_bundle
+    from outpost.runtime.manifest import conversion_in_words
 
     llm = settings.build(LlmConfig, options)
-    llm.base = base_for(llm.base, llm.adapter)
+    llm.base = base_for(llm.base, llm.merged or next(iter(llm.switchable.values()), None))
     config = settings.build(
         ExportConfig, options, docs=list(docs), llm=llm, chunk=settings.build(ChunkConfig, options)
     )
@@ -44,9 +45,10 @@ def export_cmd(docs, as_json, **options):
     else:
         click.echo(
             f"{out}: {manifest.size_bytes / 1e6:.1f} MB, {manifest.index.count} chunks, "
-            f"parity {manifest.checks['parity']['token_agreement_pct']}%, "
             f"threshold {manifest.retrieval.grounding_threshold}"
+            + "".join(f", adapter {name}" for name in manifest.model.adapters)
         )
+        click.echo(f"conversion: {conversion_in_words(manifest.checks['conversion'])}")
 
 
 @click.command()

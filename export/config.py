@@ -14,6 +14,7 @@ from pathlib import Path
 
 from outpost.export.base import EMBEDDED_LLM
 from outpost.runtime.errors import InputError, UsageError
+from outpost.runtime.manifest import ADAPTER_NAME
 from outpost.runtime.settings import setting
 
 EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
@@ -46,6 +47,12 @@ class ChunkConfig:
         return asdict(self)
 
 
+def _named(value: str) -> bool:
+    """NAME=RUN_DIR (an adapter chosen at run time) rather than a folder to merge."""
+    name, sep, _ = value.partition("=")
+    return bool(sep) and bool(ADAPTER_NAME.fullmatch(name)) and not Path(value).exists()
+
+
 @dataclass(kw_only=True)
 class LlmConfig:
     base: str | None = setting(
@@ -54,15 +61,52 @@ class LlmConfig:
         f"adapter's base, else {EMBEDDED_LLM}].",
         env="OUTPOST_BASE",
     )
-    adapter: str | None = setting(
-        None, "PEFT adapter (or `outpost train` run folder) to merge before conversion.", path=True
+    adapter: list[str] = setting(
+        [],
+        "RUN_DIR: a PEFT adapter (or `outpost train` run folder) merged before conversion; "
+        "NAME=RUN_DIR (repeatable): an adapter chosen at run time (`ask --adapter NAME`).",
+        multiple=True,
     )
     precision: str = setting("int4", "Weights of the exported model.", choices=PRECISIONS)
     quant_algo: str = setting("k_quant_mixed", "int4/int8 method: " + ", ".join(QUANT_ALGOS) + ".")
     block_size: int = 32
     accuracy_level: int = 4
+    allow_degraded_model: bool = setting(
+        False, "Ship a model that fails the conversion check (its numbers are still recorded)."
+    )
+
+    @property
+    def merged(self) -> str | None:
+        """The adapter merged into the base (a plain RUN_DIR), if any."""
+        plain = [a for a in self.adapter if not _named(a)]
+        return plain[0] if plain else None
+
+    @property
+    def switchable(self) -> dict[str, str]:
+        """Adapters chosen at run time: {NAME: RUN_DIR}."""
+        return dict(a.split("=", 1) for a in self.adapter if _named(a))
 
     def check(self) -> None:
+        plain = [a for a in self.adapter if not _named(a)]
+        if len(plain) > 1:
+            raise UsageError(
+                "--adapter RUN_DIR merges one adapter; give the others as --adapter NAME=RUN_DIR"
+            )
+        if plain and self.switchable:
+            raise UsageError(
+                "--adapter: merge one adapter (RUN_DIR) or switch between several "
+                "(NAME=RUN_DIR), not both"
+            )
+        names = [a.split("=", 1)[0] for a in self.adapter if _named(a)]
+        if len(set(names)) != len(names):
+            raise UsageError("--adapter NAME=RUN_DIR: each NAME once")
+        for a in self.adapter:
+            folder = Path(a.split("=", 1)[1] if _named(a) else a)
+            if not (folder / "adapter_config.json").is_file():
+                raise InputError(
+                    f"--adapter {a}: {folder} has no adapter_config.json; pass a PEFT adapter "
+                    "or `outpost train` run folder"
+                )
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.quant_algo not in QUANT_ALGOS:

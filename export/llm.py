@@ -1,12 +1,12 @@
-"""Base model (+ adapter) -> onnxruntime-genai model folder, with a parity check.
+"""Base model (+ adapter) -> onnxruntime-genai model folder.
 
 1. Load the base model in full precision with transformers: the embedded SmolLM2 GGUF, a
    .gguf file, a local Hugging Face folder or a hub id (Phi-3 and Llama families first-class).
 2. Merge a PEFT adapter into those full-precision weights (never into quantised ones) and
    record the largest logit difference between base+adapter and the merged model.
 3. Save a clean folder and run the onnxruntime-genai model builder (int4 CPU by default).
-4. Parity: greedy tokens of the ONNX model against the PyTorch model on probe prompts, and
-   the chat template as rendered by the runtime against transformers' rendering.
+4. The conversion gate (export/gate.py) compares the ONNX model with the full-precision one;
+   the chat template as rendered by the runtime is checked against transformers' rendering.
 """
 
 from __future__ import annotations
@@ -24,12 +24,7 @@ from outpost.export.config import LlmConfig
 from outpost.runtime.errors import ModelError
 from outpost.runtime.files import sha256_files
 
-PROBES = [
-    "What is the capital of France?",
-    "Name three primary colours.",
-    "How do I restart a stuck machine safely?",
-]
-PROBE_TOKENS = 24
+PROBE = "How do I restart a stuck machine safely?"  # merge check input
 
 
 def load_model(base: LoadedBase, adapter: str | None, log):
@@ -62,7 +57,7 @@ def merge_adapter(model, tokenizer, adapter: str, log):
         peft_model = PeftModel.from_pretrained(model, str(folder))
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"cannot apply adapter {folder} to this base model: {e}") from None
-    ids = tokenizer(PROBES[0], return_tensors="pt").input_ids
+    ids = tokenizer(PROBE, return_tensors="pt").input_ids
     with torch.no_grad():
         before = peft_model(ids).logits
         merged = peft_model.merge_and_unload()
@@ -79,8 +74,11 @@ def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, log) -> dict:
-    """Run the onnxruntime-genai model builder in a subprocess; its log goes to a file."""
+def build_onnx(
+    hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, log, lora: Path | None = None
+) -> dict:
+    """Run the onnxruntime-genai model builder in a subprocess; its log goes to a file. With
+    `lora`, the model gets that adapter's LoRA structure (export/lora.py opens it up)."""
     cmd = [
         sys.executable,
         "-m",
@@ -101,7 +99,15 @@ def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, 
         extra = {"block_size": config.block_size, "accuracy_level": config.accuracy_level}
         if config.quant_algo != "default":
             extra["algo_config"] = config.quant_algo
-        cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
+    options = dict(extra)
+    if lora:
+        from outpost.export.lora import lora_nodes
+
+        options["adapter_path"] = str(lora)
+        if config.precision in ("int4", "int8"):
+            options["nodes_to_exclude"] = ",".join(lora_nodes(hf_dir, lora))
+    if options:
+        cmd += ["--extra_options", *(f"{k}={v}" for k, v in options.items())]
     log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
     env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -124,59 +130,14 @@ def build_onnx(hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, 
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
 
 
-def parity_check(model, tokenizer, model_dir: Path) -> dict:
-    """Greedy tokens of the ONNX model vs the PyTorch model on the probe prompts."""
-    import torch
-
-    from outpost.runtime.generate import Generator
-
-    onnx = Generator(model_dir)
-    agree = total = prefix = 0
-    template_match = True
-    per_probe = []
-    for text in PROBES:
-        messages = [{"role": "user", "content": text}]
-        rendered = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        template_match &= rendered == onnx.render(messages)
-        ids = tokenizer(rendered, return_tensors="pt", add_special_tokens=False).input_ids
-        with torch.no_grad():
-            out = model.generate(
-                ids,
-                max_new_tokens=PROBE_TOKENS,
-                do_sample=False,
-                pad_token_id=tokenizer.eos_token_id,
-            )
-        ref = out[0, ids.shape[1] :].tolist()
-        got = onnx_greedy(onnx, ids[0].tolist(), len(ref))
-        same = sum(a == b for a, b in zip(ref, got))
-        first_diff = next(
-            (i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got))
-        )
-        agree, total, prefix = agree + same, total + max(len(ref), 1), prefix + first_diff
-        per_probe.append(
-            {
-                "prompt": text,
-                "torch": tokenizer.decode(ref),
-                "onnx": tokenizer.decode(got),
-                "agreement_pct": round(100 * same / max(len(ref), 1), 1),
-            }
-        )
-    return {
-        "probes": len(PROBES),
-        "tokens_per_probe": PROBE_TOKENS,
-        "token_agreement_pct": round(100 * agree / total, 1),
-        "prefix_agreement_pct": round(100 * prefix / total, 1),
-        "chat_template_match": bool(template_match),
-        "details": per_probe,
-    }
-
-
-def onnx_greedy(onnx, ids: list[int], n: int) -> list[int]:
-    from outpost.runtime.generate import GenerationSettings
-
-    return onnx.run(ids, GenerationSettings(max_new_tokens=n)).complete().token_ids[:n]
+def chat_template_match(tokenizer, generator) -> bool:
+    """The runtime renders a conversation exactly as transformers does."""
+    messages = [
+        {"role": "system", "content": "You answer from passages."},
+        {"role": "user", "content": "How do I restart a stuck machine safely?"},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return rendered == generator.render(messages)
 
 
 def chat_template_sha256(model_dir: Path) -> str | None:

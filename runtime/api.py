@@ -144,8 +144,8 @@ class Reply:
     """One chat completion in OpenAI's shapes, whole or as server-sent events, with Outpost's
     `outpost` field; what it answered goes into the request's access-log line."""
 
-    def __init__(self, release: Release, max_tokens: int, log: dict):
-        self.release, self.max_tokens, self.log = release, max_tokens, log
+    def __init__(self, release: Release, max_tokens: int, log: dict, model: str):
+        self.release, self.max_tokens, self.log, self.model = release, max_tokens, log, model
         self.id, self.created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
 
     def record(self, answer) -> None:
@@ -168,7 +168,7 @@ class Reply:
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
-            "model": self.release.model,
+            "model": self.model,
             "choices": [
                 {
                     "index": 0,
@@ -185,7 +185,7 @@ class Reply:
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
-            "model": self.release.model,
+            "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             **extra,
         }
@@ -289,11 +289,13 @@ def openai_router(server: Server) -> APIRouter:
             "object": "list",
             "data": [
                 {
-                    "id": release.model,
+                    "id": model,
                     "object": "model",
                     "created": int(release.loaded_at),
                     "owned_by": "outpost",
+                    "parent": None if model == release.model else release.model,
                 }
+                for model in release.models
             ],
         }
 
@@ -322,11 +324,15 @@ def openai_router(server: Server) -> APIRouter:
         limit = release.max_new_tokens
         asked = body.max_completion_tokens or body.max_tokens or limit
         max_tokens = min(asked, limit)  # clamped to the bundle's longest answer
-        job = scheduler.answer(release, question, history, max_tokens)
+        try:
+            adapter = release.adapter_for(body.model)
+        except LookupError as e:
+            raise ApiError(404, str(e)) from None
+        job = scheduler.answer(release, question, history, max_tokens, adapter)
         first = await job.next(request)
         if isinstance(first, Failed):  # no slot came free in time
             raise ApiError(first.status, first.message)
-        reply = Reply(release, max_tokens, request.state.log)
+        reply = Reply(release, max_tokens, request.state.log, release.shown_model(adapter))
         if config.log_questions:
             reply.log["question"] = question
         if not body.stream:

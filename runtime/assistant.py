@@ -58,8 +58,12 @@ class Assistant:
             )
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
+        self.adapters = tuple(sorted(m.model.adapters))
+        self.adapter = config.adapter
+        self.check_adapter(self.adapter)
+        files = {name: bundle.file(a.file) for name, a in m.model.adapters.items()}
         with loading(m.model.dir + "/"):
-            self.generator = Generator(bundle.model_dir, config.threads)
+            self.generator = Generator(bundle.model_dir, config.threads, files)
         limit = self.generator.context_length
         self.max_context = min(config.max_context or m.generation.max_context, limit)
         self.settings = GenerationSettings(
@@ -81,6 +85,16 @@ class Assistant:
                 f"in --max-context ({self.max_context})"
             )
 
+    def check_adapter(self, name: str | None) -> str | None:
+        """`name` if the bundle has that adapter (None: the default); else a one-line error."""
+        if name is not None and name not in self.adapters:
+            has = ", ".join(self.adapters) if self.adapters else "none"
+            raise UsageError(
+                f"--adapter {name}: this bundle has no such adapter (it has: {has}); "
+                "`outpost info` lists them"
+            )
+        return name
+
     def ask(
         self,
         question: str,
@@ -89,6 +103,7 @@ class Assistant:
         should_stop: Callable[[], bool] = lambda: False,
         max_new_tokens: int | None = None,
         on_quote: Callable[[Evidence], None] | None = None,
+        adapter: str | None = None,
     ) -> Answer:
         """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer.
 
@@ -97,7 +112,8 @@ class Assistant:
         sentences reach `on_text` only when each is supported by the passages and attributable
         to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
         question = check_question(question)
-        settings = self.settings
+        adapter = self.check_adapter(adapter) or self.adapter
+        settings = dataclasses.replace(self.settings, adapter=adapter)
         if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
             settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
         answer = Answer(question=question, threshold=self.threshold)

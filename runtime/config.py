@@ -37,6 +37,9 @@ class AskConfig:
     max_context: int | None = setting(None, "Token budget for prompt + answer.", kind=int)
     max_new_tokens: int | None = setting(None, "Longest answer in tokens.", kind=int)
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
+    adapter: str | None = setting(
+        None, "Answer with this adapter of the bundle (`outpost info` lists them) [default: base]."
+    )
     hybrid: bool = setting(True, "Keyword search fused with the dense search (off: dense only).")
     verify: bool = setting(True, "Check the bundle's hashes and bindings before answering.")
     trust: list = setting(
@@ -126,6 +129,11 @@ class ServeConfig:
         high=3600,
     )
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
+    adapter: str | None = setting(
+        None,
+        "Adapter for requests that name no `model`, and the kiosk's (`outpost info` lists them) "
+        "[default: base].",
+    )
     verify: bool = setting(True, "Check each release's hashes and bindings before serving it.")
     trusted: list[Path] = setting(
         [],

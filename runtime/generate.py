@@ -75,6 +75,7 @@ class Timings:
 class GenerationSettings:
     max_new_tokens: int = 256
     repetition_penalty: float = 1.0
+    adapter: str | None = None  # one of the Generator's adapters, active for this run only
     extra: dict = field(default_factory=dict)
 
 
@@ -184,6 +185,8 @@ class Run:
             **self.settings.extra,
         )
         generator = og.Generator(model, params)
+        if self.settings.adapter:  # per generator: concurrent runs never mix adapters
+            generator.set_active_adapter(self.owner.adapters, self.settings.adapter)
         decoder = self.owner.tokenizer.create_stream()
         start = time.perf_counter()
         for at in range(0, len(self.ids), PREFILL_CHUNK):
@@ -233,7 +236,10 @@ class Run:
 
 
 class Generator:
-    def __init__(self, model_dir: Path, threads: int = 0):
+    """One model in memory; its runtime-switchable adapters (name -> .onnx_adapter file) are
+    loaded beside it, and each run chooses one or none."""
+
+    def __init__(self, model_dir: Path, threads: int = 0, adapters: dict[str, Path] | None = None):
         os.environ["ORT_DISABLE_TELEMETRY"] = "1"
         import onnxruntime_genai as og
 
@@ -245,6 +251,11 @@ class Generator:
             config.overlay(json.dumps(overlay))
         self.model = og.Model(config)
         self.tokenizer = og.Tokenizer(self.model)
+        self.adapters, self.adapter_names = None, tuple(sorted(adapters or {}))
+        if adapters:
+            self.adapters = og.Adapters(self.model)
+            for name, path in adapters.items():
+                self.adapters.load(str(path), name)
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
         self.vocab_size = int(genai["model"].get("vocab_size", 0))
@@ -258,6 +269,16 @@ class Generator:
 
             self._digits = digit_tokens(self.tokenizer, self.vocab_size)
         return self._digits
+
+    def logits(self, ids: list[int], adapter: str | None = None) -> np.ndarray:
+        """Teacher-forced next-token logits [len(ids), vocab] (the conversion gate's view)."""
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=min(self.context_length, len(ids) + 1))
+        generator = self.og.Generator(self.model, params)
+        if adapter:
+            generator.set_active_adapter(self.adapters, adapter)
+        generator.append_tokens(ids)
+        return np.array(generator.get_output("logits"))[0]
 
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)

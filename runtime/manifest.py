@@ -9,6 +9,7 @@ of how the bundle was made (checks, calibration, quantisation settings) stay pla
 from __future__ import annotations
 
 import json
+import re
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -17,6 +18,7 @@ from pathlib import PurePosixPath
 from outpost.runtime.errors import BundleError
 
 MANIFEST = "bundle.json"
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SCHEMA_VERSION = 1
 DEFAULT_REFUSAL_P = 0.5  # decline when declining is more likely than answering
 DEFAULT_WINDOWS, DEFAULT_RADIUS = 4, 1  # measured in docs/quality.md ("What the model reads")
@@ -27,6 +29,20 @@ DEFAULT_MIN_EVIDENCE = 0.55  # share of the question's weight the read passages 
 class FileEntry:
     size: int
     sha256: str
+
+
+@dataclass
+class AdapterInfo:
+    """An adapter chosen at run time (`ask --adapter NAME`), applied to the base in memory."""
+
+    file: str  # the .onnx_adapter file, listed in `files` like every other
+    source: str
+    sha256: str  # of the PEFT weights it was made from
+    rank: int
+    alpha: float
+    target_modules: list
+    parameters: int
+    conversion: dict = field(default_factory=dict)  # its conversion gate (export/gate.py)
 
 
 @dataclass
@@ -41,6 +57,7 @@ class ModelInfo:
     chat_template_sha256: str | None
     context_length: int
     type: str
+    adapters: dict[str, AdapterInfo] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +178,18 @@ class Manifest:
         return manifest
 
 
+def conversion_in_words(check: dict) -> str:
+    """The conversion gate's record (export/gate.py) as one line a user understands."""
+    if "top1_agreement" not in check:
+        return "not measured (a bundle from before the conversion check)"
+    verdict = "passed" if check.get("passed") else "FAILED (shipped with --allow-degraded-model)"
+    return (
+        f"{check.get('precision', '?')} model picks the same next word as full precision "
+        f"{check['top1_agreement']:.0%} of the time (KL {check['mean_kl']:.3f}, perplexity "
+        f"{check['perplexity_ratio']:.2f}x); conversion check {verdict}"
+    )
+
+
 def section(cls, data: dict, where: str = MANIFEST):
     """One typed section (e.g. IndexInfo) from a plain dict, checked like the whole manifest."""
     return _parse(cls, data, "", where)
@@ -244,6 +273,10 @@ def _check_paths(m: Manifest, where: str) -> None:
         "index.file": m.index.file,
         "store.file": m.store.file,
     }
+    for name, adapter in m.model.adapters.items():
+        if not ADAPTER_NAME.fullmatch(name):
+            raise _fail(where, f"model.adapters[{name!r}]", "is not a valid adapter name")
+        refs[f"model.adapters[{name!r}].file"] = adapter.file
     for name, rel in refs.items():
         if not safe_relative(rel):
             raise _fail(where, name, f"({rel!r}) must be a plain relative path inside the bundle")

@@ -25,8 +25,30 @@ class Release:
     assistant: object
     path: Path
     content_id: str
-    model: str  # the id /v1/models shows
+    model: str  # the id /v1/models shows for the base model
     loaded_at: float
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return self.assistant.adapters
+
+    @property
+    def models(self) -> list[str]:
+        """What /v1/models lists: the base model's id, then each adapter by name."""
+        return [self.model, *self.adapters]
+
+    def adapter_for(self, model: str | None) -> str | None:
+        """The adapter a request's `model` names: an adapter's name, else the default (the
+        base, or serve's --adapter). A bundle without adapters ignores `model`, as llama.cpp's
+        server does; one with adapters answers an unknown name with LookupError."""
+        if model in self.adapters:
+            return model
+        if model in (None, "", self.model) or not self.adapters:
+            return self.assistant.adapter
+        raise LookupError(f"model {model!r} is not served here; GET /v1/models lists them")
+
+    def shown_model(self, adapter: str | None) -> str:
+        return adapter or self.model
 
     @property
     def max_new_tokens(self) -> int:
@@ -47,7 +69,12 @@ class Release:
 def load_release(path: Path, config: ServeConfig) -> Release:
     from outpost.runtime.assistant import AskConfig, open_assistant
 
-    ask = AskConfig(threads=config.threads, verify=config.verify, trust=list(config.trusted))
+    ask = AskConfig(
+        threads=config.threads,
+        verify=config.verify,
+        trust=list(config.trusted),
+        adapter=config.adapter,
+    )
     assistant = open_assistant(path, ask)
     cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())

@@ -152,15 +152,21 @@ class Scheduler:
         finally:
             self.leave()
 
-    def answer(self, release, question: str, history: list, max_tokens: int) -> Job:
-        """Admit a question (429 when full) and start answering it; its events come on the job."""
+    def answer(
+        self, release, question: str, history: list, max_tokens: int, adapter: str | None = None
+    ) -> Job:
+        """Admit a question (429 when full) and start answering it, with `adapter` active for it
+        alone; its events come on the job."""
         self.admit()
         loop = asyncio.get_running_loop()
         job = Job(loop, time.monotonic() + self.request_timeout)
-        loop.run_in_executor(self.pool, self._work, job, release, question, history, max_tokens)
+        work = (job, release, question, history, max_tokens, adapter)
+        loop.run_in_executor(self.pool, self._work, *work)
         return job
 
-    def _work(self, job: Job, release, question: str, history: list, max_tokens: int) -> None:
+    def _work(
+        self, job: Job, release, question: str, history: list, max_tokens: int, adapter
+    ) -> None:
         def answer():
             job.put(Started())
             if job.should_stop():
@@ -172,6 +178,7 @@ class Scheduler:
                 should_stop=job.should_stop,
                 max_new_tokens=max_tokens,
                 on_quote=lambda q: job.put(Quote(asdict(q))),
+                adapter=adapter,
             )
 
         try:

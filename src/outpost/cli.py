@@ -275,6 +275,7 @@ def info(bundle, as_json):
     """Describe BUNDLE: model, embedder, index, documents and export checks."""
     from outpost.runtime.bundle import open_bundle
     from outpost.runtime.install import resolve
+    from outpost.runtime.manifest import conversion_in_words
 
     m = open_bundle(resolve(bundle)).manifest
     if as_json:
@@ -282,7 +283,6 @@ def info(bundle, as_json):
         return
     model, emb, idx, checks, quant = m.model, m.embedder, m.index, m.checks, m.model.quantization
     retrieval = checks.get("retrieval", {})
-    parity = checks.get("parity", {}).get("token_agreement_pct", "?")
     rows = [
         (
             "bundle",
@@ -295,7 +295,15 @@ def info(bundle, as_json):
             + (f", {quant.get('algo_config', 'rtn')}" if quant.get("precision") != "fp32" else "")
             + ")",
         ),
-        ("adapter", model.adapter.get("path", "?") if model.adapter else "none"),
+        ("adapter", model.adapter.get("path", "?") + " (merged)" if model.adapter else "none"),
+        *(
+            (
+                f"{name}",
+                f"runtime adapter (--adapter {name}): rank {a.rank}, {a.parameters / 1e6:.1f}M "
+                f"parameters, from {a.source}; {conversion_in_words(a.conversion)}",
+            )
+            for name, a in model.adapters.items()
+        ),
         ("embedder", f"{emb.id} ({emb.dim}-d, {emb.pooling} pooling, {emb.variant})"),
         ("index", f"{idx.count} chunks, usearch {idx.metric} {idx.dtype}"),
         ("documents", f"{len(m.sources.documents)} ({len(m.sources.skipped)} skipped)"),
@@ -304,7 +312,7 @@ def info(bundle, as_json):
             f"threshold {m.retrieval.grounding_threshold}, top-k {m.retrieval.top_k}, "
             f"declines at p >= {m.generation.refusal_min_p}",
         ),
-        ("parity", f"{parity}% greedy tokens agree with PyTorch"),
+        ("conversion", conversion_in_words(checks.get("conversion", {}))),
         (
             "retrieval",
             ", ".join(
