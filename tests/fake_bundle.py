@@ -82,7 +82,16 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
             "windows": 4,
             "window_radius": 1,
         },
-        "checks": {"parity": {"token_agreement_pct": 100.0}, "retrieval": {"hybrid_hit_at_4": 1.0}},
+        "checks": {
+            "conversion": {
+                "precision": "int4",
+                "top1_agreement": 0.9,
+                "mean_kl": 0.1,
+                "perplexity_ratio": 1.05,
+                "passed": True,
+            },
+            "retrieval": {"hybrid_hit_at_4": 1.0},
+        },
         "sources": {
             "root": "/docs",
             "documents": [{"path": "a.md", "type": "markdown"}],

@@ -32,9 +32,10 @@ def test_manifest_records_files_settings_and_checks(smol_bundle):
     } <= set(m["files"])
     assert m["model"]["quantization"]["precision"] in ("int4", "int8", "fp32")
     assert len(m["model"]["base_sha256"]) == 64 and len(m["model"]["chat_template_sha256"]) == 64
-    parity = m["checks"]["parity"]
-    assert parity["probes"] == 3 and parity["chat_template_match"] is True
-    assert 0 <= parity["token_agreement_pct"] <= 100
+    conversion = m["checks"]["conversion"]
+    assert conversion["prompts"] == 8 and len(conversion["answers"]) == 3
+    assert conversion["chat_template_match"] is True and conversion["passed"] is True
+    assert conversion["bound"]["min_top1"] <= conversion["top1_agreement"] <= 1
     assert m["checks"]["retrieval"]["hybrid_hit_at_4"] >= 0.9
     assert m["checks"]["retrieval"]["off_topic_refused"] >= 0.9
     assert m["embedder"]["checks"]["onnx_vs_torch_min_cosine"] >= 0.999
