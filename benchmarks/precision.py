@@ -1,4 +1,4 @@
-"""Answer quality, parity, size and speed of the embedded LLM per precision / quantisation.
+"""Answer quality, conversion agreement, size and speed of the embedded LLM per precision / quantisation.
 
     .venv/bin/python benchmarks/precision.py [--docs examples/docs] [--questions examples/questions.jsonl]
 
@@ -79,7 +79,7 @@ def main() -> None:
                     algo,
                     model_mb,
                     export_s,
-                    manifest["checks"]["parity"]["token_agreement_pct"],
+                    manifest["checks"]["conversion"]["top1_agreement"],
                     report["accuracy"],
                     report["refusal_rate"],
                     report["cited"],
@@ -89,7 +89,7 @@ def main() -> None:
             )
             print(rows[-1], file=sys.stderr, flush=True)
     print(
-        "| precision | method | model MB | export s | parity % | accuracy | refusal | cited | TTFT s | tokens/s |"
+        "| precision | method | model MB | export s | next-token agreement | accuracy | refusal | cited | TTFT s | tokens/s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

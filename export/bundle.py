@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from outpost.export import gate
+from outpost.export import gate, scale
 from outpost.export.base import LoadedBase, resolve_base
-from outpost.export.chunk import chunk_documents
 from outpost.export.config import ExportConfig
 from outpost.export.embedder import export_embedder
 from outpost.export.index import (
@@ -28,7 +27,7 @@ from outpost.export.index import (
     calibrate_threshold,
     pseudo_question,
 )
-from outpost.export.ingest import ingest
+from outpost.export.ingest import Skipped, discover, read_chunks
 from outpost.export.libraries import quiet_libraries, versions
 from outpost.export.llm import (
     build_onnx,
@@ -38,11 +37,12 @@ from outpost.export.llm import (
     parameter_count,
 )
 from outpost.export.lora import ADAPTERS_DIR, SUFFIX, open_slots, template, write_adapter
+from outpost.export.update import EXACT_DTYPES, Previous, open_previous
 from outpost.runtime.bundle import Bundle
 from outpost.runtime.errors import InputError
 from outpost.runtime.evaluate import evaluate, load_questions
 from outpost.runtime.files import new_folder, sha256_file
-from outpost.runtime.log import counter, log
+from outpost.runtime.log import counter, log, rate
 from outpost.runtime.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -94,32 +94,98 @@ def build_bundle(config: ExportConfig) -> Manifest:
     started = time.perf_counter()
     out = Path(config.out)
 
-    log("reading documents")
-    docs, skipped, root = ingest(config.docs, counter("documents"), config.exclude)
+    previous = open_previous(config.update) if config.update else None
+    cpus = scale.start(config.address) if config.engine == "ray" else 0
+    try:
+        return _build(config, out, previous, cpus, started)
+    finally:
+        if cpus:
+            scale.stop()
+
+
+@dataclass
+class Collected:
+    documents: list[dict]  # the manifest's sources.documents
+    skipped: list
+    root: Path
+    chunks: list
+    origin: list[int | None]  # per chunk: its id in --update's bundle, or None if read now
+    build: dict  # engine and reuse, for the manifest
+
+
+def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Collected:
+    """Find the documents; keep the unchanged ones' chunks from --update's bundle; read and
+    chunk the others, here or on Ray; everything in discovery order."""
+    log("finding documents")
+    files, skipped, root = discover(config.docs, config.exclude)
+    hashes = [sha256_file(p) for p, _ in files]
+    same_chunking = previous is not None and previous.chunker == config.chunk.as_dict()
+    keep = {
+        i for i, (_, source) in enumerate(files)
+        if same_chunking and previous.unchanged(source, hashes[i])
+    }  # fmt: skip
+    todo = [(i, p, source) for i, (p, source) in enumerate(files) if i not in keep]
+    log(f"reading {len(todo)} documents" + (f" ({len(keep)} unchanged, kept)" if keep else ""))
+    if cpus:
+        read = scale.read_and_chunk(todo, config.chunk, cpus)
+    else:
+        progress, read = counter("documents"), {}
+        for n, (i, p, source) in enumerate(todo, 1):
+            read[i] = read_chunks(p, source, config.chunk)
+            progress(n, len(todo))
+    documents, chunks, origin = [], [], []
+    for i, (_, source) in enumerate(files):
+        if i in keep:
+            kind = previous.documents[source].get("type", "")
+            kept = previous.chunks[source]
+            chunks.extend(c for _, c in kept)
+            origin.extend(cid for cid, _ in kept)
+        else:
+            kind, notes, reason, new = read[i]
+            for note in notes:
+                log(f"note {source}: {note}")
+            if reason:
+                skipped.append(Skipped(source, reason))
+                continue
+            chunks.extend(new)
+            origin.extend([None] * len(new))
+        documents.append({"path": source, "type": kind, "sha256": hashes[i]})
+    build = {"engine": config.engine, "cpus": cpus or None}
+    if previous is not None:
+        build["update"] = {
+            "previous": str(previous.path),
+            "same_chunking": same_chunking,
+            "documents_kept": len(keep),
+            "documents_read": len(todo),
+            "documents_removed": len(set(previous.documents) - {s for _, s in files}),
+            "chunks_kept": sum(o is not None for o in origin),
+        }
+    return Collected(documents, skipped, root, chunks, origin, build)
+
+
+def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
+    found = _collect(config, previous, cpus)
+    skipped, chunks = found.skipped, found.chunks
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
-    for d in docs:
-        for note in d.notes:
-            log(f"note {d.source}: {note}")
     if skipped and config.strict:
         raise InputError(
             f"{len(skipped)} file(s) skipped ({skipped[0].path}: {skipped[0].reason}); fix them or drop --strict"
         )
-    if not docs:
+    if not found.documents:
         detail = f" ({skipped[0].path}: {skipped[0].reason})" if skipped else ""
         raise InputError(
             f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html, .pdf or .docx files"
         )
-    chunks = chunk_documents(docs, config.chunk)
-    log(f"{len(docs)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
+    log(f"{len(found.documents)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
 
     base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
     if out.exists():
         log(f"replacing the bundle at {out} (--force)")
     with new_folder(out) as tmp:  # renamed into place only when everything is written
-        retrieval = _retrieval_part(tmp, config, chunks)
+        retrieval = _retrieval_part(tmp, config, found, previous, cpus)
         model = _llm_part(tmp, config, base, chunks)
-        manifest = _manifest(config, docs, skipped, root, chunks, retrieval, model)
+        manifest = _manifest(config, found, retrieval, model)
         if config.questions:
             manifest.checks["eval"] = _evaluate(tmp, manifest, config.questions)
         manifest.export_seconds = round(time.perf_counter() - started, 1)
@@ -141,8 +207,43 @@ class RetrievalPart:
     check: dict
 
 
-def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
+def _vectors(
+    emb, model_file: Path, texts: list[str], found: Collected, previous, cpus: int
+) -> np.ndarray:
+    """The chunks' vectors: kept from --update's bundle where that is exact (same embedder,
+    an index that stores them exactly), embedded here or on Ray otherwise."""
+    sha = sha256_file(model_file)
+    usable = previous is not None and previous.embedder_sha256 == sha
+    usable = usable and previous.index_dtype in EXACT_DTYPES
+    kept = [k for k, o in enumerate(found.origin) if o is not None] if usable else []
+    vectors = np.zeros((len(texts), emb.config["dim"]), dtype=np.float32)
+    if kept:
+        vectors[kept] = previous.vectors([found.origin[k] for k in kept])
+    new = sorted(set(range(len(texts))) - set(kept))
+    fresh = [texts[k] for k in new]
+    log(f"embedding {len(new)} chunks" + (f" ({len(kept)} vectors kept)" if kept else ""))
+    if cpus and fresh:
+        tokenizer = model_file.parent / "tokenizer.json"
+        vectors[new] = scale.embed(fresh, model_file, tokenizer, emb.config["max_tokens"], cpus)
+    elif fresh:
+        vectors[new] = emb.embedder.embed(fresh, progress=rate("embedding chunks", len(fresh)))
+    if "update" in found.build:
+        why = None
+        if previous.embedder_sha256 != sha:
+            why = "the embedder differs from the previous bundle's"
+        elif previous.index_dtype not in EXACT_DTYPES:
+            why = f"the previous index stores {previous.index_dtype} vectors, not exactly"
+        found.build["update"].update(
+            vectors_kept=len(kept), vectors_embedded=len(new), vectors_not_kept_because=why
+        )
+    return vectors
+
+
+def _retrieval_part(
+    tmp: Path, config: ExportConfig, found: Collected, previous, cpus: int
+) -> RetrievalPart:
     """Embedder (ONNX), chunk vectors, index, chunk store, grounding threshold, self-check."""
+    chunks = found.chunks
     texts = [c.embedding_text() for c in chunks]
     rng = random.Random(0)
     sample_ids = sorted(rng.sample(range(len(chunks)), min(SELF_CHECK_QUERIES, len(chunks))))
@@ -154,7 +255,7 @@ def _retrieval_part(tmp: Path, config: ExportConfig, chunks) -> RetrievalPart:
         log,
         config.embedder_precision,
     )
-    vectors = emb.embedder.embed(texts, progress=counter("embedding chunks"))
+    vectors = _vectors(emb, tmp / emb.config["file"], texts, found, previous, cpus)
     queries = [pseudo_question(chunks[i]) for i in sample_ids]
     query_vectors = emb.embedder.embed(queries)
     index_info = build_index(vectors, query_vectors, tmp / "index.usearch", log)
@@ -273,9 +374,7 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> Mode
     return ModelPart(info, conversion)
 
 
-def _manifest(
-    config, docs, skipped, root, chunks, retrieval: RetrievalPart, model: ModelPart
-) -> Manifest:
+def _manifest(config, found: Collected, retrieval: RetrievalPart, model: ModelPart) -> Manifest:
     """Everything but the file list, which is written last (_write_manifest)."""
     return Manifest(
         schema=SCHEMA_VERSION,
@@ -283,9 +382,9 @@ def _manifest(
         libraries=versions(),
         model=model.info,
         embedder=retrieval.embedder,
-        chunker={**config.chunk.as_dict(), "chunks": len(chunks)},
+        chunker={**config.chunk.as_dict(), "chunks": len(found.chunks)},
         index=retrieval.index,
-        store=StoreInfo(file="chunks.sqlite", count=len(chunks), fts="fts5 unicode61"),
+        store=StoreInfo(file="chunks.sqlite", count=len(found.chunks), fts="fts5 unicode61"),
         retrieval=RetrievalInfo(
             top_k=config.top_k,
             grounding_threshold=retrieval.threshold,
@@ -298,14 +397,13 @@ def _manifest(
         ),
         checks={"conversion": model.conversion, "retrieval": retrieval.check},
         sources=Sources(
-            root=str(root),
-            documents=[
-                {"path": d.source, "type": d.kind, "sha256": sha256_file(d.path)} for d in docs
-            ],
-            skipped=[asdict(s) for s in skipped],
+            root=str(found.root),
+            documents=found.documents,
+            skipped=[asdict(s) for s in found.skipped],
         ),
         files={},
         size_bytes=0,
+        build=found.build,
     )
 
 

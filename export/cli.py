@@ -49,6 +49,12 @@ def export_cmd(docs, as_json, **options):
             + "".join(f", adapter {name}" for name in manifest.model.adapters)
         )
         click.echo(f"conversion: {conversion_in_words(manifest.checks['conversion'])}")
+        if update := manifest.build.get("update"):
+            click.echo(
+                f"update: {update['documents_kept']} documents kept, {update['documents_read']} "
+                f"read, {update['documents_removed']} removed; {update['vectors_kept']} vectors "
+                f"kept, {update['vectors_embedded']} embedded"
+            )
 
 
 @click.command()

@@ -21,6 +21,7 @@ EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
 PRECISIONS = ("int4", "int8", "fp32")
 QUANT_ALGOS = ("default", "rtn", "k_quant", "k_quant_last", "k_quant_mixed")
 EMBEDDER_PRECISIONS = ("fp32", "int8")
+ENGINES = ("local", "ray")
 ARCHES = ("x86_64", "aarch64")
 PYTHONS = ("3.11", "3.12", "3.13")
 MIN_GLIBC = 28  # every runtime wheel is manylinux_2_28 or older (onnxruntime-genai is 2_28)
@@ -137,6 +138,20 @@ class ExportConfig:
     exclude: list[str] = setting(
         [], "Glob of files to leave out (path or name); repeatable.", multiple=True
     )
+    engine: str = setting(
+        "local",
+        "Where documents are read, chunked and embedded: here, or on Ray "
+        "(pip install 'outpost-llm[scale]').",
+        choices=ENGINES,
+    )
+    address: str | None = setting(
+        None, "Ray cluster to join (HOST:PORT) with --engine ray [default: start a local one]."
+    )
+    update: str | None = setting(
+        None,
+        "Earlier bundle of these documents: unchanged ones keep its chunks and vectors.",
+        path=True,
+    )
     sign: str | None = setting(
         None, "Ed25519 private key (from `outpost keygen`) to sign the bundle.", path=True
     )
@@ -155,6 +170,12 @@ class ExportConfig:
             raise UsageError("--embedder-precision must be fp32 or int8")
         if self.top_k < 1:
             raise UsageError("--top-k must be at least 1")
+        if self.address and self.engine != "ray":
+            raise UsageError("--address names a Ray cluster; add --engine ray")
+        if self.update and not (Path(self.update) / "bundle.json").is_file():
+            raise InputError(
+                f"--update {self.update}: no bundle.json there; pass the bundle to update"
+            )
         if self.max_new_tokens < 1 or self.max_new_tokens >= self.max_context:
             raise UsageError("--max-new-tokens must be at least 1 and below --max-context")
         out = Path(self.out)

@@ -160,6 +160,20 @@ def read_document(path: Path, source: str) -> Document:
     return doc
 
 
+def read_chunks(path: Path, source: str, config) -> tuple[str, list[str], str, list]:
+    """One document read and chunked: (kind, notes, "", chunks), or ("", [], why it was
+    skipped, []). The unit of work of both engines (here, and Ray's in export/scale.py)."""
+    from outpost.export.chunk import chunk_document
+
+    try:
+        doc = read_document(path, source)
+        return doc.kind, doc.notes, "", chunk_document(doc, config)
+    except InputError as e:
+        return "", [], str(e), []
+    except Exception as e:  # noqa: BLE001 - a reader choking on a damaged file skips that file
+        return "", [], f"cannot be read ({type(e).__name__}: {str(e)[:80]})", []
+
+
 def ingest(
     paths: list[str | Path], progress=None, exclude: tuple[str, ...] = ()
 ) -> tuple[list[Document], list[Skipped], Path]:

@@ -42,3 +42,26 @@ def counter(label: str):
             log(f"{label}: {done}/{total}")
 
     return progress
+
+
+def rate(label: str, total: int, extra: str | None = None, every: float = 5.0):
+    """Return progress(done, added=0) for long work: every `every` seconds (and at the end) a
+    line with the count, the rate per second, `extra` items counted alongside (e.g. chunks per
+    document) and an estimate of the time left."""
+    start = time.perf_counter()
+    state = {"last": start, "extra": 0}
+
+    def progress(done: int, added: int = 0) -> None:
+        state["extra"] += added
+        now = time.perf_counter()
+        if quiet or (now - state["last"] < every and done < total):
+            return
+        state["last"] = now
+        elapsed = max(now - start, 1e-9)
+        text = f"{label}: {done}/{total} ({done / elapsed:.1f}/s"
+        if extra:
+            text += f"; {state['extra']} {extra}, {state['extra'] / elapsed:.1f}/s"
+        left = (total - done) * elapsed / done if done else 0.0
+        log(text + (f"), about {left:.0f} s left" if done < total else f") in {elapsed:.1f} s"))
+
+    return progress

@@ -149,6 +149,7 @@ class Manifest:
     files: dict[str, FileEntry]
     size_bytes: int
     export_seconds: float | None = None
+    build: dict = field(default_factory=dict)  # engine, and what --update kept
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,12 +38,15 @@ class Release:
         return [self.model, *self.adapters]
 
     def adapter_for(self, model: str | None) -> str | None:
-        """The adapter a request's `model` names: an adapter's name, else the default (the
-        base, or serve's --adapter). A bundle without adapters ignores `model`, as llama.cpp's
-        server does; one with adapters answers an unknown name with LookupError."""
+        """The adapter a request's `model` names: an adapter's name; the base model's id (no
+        adapter); none given, the default (serve's --adapter, else the base). A bundle without
+        adapters ignores `model`, as llama.cpp's server does; one with adapters answers an
+        unknown name with LookupError."""
         if model in self.adapters:
             return model
-        if model in (None, "", self.model) or not self.adapters:
+        if model == self.model:
+            return None
+        if not model or not self.adapters:
             return self.assistant.adapter
         raise LookupError(f"model {model!r} is not served here; GET /v1/models lists them")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # The one schema: written by `write_store` at export, the only one `ChunkStore` opens.
@@ -87,6 +87,21 @@ class ChunkStore:
             f"SELECT id, source, heading, text FROM chunks WHERE id IN ({marks})", ids
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def rows(self) -> Iterator[tuple[int, str, str, int, int, str]]:
+        """Every chunk in id order, as (id, source, heading, start, end, text): what
+        `export --update` keeps of an earlier bundle (read in pages)."""
+        last = -1
+        while True:
+            page = self._query(
+                "SELECT id, source, heading, start, end, text FROM chunks WHERE id > ? "
+                "ORDER BY id LIMIT 2000",
+                (last,),
+            )
+            if not page:
+                return
+            yield from page
+            last = page[-1][0]
 
     def count(self) -> int:
         """Rows in the store (counted once)."""

@@ -40,6 +40,7 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
             "chat_template_sha256": None,
             "context_length": 2048,
             "type": "llama",
+            "adapters": {},
         },
         "embedder": {
             "id": "mini",

@@ -177,6 +177,22 @@ def test_server_lists_adapters_and_takes_model_per_request(switchable):
     assert plain.status_code == 200 and plain.json()["model"] == ids[0]
 
 
+def test_serve_adapter_is_the_default_for_requests_that_name_none(switchable):
+    """`serve --adapter b`: requests without `model` (the kiosk's) answer with b."""
+    from outpost.runtime.config import ServeConfig
+    from outpost.runtime.releases import Releases
+
+    config = ServeConfig(source=str(switchable[0]), threads=1, adapter="b")
+    releases = Releases(config, lambda e: None)
+    releases.refresh()
+    release = releases.current
+    assert release.adapter_for(None) == "b" and release.adapter_for(release.model) is None
+    assert release.adapter_for("a") == "a"
+    wrong = Releases(ServeConfig(source=str(switchable[0]), threads=1, adapter="c"), print)
+    wrong.refresh()
+    assert wrong.current is None and "no such adapter" in wrong.error
+
+
 def test_ask_with_an_unknown_adapter_is_one_line(switchable):
     done = outpost("ask", str(switchable[0]), QUESTIONS[0], "--adapter", "c")
     assert done.returncode == 2

@@ -79,7 +79,7 @@ def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs
         str(tmp_path / "missing-embedder"),
     )
     assert_clean_error(done, match="cannot load embedder")
-    assert "reading documents" in done.stderr  # it got past ingestion before failing
+    assert "documents: 3/3" in done.stderr  # it got past ingestion before failing
     assert nothing_written(tmp_path) == []
 
 

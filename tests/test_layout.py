@@ -81,7 +81,7 @@ def test_help_imports_nothing_heavy():
     code = (
         "import sys; from outpost.cli import cli; "
         "cli(['--help'], standalone_mode=False); "
-        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnxruntime_genai', 'numpy', "
+        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnxruntime_genai', 'numpy', 'ray', "
         "'outpost.export.bundle', 'outpost.trainer.recipe') if m in sys.modules]; print(heavy)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

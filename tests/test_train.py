@@ -71,6 +71,7 @@ def run_dir(tiny_phi3, chat_file, tmp_path_factory):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training LORA on cpu" in done.stderr
     assert "general replay: " in done.stderr and " of 2 base-model answers kept" in done.stderr
+    assert f"--adapter {out}\n" in done.stdout and f"--adapter run={out}\n" in done.stdout
     return out
 
 

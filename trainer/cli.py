@@ -7,9 +7,11 @@ the settings here, the training stack when the command runs.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from outpost.runtime.manifest import ADAPTER_NAME
 from outpost.trainer.config import click_options
 
 
@@ -34,4 +36,13 @@ def train_cmd(recipe, resume, as_json, **flags):
         last = metrics["train"][-1]
         click.echo(
             f"{config.out}: {last['step']} steps, final loss {last['loss']:.4f}, {last['tokens_per_s']:.0f} tokens/s"
+        )
+        name = Path(config.out).name or "tuned"
+        name = name if ADAPTER_NAME.fullmatch(name) else "tuned"
+        click.echo(
+            "export it merged into the base (one model):\n"
+            f"  outpost export DOCS --out BUNDLE --adapter {config.out}\n"
+            "or as an adapter chosen at run time (`ask --adapter`, serve's `model`; "
+            "repeat --adapter NAME=RUN for more):\n"
+            f"  outpost export DOCS --out BUNDLE --adapter {name}={config.out}"
         )

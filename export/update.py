@@ -1,0 +1,86 @@
+"""`outpost export --update PREVIOUS`: keep what an earlier bundle already holds.
+
+A document whose bytes are unchanged (same source path, same sha256 as recorded in PREVIOUS's
+manifest) keeps its chunks, as stored, without being read again, provided the chunker settings
+are the same. Its vectors are kept too when the embedder is byte-identical to PREVIOUS's and
+PREVIOUS's index stores them exactly (f32, or f16, which converts back to the same f16). An i8
+index does not give its vectors back exactly, so they are embedded again. New and changed
+documents are read and embedded; removed ones are simply not carried over. The new bundle is
+built in full from these parts (store, index, checks), so it equals a full rebuild.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from outpost.export.chunk import Chunk
+from outpost.runtime.errors import InputError
+
+EXACT_DTYPES = ("f32", "f16")  # index dtypes whose stored vectors come back exactly
+
+
+@dataclass
+class Previous:
+    path: Path
+    documents: dict[str, dict]  # source -> {"path", "type", "sha256"} as recorded
+    chunks: dict[str, list[tuple[int, Chunk]]] = field(default_factory=dict)  # by source
+    chunker: dict = field(default_factory=dict)
+    embedder_sha256: str = ""
+    index_dtype: str = ""
+    index_file: Path | None = None
+    ndim: int = 0
+
+    def unchanged(self, source: str, sha256: str) -> bool:
+        known = self.documents.get(source)
+        return bool(known) and known.get("sha256") == sha256 and source in self.chunks
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """The stored vectors of PREVIOUS's chunks `ids`, as float32."""
+        from outpost.runtime.retrieve import usearch_index
+
+        index = usearch_index().restore(str(self.index_file), view=True)
+        if not ids:
+            return np.zeros((0, self.ndim), dtype=np.float32)
+        got = index.get(np.asarray(ids, dtype=np.uint64), dtype=np.float32)
+        return np.asarray(got, dtype=np.float32).reshape(len(ids), self.ndim)
+
+
+def open_previous(path: str | Path) -> Previous:
+    """PREVIOUS's manifest, documents and chunks, its files checked against its manifest."""
+    from outpost.runtime.bundle import check_files, open_bundle
+    from outpost.runtime.errors import OutpostError
+    from outpost.runtime.store import ChunkStore
+
+    folder = Path(path)
+    try:
+        bundle = open_bundle(folder)
+    except OutpostError as e:
+        raise InputError(f"--update {folder}: {e}") from None
+    m = bundle.manifest
+    problems = [
+        p for p in check_files(folder, m) if p.path in (m.store.file, m.index.file, m.embedder.file)
+    ]
+    if problems:
+        raise InputError(
+            f"--update {folder}: {problems[0]}; rebuild without --update or repair the bundle"
+        )
+    previous = Previous(
+        path=folder,
+        documents={d["path"]: d for d in m.sources.documents if isinstance(d, dict)},
+        chunker={k: v for k, v in m.chunker.items() if k != "chunks"},
+        embedder_sha256=m.index.embedder.sha256,
+        index_dtype=m.index.dtype,
+        index_file=folder / m.index.file,
+        ndim=m.index.ndim,
+    )
+    store = ChunkStore(folder / m.store.file)
+    try:
+        for chunk_id, source, heading, start, end, text in store.rows():
+            chunk = Chunk(source, heading, text, start, end)
+            previous.chunks.setdefault(source, []).append((chunk_id, chunk))
+    finally:
+        store.db.close()
+    return previous
