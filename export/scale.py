@@ -6,7 +6,8 @@ ONNX embedder in actors (one per CPU of the cluster, one thread each). The drive
 results by document and chunk number, so the bundle is the same as a one-machine export
 (chunks, order, vectors within float rounding). A task or actor lost with its worker is
 retried by Ray; a retried document replaces the lost attempt rather than adding to it, because
-results are keyed, never appended.
+results are keyed, never appended. (Ray Data's defaults do the retrying: a task lost with its
+worker runs again, a lost actor is restarted and its calls retried.)
 
 Without --address a local Ray instance is started for the run; with one, the export joins
 that cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on the others,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +31,7 @@ from outpost.export.chunk import Chunk
 from outpost.runtime.errors import InputError
 from outpost.runtime.log import log, rate
 
+_stdout: int | None = None  # the real stdout while Ray runs (see start)
 READ_BATCH = 4  # documents per task: small, so a lost worker costs little
 EMBED_BATCH = 64  # chunks per actor call
 
@@ -42,6 +45,12 @@ def start(address: str | None, cpus: int | None = None) -> int:
         raise InputError(
             "--engine ray needs Ray: pip install 'outpost-llm[scale]' (never on devices)"
         ) from None
+    global _stdout
+    # Ray's own messages (e.g. "(raylet) A worker died ...") are written to file descriptor 1;
+    # the export's stdout is data (--json), so while Ray runs fd 1 goes to stderr.
+    sys.stdout.flush()
+    _stdout = os.dup(1)
+    os.dup2(2, 1)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     try:
@@ -54,6 +63,7 @@ def start(address: str | None, cpus: int | None = None) -> int:
             ignore_reinit_error=True,
         )
     except (ConnectionError, RuntimeError, ValueError) as e:
+        _restore_stdout()
         where = address or "a local instance"
         raise InputError(
             f"--engine ray: cannot reach {where} ({str(e).splitlines()[0][:120]}); start the "
@@ -73,6 +83,16 @@ def stop() -> None:
     import ray
 
     ray.shutdown()
+    _restore_stdout()
+
+
+def _restore_stdout() -> None:
+    global _stdout
+    if _stdout is not None:
+        sys.stdout.flush()
+        os.dup2(_stdout, 1)
+        os.close(_stdout)
+        _stdout = None
 
 
 def _read_batch(batch: dict, chunking: dict) -> dict:
@@ -105,7 +125,6 @@ def read_and_chunk(todo: list[tuple[int, Path, str]], chunking, cpus: int) -> di
         batch_size=READ_BATCH,
         fn_kwargs={"chunking": asdict(chunking)},
         num_cpus=1,
-        max_retries=3,
     )
     results: dict[int, tuple] = {}
     progress = rate("ray: documents", len(todo), extra="chunks")
@@ -160,8 +179,6 @@ def embed(texts: list[str], model: Path, tokenizer: Path, max_tokens: int, cpus:
         fn_constructor_kwargs={"files": files, "max_tokens": max_tokens},
         concurrency=max(1, cpus),
         num_cpus=1,
-        max_restarts=-1,
-        max_task_retries=-1,
     )
     done = np.zeros(len(texts), dtype=bool)
     progress = rate("ray: vectors", len(texts))

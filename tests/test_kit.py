@@ -76,7 +76,9 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     site = next(prefix.glob("lib/python3.*/site-packages"))
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert "huggingface_hub" not in present and "pip" not in present and "torch" not in present
-    assert "ray" not in present and "pyarrow" not in present  # export --engine ray's, not a device's
+    assert (
+        "ray" not in present and "pyarrow" not in present
+    )  # export --engine ray's, not a device's
     check = subprocess.run(
         [
             str(prefix / "bin" / "python"),
