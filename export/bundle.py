@@ -28,6 +28,7 @@ from outpost.export.index import (
     pseudo_question,
 )
 from outpost.export.ingest import Skipped, discover, read_chunks
+from outpost.export.languages import chunk_languages, declared
 from outpost.export.libraries import quiet_libraries, versions
 from outpost.export.llm import (
     build_onnx,
@@ -137,11 +138,13 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
     for i, (_, source) in enumerate(files):
         if i in keep:
             kind = previous.documents[source].get("type", "")
+            declared_language = previous.documents[source].get("language")
             kept = previous.chunks[source]
             chunks.extend(c for _, c in kept)
             origin.extend(cid for cid, _ in kept)
         else:
             kind, notes, reason, new = read[i]
+            declared_language = declared(files[i][0])
             for note in notes:
                 log(f"note {source}: {note}")
             if reason:
@@ -149,7 +152,9 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
                 continue
             chunks.extend(new)
             origin.extend([None] * len(new))
-        documents.append({"path": source, "type": kind, "sha256": hashes[i]})
+        documents.append(
+            {"path": source, "type": kind, "sha256": hashes[i], "declared": declared_language}
+        )
     build = {"engine": config.engine, "cpus": cpus or None}
     if previous is not None:
         build["update"] = {
@@ -178,6 +183,7 @@ def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
             f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html, .pdf or .docx files"
         )
     log(f"{len(found.documents)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
+    languages = chunk_languages(chunks, found.documents, config.language, log)
 
     base = resolve_base(config.llm.base)  # fail on an unknown model before any heavy work
     if out.exists():
@@ -186,6 +192,7 @@ def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
         retrieval = _retrieval_part(tmp, config, found, previous, cpus)
         model = _llm_part(tmp, config, base, chunks)
         manifest = _manifest(config, found, retrieval, model)
+        manifest.languages = languages
         if config.questions:
             manifest.checks["eval"] = _evaluate(tmp, manifest, config.questions)
         manifest.export_seconds = round(time.perf_counter() - started, 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from outpost.export.base import EMBEDDED_LLM
 from outpost.runtime.errors import InputError, UsageError
+from outpost.runtime.language import LANGUAGES
 from outpost.runtime.manifest import ADAPTER_NAME
 from outpost.runtime.settings import setting
 
@@ -137,6 +138,12 @@ class ExportConfig:
     )
     exclude: list[str] = setting(
         [], "Glob of files to leave out (path or name); repeatable.", multiple=True
+    )
+    language: str | None = setting(
+        None,
+        "Language of every document (" + ", ".join(LANGUAGES) + ") instead of detecting each "
+        "chunk's.",
+        choices=LANGUAGES,
     )
     engine: str = setting(
         "local",

@@ -91,6 +91,7 @@ class Answer:
     # "quoted": the manual's line is the answer (the model's text was not attributable)
     answer_mode: str | None = None
     first_shown_s: float = 0.0  # question in -> the first text a screen can show (the quote)
+    language: str = "en"  # the question's, which the shown texts follow
 
     def shown_citations(self) -> list[Citation]:
         """The citations shown with an answer: those it names, else every passage given."""
@@ -106,6 +107,7 @@ class Answer:
             "refused": self.declined,  # the old name; removed in the next release
             "declined_by": self.declined_by,
             "answer_mode": self.answer_mode,
+            "language": self.language,
             "evidence": [asdict(e) for e in self.evidence],
             "support": None if self.support is None else asdict(self.support),
             "citations": [asdict(c) for c in self.citations],

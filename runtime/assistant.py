@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 import time
@@ -16,8 +17,8 @@ from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
 from outpost.runtime.evidence import attributable, quotes, read, terms
 from outpost.runtime.generate import GenerationSettings, Generator
+from outpost.runtime.language import bundle_languages, lexicon, question_language, say
 from outpost.runtime.prompt import (
-    REFUSAL,
     REFUSAL_OPENINGS,
     Passage,
     check_question,
@@ -28,10 +29,7 @@ from outpost.runtime.retrieve import Hit, Retriever
 from outpost.runtime.support import check, number_copy
 
 # Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
-WITHHELD = (
-    "The manuals' passages do not confirm the answer the model wrote, so it is not shown; "
-    "read the quoted passage instead."
-)
+WITHHELD = say("en", "withheld")
 CANDIDATES = 8  # chunks whose sentences the windows reader ranks
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
@@ -58,6 +56,7 @@ class Assistant:
             )
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
+        self.main_language, self.languages, self._runs = bundle_languages(m)
         self.adapters = tuple(sorted(m.model.adapters))
         self.adapter = config.adapter
         self.check_adapter(self.adapter)
@@ -84,6 +83,12 @@ class Assistant:
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
                 f"in --max-context ({self.max_context})"
             )
+
+    def chunk_language(self, chunk_id: int) -> str:
+        """The language export recorded for a chunk (runs of chunk ids)."""
+        starts, languages = self._runs
+        at = bisect.bisect_right(starts, chunk_id) - 1
+        return languages[at] if at >= 0 else self.main_language
 
     def check_adapter(self, name: str | None) -> str | None:
         """`name` if the bundle has that adapter (None: the default); else a one-line error."""
@@ -112,11 +117,12 @@ class Assistant:
         sentences reach `on_text` only when each is supported by the passages and attributable
         to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
         question = check_question(question)
+        language = question_language(question, self.languages, self.main_language)
         adapter = self.check_adapter(adapter) or self.adapter
         settings = dataclasses.replace(self.settings, adapter=adapter)
         if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
             settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
-        answer = Answer(question=question, threshold=self.threshold)
+        answer = Answer(question=question, threshold=self.threshold, language=language)
         start = time.perf_counter()
         hits, reading, shown_passages = self._find(question, history, answer)
         answer.retrieval_s = time.perf_counter() - start
@@ -124,7 +130,7 @@ class Assistant:
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
         # Fit first: a question too long for the context is an error even when ungrounded.
         messages, kept = fit_messages(
-            question, passages, history or [], self.generator.count_tokens, budget
+            question, passages, history or [], self.generator.count_tokens, budget, language
         )
         if answer.best_score < self.threshold:
             return self._decline(answer, "threshold", on_text, grounded=False)
@@ -149,13 +155,17 @@ class Assistant:
         earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
         query = f"{earlier[-1]} {question}" if earlier else question
         wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
-        hits = self.retriever.search(query, wanted, hybrid=self.hybrid)
+        lex = lexicon(answer.language)
+        keep = None
+        if len(self.languages) > 1:  # the manual in the question's language answers it
+            keep = lambda cid, _source: self.chunk_language(cid) == answer.language  # noqa: E731
+        hits = self.retriever.search(query, wanted, self.hybrid, lex, keep)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
         if self.reader != "windows":
             return hits, None, [(h, 0, len(h.text)) for h in hits]
         # Lines are ranked for this question; the conversation only widened the search
         # (a follow-up that names little by itself is ranked with the earlier question).
-        own = len(terms(question)) >= 2
+        own = len(terms(question, lex)) >= 2
         reading = read(
             question if own else query,
             hits,
@@ -163,6 +173,7 @@ class Assistant:
             self.retriever.store,
             self.windows,
             self.radius,
+            lex,
         )
         answer.evidence_score = reading.answerability
         return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]
@@ -170,7 +181,7 @@ class Assistant:
     def _write(self, answer: Answer, messages, settings, given: list[str], on_text, should_stop):
         """Generate, showing each sentence only when the passages support it and it is
         attributable to the first quote; stops at the first that is not."""
-        question = answer.question
+        question, lex = answer.question, lexicon(answer.language)
         # The model's sentences must come from the ranker's best window, the quote shown first:
         # attributing to any window let a tuned model lift a wrong line over the right one.
         window = answer.evidence[0].words() if answer.evidence else None
@@ -183,7 +194,7 @@ class Assistant:
 
         def supported(sentence: str):
             result = check(sentence, given, question)
-            if result.ok and window is not None and not attributable(sentence, window, question):
+            if result.ok and window and not attributable(sentence, window, question, lex):
                 result.unsupported.append("(not attributable to the quoted line)")
             return result
 
@@ -222,15 +233,16 @@ class Assistant:
         elif answer.text:
             answer.answer_mode = "generated"
         elif self.support and not answer.evidence:
-            answer.text, answer.declined, answer.declined_by = WITHHELD, True, "support"
+            withheld = say(answer.language, "withheld")
+            answer.text, answer.declined, answer.declined_by = withheld, True, "support"
             if on_text:
-                on_text(WITHHELD)
+                on_text(withheld)
 
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
         answer.grounded, answer.declined, answer.declined_by = grounded, True, why
-        answer.text = REFUSAL
+        answer.text = say(answer.language, "declined")
         if on_text:
-            on_text(REFUSAL)
+            on_text(answer.text)
         return answer
 
 

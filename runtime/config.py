@@ -14,7 +14,7 @@ from outpost.runtime.errors import UsageError
 from outpost.runtime.settings import setting
 
 READERS = ("windows", "chunks")
-LANGUAGES = ("en", "de", "fr", "es")
+LANGUAGES = ("en", "de", "fr", "es", "nb", "nl")
 
 
 @dataclass(kw_only=True)

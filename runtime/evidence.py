@@ -29,10 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from outpost.runtime.answer import Evidence, Span
+from outpost.runtime.language import Lexicon, lexicon
 from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
-from outpost.runtime.retrieve import STOPWORDS, Hit
+from outpost.runtime.retrieve import Hit
 from outpost.runtime.support import facts, normalise
 
+ENGLISH = lexicon("en")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _TERM = re.compile(r"[\w][\w\-]*[\w]|\w")
 
@@ -70,30 +72,20 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
     return units
 
 
-# Words that say what kind of answer is wanted, not what it is about.
-QUESTION_WORDS = frozenset(
-    "often much many long mean means meaning explain tell describe happen happens need needs "
-    "must should would could way ways kind type use used using get set make there".split()
-)
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "ies", "ied", "ed", "es", "er", "ly", "s")
-
-
 def stem(term: str) -> str:
-    """A crude stem for matching word forms (replaced ~ replace ~ replacement): a prefix."""
-    if not term.isalpha():
-        return term
-    for suffix in _SUFFIXES:
-        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
-            return term[: -len(suffix)]
-    return term
+    """English word forms (replaced ~ replace ~ replacement) to one prefix."""
+    return ENGLISH.stem(term)
 
 
-def terms(text: str) -> set[str]:
+def terms(text: str, lex: Lexicon | None = None) -> set[str]:
+    """The text's content words, stemmed, in the lexicon's language (English by default):
+    stopwords, question words and one-letter words left out."""
+    lex = lex or ENGLISH
     found = set()
     for t in _TERM.findall(normalise(text)):
-        if t in STOPWORDS or t in QUESTION_WORDS or len(t) < 2:
+        if t in lex.stopwords or t in lex.question_words or len(t) < 2:
             continue
-        found.add(stem(t))
+        found.add(lex.stem(t))
     return found
 
 
@@ -103,9 +95,10 @@ def idf_weights(question_terms: set[str], store) -> dict[str, float]:
     return {t: math.log((total + 1) / (store.document_frequency(t) + 0.5)) for t in question_terms}
 
 
-def coverage(weights: dict[str, float], text: str) -> float:
-    """Share of the question's weight whose terms occur in the text (word forms, case-blind)."""
-    return _covered(weights, terms(text), (normalise(text),))
+def coverage(weights: dict[str, float], text: str, lex: Lexicon | None = None) -> float:
+    """Share of the question's weight whose terms occur in the text (word forms, case-blind;
+    a stem inside a longer word counts, so a compound's part is found)."""
+    return _covered(weights, terms(text, lex), (normalise(text),))
 
 
 def _covered(weights: dict[str, float], have: set[str], texts: tuple[str, ...]) -> float:
@@ -146,17 +139,22 @@ FEATURES = (
 
 
 def line_features(
-    question: str, units: list[Unit], hits: list[Hit], dense: np.ndarray, weights: dict[str, float]
+    question: str,
+    units: list[Unit],
+    hits: list[Hit],
+    dense: np.ndarray,
+    weights: dict[str, float],
+    lex: Lexicon | None = None,
 ) -> np.ndarray:
     """One row per unit: how well it answers the question, by each feature in FEATURES."""
-    asked_terms = terms(question)
+    asked_terms = terms(question, lex)
     asked = normalise(question)
     wants_number = bool(_WANTS_NUMBER.search(question))
     wants_name = bool(_WANTS_NAME.search(question))
-    headings = {i: (terms(h.heading), normalise(h.heading)) for i, h in enumerate(hits)}
+    headings = {i: (terms(h.heading, lex), normalise(h.heading)) for i, h in enumerate(hits)}
     rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
     for j, u in enumerate(units):
-        have, line = terms(u.text), normalise(u.text)
+        have, line = terms(u.text, lex), normalise(u.text)
         short = len(u.text.split()) < 4
         new_numbers = [n for n in _NUMBER.findall(u.text) if n not in asked]
         new_names = (
@@ -181,15 +179,15 @@ def line_features(
     return rows
 
 
-def line_inputs(question: str, hits: list[Hit], embedder, store):
+def line_inputs(question: str, hits: list[Hit], embedder, store, lex: Lexicon | None = None):
     """The candidates' units, their feature rows and the question's IDF weights: what the
     ranker scores (and what trainer/ranker.py fits)."""
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
-    weights = idf_weights(terms(question), store)
+    weights = idf_weights(terms(question, lex), store)
     if not units:
         return units, np.zeros((0, len(FEATURES)), dtype=np.float32), weights
     vectors = embedder.embed([question] + [u.text for u in units])
-    rows = line_features(question, units, hits, vectors[1:] @ vectors[0], weights)
+    rows = line_features(question, units, hits, vectors[1:] @ vectors[0], weights, lex)
     return units, rows, weights
 
 
@@ -232,9 +230,10 @@ def read(
     store,
     windows: int = DEFAULT_WINDOWS,
     radius: int = DEFAULT_RADIUS,
+    lex: Lexicon | None = None,
 ) -> Reading:
     """Rank the units of `hits` for the question and pick the windows the model will read."""
-    units, rows, weights = line_inputs(question, hits, embedder, store)
+    units, rows, weights = line_inputs(question, hits, embedder, store, lex)
     if not units:
         return Reading([], np.zeros(0), [], 0.0)
     scores = rows @ _WEIGHTS
@@ -266,7 +265,7 @@ def read(
     # Measured against the windows alone it separated answerable from unanswerable questions
     # less well (docs/quality.md).
     found = " ".join(f"{h.heading} {h.text}" for h in hits)
-    return Reading(units, scores, chosen, coverage(weights, found))
+    return Reading(units, scores, chosen, coverage(weights, found, lex))
 
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa]|\d{1,2}[.)])\s")
@@ -343,7 +342,9 @@ def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[Evidence]:
     return out
 
 
-def attributable(sentence: str, window: str, question: str = "") -> bool:
+def attributable(
+    sentence: str, window: str, question: str = "", lex: Lexicon | None = None
+) -> bool:
     """A sentence may stand above a quote only when everything it says comes from that window
     (or the question): every fact (number, name, code, path) and nearly every content word, and
     it adds something from the window the question did not say (not the question echoed)."""
@@ -354,7 +355,7 @@ def attributable(sentence: str, window: str, question: str = "") -> bool:
     found = [normalise(f) for f in facts(sentence)]
     if any(f not in source and f not in asked for f in found):
         return False
-    words, have, wanted = terms(sentence), terms(window), terms(question)
+    words, have, wanted = terms(sentence, lex), terms(window, lex), terms(question, lex)
     if not words:
         return False
     missing = words - have - wanted

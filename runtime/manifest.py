@@ -150,6 +150,8 @@ class Manifest:
     size_bytes: int
     export_seconds: float | None = None
     build: dict = field(default_factory=dict)  # engine, and what --update kept
+    # main language, chunks per language, runs [first chunk id, count, language] (export)
+    languages: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -62,9 +62,17 @@ def build_messages(
     question: str,
     passages: Sequence[Passage],
     history: Sequence[dict] = (),
+    language: str = "en",
 ) -> list[dict]:
-    """System message, earlier turns (plain), then the question with its passages."""
-    messages = [{"role": "system", "content": SYSTEM.format(refusal=REFUSAL)}]
+    """System message, earlier turns (plain), then the question with its passages. A question
+    in another language asks for the answer in it (the refusal stays the English marker the
+    runtime's refusal gate watches for; the user reads the decline in their language)."""
+    system = SYSTEM.format(refusal=REFUSAL)
+    if language != "en":
+        from outpost.runtime.language import NAMES
+
+        system += f" Answer in {NAMES.get(language, language)}, the language of the question."
+    messages = [{"role": "system", "content": system}]
     messages.extend(history)
     messages.append({"role": "user", "content": user_message(question, passages)})
     return messages
@@ -76,13 +84,14 @@ def fit_messages(
     history: Sequence[dict],
     count_tokens: Callable[[list[dict]], int],
     budget: int,
+    language: str = "en",
 ) -> tuple[list[dict], int]:
     """Largest prompt within `budget` tokens: drop old turns, then trailing passages.
 
     The question is never cut. Returns the messages and how many passages were kept.
     Raises InputError when the question alone does not fit.
     """
-    bare = build_messages(question, [], [])
+    bare = build_messages(question, [], [], language)
     if count_tokens(bare) > budget:
         raise InputError(
             f"the question is {count_tokens(bare)} tokens with the prompt, over the "
@@ -91,7 +100,7 @@ def fit_messages(
     history = list(history)
     kept = list(passages)
     while True:
-        messages = build_messages(question, kept, history)
+        messages = build_messages(question, kept, history, language)
         if count_tokens(messages) <= budget:
             return messages, len(kept)
         if history:
@@ -99,8 +108,8 @@ def fit_messages(
         elif len(kept) > 1:
             kept.pop()
         else:
-            kept = [_shorten(kept[0], question, count_tokens, budget)]
-            return build_messages(question, kept, []), 1
+            kept = [_shorten(kept[0], question, count_tokens, budget, language)]
+            return build_messages(question, kept, [], language), 1
 
 
 def _shorten(
@@ -108,6 +117,7 @@ def _shorten(
     question: str,
     count_tokens: Callable[[list[dict]], int],
     budget: int,
+    language: str = "en",
 ) -> Passage:
     """Cut one passage's text (by words, binary search) until the prompt fits."""
     words = passage.text.split()
@@ -115,7 +125,7 @@ def _shorten(
     while lo < hi:
         mid = (lo + hi + 1) // 2
         trial = Passage(passage.source, passage.heading, " ".join(words[:mid]))
-        if count_tokens(build_messages(question, [trial])) <= budget:
+        if count_tokens(build_messages(question, [trial], (), language)) <= budget:
             lo = mid
         else:
             hi = mid - 1

@@ -9,20 +9,18 @@ documents are taken not to cover the question.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from outpost.runtime.embed import Embedder
+from outpost.runtime.language import ENGLISH_STOPWORDS, Lexicon
 from outpost.runtime.store import ChunkStore
 
 RRF_K = 60
-STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i if in is it of on or should "
-    "that the this to was what when where which who why will with you your my me we "
-    "there their then than into about after before any all also has have had not no".split()
-)
+STOPWORDS = ENGLISH_STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -34,11 +32,16 @@ class Hit:
     text: str
 
 
-def keyword_terms(question: str) -> list[str]:
+def keyword_terms(question: str, lex: Lexicon | None = None) -> list[str]:
     """The words keyword search looks for: the question's, lower-cased, stopwords left out
-    (names with dots, dashes and slashes kept whole: `E-305`, `/etc/gammurc`)."""
+    (names with dots, dashes and slashes kept whole: `E-305`, `/etc/gammurc`). In languages
+    other than English, question words are left out too and each word is searched by its stem
+    as a prefix ("filteret" -> `filt*`), so every inflected form is found."""
     found = re.findall(r"[\w][\w.\-/]*[\w]|\w", question.lower())
-    return [t for t in found if t not in STOPWORDS]
+    if lex is None or lex.language == "en":
+        return [t for t in found if t not in STOPWORDS]
+    kept = [t for t in found if t not in lex.stopwords and t not in lex.question_words]
+    return [lex.stem(t) + "*" if t.isalpha() and len(t) >= 4 else t for t in kept]
 
 
 def usearch_index():
@@ -75,7 +78,16 @@ class Retriever:
         self.store = ChunkStore(store_path)
         self.embedder = embedder
 
-    def search(self, question: str, k: int, hybrid: bool = True) -> list[Hit]:
+    def search(
+        self,
+        question: str,
+        k: int,
+        hybrid: bool = True,
+        lex: Lexicon | None = None,
+        keep: Callable[[int, str], bool] | None = None,
+    ) -> list[Hit]:
+        """The k best chunks, dense and keyword results fused; `keep(chunk_id, source)` drops
+        others (the question's language in a bundle of several) while enough remain."""
         query = self.embedder.embed([question])[0]
         pool = max(4 * k, 20)
         found = self.index.search(query, min(pool, len(self.index)), exact=self.exact)
@@ -85,9 +97,15 @@ class Retriever:
         for rank, cid in enumerate(dense_ids):
             fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         if hybrid:
-            for rank, cid in enumerate(self.store.keyword_search(keyword_terms(question), pool)):
+            found_kw = self.store.keyword_search(keyword_terms(question, lex), pool)
+            for rank, cid in enumerate(found_kw):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
-        best = sorted(fused, key=lambda c: -fused[c])[:k]
+        ranked = sorted(fused, key=lambda c: -fused[c])
+        if keep is not None:
+            sources = {c: row[0] for c, row in self.store.get(ranked).items()}
+            kept = [c for c in ranked if c in sources and keep(c, sources[c])]
+            ranked = kept if len(kept) >= min(k, 2) else ranked
+        best = ranked[:k]
         missing = [c for c in best if c not in dense_score]
         if missing:
             vectors = np.asarray(self.index.get(missing), dtype=np.float32).reshape(

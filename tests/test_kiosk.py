@@ -115,6 +115,8 @@ def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, brow
         wait_for(browser, "return document.querySelectorAll('.turn').length === 0", timeout=30)
         assert "cleared" in browser.find_element(By.ID, "status").text
 
-        browser.get(f"{url}/?lang=de")
-        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Ihre Frage"
-        assert browser.execute_script("return document.documentElement.lang") == "de"
+        labels = {"de": "Ihre Frage", "nb": "Spørsmålet ditt", "nl": "Uw vraag"}
+        for lang, label in labels.items():
+            browser.get(f"{url}/?lang={lang}")
+            assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == label
+            assert browser.execute_script("return document.documentElement.lang") == lang

@@ -35,6 +35,22 @@
       failed: "Algo salió mal. Vuelva a preguntar.", cleared: "La conversación se ha borrado.", close: "Cerrar",
       source: "Leer el pasaje", you: "Su pregunta",
     },
+    nb: {
+      title: "Spør håndbøkene", subtitle: "Svarene kommer bare fra håndbøkene på denne enheten, med linjen de kommer fra.",
+      label: "Spørsmålet ditt", ask: "Spør", clear: "Begynn på nytt", empty: "Skriv et spørsmål nedenfor, for eksempel: «Hvor ofte må filteret skiftes?»",
+      thinking: "Leter i håndbøkene…", declined: "Håndbøkene dekker ikke dette. Prøv å spørre med andre ord, eller spør en kollega.",
+      evidence: "Fra håndboken", sources: "Kilder", busy: "Svarer noen andre. Prøver igjen…",
+      failed: "Noe gikk galt. Spør igjen.", cleared: "Samtalen ble slettet.", close: "Lukk",
+      source: "Les avsnittet", you: "Du spurte",
+    },
+    nl: {
+      title: "Vraag het de handleidingen", subtitle: "Antwoorden komen alleen uit de handleidingen op dit apparaat, met de regel waar ze vandaan komen.",
+      label: "Uw vraag", ask: "Vragen", clear: "Opnieuw beginnen", empty: "Typ hieronder een vraag, bijvoorbeeld: „Hoe vaak moet het filter worden vervangen?”",
+      thinking: "Zoeken in de handleidingen…", declined: "De handleidingen behandelen dit niet. Probeer het met andere woorden, of vraag een collega.",
+      evidence: "Uit de handleiding", sources: "Bronnen", busy: "Bezig met een andere vraag. Opnieuw proberen…",
+      failed: "Er ging iets mis. Stel de vraag opnieuw.", cleared: "Het gesprek is gewist.", close: "Sluiten",
+      source: "Lees de passage", you: "Uw vraag",
+    },
   };
   const settings = window.OUTPOST || {};
   const params = new URLSearchParams(location.search);

@@ -133,6 +133,8 @@ def _open(bundle, **options):
 
 def _print_evidence(answer) -> None:
     """The manual's line under the answer (or, quoted, as the answer), with where it is."""
+    from outpost.runtime.language import say
+
     if answer.declined or not answer.evidence:
         if answer.declined_by == "support" and answer.support:
             missing = safe(", ".join(answer.support.unsupported))
@@ -140,16 +142,19 @@ def _print_evidence(answer) -> None:
         return
     e = answer.evidence[0]
     where = safe(e.source + (f" > {e.heading}" if e.heading else ""))
-    label = "From the manual" if answer.answer_mode == "quoted" else "\nEvidence"
+    quoted = answer.answer_mode == "quoted"
+    label = say(answer.language, "quoted") if quoted else "\n" + say(answer.language, "evidence")
     lead = f"{safe(e.lead.text)} \u2026 " if e.lead else ""
     click.echo(f"{label} ({where}):\n  \u201c{lead}{safe(e.text)}\u201d")
 
 
 def _print_sources(answer) -> None:
+    from outpost.runtime.language import say
+
     cited = answer.shown_citations()
     if not cited:
         return
-    click.echo("\nSources:")
+    click.echo(f"\n{say(answer.language, 'sources')}:")
     for c in cited:
         where = safe(c.source + (f" > {c.heading}" if c.heading else ""))
         click.echo(f"  [{c.n}] {where}")

@@ -1,0 +1,76 @@
+"""The language of each chunk, recorded in the manifest for the runtime.
+
+Each chunk is classified by py3langid (runtime/language.py) among the languages Outpost reads.
+A chunk too short to tell, or classified with little confidence, takes its document's language:
+the page's own `<html lang>` where it declares one, else the language most of its chunks are
+in. `--language` forces one language for everything. The manifest keeps the main language,
+chunks per language and runs of chunk ids (`[first id, count, language]`), and each document's
+language in `sources.documents`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from outpost.runtime.language import MAIN, code, detect
+
+SURE = 0.9  # a chunk's own detection is kept at this probability or more
+SHORTEST = 60  # characters: shorter chunks take their document's language
+_HTML_LANG = re.compile(
+    rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)", re.I
+)
+
+
+def declared(path: Path) -> str | None:
+    """The language an HTML page declares (`<html lang="nb-NO">`), if Outpost reads it."""
+    if path.suffix.lower() not in (".html", ".htm", ".xhtml"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return None
+    m = _HTML_LANG.search(head)
+    return code(m.group(1).decode("ascii")) if m else None
+
+
+def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> dict:
+    """Each chunk's language; fills each document's "language"; the manifest's `languages`."""
+    by_source: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_source.setdefault(c.source, []).append(i)
+    found: list[str] = [MAIN] * len(chunks)
+    if forced:
+        found = [forced] * len(chunks)
+    else:
+        log(f"detecting the language of {len(chunks)} chunks")
+        sure: dict[int, str] = {}
+        for i, c in enumerate(chunks):
+            if len(c.text) >= SHORTEST:
+                language, p = detect(c.text)
+                if p >= SURE:
+                    sure[i] = language
+        for d in documents:
+            ids = by_source.get(d["path"], [])
+            votes = Counter(sure[i] for i in ids if i in sure)
+            default = d.get("declared") or (votes.most_common(1)[0][0] if votes else MAIN)
+            for i in ids:
+                found[i] = sure.get(i, default)
+    for d in documents:
+        ids = by_source.get(d["path"], [])
+        votes = Counter(found[i] for i in ids)
+        d["language"] = votes.most_common(1)[0][0] if votes else (forced or MAIN)
+        d.pop("declared", None)
+    counts = Counter(found)
+    runs: list[list] = []
+    for i, language in enumerate(found):
+        if runs and runs[-1][2] == language:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, 1, language])
+    main = counts.most_common(1)[0][0] if counts else (forced or MAIN)
+    shown = ", ".join(f"{k} {v}" for k, v in counts.most_common())
+    log(f"languages: {shown or 'none'} (main: {main})")
+    return {"main": main, "chunks": dict(counts), "runs": runs, "forced": bool(forced)}

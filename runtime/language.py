@@ -1,0 +1,255 @@
+"""Which language a text is in, and what reading words needs in that language.
+
+- Detection: py3langid (a maintained port of langid.py; a small naive-Bayes model over byte
+  n-grams, numpy only). Whole documents are detected reliably. A question is short, so it is
+  classified only among the bundle's own languages, and it falls back to the bundle's main
+  language when even that is unsure.
+- Words: per language, the Snowball stemmer (snowballstemmer, pure Python) and the stopwords of
+  stopwords-iso, plus a few question words ("how often", "hvor ofte", "hoe vaak") that say what
+  kind of answer is wanted, not what it is about. English keeps Outpost's own short stopword list
+  and suffix stemmer, which the line ranker's weights were fitted with (docs/quality.md).
+- Compounds: Norwegian, Danish, Swedish, Dutch, German and Finnish write compounds as one word
+  ("oljefilteret", "oliefilter"). Keyword search looks for each stem as a prefix, and evidence
+  coverage finds a stem inside a longer word (runtime/evidence.py), so "filteret" in a
+  question meets "oljefilteret" in a manual.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+MAIN = "en"
+# Language codes Outpost reads (ISO 639-1; Norwegian Bokmål as "nb") -> Snowball's name.
+SNOWBALL = {
+    "en": "english",
+    "nb": "norwegian",
+    "nl": "dutch",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "sv": "swedish",
+    "da": "danish",
+    "fi": "finnish",
+    "it": "italian",
+    "pt": "portuguese",
+}
+LANGUAGES = tuple(SNOWBALL)
+_ALIASES = {"no": "nb", "nn": "nb", "nob": "nb", "nno": "nb", "nor": "nb"}  # py3langid, HTML
+MIN_SHARE = 0.7  # a question's detection must be at least this sure, else the main language
+MIN_CHUNKS_SHARE = 0.05  # a language with fewer of the bundle's chunks is not asked in
+
+# Words that say what kind of answer is wanted, not what it is about (lower-case).
+QUESTION_WORDS = {
+    "en": "often much many long mean means meaning explain tell describe happen happens need needs "
+    "must should would could way ways kind type use used using get set make there",
+    "nb": "hvor ofte mye mange lenge betyr bety forklar fortell beskriv skjer må skal bør kan "
+    "kunne hvordan hva hvilken hvilke hvem hvorfor når gjøre bruke brukes får finnes",
+    "nl": "hoe vaak veel lang betekent betekenis leg uit vertel beschrijf gebeurt moet moeten "
+    "zou kan kunnen wat welke wie waarom wanneer waar doen gebruiken gebruikt krijg bestaat",
+    "de": "wie oft viel viele lange bedeutet erkläre beschreibe passiert muss soll kann welche "
+    "wer warum wann wo machen benutzen",
+    "fr": "comment souvent combien longtemps signifie explique décris arrive dois faut peut "
+    "quel quelle quels qui pourquoi quand où faire utiliser",
+    "es": "cómo como frecuencia cuánto cuántos significa explica describe pasa debo debe puede "
+    "cuál cuáles quién por qué cuándo dónde hacer usar",
+}
+ENGLISH_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i if in is it of on or should "
+    "that the this to was what when where which who why will with you your my me we "
+    "there their then than into about after before any all also has have had not no".split()
+)
+_ENGLISH_SUFFIXES = (
+    "ations",
+    "ation",
+    "ings",
+    "ing",
+    "ers",
+    "ies",
+    "ied",
+    "ed",
+    "es",
+    "er",
+    "ly",
+    "s",
+)
+
+
+def code(tag: str | None) -> str | None:
+    """An ISO code Outpost reads, from an HTML/DOCX tag or a detector's label ("nb-NO",
+    "no", "nl_BE" -> "nb", "nb", "nl"); None when it reads no such language."""
+    if not tag:
+        return None
+    base = re.split(r"[-_]", tag.strip().lower())[0]
+    base = _ALIASES.get(base, base)
+    return base if base in SNOWBALL else None
+
+
+@functools.cache
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+_LOCK = threading.Lock()
+
+
+def detect(text: str, among: tuple[str, ...] = LANGUAGES) -> tuple[str, float]:
+    """(language, probability) of `text`, classified among `among` only."""
+    labels = sorted(
+        {"no" if c == "nb" else c for c in among} | ({"nn"} if "nb" in among else set())
+    )
+    with _LOCK:  # set_languages changes the shared identifier
+        identifier = _identifier()
+        identifier.set_languages(labels)
+        label, p = identifier.classify(text[:20000])
+    return code(label) or MAIN, float(p)
+
+
+def question_language(question: str, languages: tuple[str, ...], main: str) -> str:
+    """The question's language among the bundle's; the main language when unsure or when the
+    bundle has only one."""
+    if len(languages) < 2:
+        return main
+    found, p = detect(question, languages)
+    return found if p >= MIN_SHARE else main
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    language: str
+    stopwords: frozenset
+    question_words: frozenset
+
+    def stem(self, word: str) -> str:
+        return _stem(self.language, word)
+
+
+@functools.cache
+def lexicon(language: str) -> Lexicon:
+    language = language if language in SNOWBALL else MAIN
+    if language == "en":
+        stop = ENGLISH_STOPWORDS
+    else:
+        import stopwordsiso
+
+        iso = "no" if language == "nb" else language
+        stop = frozenset(fold(w) for w in stopwordsiso.stopwords(iso))
+    asked = frozenset(fold(w) for w in QUESTION_WORDS.get(language, "").split())
+    return Lexicon(language, stop, asked)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(language: str, word: str) -> str:
+    if not word.isalpha():
+        return word
+    if language == "en":
+        for suffix in _ENGLISH_SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+                return word[: -len(suffix)]
+        return word
+    stemmed = _stemmer(language).stemWord(word)
+    return stemmed if len(stemmed) >= 3 else word
+
+
+@functools.cache
+def _stemmer(language: str):
+    import snowballstemmer
+
+    return snowballstemmer.stemmer(SNOWBALL[language])
+
+
+def fold(text: str) -> str:
+    """Lower case; diacritics kept where the language needs them (å, ø, æ, ä, ö, ü are letters
+    of their own), other combining marks composed."""
+    return unicodedata.normalize("NFC", text).lower()
+
+
+NAMES = {
+    "en": "English",
+    "nb": "Norwegian (Bokmål)",
+    "nl": "Dutch",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "sv": "Swedish",
+    "da": "Danish",
+    "fi": "Finnish",
+    "it": "Italian",
+    "pt": "Portuguese",
+}
+
+# What a user reads, per language: the decline, the withheld answer, the CLI's labels.
+_SAY = {
+    "en": {
+        "declined": "The documents do not cover this question.",
+        "withheld": "The manuals' passages do not confirm the answer the model wrote, so it is "
+        "not shown; read the quoted passage instead.",
+        "quoted": "From the manual",
+        "evidence": "Evidence",
+        "sources": "Sources",
+    },
+    "nb": {
+        "declined": "Håndbøkene dekker ikke dette spørsmålet.",
+        "withheld": "Avsnittene i håndbøkene bekrefter ikke svaret modellen skrev, så det vises "
+        "ikke; les det siterte avsnittet i stedet.",
+        "quoted": "Fra håndboken",
+        "evidence": "Belegg",
+        "sources": "Kilder",
+    },
+    "nl": {
+        "declined": "De handleidingen behandelen deze vraag niet.",
+        "withheld": "De passages uit de handleidingen bevestigen het antwoord van het model niet, "
+        "dus het wordt niet getoond; lees de geciteerde passage.",
+        "quoted": "Uit de handleiding",
+        "evidence": "Bewijs",
+        "sources": "Bronnen",
+    },
+    "de": {
+        "declined": "Die Handbücher behandeln diese Frage nicht.",
+        "withheld": "Die Abschnitte der Handbücher bestätigen die Antwort des Modells nicht; sie "
+        "wird nicht gezeigt. Lesen Sie den zitierten Abschnitt.",
+        "quoted": "Aus dem Handbuch",
+        "evidence": "Beleg",
+        "sources": "Quellen",
+    },
+    "fr": {
+        "declined": "Les manuels ne traitent pas cette question.",
+        "withheld": "Les passages des manuels ne confirment pas la réponse du modèle ; elle n'est "
+        "pas affichée. Lisez le passage cité.",
+        "quoted": "Extrait du manuel",
+        "evidence": "Justification",
+        "sources": "Sources",
+    },
+    "es": {
+        "declined": "Los manuales no tratan esta pregunta.",
+        "withheld": "Los pasajes de los manuales no confirman la respuesta del modelo; no se "
+        "muestra. Lea el pasaje citado.",
+        "quoted": "Del manual",
+        "evidence": "Evidencia",
+        "sources": "Fuentes",
+    },
+}
+
+
+def say(language: str, what: str) -> str:
+    """A user-facing text in `language` (English where it has none)."""
+    return _SAY.get(language, _SAY[MAIN]).get(what) or _SAY[MAIN][what]
+
+
+def bundle_languages(manifest) -> tuple[str, tuple[str, ...], tuple[list[int], list[str]]]:
+    """(main language, the languages a question may be in, runs of chunk ids per language)
+    from the manifest's `languages` (bundles from before it: English throughout)."""
+    info = manifest.languages or {}
+    main = code(info.get("main")) or MAIN
+    counts = {code(k): int(v) for k, v in (info.get("chunks") or {}).items() if code(k)}
+    total = sum(counts.values()) or 1
+    present = sorted(k for k, n in counts.items() if n >= max(3, MIN_CHUNKS_SHARE * total))
+    runs = info.get("runs") or []
+    starts = [int(r[0]) for r in runs]
+    languages = [code(str(r[2])) or main for r in runs]
+    return main, tuple(present) or (main,), (starts, languages)
