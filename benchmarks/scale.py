@@ -52,6 +52,8 @@ if spec["workers"]:
 else:
     vectors = Embedder(model, tok, 256).embed(texts)
 t2 = time.perf_counter()
+if spec["workers"]:
+    scale.stop()  # gives stdout back (Ray's messages go to stderr while it runs)
 print(json.dumps({"documents": len(todo), "skipped": sum(bool(r[2]) for r in read.values()),
                   "chunks": len(texts), "read_s": round(t1 - t0, 1), "embed_s": round(t2 - t1, 1),
                   "chunks_per_s": round(len(texts) / (t2 - t0), 1),

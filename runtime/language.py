@@ -4,14 +4,14 @@
   n-grams, numpy only). Whole documents are detected reliably. A question is short, so it is
   classified only among the bundle's own languages, and it falls back to the bundle's main
   language when even that is unsure.
-- Words: per language, the Snowball stemmer (snowballstemmer, pure Python) and the stopwords of
-  stopwords-iso, plus a few question words ("how often", "hvor ofte", "hoe vaak") that say what
-  kind of answer is wanted, not what it is about. English keeps Outpost's own short stopword list
-  and suffix stemmer, which the line ranker's weights were fitted with (docs/quality.md).
+- Words: per language, the Snowball stemmer (snowballstemmer, pure Python), the short words of
+  stopwords-iso's list, and a few question words ("how often", "hvor ofte", "hoe vaak") that say
+  what kind of answer is wanted, not what it is about. English keeps Outpost's own short
+  stopword list and suffix stemmer, which the line ranker's weights were fitted with
+  (docs/quality.md).
 - Compounds: Norwegian, Danish, Swedish, Dutch, German and Finnish write compounds as one word
-  ("oljefilteret", "oliefilter"). Keyword search looks for each stem as a prefix, and evidence
-  coverage finds a stem inside a longer word (runtime/evidence.py), so "filteret" in a
-  question meets "oljefilteret" in a manual.
+  ("oljefilteret", "oliefilter"). Evidence coverage finds a stem inside a longer word
+  (runtime/evidence.py), so "filteret" in a question meets "oljefilteret" in a manual.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ SNOWBALL = {
 LANGUAGES = tuple(SNOWBALL)
 _ALIASES = {"no": "nb", "nn": "nb", "nob": "nb", "nno": "nb", "nor": "nb"}  # py3langid, HTML
 MIN_SHARE = 0.7  # a question's detection must be at least this sure, else the main language
+SHORT_STOPWORD = 3  # letters: stopwords-iso words this short are function words
 MIN_CHUNKS_SHARE = 0.05  # a language with fewer of the bundle's chunks is not asked in
 
 # Words that say what kind of answer is wanted, not what it is about (lower-case).
@@ -131,16 +132,21 @@ class Lexicon:
 
 @functools.cache
 def lexicon(language: str) -> Lexicon:
+    """The words to leave out and the stemmer for `language`. Other languages leave out
+    English's stopwords too (their manuals quote English: commands, untranslated paragraphs)
+    and only the short words of stopwords-iso's list: its long words include content words
+    ("beneden", "bepaald"), and leaving them out cost the Dutch set 3 of 20 right lines
+    (docs/quality.md, "Languages")."""
     language = language if language in SNOWBALL else MAIN
+    english = frozenset(fold(w) for w in QUESTION_WORDS[MAIN].split())
     if language == "en":
-        stop = ENGLISH_STOPWORDS
-    else:
-        import stopwordsiso
+        return Lexicon(language, ENGLISH_STOPWORDS, english)
+    import stopwordsiso
 
-        iso = "no" if language == "nb" else language
-        stop = frozenset(fold(w) for w in stopwordsiso.stopwords(iso))
+    iso = stopwordsiso.stopwords("no" if language == "nb" else language)
+    short = frozenset(fold(w) for w in iso if len(w) <= SHORT_STOPWORD)
     asked = frozenset(fold(w) for w in QUESTION_WORDS.get(language, "").split())
-    return Lexicon(language, stop, asked)
+    return Lexicon(language, ENGLISH_STOPWORDS | short, english | asked)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -129,18 +129,12 @@ class ChunkStore:
         """Chunks holding any of `terms`, best BM25 first."""
         if not terms:
             return []
-        match = " OR ".join(_phrase(t) for t in dict.fromkeys(terms))
+        match = " OR ".join('"' + t.replace('"', "") + '"' for t in dict.fromkeys(terms))
         rows = self._query(
             "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
             (match, limit),
         )
         return [r[0] for r in rows]
-
-
-def _phrase(term: str) -> str:
-    """An FTS5 phrase for a term; a trailing * (a stem) searches it as a prefix."""
-    prefix = term.endswith("*") and term[:-1].isalpha()
-    return '"' + term.rstrip("*").replace('"', "") + '"' + ("*" if prefix else "")
 
 
 def write_store(rows: Iterable[tuple[str, str, int, int, str]], path: Path) -> None:

@@ -60,7 +60,9 @@ def main() -> int:
                 for term in r["absent_terms"]:
                     if term.lower() in lower:
                         problems.append(f"{r['id']}: absent term {term!r} is in the manual")
-    summary = ", ".join(f"{lang} {a} answerable + {u} unanswerable" for lang, (a, u) in counted.items())
+    summary = ", ".join(
+        f"{lang} {a} answerable + {u} unanswerable" for lang, (a, u) in counted.items()
+    )
     print(f"{summary}: {'all checks pass' if not problems else '; '.join(problems)}")
     return 1 if problems else 0
 
