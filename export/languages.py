@@ -2,8 +2,8 @@
 
 Each chunk is classified by py3langid (runtime/language.py) among the languages Outpost reads.
 A chunk too short to tell, or classified with little confidence, takes its document's language:
-the page's own `<html lang>` where it declares one, else the language most of its chunks are
-in. `--language` forces one language for everything. The manifest keeps the main language,
+the page's own `<html lang>` where it declares one, else the language most of its sure chunks
+are in, else the whole document's text classified at once. `--language` forces one language for everything. The manifest keeps the main language,
 chunks per language and runs of chunk ids (`[first id, count, language]`), and each document's
 language in `sources.documents`.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from outpost.runtime.language import MAIN, code, detect
 
 SURE = 0.9  # a chunk's own detection is kept at this probability or more
+DOCUMENT_SURE = 0.5  # a whole document's detection is used at this probability or more
 SHORTEST = 60  # characters: shorter chunks take their document's language
 _HTML_LANG = re.compile(
     rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)", re.I
@@ -55,7 +56,10 @@ def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> d
         for d in documents:
             ids = by_source.get(d["path"], [])
             votes = Counter(sure[i] for i in ids if i in sure)
-            default = d.get("declared") or (votes.most_common(1)[0][0] if votes else MAIN)
+            default = d.get("declared") or (votes.most_common(1)[0][0] if votes else None)
+            if default is None and ids:  # no chunk was sure alone: the whole document decides
+                language, p = detect(" ".join(chunks[i].text for i in ids)[:5000])
+                default = language if p >= DOCUMENT_SURE else MAIN
             for i in ids:
                 found[i] = sure.get(i, default)
     for d in documents:

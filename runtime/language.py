@@ -254,7 +254,7 @@ def bundle_languages(manifest) -> tuple[str, tuple[str, ...], tuple[list[int], l
     main = code(info.get("main")) or MAIN
     counts = {code(k): int(v) for k, v in (info.get("chunks") or {}).items() if code(k)}
     total = sum(counts.values()) or 1
-    present = sorted(k for k, n in counts.items() if n >= max(3, MIN_CHUNKS_SHARE * total))
+    present = sorted(k for k, n in counts.items() if n >= max(1, MIN_CHUNKS_SHARE * total))
     runs = info.get("runs") or []
     starts = [int(r[0]) for r in runs]
     languages = [code(str(r[2])) or main for r in runs]

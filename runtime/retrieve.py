@@ -87,7 +87,7 @@ class Retriever:
         keep: Callable[[int, str], bool] | None = None,
     ) -> list[Hit]:
         """The k best chunks, dense and keyword results fused; `keep(chunk_id, source)` drops
-        others (the question's language in a bundle of several) while enough remain."""
+        the others (the question's language in a bundle of several) when any candidate is kept."""
         query = self.embedder.embed([question])[0]
         pool = max(4 * k, 20)
         found = self.index.search(query, min(pool, len(self.index)), exact=self.exact)
@@ -104,7 +104,7 @@ class Retriever:
         if keep is not None:
             sources = {c: row[0] for c, row in self.store.get(ranked).items()}
             kept = [c for c in ranked if c in sources and keep(c, sources[c])]
-            ranked = kept if len(kept) >= min(k, 2) else ranked
+            ranked = kept or ranked
         best = ranked[:k]
         missing = [c for c in best if c not in dense_score]
         if missing:

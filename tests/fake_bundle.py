@@ -101,6 +101,8 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
         "files": entries,
         "size_bytes": sum(e["size"] for e in entries.values()),
         "export_seconds": 1.0,
+        "build": {"engine": "local", "cpus": None},
+        "languages": {"main": "en", "chunks": {"en": 2}, "runs": [[0, 2, "en"]], "forced": False},
     }
 
 

@@ -112,10 +112,16 @@ def cluster(tmp_path_factory):
     """`ray start --head` plus a second node, 1 CPU each, on this machine; stopped after."""
     if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("Ray is not installed (pip install 'outpost-llm[scale]')")
-    env = dict(os.environ)
-    port = "6391"
+    import socket
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    _ray("stop", "--force", env=env)  # nothing left from an earlier run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    temp = f"/tmp/outpost-ray-{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
     head = ["start", "--head", "--num-cpus", "1", "--port", port, "--include-dashboard", "false"]
-    done = _ray(*head, "--disable-usage-stats", env=env)
+    done = _ray(*head, "--temp-dir", temp, "--disable-usage-stats", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     node = ["start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1"]
     node = _ray(*node, "--disable-usage-stats", env=env)
@@ -124,6 +130,7 @@ def cluster(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         _ray("stop", "--force", env=env)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _kill_a_worker(stop: threading.Event, killed: list):
