@@ -29,7 +29,6 @@ from outpost.runtime.retrieve import Hit, Retriever
 from outpost.runtime.support import check, number_copy
 
 # Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
-WITHHELD = say("en", "withheld")
 CANDIDATES = 8  # chunks whose sentences the windows reader ranks
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
@@ -158,7 +157,7 @@ class Assistant:
         lex = lexicon(answer.language)
         keep = None
         if len(self.languages) > 1:  # the manual in the question's language answers it
-            keep = lambda cid, _source: self.chunk_language(cid) == answer.language  # noqa: E731
+            keep = lambda cid: self.chunk_language(cid) == answer.language  # noqa: E731
         hits = self.retriever.search(query, wanted, self.hybrid, lex, keep)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
         if self.reader != "windows":

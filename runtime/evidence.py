@@ -72,11 +72,6 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
     return units
 
 
-def stem(term: str) -> str:
-    """English word forms (replaced ~ replace ~ replacement) to one prefix."""
-    return ENGLISH.stem(term)
-
-
 def terms(text: str, lex: Lexicon | None = None) -> set[str]:
     """The text's content words, stemmed, in the lexicon's language (English by default):
     stopwords, question words and one-letter words left out."""

@@ -20,7 +20,6 @@ from outpost.runtime.language import ENGLISH_STOPWORDS, Lexicon
 from outpost.runtime.store import ChunkStore
 
 RRF_K = 60
-STOPWORDS = ENGLISH_STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def keyword_terms(question: str, lex: Lexicon | None = None) -> list[str]:
     less often, on both the Norwegian and the Dutch set (docs/quality.md, "Languages")."""
     found = re.findall(r"[\w][\w.\-/]*[\w]|\w", question.lower())
     if lex is None or lex.language == "en":
-        return [t for t in found if t not in STOPWORDS]
+        return [t for t in found if t not in ENGLISH_STOPWORDS]
     return [t for t in found if t not in lex.stopwords and t not in lex.question_words]
 
 
@@ -84,9 +83,9 @@ class Retriever:
         k: int,
         hybrid: bool = True,
         lex: Lexicon | None = None,
-        keep: Callable[[int, str], bool] | None = None,
+        keep: Callable[[int], bool] | None = None,
     ) -> list[Hit]:
-        """The k best chunks, dense and keyword results fused; `keep(chunk_id, source)` drops
+        """The k best chunks, dense and keyword results fused; `keep(chunk_id)` drops
         the others (the question's language in a bundle of several) when any candidate is kept."""
         query = self.embedder.embed([question])[0]
         pool = max(4 * k, 20)
@@ -102,9 +101,7 @@ class Retriever:
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         ranked = sorted(fused, key=lambda c: -fused[c])
         if keep is not None:
-            sources = {c: row[0] for c, row in self.store.get(ranked).items()}
-            kept = [c for c in ranked if c in sources and keep(c, sources[c])]
-            ranked = kept or ranked
+            ranked = [c for c in ranked if keep(c)] or ranked
         best = ranked[:k]
         missing = [c for c in best if c not in dense_score]
         if missing:
