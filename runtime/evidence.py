@@ -29,13 +29,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from outpost.runtime.answer import Evidence, Span
-from outpost.runtime.language import Lexicon, lexicon
+from outpost.runtime.language import Lexicon, lexicon, wants
 from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
 from outpost.runtime.retrieve import Hit
 from outpost.runtime.support import facts, normalise
 
 ENGLISH = lexicon("en")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?\w)")
+# Abbreviations a sentence seldom ends with, in the languages Outpost reads (lower case, no
+# final dot): "for example. 20 GiB" and "f.eks. Debian" go on. Words with an inner dot
+# ("e.g.", "z.B.", "d.w.z.") and single letters are abbreviations in any language.
+_ABBREVIATIONS = frozenset(
+    "eg ie vs cf approx ca fig no nr nos ref refs sec ch vol dr mr mrs ms st "
+    "eks bl dvs pga inkl jf kap evt mht iht ift ang "  # nb, da, sv
+    "bijv bv dwz evt enz resp zgn ong incl excl vgl blz "  # nl
+    "bzw ggf usw vgl inkl ca evtl "  # de
+    "cf env etc p pp "  # fr
+    "pág aprox ej".split()  # es
+)
 _TERM = re.compile(r"[\w][\w\-]*[\w]|\w")
 
 
@@ -61,6 +72,7 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
         breaks = [
             (line.start() + m.start(), line.start() + m.end())
             for m in _SENTENCE_END.finditer(line.group())
+            if _ends_sentence(line.group(), m.start(), m.end())
         ]
         for cut, nxt in [*breaks, (line.end(), line.end())]:
             piece = text[pos:cut]
@@ -70,6 +82,25 @@ def split_units(text: str, hit: int = 0) -> list[Unit]:
                 units.append(Unit(hit, pos + lead, pos + lead + len(piece), piece))
             pos = nxt
     return units
+
+
+def _ends_sentence(line: str, cut: int, nxt: int) -> bool:
+    """Whether the stop before `cut` ends a sentence: the next word starts with a capital or
+    a digit, no parenthesis is left open ("(over, for example. 20 GiB)"), and the word before
+    is not an abbreviation."""
+    after = line[nxt:].lstrip("\"'([")
+    if not after or not (after[0].isupper() or after[0].isdigit()):
+        return False
+    before = line[:cut]
+    if before.count("(") > before.count(")") or before.count("[") > before.count("]"):
+        return False
+    if before[-1] != ".":
+        return True
+    word = before[:-1].rsplit(None, 1)[-1].lstrip("\"'([") if before[:-1].strip() else ""
+    pieces = word.split(".")
+    if all(p.isalpha() and len(p) <= 3 for p in pieces) and (len(pieces) > 1 or len(word) == 1):
+        return False  # "e.g", "z.B", "d.w.z", "A"
+    return word.lower() not in _ABBREVIATIONS
 
 
 def terms(text: str, lex: Lexicon | None = None) -> set[str]:
@@ -106,17 +137,10 @@ def _covered(weights: dict[str, float], have: set[str], texts: tuple[str, ...]) 
     return got / sum(weights.values())
 
 
-# What a question asks for, by its opening: a number (how long, how many, which port, what
-# default) or a name (which command, option, file, variable).
-_WANTS_NUMBER = re.compile(
-    r"\b(how (long|many|much|often|far|big|large|high|low|fast|old)|what (is|are) the "
-    r"(default|maximum|minimum|limit|size|number|port|value|interval|timeout|range|length|speed|"
-    r"temperature|pressure|voltage))|which port|what port|how soon\b",
-    re.I,
-)
-_WANTS_NAME = re.compile(
-    r"\b(which|what) (command|option|setting|parameter|variable|file|program|daemon|package|"
-    r"key(word)?|directive|flag|tool|module|backend|driver|function|field)s?\b|\bcalled\b",
+# A number after a reference word is a page, figure or section, not a quantity ("p. 1").
+_REFERENCE = re.compile(
+    r"\b(?:p|pp|s|page|pages|fig|figure|table|section|chapter|step|side|kapittel|avsnitt|figur|"
+    r"tabell|pagina|blz|hoofdstuk|seite|abb|kapitel|abschnitt|chapitre|página|capítulo)\.?\s*$",
     re.I,
 )
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
@@ -144,14 +168,18 @@ def line_features(
     """One row per unit: how well it answers the question, by each feature in FEATURES."""
     asked_terms = terms(question, lex)
     asked = normalise(question)
-    wants_number = bool(_WANTS_NUMBER.search(question))
-    wants_name = bool(_WANTS_NAME.search(question))
+    wants_number, wants_name = wants(question, lex or ENGLISH)
     headings = {i: (terms(h.heading, lex), normalise(h.heading)) for i, h in enumerate(hits)}
     rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
     for j, u in enumerate(units):
         have, line = terms(u.text, lex), normalise(u.text)
         short = len(u.text.split()) < 4
-        new_numbers = [n for n in _NUMBER.findall(u.text) if n not in asked]
+        new_numbers = [
+            m.group()
+            for m in _NUMBER.finditer(u.text)
+            if m.group() not in asked
+            and not _REFERENCE.search(u.text[max(0, m.start() - 12) : m.start()])
+        ]
         new_names = (
             [f for f in facts(u.text) if not _NUMBER.fullmatch(f) and normalise(f) not in asked]
             if wants_name or short

@@ -58,6 +58,54 @@ QUESTION_WORDS = {
     "es": "cómo como frecuencia cuánto cuántos significa explica describe pasa debo debe puede "
     "cuál cuáles quién por qué cuándo dónde hacer usar",
 }
+# What a question asks for, by its opening: a number (how long, how many, which port, what
+# default) or a name (which command, option, file, variable). English's are always read too:
+# manuals and questions in other languages quote English.
+_NUMBER_ASKED = {
+    "en": r"\b(how (long|many|much|often|far|big|large|high|low|fast|old)|what (is|are) the "
+    r"(default|maximum|minimum|limit|size|number|port|value|interval|timeout|range|length|speed|"
+    r"temperature|pressure|voltage))|which port|what port|how soon\b",
+    "nb": r"\bhvor (mye|mange|lenge|ofte|langt?|stor|store|høy|lav|raskt?|gammel)\b|"
+    r"\bhvilke[nt]? port|\bhva er (standard|maks|minste|største|grensen|størrelsen|antallet|"
+    r"porten|verdien|intervallet)",
+    "nl": r"\bhoe (lang|vaak|veel|groot|hoog|laag|snel|oud|ver)\b|\bhoeveel\b|\bwelke poort|"
+    r"\bwat is de (standaard|maximale|minimale|limiet|grootte|poort|waarde)",
+    "de": r"\bwie (lange?|oft|viel|viele|groß|hoch|schnell|alt|weit)\b|\bwieviele?\b|"
+    r"\bwelche[rnms]? port",
+    "fr": r"\bcombien\b|\bquel(le)? (taille|durée|fréquence|valeur|limite|port)\b",
+    "es": r"\bcuánt[oa]s?\b|\bqué (tamaño|puerto|valor|límite)\b",
+}
+_NAME_ASKED = {
+    "en": r"\b(which|what) (command|option|setting|parameter|variable|file|program|daemon|package|"
+    r"key(word)?|directive|flag|tool|module|backend|driver|function|field)s?\b|\bcalled\b",
+    "nb": r"\bhvilke[nt]? (kommando|valg|innstilling|parameter|variabel|fil|program|pakke|nøkkel|"
+    r"felt|verktøy|modul|driver|funksjon|tjeneste)|\bhva heter\b",
+    "nl": r"\bwelke? (commando|optie|instelling|parameter|variabele|bestand|programma|pakket|"
+    r"sleutel|veld|hulpmiddel|module|stuurprogramma|functie|dienst)|\bhoe heet\b",
+    "de": r"\bwelche[rnms]? (befehl|option|einstellung|parameter|variable|datei|programm|paket|"
+    r"schlüssel|feld|werkzeug|modul|treiber|funktion|dienst)|\bwie heißt\b",
+    "fr": r"\bquel(le)?s? (commande|option|paramètre|variable|fichier|programme|paquet|clé|champ|"
+    r"outil|module|pilote|fonction|service)|\bcomment s'appelle\b",
+    "es": r"\bqué (comando|orden|opción|parámetro|variable|archivo|fichero|programa|paquete|clave|"
+    r"campo|herramienta|módulo|controlador|función|servicio)|\bcómo se llama\b",
+}
+
+
+@functools.cache
+def _asked(table: str, language: str) -> re.Pattern:
+    patterns = _NUMBER_ASKED if table == "number" else _NAME_ASKED
+    either = [patterns["en"], *([patterns[language]] if language in patterns else [])]
+    return re.compile("|".join(f"(?:{p})" for p in dict.fromkeys(either)), re.I)
+
+
+def wants(question: str, lex: Lexicon) -> tuple[bool, bool]:
+    """Whether the question asks for a number, and whether it asks for a name."""
+    return (
+        bool(_asked("number", lex.language).search(question)),
+        bool(_asked("name", lex.language).search(question)),
+    )
+
+
 ENGLISH_STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i if in is it of on or should "
     "that the this to was what when where which who why will with you your my me we "
