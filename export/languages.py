@@ -6,6 +6,11 @@ the page's own `<html lang>` where it declares one, else the language most of it
 are in, else the whole document's text classified at once. `--language` forces one language for everything. The manifest keeps the main language,
 chunks per language and runs of chunk ids (`[first id, count, language]`), and each document's
 language in `sources.documents`.
+
+Translations are often partial: a chunk of the Norwegian manual may open in Norwegian and go on
+in English where the translation stops. In a bundle of several languages each chunk's sentences
+are classified too, and a chunk with a share of another language is recorded under `also`
+(runs of chunk ids per language), so a question in that language still finds it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from outpost.runtime.language import MAIN, code, detect
 SURE = 0.9  # a chunk's own detection is kept at this probability or more
 DOCUMENT_SURE = 0.5  # a whole document's detection is used at this probability or more
 SHORTEST = 60  # characters: shorter chunks take their document's language
+SENTENCE = 40  # characters: shorter sentences are not classified alone
+ALSO_SHARE = 0.15  # of a chunk's classified sentences (by characters) to count as also in it
 _HTML_LANG = re.compile(
     rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)", re.I
 )
@@ -75,6 +82,44 @@ def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> d
         else:
             runs.append([i, 1, language])
     main = counts.most_common(1)[0][0] if counts else (forced or MAIN)
+    also = {} if forced or len(counts) < 2 else _also(chunks, found, tuple(sorted(counts)))
     shown = ", ".join(f"{k} {v}" for k, v in counts.most_common())
-    log(f"languages: {shown or 'none'} (main: {main})")
-    return {"main": main, "chunks": dict(counts), "runs": runs, "forced": bool(forced)}
+    mixed = sum(len(ids) for ids in also.values())
+    log(f"languages: {shown or 'none'} (main: {main}; {mixed} chunks hold a second language)")
+    return {
+        "main": main,
+        "chunks": dict(counts),
+        "runs": runs,
+        "also": {k: _id_runs(ids) for k, ids in sorted(also.items())},
+        "forced": bool(forced),
+    }
+
+
+def _also(chunks, found: list[str], among: tuple[str, ...]) -> dict[str, list[int]]:
+    """Chunk ids per language that hold a share of it besides their own language."""
+    from outpost.runtime.evidence import split_units
+
+    also: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        chars: Counter = Counter()
+        for u in split_units(c.text):
+            if len(u.text) >= SENTENCE:
+                language, p = detect(u.text, among)
+                if p >= SURE:
+                    chars[language] += len(u.text)
+        total = sum(chars.values())
+        for language, n in chars.items():
+            if language != found[i] and n >= ALSO_SHARE * total:
+                also.setdefault(language, []).append(i)
+    return also
+
+
+def _id_runs(ids: list[int]) -> list[list[int]]:
+    """Sorted chunk ids as runs `[first id, count]`."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, 1])
+    return runs

@@ -74,7 +74,8 @@ class Answer:
     question: str
     text: str = ""
     declined: bool = False
-    declined_by: str | None = None  # threshold | evidence | model | support
+    declined_by: str | None = None  # threshold | name | evidence | model | support
+    unknown: list[str] = field(default_factory=list)  # names asked that no chunk holds
     grounded: bool = True
     best_score: float = 0.0
     threshold: float = 0.0
@@ -106,6 +107,7 @@ class Answer:
             "declined": self.declined,
             "refused": self.declined,  # the old name; removed in the next release
             "declined_by": self.declined_by,
+            "unknown_names": self.unknown,
             "answer_mode": self.answer_mode,
             "language": self.language,
             "evidence": [asdict(e) for e in self.evidence],

@@ -103,7 +103,7 @@ def split_conversation(messages: list) -> tuple[str, list[dict]]:
     return question, pairs
 
 
-OUTPOST_FIELD = ("declined", "declined_by", "answer_mode", "evidence", "support")
+OUTPOST_FIELD = ("declined", "declined_by", "unknown_names", "answer_mode", "evidence", "support")
 
 
 def outpost_field(answer, release) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +15,7 @@ from outpost.runtime.bundle import Bundle
 from outpost.runtime.config import AskConfig
 from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
-from outpost.runtime.evidence import attributable, quotes, read, terms
+from outpost.runtime.evidence import attributable, quotes, read, terms, unknown_names
 from outpost.runtime.generate import GenerationSettings, Generator
 from outpost.runtime.language import bundle_languages, lexicon, question_language, say
 from outpost.runtime.prompt import (
@@ -55,7 +55,7 @@ class Assistant:
             )
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
-        self.main_language, self.languages, self._runs = bundle_languages(m)
+        self.main_language, self.languages, self.chunk_languages = bundle_languages(m)
         self.adapters = tuple(sorted(m.model.adapters))
         self.adapter = config.adapter
         self.check_adapter(self.adapter)
@@ -82,12 +82,6 @@ class Assistant:
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
                 f"in --max-context ({self.max_context})"
             )
-
-    def chunk_language(self, chunk_id: int) -> str:
-        """The language export recorded for a chunk (runs of chunk ids)."""
-        starts, languages = self._runs
-        at = bisect.bisect_right(starts, chunk_id) - 1
-        return languages[at] if at >= 0 else self.main_language
 
     def check_adapter(self, name: str | None) -> str | None:
         """`name` if the bundle has that adapter (None: the default); else a one-line error."""
@@ -133,6 +127,9 @@ class Assistant:
         )
         if answer.best_score < self.threshold:
             return self._decline(answer, "threshold", on_text, grounded=False)
+        answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
+        if answer.unknown:
+            return self._decline(answer, "name", on_text)
         if reading is not None and reading.answerability < self.min_evidence:
             return self._decline(answer, "evidence", on_text)
         given = answer.passages = [p.text for p in passages[:kept]]
@@ -157,7 +154,7 @@ class Assistant:
         lex = lexicon(answer.language)
         keep = None
         if len(self.languages) > 1:  # the manual in the question's language answers it
-            keep = lambda cid: self.chunk_language(cid) == answer.language  # noqa: E731
+            keep = functools.partial(self.chunk_languages.holds, language=answer.language)
         hits = self.retriever.search(query, wanted, self.hybrid, lex, keep)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
         if self.reader != "windows":
@@ -240,6 +237,9 @@ class Assistant:
     def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
         answer.grounded, answer.declined, answer.declined_by = grounded, True, why
         answer.text = say(answer.language, "declined")
+        if answer.unknown:
+            names = ", ".join(answer.unknown)
+            answer.text += " " + say(answer.language, "never_named").format(names=names)
         if on_text:
             on_text(answer.text)
         return answer

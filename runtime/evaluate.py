@@ -118,7 +118,7 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
         "unsupported_rate": share([r for r in rows if not r["declined"]], "unsupported"),
         "declined_by": {
             why: sum(r["declined_by"] == why for r in rows)
-            for why in ("threshold", "evidence", "model", "support")
+            for why in ("threshold", "name", "evidence", "model", "support")
         },
         "answer_modes": {
             m: sum(r["answer_mode"] == m for r in rows) for m in ("generated", "quoted")

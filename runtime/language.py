@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 MAIN = "en"
 # Language codes Outpost reads (ISO 639-1; Norwegian Bokmål as "nb") -> Snowball's name.
@@ -48,9 +50,11 @@ QUESTION_WORDS = {
     "en": "often much many long mean means meaning explain tell describe happen happens need needs "
     "must should would could way ways kind type use used using get set make there",
     "nb": "hvor ofte mye mange lenge betyr bety forklar fortell beskriv skjer må skal bør kan "
-    "kunne hvordan hva hvilken hvilke hvem hvorfor når gjøre bruke brukes får finnes",
+    "kunne hvordan hva hvilken hvilket hvilke hvem hvorfor når gjøre bruke brukes får finnes "
+    "finner",
     "nl": "hoe vaak veel lang betekent betekenis leg uit vertel beschrijf gebeurt moet moeten "
-    "zou kan kunnen wat welke wie waarom wanneer waar doen gebruiken gebruikt krijg bestaat",
+    "zou kan kunnen wat welk welke wie waarom wanneer waar doen gebruiken gebruikt krijg bestaat "
+    "hoeveel vind",
     "de": "wie oft viel viele lange bedeutet erkläre beschreibe passiert muss soll kann welche "
     "wer warum wann wo machen benutzen",
     "fr": "comment souvent combien longtemps signifie explique décris arrive dois faut peut "
@@ -138,10 +142,13 @@ def code(tag: str | None) -> str | None:
 
 
 @functools.cache
-def _identifier():
+def _identifier(labels: tuple[str, ...]):
+    """py3langid's classifier restricted to `labels`, one per set (restricting is slow)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(labels))
+    return identifier
 
 
 _LOCK = threading.Lock()
@@ -149,13 +156,12 @@ _LOCK = threading.Lock()
 
 def detect(text: str, among: tuple[str, ...] = LANGUAGES) -> tuple[str, float]:
     """(language, probability) of `text`, classified among `among` only."""
-    labels = sorted(
-        {"no" if c == "nb" else c for c in among} | ({"nn"} if "nb" in among else set())
+    labels = tuple(
+        sorted({"no" if c == "nb" else c for c in among} | ({"nn"} if "nb" in among else set()))
     )
-    with _LOCK:  # set_languages changes the shared identifier
-        identifier = _identifier()
-        identifier.set_languages(labels)
-        label, p = identifier.classify(text[:20000])
+    with _LOCK:  # the first call for a set of languages builds its classifier
+        identifier = _identifier(labels)
+    label, p = identifier.classify(text[:20000])
     return code(label) or MAIN, float(p)
 
 
@@ -217,6 +223,37 @@ def _stemmer(language: str):
     return snowballstemmer.stemmer(SNOWBALL[language])
 
 
+# Languages that write compounds as one word ("oljefilteret", "gebruikersgegevens").
+COMPOUNDING = frozenset({"nb", "nl", "de", "sv", "da", "fi"})
+PART = 4  # letters: the shortest part a compound is split into
+
+
+def split_compound(word: str, known: Callable[[str], int], language: str) -> list[str]:
+    """The parts of a compound the manuals do not contain whole, each a word they do contain
+    ("gebruikersgegevens" -> ["gebruikers", "gegevens"], "massa-import" -> ["massa", "import"]);
+    [] when the word is known, not a compound, or not in a compounding language. `known(w)`
+    counts the chunks holding a word that starts with `w`. Of the two-part splits whose parts
+    are both known, the one whose rarer part is most common wins (Koehn & Knight, 2003); a
+    right part that is not known is split once more."""
+    if language not in COMPOUNDING or known(word):
+        return []
+    if "-" in word:
+        parts = [p for p in word.split("-") if p]
+        return parts if len(parts) > 1 and all(p.isalpha() and known(p) for p in parts) else []
+    if not word.isalpha() or len(word) < 2 * PART:
+        return []
+    best: tuple[int, list[str]] = (0, [])
+    for i in range(PART, len(word) - PART + 1):
+        left, right = word[:i], word[i:]
+        if not known(left):
+            continue
+        rest = [right] if known(right) else split_compound(right, known, language)
+        if rest:
+            score = min(known(p) for p in [left, *rest])
+            best = max(best, (score, [left, *rest]), key=lambda b: b[0])
+    return best[1]
+
+
 def fold(text: str) -> str:
     """Lower case; diacritics kept where the language needs them (å, ø, æ, ä, ö, ü are letters
     of their own), other combining marks composed."""
@@ -240,6 +277,7 @@ NAMES = {
 # What a user reads, per language: the decline, the withheld answer, the CLI's labels.
 _SAY = {
     "en": {
+        "never_named": "They never mention {names}.",
         "declined": "The documents do not cover this question.",
         "withheld": "The manuals' passages do not confirm the answer the model wrote, so it is "
         "not shown; read the quoted passage instead.",
@@ -248,6 +286,7 @@ _SAY = {
         "sources": "Sources",
     },
     "nb": {
+        "never_named": "De nevner aldri {names}.",
         "declined": "Håndbøkene dekker ikke dette spørsmålet.",
         "withheld": "Avsnittene i håndbøkene bekrefter ikke svaret modellen skrev, så det vises "
         "ikke; les det siterte avsnittet i stedet.",
@@ -256,6 +295,7 @@ _SAY = {
         "sources": "Kilder",
     },
     "nl": {
+        "never_named": "Ze noemen {names} nergens.",
         "declined": "De handleidingen behandelen deze vraag niet.",
         "withheld": "De passages uit de handleidingen bevestigen het antwoord van het model niet, "
         "dus het wordt niet getoond; lees de geciteerde passage.",
@@ -264,6 +304,7 @@ _SAY = {
         "sources": "Bronnen",
     },
     "de": {
+        "never_named": "Sie erwähnen {names} nirgends.",
         "declined": "Die Handbücher behandeln diese Frage nicht.",
         "withheld": "Die Abschnitte der Handbücher bestätigen die Antwort des Modells nicht; sie "
         "wird nicht gezeigt. Lesen Sie den zitierten Abschnitt.",
@@ -272,6 +313,7 @@ _SAY = {
         "sources": "Quellen",
     },
     "fr": {
+        "never_named": "Ils ne mentionnent jamais {names}.",
         "declined": "Les manuels ne traitent pas cette question.",
         "withheld": "Les passages des manuels ne confirment pas la réponse du modèle ; elle n'est "
         "pas affichée. Lisez le passage cité.",
@@ -280,6 +322,7 @@ _SAY = {
         "sources": "Sources",
     },
     "es": {
+        "never_named": "Nunca mencionan {names}.",
         "declined": "Los manuales no tratan esta pregunta.",
         "withheld": "Los pasajes de los manuales no confirman la respuesta del modelo; no se "
         "muestra. Lea el pasaje citado.",
@@ -295,15 +338,46 @@ def say(language: str, what: str) -> str:
     return _SAY.get(language, _SAY[MAIN]).get(what) or _SAY[MAIN][what]
 
 
-def bundle_languages(manifest) -> tuple[str, tuple[str, ...], tuple[list[int], list[str]]]:
-    """(main language, the languages a question may be in, runs of chunk ids per language)
-    from the manifest's `languages` (bundles from before it: English throughout)."""
+@dataclass(frozen=True)
+class ChunkLanguages:
+    """Each chunk's language (runs of chunk ids) and the chunks that hold a second one."""
+
+    main: str
+    starts: tuple[int, ...] = ()
+    languages: tuple[str, ...] = ()
+    also: dict = field(default_factory=dict)  # language -> (run starts, run ends)
+
+    def of(self, chunk_id: int) -> str:
+        at = bisect.bisect_right(self.starts, chunk_id) - 1
+        return self.languages[at] if at >= 0 else self.main
+
+    def holds(self, chunk_id: int, language: str) -> bool:
+        """Whether the chunk is in `language`, or holds a share of it (a partial translation)."""
+        if self.of(chunk_id) == language:
+            return True
+        starts, ends = self.also.get(language, ((), ()))
+        at = bisect.bisect_right(starts, chunk_id) - 1
+        return at >= 0 and chunk_id < ends[at]
+
+
+def bundle_languages(manifest) -> tuple[str, tuple[str, ...], ChunkLanguages]:
+    """(main language, the languages a question may be in, each chunk's languages) from the
+    manifest's `languages` (bundles from before it: English throughout)."""
     info = manifest.languages or {}
     main = code(info.get("main")) or MAIN
     counts = {code(k): int(v) for k, v in (info.get("chunks") or {}).items() if code(k)}
     total = sum(counts.values()) or 1
     present = sorted(k for k, n in counts.items() if n >= max(1, MIN_CHUNKS_SHARE * total))
     runs = info.get("runs") or []
-    starts = [int(r[0]) for r in runs]
-    languages = [code(str(r[2])) or main for r in runs]
-    return main, tuple(present) or (main,), (starts, languages)
+    also = {
+        code(k): (tuple(int(r[0]) for r in v), tuple(int(r[0]) + int(r[1]) for r in v))
+        for k, v in (info.get("also") or {}).items()
+        if code(k)
+    }
+    chunks = ChunkLanguages(
+        main,
+        tuple(int(r[0]) for r in runs),
+        tuple(code(str(r[2])) or main for r in runs),
+        also,
+    )
+    return main, tuple(present) or (main,), chunks

@@ -114,16 +114,16 @@ class ChunkStore:
         self._query("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'probe' LIMIT 1")
         return self.count()
 
-    def document_frequency(self, term: str) -> int:
-        """Chunks holding `term` (a word as a prefix, so every form counts), remembered per term."""
-        if term not in self._df:
-            phrase = (
-                '"' + term.replace('"', "") + '"' + ("*" if term.isalpha() else "")
-            )  # word forms
-            self._df[term] = self._query(
+    def document_frequency(self, term: str, prefix: bool = True) -> int:
+        """Chunks holding `term` (a word as a prefix, so every form counts, unless `prefix` is
+        False), remembered per term."""
+        star = "*" if prefix and term.isalpha() else ""
+        phrase = '"' + term.replace('"', "") + '"' + star
+        if phrase not in self._df:
+            self._df[phrase] = self._query(
                 "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
             )[0][0]
-        return self._df[term]
+        return self._df[phrase]
 
     def keyword_search(self, terms: list[str], limit: int) -> list[int]:
         """Chunks holding any of `terms`, best BM25 first."""

@@ -140,6 +140,8 @@ def test_a_mixed_bundle_answers_each_question_from_the_manual_in_its_language(ti
     en = ask("Who may reset the light curtain?")
     assert en["language"] == "en" and {c["source"] for c in en["citations"]} == {"press.md"}
     declined = ask("Hvordan kobler jeg pressen til skytjenesten via Bluetooth?")
-    assert declined["declined"] and declined["answer"] == say("nb", "declined")
+    assert declined["declined"] and declined["declined_by"] == "name"
+    assert declined["answer"] == say("nb", "declined") + " De nevner aldri Bluetooth."
+    assert declined["unknown_names"] == ["Bluetooth"]
     shown = outpost("ask", str(out), "Hvem kan tilbakestille lysgardinen?", "--max-new-tokens", "8")
     assert "Kilder:" in shown.stdout or "Fra håndboken" in shown.stdout
