@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from outpost.runtime.answer import Evidence, Span
-from outpost.runtime.language import Lexicon, lexicon, split_compound, wants
+from outpost.runtime.language import Lexicon, gives_reason, lexicon, split_compound, wants
 from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
 from outpost.runtime.retrieve import Hit
 from outpost.runtime.support import facts, normalise
@@ -214,6 +214,8 @@ _REFERENCE = re.compile(
     re.I,
 )
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
+# A place a where-question is answered by: an address, a path, a menu ("Settings > Network").
+_PLACE = re.compile(r"https?://|\bwww\.|(?:^|[\s(\"'])[~.]?/\w|\w+/\S+/|\s[>→»]\s")
 FEATURES = (
     "dense",
     "coverage",
@@ -238,7 +240,8 @@ def line_features(
     """One row per unit: how well it answers the question, by each feature in FEATURES."""
     asked_terms = terms(question, lex)
     asked = normalise(question)
-    wants_number, wants_name = wants(question, lex or ENGLISH)
+    wanted = wants(question, lex or ENGLISH)
+    wants_number, wants_name = "number" in wanted, "name" in wanted
     headings = {i: (terms(h.heading, lex), normalise(h.heading)) for i, h in enumerate(hits)}
     rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
     for j, u in enumerate(units):
@@ -263,7 +266,12 @@ def line_features(
             _covered(weights, have | head_terms, (head, line)),
             _covered(weights, have, (line,)),
             max((dense[k] for k in same), default=0.0),
-            float((wants_number and bool(new_numbers)) or (wants_name and bool(new_names))),
+            float(
+                (wants_number and bool(new_numbers))
+                or (wants_name and bool(new_names))
+                or ("place" in wanted and bool(_PLACE.search(u.text)))
+                or ("reason" in wanted and gives_reason(u.text, lex or ENGLISH))
+            ),
             novelty,
             float(novelty < 0.2),
             float(short and not new_numbers and not new_names),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import re
 import threading
 import unicodedata
@@ -95,19 +96,62 @@ _NAME_ASKED = {
 }
 
 
+# A where-question is answered by a place (a path, an address, a menu); a why-question by a
+# reason, which its line gives with a connective ("because", "fordi", "omdat").
+_PLACE_ASKED = {
+    "en": r"\bwhere (is|are|can|do|does|should|will)\b",
+    "nb": r"\bhvor (finner|ligger|er|kan|skal|lagres|står)\b",
+    "nl": r"\bwaar (vind|staat|staan|is|zijn|kan|moet|wordt|worden)\b",
+    "de": r"\bwo (finde|ist|sind|kann|liegt|liegen|steht|wird)\b",
+    "fr": r"\boù (est|sont|trouve|se trouve|puis)\b",
+    "es": r"\bdónde (está|están|encuentro|se encuentra|puedo)\b",
+}
+_REASON_ASKED = {
+    "en": r"\bwhy\b",
+    "nb": r"\bhvorfor\b",
+    "nl": r"\bwaarom\b",
+    "de": r"\b(warum|wieso|weshalb)\b",
+    "fr": r"\bpourquoi\b",
+    "es": r"\bpor qué\b",
+}
+_REASON_GIVEN = {
+    "en": r"\b(because|since|due to|so that|otherwise|as a result|in order to)\b",
+    "nb": r"\b(fordi|siden|ettersom|på grunn av|ellers|slik at|for å unngå)\b",
+    "nl": r"\b(omdat|omwille|doordat|vanwege|anders|zodat|want)\b",
+    "de": r"\b(weil|denn|sonst|damit|wegen|aufgrund)\b",
+    "fr": r"\b(parce que|car|puisque|sinon|afin de|à cause de)\b",
+    "es": r"\b(porque|ya que|debido a|de lo contrario|para que)\b",
+}
+_TABLES = {
+    "number": _NUMBER_ASKED,
+    "name": _NAME_ASKED,
+    "place": _PLACE_ASKED,
+    "reason": _REASON_ASKED,
+    "reason_given": _REASON_GIVEN,
+}
+
+
 @functools.cache
-def _asked(table: str, language: str) -> re.Pattern:
-    patterns = _NUMBER_ASKED if table == "number" else _NAME_ASKED
+def _pattern(table: str, language: str) -> re.Pattern:
+    """The table's pattern for `language`, with English's (manuals and questions in other
+    languages quote English)."""
+    patterns = _TABLES[table]
     either = [patterns["en"], *([patterns[language]] if language in patterns else [])]
     return re.compile("|".join(f"(?:{p})" for p in dict.fromkeys(either)), re.I)
 
 
-def wants(question: str, lex: Lexicon) -> tuple[bool, bool]:
-    """Whether the question asks for a number, and whether it asks for a name."""
-    return (
-        bool(_asked("number", lex.language).search(question)),
-        bool(_asked("name", lex.language).search(question)),
+def wants(question: str, lex: Lexicon) -> frozenset[str]:
+    """What kind of answer the question asks for: "number", "name", "place", "reason"."""
+    return frozenset(
+        kind
+        for kind in ("number", "name", "place", "reason")
+        if _pattern(kind, lex.language).search(question)
     )
+
+
+def gives_reason(text: str, lex: Lexicon) -> bool:
+    """Whether a line gives a reason (has a connective such as "because", "fordi")."""
+    return bool(_pattern("reason_given", lex.language).search(text))
 
 
 ENGLISH_STOPWORDS = frozenset(
@@ -229,12 +273,13 @@ PART = 4  # letters: the shortest part a compound is split into
 
 
 def split_compound(word: str, known: Callable[[str], int], language: str) -> list[str]:
-    """The parts of a compound the manuals do not contain whole, each a word they do contain
-    ("gebruikersgegevens" -> ["gebruikers", "gegevens"], "massa-import" -> ["massa", "import"]);
-    [] when the word is known, not a compound, or not in a compounding language. `known(w)`
-    counts the chunks holding a word that starts with `w`. Of the two-part splits whose parts
-    are both known, the one whose rarer part is most common wins (Koehn & Knight, 2003); a
-    right part that is not known is split once more."""
+    """The parts of a compound the manuals do not hold whole, each a word they do hold
+    ("thuismappen" -> ["thuis", "mappen"], "killer-skriptet" -> ["killer", "skriptet"]); []
+    for a known word, a word that is not a compound, or a language that does not compound.
+    `known(w)` counts the chunks holding a word that starts with `w`. Of the two-part splits,
+    the one with the highest geometric mean count wins (Koehn & Knight, 2003); a right part
+    that is not known is split once more. Splitting compounds the manuals do hold cost the
+    Dutch set a right line (docs/quality.md, "Languages")."""
     if language not in COMPOUNDING or known(word):
         return []
     if "-" in word:
@@ -242,15 +287,16 @@ def split_compound(word: str, known: Callable[[str], int], language: str) -> lis
         return parts if len(parts) > 1 and all(p.isalpha() and known(p) for p in parts) else []
     if not word.isalpha() or len(word) < 2 * PART:
         return []
-    best: tuple[int, list[str]] = (0, [])
+    best: tuple[float, list[str]] = (0.0, [])
     for i in range(PART, len(word) - PART + 1):
         left, right = word[:i], word[i:]
         if not known(left):
             continue
         rest = [right] if known(right) else split_compound(right, known, language)
         if rest:
-            score = min(known(p) for p in [left, *rest])
-            best = max(best, (score, [left, *rest]), key=lambda b: b[0])
+            parts = [left, *rest]
+            score = math.prod(known(p) for p in parts) ** (1 / len(parts))
+            best = max(best, (score, parts), key=lambda b: b[0])
     return best[1]
 
 
