@@ -127,7 +127,8 @@ class Assistant:
         )
         if answer.best_score < self.threshold:
             return self._decline(answer, "threshold", on_text, grounded=False)
-        answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
+        if self.min_evidence > 0:  # --min-evidence 0 turns declining by what is missing off
+            answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
         if answer.unknown:
             return self._decline(answer, "name", on_text)
         if reading is not None and reading.answerability < self.min_evidence:

@@ -69,6 +69,7 @@ def test_api_in_process_answers_streams_and_describes_itself(tiny_bundle):
     assert set(field) == {
         "declined",
         "declined_by",
+        "unknown_names",
         "answer_mode",
         "evidence",
         "support",

@@ -9,9 +9,18 @@ import pytest
 from conftest import export, outpost
 from outpost.export.chunk import Chunk
 from outpost.export.languages import chunk_languages, declared
-from outpost.runtime.evidence import coverage, terms
-from outpost.runtime.language import detect, lexicon, question_language, say
+from outpost.runtime.evidence import coverage, question_terms, terms, unknown_names
+from outpost.runtime.language import (
+    ChunkLanguages,
+    detect,
+    lexicon,
+    question_language,
+    say,
+    split_compound,
+    wants,
+)
 from outpost.runtime.retrieve import keyword_terms
+from outpost.runtime.store import ChunkStore, write_store
 
 
 @pytest.mark.parametrize(
@@ -91,6 +100,95 @@ def test_chunk_languages_runs_declared_and_forced(tmp_path):
     assert [d["language"] for d in docs] == ["nb", "en"] and "declared" not in docs[0]
     forced = chunk_languages(chunks, [{"path": "a.html"}, {"path": "b.md"}], "nl", print)
     assert forced["runs"] == [[0, 5, "nl"]] and forced["forced"] is True
+
+
+def test_a_chunk_that_goes_on_in_english_is_also_found_in_norwegian():
+    # A partial translation: the chunk opens in Norwegian and goes on in English.
+    nb = (
+        "En ruter tilkoplet Internett på det eksterne grensesnittet, og som kjører på "
+        "IP-adressen 10.0.0.1 på det interne grensesnittet, er nødvendig for å få tilgang til "
+        "Internett."
+    )
+    en = (
+        "See the installation documentation for a simple way to set up the router. If you "
+        "need something for an embedded router, we recommend a dedicated distribution."
+    )
+    mixed = f"{nb} {en}"
+    chunks = [Chunk("m.html", "", t, 0, len(t)) for t in (nb, mixed, en, en)]
+    found = chunk_languages(chunks, [{"path": "m.html"}], None, lambda m: None)
+    assert found["runs"] == [[0, 1, "nb"], [1, 3, "en"]]
+    assert found["also"] == {"nb": [[1, 1]]}
+    languages = ChunkLanguages("en", (0, 1), ("nb", "en"), {"nb": ((1,), (2,))})
+    assert [languages.holds(i, "nb") for i in range(4)] == [True, True, False, False]
+    assert [languages.holds(i, "en") for i in range(4)] == [False, True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "kinds"),
+    [
+        ("Hvor mye RAM må en arbeidsstasjon ha?", "nb", {"number"}),
+        ("Hvilken kommando oppdaterer DNS?", "nb", {"name"}),
+        ("Hvor finner jeg grafene til Munin?", "nb", {"place"}),
+        ("Waarom kan ik beter geen grote partities maken?", "nl", {"reason"}),
+        ("Hoeveel schijfruimte is nodig?", "nl", {"number"}),
+        ("Where is the log file written?", "en", {"place"}),
+        ("Which file holds the settings?", "en", {"name"}),
+        ("Hvem kan tilbakestille lysgardinen?", "nb", set()),
+    ],
+)
+def test_what_a_question_asks_for_is_read_in_its_language(question, language, kinds):
+    assert wants(question, lexicon(language)) == kinds
+
+
+def test_a_compound_the_manual_lacks_is_split_into_parts_it_holds():
+    counts = {"thuis": 4, "mappen": 7, "map": 9, "killer": 2, "skriptet": 3, "thuismappen": 0}
+
+    def known(word):
+        return sum(n for w, n in counts.items() if w.startswith(word))
+
+    assert split_compound("thuismappen", known, "nl") == ["thuis", "mappen"]
+    assert split_compound("killer-skriptet", known, "nb") == ["killer", "skriptet"]
+    assert split_compound("killer", known, "nb") == []  # known whole
+    assert split_compound("thuismappen", known, "en") == []  # English does not compound
+    assert split_compound("zzzzqqqq", known, "nl") == []  # no known parts
+
+
+@pytest.fixture
+def manual_store(tmp_path):
+    texts = [
+        "Gebruik ',' als scheidingsteken tussen velden in het CSV-bestand.",
+        "Kopieer de thuis-map en de mappen van de leraren naar de reservekopie.",
+        "The modem appears as /dev/ttyUSB0; CSV-fil with Google as start page and the drive.",
+        "Press the Reset key on the KT-9 panel, then check the DKU-2 cable.",
+    ]
+    path = tmp_path / "chunks.sqlite"
+    write_store([("m.md", "", 0, len(t), t) for t in texts], path)
+    return ChunkStore(path)
+
+
+def test_question_terms_take_an_unknown_compound_as_its_parts(manual_store):
+    nl = lexicon("nl")
+    found = question_terms("Hoe maak ik een reservekopie van de thuismappen?", manual_store, nl)
+    assert {"thuis", nl.stem("mappen"), nl.stem("reservekopie")} <= found
+    assert "thuismapp" not in found and nl.stem("thuismappen") not in found
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "unknown"),
+    [
+        ("Which version of Moodle ships with the server?", "en", ["Moodle"]),
+        ("How do I connect the KT-9 to the plant Wi-Fi network?", "en", ["Wi-Fi"]),
+        ("How do I link it to Microsoft Active Directory?", "en", ["Microsoft Active Directory"]),
+        ("Hvordan setter jeg opp AirPrint for iPad-er?", "nb", ["AirPrint", "iPad-er"]),
+        ("How do I press Reset on the KT-9 with a DKU-2 cable?", "en", []),
+        ("My modem is /dev/ttyUSB2 today; which ACL do I need?", "en", []),  # paths, acronyms
+        ("Kopieer ik de mappen met Google Drive?", "nl", []),  # both words are the manual's
+        ("Wie setze ich den Zähler am Bedienfeld zurück?", "de", []),  # German nouns
+        ("Where is CSV-fila kept?", "en", []),  # a capitalised part is known
+    ],
+)
+def test_a_name_the_manuals_never_hold_is_unknown(manual_store, question, language, unknown):
+    assert unknown_names(question, manual_store, lexicon(language)) == unknown
 
 
 NB_MANUAL = """# Vedlikehold av pressen

@@ -9,7 +9,9 @@ import pytest
 
 from conftest import outpost
 from outpost.runtime.assistant import Shown
-from outpost.runtime.evidence import coverage, split_units, terms
+from outpost.runtime.evidence import FEATURES, coverage, line_features, split_units, terms
+from outpost.runtime.language import lexicon
+from outpost.runtime.retrieve import Hit
 from outpost.runtime.support import NumberCopy, check, facts
 
 
@@ -24,6 +26,58 @@ def test_units_keep_exact_offsets():
         "E-305 | Oil hot",
     ]
     assert all(text[u.start : u.end] == u.text and u.hit == 3 for u in units)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a stop inside parentheses does not end the sentence
+        (
+            "Unngå store partisjoner (over, for eksempel. 20 GiB), fordi fsck tar tid. Neste.",
+            ["Unngå store partisjoner (over, for eksempel. 20 GiB), fordi fsck tar tid.", "Neste."],
+        ),
+        # abbreviations in any of the languages, and initials
+        ("Bruk f.eks. Debian. Se s. 4. Ok.", ["Bruk f.eks. Debian.", "Se s. 4.", "Ok."]),
+        (
+            "See fig. 3 and e.g. J. Smith. Then stop.",
+            ["See fig. 3 and e.g. J. Smith.", "Then stop."],
+        ),
+        # a capital of any alphabet starts a sentence; a version number ends one
+        (
+            "Sjekk oljen. Årlig service. Version 1.2. Done.",
+            ["Sjekk oljen.", "Årlig service.", "Version 1.2.", "Done."],
+        ),
+        ("Run make. then stop.", ["Run make. then stop."]),
+    ],
+)
+def test_sentences_end_where_a_reader_would_end_them(text, expected):
+    assert [u.text for u in split_units(text)] == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "lines", "language"),
+    [
+        ("Where are the graphs?", ["It draws graphs daily.", "Graphs: https://www/munin/."], "en"),
+        ("Hvor finner jeg grafene?", ["Den tegner grafer.", "Grafene ligger i ~root/graf/."], "nb"),
+        (
+            "Waarom geen grote partities?",
+            ["Maak geen grote partities.", "Geen grote partities, omdat fsck lang duurt."],
+            "nl",
+        ),
+        (
+            "How long does a charge take?",
+            ["p. 1: These instructions cover the charger.", "A charge takes 8 hours."],
+            "en",
+        ),
+    ],
+)
+def test_the_line_that_gives_the_kind_of_answer_asked_for_is_marked(question, lines, language):
+    lex = lexicon(language)
+    hits = [Hit(0, 0.5, "m.md", "", " ".join(lines))]
+    units = split_units(hits[0].text)
+    assert [u.text for u in units] == lines
+    rows = line_features(question, units, hits, np.zeros(len(units)), {}, lex)
+    assert rows[:, FEATURES.index("answer_type")].tolist() == [0.0, 1.0]
 
 
 def test_facts_are_numbers_identifiers_paths_code_and_quotes():
@@ -155,10 +209,19 @@ def test_ask_shows_answer_evidence_and_source(smol_bundle):
 @pytest.mark.slow
 def test_an_absent_answer_is_declined_by_evidence(smol_bundle):
     done = outpost(
-        "ask", str(smol_bundle), "How do I pair the PX-200 with a Bluetooth headset?", "--json"
+        "ask", str(smol_bundle), "How do I pair the PX-200 with a bluetooth headset?", "--json"
     )
     answer = json.loads(done.stdout)
     assert answer["refused"] and answer["declined_by"] == "evidence" and answer["evidence"] == []
+    assert answer["unknown_names"] == []
+    # Named as a name, the manuals' silence about it is what the user reads.
+    done = outpost(
+        "ask", str(smol_bundle), "How do I pair the PX-200 with a Bluetooth headset?", "--json"
+    )
+    answer = json.loads(done.stdout)
+    assert answer["declined_by"] == "name" and answer["unknown_names"] == ["Bluetooth"]
+    assert answer["answer"].endswith("They never mention Bluetooth.") and answer["evidence"] == []
+    assert done.returncode == 0
 
 
 @pytest.mark.slow
