@@ -29,6 +29,7 @@ import numpy as np
 from outpost.export.config import EMBEDDED_EMBEDDER
 from outpost.runtime.embed import Embedder
 from outpost.runtime.errors import ModelError
+from outpost.runtime.language import code
 
 INT8_MIN_COSINE = 0.97
 INT8_MAX_SELF_HIT_LOSS = 0.02
@@ -102,6 +103,7 @@ def export_embedder(
         "source_normalize": source_normalize,
         "max_tokens": max_tokens,
         "variant": "int8" if chosen is not fp32 else "fp32",
+        "languages": card_languages(location),
         "checks": {
             "onnx_vs_torch_min_cosine": round(onnx_cosine, 6),
             **checks,
@@ -110,6 +112,25 @@ def export_embedder(
     }
     # The chosen session already holds the model; the rename to model.onnx does not disturb it.
     return EmbedderExport(config, chosen)
+
+
+def card_languages(location: str) -> list[str] | None:
+    """The languages a model card (README.md front matter, `language:`) says the embedder was
+    trained on, among the languages Outpost reads; None when the card is missing, says
+    "multilingual" or names none of them (dense search is then trusted in every language)."""
+    import yaml
+
+    card = Path(location) / "README.md"
+    try:
+        text = card.read_text(encoding="utf-8")
+        meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
+    except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
+        return None
+    tags = (meta or {}).get("language") if isinstance(meta, dict) else None
+    tags = [tags] if isinstance(tags, str) else tags
+    if not isinstance(tags, list) or not tags or "multilingual" in tags:
+        return None
+    return sorted({code(str(t)) for t in tags if code(str(t))}) or None
 
 
 def _pooling(st) -> tuple[str, bool]:

@@ -156,7 +156,9 @@ class Assistant:
         keep = None
         if len(self.languages) > 1:  # the manual in the question's language answers it
             keep = functools.partial(self.chunk_languages.holds, language=answer.language)
-        hits = self.retriever.search(query, wanted, self.hybrid, lex, keep)
+        reads = self.bundle.manifest.embedder.languages  # None: any language
+        dense = 1.0 if reads is None or answer.language in reads else 0.0
+        hits = self.retriever.search(query, wanted, self.hybrid, lex, keep, dense)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
         if self.reader != "windows":
             return hits, None, [(h, 0, len(h.text)) for h in hits]

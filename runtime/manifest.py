@@ -72,6 +72,9 @@ class EmbedderInfo:
     variant: str
     source_normalize: bool = True
     checks: dict = field(default_factory=dict)
+    # The languages the embedder was trained on, from its model card (None: not known, or
+    # multilingual); a question in another language is found by keyword search.
+    languages: list | None = None
 
 
 @dataclass

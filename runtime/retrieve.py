@@ -1,7 +1,10 @@
 """Find the passages for a question: dense search (usearch) fused with keyword search (SQLite FTS5).
 
 Dense search finds paraphrases; keyword search finds exact names (commands, part numbers,
-error codes) that a small embedder blurs. Reciprocal-rank fusion merges the two lists.
+error codes) that a small embedder blurs. Reciprocal-rank fusion merges the two lists. A
+question in a language the embedder was not trained on (MiniLM reads English) is found by its
+words: keyword results come first and dense results only fill up (docs/quality.md,
+"Languages").
 The dense cosine of the best passage decides grounding: below the bundle's threshold the
 documents are taken not to cover the question.
 """
@@ -84,9 +87,12 @@ class Retriever:
         hybrid: bool = True,
         lex: Lexicon | None = None,
         keep: Callable[[int], bool] | None = None,
+        dense_weight: float = 1.0,
     ) -> list[Hit]:
         """The k best chunks, dense and keyword results fused; `keep(chunk_id)` drops
-        the others (the question's language in a bundle of several) when any candidate is kept."""
+        the others (the question's language in a bundle of several) when any candidate is kept.
+        `dense_weight` 0 (an embedder that does not read the question's language): keyword
+        results first, dense results only fill up."""
         query = self.embedder.embed([question])[0]
         pool = max(4 * k, 20)
         found = self.index.search(query, min(pool, len(self.index)), exact=self.exact)
@@ -94,7 +100,7 @@ class Retriever:
         dense_score = {int(key): 1.0 - float(d) for key, d in zip(found.keys, found.distances)}
         fused: dict[int, float] = {}
         for rank, cid in enumerate(dense_ids):
-            fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+            fused[cid] = fused.get(cid, 0.0) + dense_weight / (RRF_K + rank)
         if hybrid:
             found_kw = self.store.keyword_search(keyword_terms(question, lex), pool)
             for rank, cid in enumerate(found_kw):

@@ -309,7 +309,13 @@ def info(bundle, as_json):
             )
             for name, a in model.adapters.items()
         ),
-        ("embedder", f"{emb.id} ({emb.dim}-d, {emb.pooling} pooling, {emb.variant})"),
+        (
+            "embedder",
+            f"{emb.id} ({emb.dim}-d, {emb.pooling} pooling, {emb.variant}; "
+            + ("reads " + ", ".join(emb.languages) if emb.languages else "languages not stated")
+            + ")",
+        ),
+        ("languages", _languages_in_words(m.languages)),
         ("index", f"{idx.count} chunks, usearch {idx.metric} {idx.dtype}"),
         ("documents", f"{len(m.sources.documents)} ({len(m.sources.skipped)} skipped)"),
         (
@@ -327,6 +333,19 @@ def info(bundle, as_json):
     ]
     for key, value in rows:
         click.echo(f"{key:>10}  {safe(value)}")
+
+
+def _languages_in_words(info: dict) -> str:
+    """The manifest's `languages` as one line: chunks per language, the main one."""
+    if not info:
+        return "en (a bundle from before language detection)"
+    counts = ", ".join(f"{k} {v} chunks" for k, v in sorted(info.get("chunks", {}).items()))
+    mixed = sum(r[1] for runs in (info.get("also") or {}).values() for r in runs)
+    return (
+        f"{counts}; main {info.get('main', 'en')}"
+        + (f"; {mixed} chunks hold a second language" if mixed else "")
+        + ("; forced" if info.get("forced") else "")
+    )
 
 
 @cli.command()
