@@ -21,6 +21,7 @@ STORE_SCHEMA = (
     "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, content='chunks',"
     " content_rowid='id', tokenize=\"unicode61 tokenchars '_-'\")",
 )
+DF_CACHE = 100_000  # document frequencies remembered per store
 QUERY_SECONDS = 5.0  # no query on a real store takes a tenth of this; a hostile one is stopped
 
 
@@ -120,6 +121,8 @@ class ChunkStore:
         star = "*" if prefix and term.isalpha() else ""
         phrase = '"' + term.replace('"', "") + '"' + star
         if phrase not in self._df:
+            if len(self._df) >= DF_CACHE:  # a long-running server asks endless new words
+                self._df.clear()
             self._df[phrase] = self._query(
                 "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
             )[0][0]

@@ -53,6 +53,7 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
             "max_tokens": 64,
             "variant": "fp32",
             "checks": {},
+            "languages": ["en"],
         },
         "chunker": {"target_chars": 900},
         "index": {

@@ -191,6 +191,25 @@ def test_a_name_the_manuals_never_hold_is_unknown(manual_store, question, langua
     assert unknown_names(question, manual_store, lexicon(language)) == unknown
 
 
+@pytest.mark.parametrize(
+    ("card", "languages"),
+    [
+        ("---\nlanguage: en\nlicense: apache-2.0\n---\n# MiniLM", ["en"]),
+        ("---\nlanguage:\n- nl\n- en\n- ja\n---\n", ["en", "nl"]),
+        ("---\nlanguage:\n- multilingual\n- en\n---\n", None),
+        ("---\nlicense: mit\n---\n", None),
+        ("# no front matter", None),
+        ("---\nlanguage: [unclosed\n---\n", None),
+    ],
+)
+def test_the_embedders_languages_come_from_its_model_card(tmp_path, card, languages):
+    from outpost.export.embedder import card_languages
+
+    (tmp_path / "README.md").write_text(card)
+    assert card_languages(str(tmp_path)) == languages
+    assert card_languages(str(tmp_path / "missing")) is None
+
+
 NB_MANUAL = """# Vedlikehold av pressen
 
 Hydraulikkfilteret må skiftes hver 500. driftstime. Bruk bare originalfilter med delenummer HF-220.
@@ -241,5 +260,7 @@ def test_a_mixed_bundle_answers_each_question_from_the_manual_in_its_language(ti
     assert declined["declined"] and declined["declined_by"] == "name"
     assert declined["answer"] == say("nb", "declined") + " De nevner aldri Bluetooth."
     assert declined["unknown_names"] == ["Bluetooth"]
+    info = outpost("info", str(out)).stdout
+    assert "reads en)" in info and "languages  chunks in en 1, nb 1; main " in info
     shown = outpost("ask", str(out), "Hvem kan tilbakestille lysgardinen?", "--max-new-tokens", "8")
     assert "Kilder:" in shown.stdout or "Fra håndboken" in shown.stdout

@@ -63,6 +63,17 @@ def test_dense_and_keyword_hits_are_fused(small_index):
     )
 
 
+def test_without_dense_weight_keyword_hits_come_first_and_dense_fills_up(small_index):
+    # An embedder that does not read the question's language: its words find the passage.
+    question = "what does E-305 mean"
+    emb = FixedEmbedder({question: unit([0.9, 0.1, 0.4, 0])})
+    r = Retriever(small_index / "index.usearch", small_index / "chunks.sqlite", 4, emb)
+    hits = r.search(question, 3, dense_weight=0.0)
+    assert [h.source for h in hits] == ["b.md", "a.md", "c.md"]
+    dense_only = r.search(question, 3, hybrid=False, dense_weight=0.0)
+    assert [h.source for h in dense_only] == ["a.md", "c.md", "b.md"]  # nothing else to go by
+
+
 def test_index_takes_the_smallest_dtype_that_keeps_recall(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)

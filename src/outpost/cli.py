@@ -339,10 +339,10 @@ def _languages_in_words(info: dict) -> str:
     """The manifest's `languages` as one line: chunks per language, the main one."""
     if not info:
         return "en (a bundle from before language detection)"
-    counts = ", ".join(f"{k} {v} chunks" for k, v in sorted(info.get("chunks", {}).items()))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(info.get("chunks", {}).items()))
     mixed = sum(r[1] for runs in (info.get("also") or {}).values() for r in runs)
     return (
-        f"{counts}; main {info.get('main', 'en')}"
+        f"chunks in {counts}; main {info.get('main', 'en')}"
         + (f"; {mixed} chunks hold a second language" if mixed else "")
         + ("; forced" if info.get("forced") else "")
     )
