@@ -145,7 +145,9 @@ def _print_evidence(answer) -> None:
     quoted = answer.answer_mode == "quoted"
     label = say(answer.language, "quoted") if quoted else "\n" + say(answer.language, "evidence")
     lead = f"{safe(e.lead.text)} \u2026 " if e.lead else ""
-    click.echo(f"{label} ({where}):\n  \u201c{lead}{safe(e.text)}\u201d")
+    # The quote's own line breaks (a value and the line after it) stay, indented under it.
+    text = safe(e.text, newlines=True).replace("\n", "\n   ")
+    click.echo(f"{label} ({where}):\n  \u201c{lead}{text}\u201d")
 
 
 def _print_sources(answer) -> None:
