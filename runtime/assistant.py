@@ -15,9 +15,10 @@ from outpost.runtime.bundle import Bundle
 from outpost.runtime.config import AskConfig
 from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
-from outpost.runtime.evidence import attributable, quotes, read, terms, unknown_names
+from outpost.runtime.evidence import attributable, quotes, read, terms
 from outpost.runtime.generate import GenerationSettings, Generator
 from outpost.runtime.language import bundle_languages, lexicon, question_language, say
+from outpost.runtime.names import unknown_names
 from outpost.runtime.prompt import (
     REFUSAL_OPENINGS,
     Passage,

@@ -9,7 +9,7 @@ import pytest
 from conftest import export, outpost
 from outpost.export.chunk import Chunk
 from outpost.export.languages import chunk_languages, declared
-from outpost.runtime.evidence import coverage, question_terms, terms, unknown_names
+from outpost.runtime.evidence import coverage, question_terms, terms
 from outpost.runtime.language import (
     ChunkLanguages,
     detect,
@@ -19,6 +19,7 @@ from outpost.runtime.language import (
     split_compound,
     wants,
 )
+from outpost.runtime.names import unknown_names
 from outpost.runtime.retrieve import keyword_terms
 from outpost.runtime.store import ChunkStore, write_store
 
