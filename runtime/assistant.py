@@ -57,6 +57,7 @@ class Assistant:
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
         self.main_language, self.languages, self.chunk_languages = bundle_languages(m)
+        self.embedder_languages = m.embedder.languages  # None: any language
         self.adapters = tuple(sorted(m.model.adapters))
         self.adapter = config.adapter
         self.check_adapter(self.adapter)
@@ -157,7 +158,7 @@ class Assistant:
         keep = None
         if len(self.languages) > 1:  # the manual in the question's language answers it
             keep = functools.partial(self.chunk_languages.holds, language=answer.language)
-        reads = self.bundle.manifest.embedder.languages  # None: any language
+        reads = self.embedder_languages
         dense = 1.0 if reads is None or answer.language in reads else 0.0
         hits = self.retriever.search(query, wanted, self.hybrid, lex, keep, dense)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)

@@ -103,16 +103,19 @@ def _ends_sentence(line: str, cut: int, nxt: int) -> bool:
     return word.lower() not in _ABBREVIATIONS
 
 
+def _content_words(text: str, lex: Lexicon) -> list[str]:
+    """The text's words, normalised: stopwords, question words and one-letter words left out."""
+    return [
+        t
+        for t in _TERM.findall(normalise(text))
+        if t not in lex.stopwords and t not in lex.question_words and len(t) >= 2
+    ]
+
+
 def terms(text: str, lex: Lexicon | None = None) -> set[str]:
-    """The text's content words, stemmed, in the lexicon's language (English by default):
-    stopwords, question words and one-letter words left out."""
+    """The text's content words, stemmed, in the lexicon's language (English by default)."""
     lex = lex or ENGLISH
-    found = set()
-    for t in _TERM.findall(normalise(text)):
-        if t in lex.stopwords or t in lex.question_words or len(t) < 2:
-            continue
-        found.add(lex.stem(t))
-    return found
+    return {lex.stem(t) for t in _content_words(text, lex)}
 
 
 def idf_weights(question_terms: set[str], store) -> dict[str, float]:
@@ -127,9 +130,7 @@ def question_terms(question: str, store, lex: Lexicon | None = None) -> set[str]
     write it)."""
     lex = lex or ENGLISH
     found = set()
-    for t in _TERM.findall(normalise(question)):
-        if t in lex.stopwords or t in lex.question_words or len(t) < 2:
-            continue
+    for t in _content_words(question, lex):
         parts = split_compound(t, store.document_frequency, lex.language)
         found.update(lex.stem(p) for p in parts or [t])
     return found

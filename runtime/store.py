@@ -118,8 +118,7 @@ class ChunkStore:
     def document_frequency(self, term: str, prefix: bool = True) -> int:
         """Chunks holding `term` (a word as a prefix, so every form counts, unless `prefix` is
         False), remembered per term."""
-        star = "*" if prefix and term.isalpha() else ""
-        phrase = '"' + term.replace('"', "") + '"' + star
+        phrase = _phrase(term, prefix and term.isalpha())
         if phrase not in self._df:
             if len(self._df) >= DF_CACHE:  # a long-running server asks endless new words
                 self._df.clear()
@@ -132,12 +131,17 @@ class ChunkStore:
         """Chunks holding any of `terms`, best BM25 first."""
         if not terms:
             return []
-        match = " OR ".join('"' + t.replace('"', "") + '"' for t in dict.fromkeys(terms))
+        match = " OR ".join(_phrase(t) for t in dict.fromkeys(terms))
         rows = self._query(
             "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
             (match, limit),
         )
         return [r[0] for r in rows]
+
+
+def _phrase(term: str, prefix: bool = False) -> str:
+    """An FTS5 phrase for a term (quotes dropped), as a prefix when asked: every word form."""
+    return '"' + term.replace('"', "") + '"' + ("*" if prefix else "")
 
 
 def write_store(rows: Iterable[tuple[str, str, int, int, str]], path: Path) -> None:
