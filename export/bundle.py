@@ -95,13 +95,21 @@ def build_bundle(config: ExportConfig) -> Manifest:
     started = time.perf_counter()
     out = Path(config.out)
 
-    previous = open_previous(config.update) if config.update else None
-    cpus = scale.start(config.address) if config.engine == "ray" else 0
+    previous = (
+        open_previous(config.update, [Path(t) for t in config.trust], config.sign)
+        if config.update
+        else None
+    )
     try:
-        return _build(config, out, previous, cpus, started)
+        cpus = scale.start(config.address) if config.engine == "ray" else 0
+        try:
+            return _build(config, out, previous, cpus, started)
+        finally:
+            if cpus:
+                scale.stop()
     finally:
-        if cpus:
-            scale.stop()
+        if previous is not None:
+            previous.close()
 
 
 @dataclass

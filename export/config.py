@@ -162,6 +162,14 @@ class ExportConfig:
     sign: str | None = setting(
         None, "Ed25519 private key (from `outpost keygen`) to sign the bundle.", path=True
     )
+    trust: list = setting(
+        [],
+        "Public key the --update bundle must be signed by (file or folder of .pub files); "
+        "with --sign, the signing key's own is trusted too.",
+        path=True,
+        multiple=True,
+        env="OUTPOST_TRUSTED_KEYS",
+    )
     force: bool = setting(False, "Replace an existing bundle at --out.")
     strict: bool = setting(False, "Fail when any file is skipped.")
 

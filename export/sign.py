@@ -67,8 +67,7 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
     return fingerprint(public)
 
 
-def sign_manifest(root: Path, private_key: Path) -> str:
-    """Write root/bundle.sig; return the signing key's fingerprint."""
+def _private_key(private_key: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
@@ -79,6 +78,19 @@ def sign_manifest(root: Path, private_key: Path) -> str:
         raise InputError(
             f"--sign {private_key}: not an Ed25519 key; make one with `outpost keygen`"
         )
+    return key
+
+
+def signer_of(private_key: Path) -> dict[str, object]:
+    """The public half of a signing key, as `load_public_keys` gives trusted keys: what a
+    bundle built with `--sign KEY` trusts of the bundles it is built from (`--update`)."""
+    key = _private_key(private_key)
+    return {fingerprint(_public_pem(key)): key.public_key()}
+
+
+def sign_manifest(root: Path, private_key: Path) -> str:
+    """Write root/bundle.sig; return the signing key's fingerprint."""
+    key = _private_key(private_key)
     signature = key.sign((root / MANIFEST).read_bytes())
     record = {
         "algorithm": "ed25519",

@@ -32,6 +32,12 @@ class Previous:
     index_dtype: str = ""
     index_file: Path | None = None
     ndim: int = 0
+    opened: object = None  # the pinned, verified bundle; its view holds the index
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
+            self.opened = None
 
     def unchanged(self, source: str, sha256: str) -> bool:
         known = self.documents.get(source)
@@ -48,39 +54,66 @@ class Previous:
         return np.asarray(got, dtype=np.float32).reshape(len(ids), self.ndim)
 
 
-def open_previous(path: str | Path) -> Previous:
-    """PREVIOUS's manifest, documents and chunks, its files checked against its manifest."""
-    from outpost.runtime.bundle import check_files, open_bundle
+def open_previous(
+    path: str | Path, trust: list[Path] = (), signing_key: Path | None = None
+) -> Previous:
+    """PREVIOUS verified, then its manifest, documents and chunks read from what was verified.
+
+    Nothing unsigned becomes signed: when the new bundle is signed (`signing_key`) or keys are
+    trusted (`trust`), PREVIOUS must carry a signature by one of them (the signing key's own
+    counts); otherwise at least every file's sha256 must match PREVIOUS's manifest. The chunk
+    store is read from the very bytes that were hashed (runtime/bundle.py, `verified_bytes`),
+    and the index through the pinned descriptors, so nothing renamed or swapped in the folder
+    meanwhile is carried over. A kept chunk's document is re-hashed by the caller
+    (`Previous.unchanged`)."""
+    from outpost.runtime.bundle import open_pinned, open_store
     from outpost.runtime.errors import OutpostError
-    from outpost.runtime.store import ChunkStore
+    from outpost.runtime.verify import load_public_keys, problems_of
 
     folder = Path(path)
     try:
-        bundle = open_bundle(folder)
+        trusted = load_public_keys(list(trust)) if trust else {}
+        if signing_key is not None:
+            from outpost.export.sign import signer_of
+
+            trusted.update(signer_of(Path(signing_key)))
+        bundle = open_pinned(folder, view=True)
     except OutpostError as e:
         raise InputError(f"--update {folder}: {e}") from None
-    m = bundle.manifest
-    problems = [
-        p for p in check_files(folder, m) if p.path in (m.store.file, m.index.file, m.embedder.file)
-    ]
-    if problems:
-        raise InputError(
-            f"--update {folder}: {problems[0]}; rebuild without --update or repair the bundle"
-        )
-    previous = Previous(
-        path=folder,
-        documents={d["path"]: d for d in m.sources.documents if isinstance(d, dict)},
-        chunker={k: v for k, v in m.chunker.items() if k != "chunks"},
-        embedder_sha256=m.index.embedder.sha256,
-        index_dtype=m.index.dtype,
-        index_file=folder / m.index.file,
-        ndim=m.index.ndim,
-    )
-    store = ChunkStore(folder / m.store.file)
     try:
-        for chunk_id, source, heading, start, end, text in store.rows():
-            chunk = Chunk(source, heading, text, start, end)
-            previous.chunks.setdefault(source, []).append((chunk_id, chunk))
-    finally:
-        store.db.close()
+        problems = problems_of(bundle, trusted or None, hashes=True, unexpected=False)
+        if problems:
+            why = "; ".join(map(str, problems))
+            fix = (
+                "sign it with a trusted key, or rebuild without --update"
+                if trusted
+                else "rebuild without --update or copy the bundle again"
+            )
+            raise InputError(f"--update {folder} failed verification: {why}; {fix}")
+        m = bundle.manifest
+        previous = Previous(
+            path=folder,
+            documents={d["path"]: d for d in m.sources.documents if isinstance(d, dict)},
+            chunker={k: v for k, v in m.chunker.items() if k != "chunks"},
+            embedder_sha256=m.index.embedder.sha256,
+            index_dtype=m.index.dtype,
+            index_file=bundle.file(m.index.file),
+            ndim=m.index.ndim,
+            opened=bundle,
+        )
+        store = open_store(bundle)
+        try:
+            for chunk_id, source, heading, start, end, text in store.rows():
+                chunk = Chunk(source, heading, text, start, end)
+                previous.chunks.setdefault(source, []).append((chunk_id, chunk))
+        finally:
+            store.close()
+    except OutpostError as e:
+        bundle.close()
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"--update {folder}: {e}") from None
+    except BaseException:
+        bundle.close()
+        raise
     return previous

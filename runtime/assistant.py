@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from outpost.runtime.answer import Answer, Citation, Evidence, SupportReport
-from outpost.runtime.bundle import Bundle
+from outpost.runtime.bundle import Bundle, open_store
 from outpost.runtime.config import AskConfig
 from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
@@ -48,7 +48,7 @@ class Assistant:
         with loading(f"{m.index.file} or {m.store.file}"):
             self.retriever = Retriever(
                 bundle.file(m.index.file),
-                bundle.file(m.store.file),
+                open_store(bundle, config.verify or bool(config.trust)),
                 embedder.dim,
                 embedder,
                 m.index.expansion_search,

@@ -33,6 +33,7 @@ from pathlib import Path
 from outpost.runtime.errors import BundleError
 from outpost.runtime.files import BLOCK, pid_alive, read_plain
 from outpost.runtime.manifest import MANIFEST, Manifest
+from outpost.runtime.store import ChunkStore
 
 SIGNATURE = "bundle.sig"
 NOT_LISTED = {MANIFEST, SIGNATURE}
@@ -76,6 +77,18 @@ class Pinned:
     def read(self, rel: str, offset: int, size: int) -> bytes:
         return os.pread(self.fds[rel], size, offset)
 
+    def read_all(self, rel: str, limit: int) -> tuple[bytes, str]:
+        """The whole file from its descriptor (at most `limit` bytes) and the sha256 of exactly
+        those bytes, in one pass."""
+        digest, fd, parts, offset = hashlib.sha256(), self.fds[rel], [], 0
+        while block := os.pread(fd, BLOCK, offset):
+            offset += len(block)
+            if offset > limit:
+                raise BundleError(f"{rel} is over {limit} bytes; copy the bundle again")
+            digest.update(block)
+            parts.append(block)
+        return b"".join(parts), digest.hexdigest()
+
     def __del__(self) -> None:  # a release the server let go of: its descriptors and view too
         self.close()
 
@@ -114,9 +127,35 @@ class Bundle:
     def content_id(self) -> str:
         return hashlib.sha256(self.manifest_bytes).hexdigest()
 
+    def verified_bytes(self, rel: str, check: bool = True) -> bytes:
+        """A listed file's bytes, read once from the pinned descriptor and hashed as they are
+        read: the bytes returned are exactly those whose sha256 bundle.json lists, whatever
+        happens to the folder's names. For loaders that resolve paths themselves (SQLite).
+        `check` False (--no-verify): the pinned bytes, their hash not compared."""
+        entry = self.manifest.files[rel]
+        if self.pinned is None or rel not in self.pinned.fds:
+            raise BundleError(f"{rel} was not opened with the bundle; open it with open_verified")
+        data, digest = self.pinned.read_all(rel, entry.size)
+        if check and (len(data) != entry.size or digest != entry.sha256):
+            raise BundleError(
+                f"bundle {self.folder} failed verification: {rel} has changed "
+                f"({len(data)} bytes, sha256 {digest[:12]}…, bundle.json lists {entry.size} bytes, "
+                f"{entry.sha256[:12]}…); copy it again or re-export it"
+            )
+        return data
+
     def close(self) -> None:
         if self.pinned is not None:
             self.pinned.close()
+
+
+def open_store(bundle: Bundle, check: bool = True) -> ChunkStore:
+    """The chunk store: from its verified bytes when the bundle's files are pinned (a device),
+    from its path otherwise (the export's own, just-written folder)."""
+    rel = bundle.manifest.store.file
+    if bundle.pinned is None:
+        return ChunkStore(bundle.file(rel))
+    return ChunkStore(data=bundle.verified_bytes(rel, check))
 
 
 def _open_nofollow(root_fd: int, rel: str, dirs: dict[str, int]) -> int:

@@ -64,7 +64,7 @@ class Retriever:
     def __init__(
         self,
         index_path: Path,
-        store_path: Path,
+        store: ChunkStore | Path,
         ndim: int,
         embedder: Embedder,
         expansion: int = EXPANSION_SEARCH,
@@ -77,7 +77,7 @@ class Retriever:
             raise ValueError(f"index {index_path} does not hold {ndim}-dimensional vectors")
         self.index.expansion_search = expansion  # what the export's recall check used
         self.exact = exact
-        self.store = ChunkStore(store_path)
+        self.store = store if isinstance(store, ChunkStore) else ChunkStore(store)
         self.embedder = embedder
 
     def search(

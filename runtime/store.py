@@ -4,6 +4,11 @@
 reader opens the file read-only and immutable, with `trusted_schema` off, refuses any other
 schema (a view, a trigger, an index or a missing table) and stops any query after
 QUERY_SECONDS, so a hostile store is refused or stopped, never run.
+
+On a device the store is opened from its bytes (`ChunkStore(data=...)`), the very bytes that
+were read from the verified descriptor and hashed (runtime/bundle.py, `Bundle.verified_bytes`),
+never from a name: SQLite resolves a path itself (a /proc/self/fd link becomes the name it
+points at), so a path could reach a file other than the one that was checked.
 """
 
 from __future__ import annotations
@@ -50,8 +55,16 @@ class ChunkStore:
     the export writes (no view, trigger or other object), and every query is stopped after
     QUERY_SECONDS, so a hostile store is refused or stopped, never run."""
 
-    def __init__(self, path: Path):
-        self.db = sqlite3.connect(store_uri(path), uri=True, check_same_thread=False)
+    def __init__(self, path: Path | None = None, data: bytes | None = None):
+        if data is not None:  # the verified bytes, in memory: no name left to resolve
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
+            try:
+                self.db.deserialize(data)
+            except sqlite3.DatabaseError as e:
+                self.db.close()
+                raise ValueError(f"not an SQLite store ({e})") from None
+        else:
+            self.db = sqlite3.connect(store_uri(path), uri=True, check_same_thread=False)
         self._deadline = 0.0
         self.db.set_progress_handler(self._over_time, 10_000)
         self.db.execute("PRAGMA trusted_schema = OFF")
@@ -65,6 +78,9 @@ class ChunkStore:
             raise ValueError(f"{what}, not the schema `outpost export` writes")
         self._rows: int | None = None
         self._df: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.db.close()
 
     def _over_time(self) -> bool:
         return time.monotonic() > self._deadline

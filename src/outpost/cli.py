@@ -12,7 +12,7 @@ import click
 
 from outpost.runtime import settings
 from outpost.runtime.config import AskConfig, ServeConfig
-from outpost.runtime.errors import OutpostError, one_line
+from outpost.runtime.errors import OutpostError, UsageError, one_line
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 
@@ -42,6 +42,7 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
+            refuse_empty_trust()
             return super().invoke(ctx)
         except OutpostError as e:
             click.echo(f"Error: {one_line(str(e))}", err=True)
@@ -49,6 +50,10 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `outpost ask … | head -2`: the reader left; nothing to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+            sys.exit(141)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - a bug: still one line; OUTPOST_DEBUG=1 shows where
@@ -61,6 +66,20 @@ class Group(click.Group):
                 err=True,
             )
             sys.exit(1)
+
+
+TRUST_VARIABLE = "OUTPOST_TRUSTED_KEYS"
+
+
+def refuse_empty_trust() -> None:
+    """A trust variable that is set but empty would turn trust off without a word (click takes
+    an empty variable for an unset one): it is a usage error instead."""
+    value = os.environ.get(TRUST_VARIABLE)
+    if value is not None and not value.strip():
+        raise UsageError(
+            f"{TRUST_VARIABLE} is set but empty, which would turn trust off; name the release "
+            f"key's .pub file or folder, or unset it (unset {TRUST_VARIABLE})"
+        )
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
