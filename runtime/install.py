@@ -34,11 +34,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from outpost.runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE
-from outpost.runtime.errors import BundleError, InputError, OutpostError
+from outpost.runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE, open_pinned
+from outpost.runtime.errors import BundleError, InputError, OutpostError, one_line
 from outpost.runtime.files import BLOCK, fsync_dir, write_atomic
 from outpost.runtime.manifest import MANIFEST, Manifest
-from outpost.runtime.verify import MAX_KEY_BYTES, load_public_keys, open_verified, signature_problem
+from outpost.runtime.verify import (
+    MAX_KEY_BYTES,
+    load_public_keys,
+    open_verified,
+    problems_of,
+    signature_problem,
+)
 
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
 JOURNAL = ".switch.json"
@@ -51,6 +57,63 @@ class Limits:
     max_total_bytes: int = 16 * 2**30
     max_file_bytes: int = 8 * 2**30
     max_files: int = 10_000
+
+
+# Metadata headers: tarfile reads their data whole, into memory, while it iterates (a 389 KB
+# gzip archive can hold a 400 MB PAX header). `outpost pack` writes at most a small PAX header
+# per member (a long or non-ASCII name); these bounds are checked from each 512-byte header
+# block, before tarfile reads what follows it.
+MAX_METADATA_BYTES = 64 * 1024  # one PAX or GNU long-name/long-link header
+MAX_METADATA_RUN = 8  # metadata headers in a row before a member (tarfile recursed per header)
+METADATA_KINDS = {
+    tarfile.XHDTYPE: "PAX",
+    tarfile.SOLARIS_XHDTYPE: "PAX",
+    tarfile.XGLTYPE: "global PAX",
+    tarfile.GNUTYPE_LONGNAME: "GNU long-name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long-link",
+}
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo whose metadata headers are bounded before tarfile reads them: each at most
+    MAX_METADATA_BYTES, at most MAX_METADATA_RUN in a row, global PAX headers at most
+    MAX_METADATA_BYTES in all (tarfile keeps them for the whole archive); sparse members (which
+    `outpost pack` never writes) refused. Pass it as `tarfile.open(..., tarinfo=BoundedTarInfo)`."""
+
+    def _proc_member(self, tar):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise BundleError(
+                f"archive entry at byte {self.offset} is a sparse file; only plain files are "
+                "allowed (not an `outpost pack` archive)"
+            )
+        kind = METADATA_KINDS.get(self.type)
+        if kind is None:
+            return super()._proc_member(tar)
+        where = f"archive header at byte {self.offset}"
+        if self.size > MAX_METADATA_BYTES:
+            raise BundleError(
+                f"{where} is a {kind} header of {self.size} bytes, over the "
+                f"{MAX_METADATA_BYTES // 1024} KiB a header may have; refusing the archive"
+            )
+        run = getattr(tar, "_outpost_metadata_run", 0) + 1
+        if run > MAX_METADATA_RUN:
+            raise BundleError(
+                f"{where}: more than {MAX_METADATA_RUN} metadata headers in a row; refusing the "
+                "archive"
+            )
+        if self.type == tarfile.XGLTYPE:
+            total = getattr(tar, "_outpost_global_bytes", 0) + self.size
+            if total > MAX_METADATA_BYTES:
+                raise BundleError(
+                    f"{where}: global PAX headers of more than {MAX_METADATA_BYTES // 1024} KiB "
+                    "in all; refusing the archive"
+                )
+            tar._outpost_global_bytes = total
+        tar._outpost_metadata_run = run  # each header reads the next one inside this call
+        try:
+            return super()._proc_member(tar)
+        finally:
+            tar._outpost_metadata_run = run - 1
 
 
 def _safe_member(m: tarfile.TarInfo) -> None:
@@ -282,14 +345,27 @@ def _disk_error(e: OSError, bundles: Path) -> OutpostError:
     )
 
 
+class Installed(str):
+    """The content id of the release `current` now points at (a str, as before); `already` says
+    it was installed before and nothing was extracted."""
+
+    already: bool = False
+
+    def __new__(cls, content_id: str, already: bool = False):
+        self = super().__new__(cls, content_id)
+        self.already = already
+        return self
+
+
 def install(
     archive: Path,
     bundles: Path,
     trusted: list[Path] = (),
     limits: Limits | None = None,
     keep: int = DEFAULT_KEEP,
-) -> str:
-    """Check, extract, verify, then switch `current` to the new bundle. Returns its content id."""
+) -> Installed:
+    """Check, extract, verify, then switch `current` to the new bundle. Returns its content id
+    (with `.already` True when that release was installed and verifies: nothing extracted)."""
     if not archive.is_file():
         raise InputError(f"{archive} does not exist; pass a file made by `outpost pack`")
     keys = load_public_keys(list(trusted)) if trusted else None  # no key: an error, not trust off
@@ -303,36 +379,49 @@ def install(
         raise _disk_error(e, bundles) from None
 
 
-def _extract(archive: Path, incoming: Path, keys, limits: Limits, bundles: Path) -> None:
+@contextmanager
+def _reading(archive: Path, bundles: Path):
+    """The archive open with bounded metadata; its problems as one BundleError line (writing
+    problems under --bundles pass through, to be reported as such)."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            head = _Head(tar, archive, keys)
-            _safe_members(tar, limits, head)
-            files = head.files()
-            raw, sig_raw, manifest = head.raw, head.sig, head.manifest
-            need = sum(m.size for m in files) + len(raw) + (len(sig_raw) if sig_raw else 0)
-            free = shutil.disk_usage(bundles).free
-            if need > free:
-                raise InputError(
-                    f"--bundles {bundles}: the bundle needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB "
-                    "are free; free space and install again"
-                )
-            root = incoming / ROOT_NAME
-            root.mkdir(parents=True)
-            (root / MANIFEST).write_bytes(raw)
-            if sig_raw is not None:
-                (root / SIGNATURE).write_bytes(sig_raw)
-            for m in files:
-                rel = m.name[len(ROOT_NAME) + 1 :]
-                _write_member(tar, m, root / rel, manifest.files[rel].sha256, archive)
-    except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
-        raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
+        with tarfile.open(archive, "r:*", tarinfo=BoundedTarInfo) as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, ValueError, UnicodeError, RecursionError) as e:
+        detail = one_line(str(e))[:200]
+        raise BundleError(
+            f"{archive} is not a readable archive ({detail}); copy it again"
+        ) from None
     except OSError as e:
         if e.filename and Path(e.filename).is_relative_to(bundles):
             raise  # writing failed: reported as a --bundles problem
         if e.errno in (errno.ENOSPC, errno.EROFS):
             raise
-        raise BundleError(f"{archive} is not a readable archive ({e}); copy it again") from None
+        detail = one_line(str(e))[:200]
+        raise BundleError(
+            f"{archive} is not a readable archive ({detail}); copy it again"
+        ) from None
+
+
+def _check_space(head: _Head, bundles: Path) -> None:
+    files = head.files()
+    need = sum(m.size for m in files) + len(head.raw) + (len(head.sig) if head.sig else 0)
+    free = shutil.disk_usage(bundles).free
+    if need > free:
+        raise InputError(
+            f"--bundles {bundles}: the bundle needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB "
+            "are free; free space and install again"
+        )
+
+
+def _extract(tar: tarfile.TarFile, head: _Head, incoming: Path, archive: Path) -> None:
+    root = incoming / ROOT_NAME
+    root.mkdir(parents=True)
+    (root / MANIFEST).write_bytes(head.raw)
+    if head.sig is not None:
+        (root / SIGNATURE).write_bytes(head.sig)
+    for m in head.files():
+        rel = m.name[len(ROOT_NAME) + 1 :]
+        _write_member(tar, m, root / rel, head.manifest.files[rel].sha256, archive)
 
 
 def _write_member(tar, m: tarfile.TarInfo, target: Path, sha256: str, archive: Path) -> None:
@@ -350,26 +439,40 @@ def _write_member(tar, m: tarfile.TarInfo, target: Path, sha256: str, archive: P
     os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only once written
 
 
-def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Limits) -> str:
+def _installed(releases: Path, cid: str, trusted: list[Path]) -> tuple[Path | None, list[Path]]:
+    """The release of this content id already here that verifies, and the damaged copies."""
+    final, damaged = None, []
+    for folder in sorted(releases.glob(f"{cid}*")):
+        if folder.name.split(".")[0] != cid:
+            continue
+        if final is None and _verifies(folder, trusted):
+            final = folder
+        else:
+            damaged.append(folder)  # installed earlier, damaged or tampered with since
+    return final, damaged
+
+
+def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Limits) -> Installed:
     releases = bundles / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     incoming = bundles / f".incoming-{os.getpid()}"
     try:
-        _extract(archive, incoming, keys, limits, bundles)
-        root = incoming / ROOT_NAME
-        verified = open_verified(root, trusted, always_hash=True, view=False)
-        cid = verified.content_id
-        verified.close()
-        final, damaged = None, []
-        for folder in sorted(releases.glob(f"{cid}*")):
-            if folder.name.split(".")[0] != cid:
-                continue
-            if final is None and _verifies(folder, trusted):
-                final = folder
-            else:
-                damaged.append(folder)  # installed earlier, damaged or tampered with since
-        if final is None:  # a new name: a damaged copy stays in place until `current` moves
-            n = 1
+        with _reading(archive, bundles) as tar:
+            head = _Head(tar, archive, keys)
+            _safe_members(tar, limits, head)
+            head.files()  # complete, and signed when trust is asked for
+            cid = hashlib.sha256(head.raw).hexdigest()
+            # Already here and verified: nothing to extract, so no space is needed.
+            final, damaged = _installed(releases, cid, trusted)
+            already = final is not None
+            if not already:
+                _check_space(head, bundles)
+                _extract(tar, head, incoming, archive)
+        if not already:
+            root = incoming / ROOT_NAME
+            verified = open_verified(root, trusted, always_hash=True, view=False)
+            verified.close()
+            n = 1  # a new name: a damaged copy stays in place until `current` moves
             while (final := releases / (cid if n == 1 else f"{cid}.{n}")).exists():
                 n += 1
             os.replace(root, final)
@@ -378,13 +481,28 @@ def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Li
         shutil.rmtree(incoming, ignore_errors=True)
     old = _link(bundles, "current")
     target = f"releases/{final.name}"
-    changed = old is not None and PurePosixPath(old).name.split(".")[0] != cid
-    _switch(bundles, target, old if changed else _link(bundles, "previous"))
+    if old != target:
+        changed = old is not None and PurePosixPath(old).name.split(".")[0] != cid
+        _switch(bundles, target, old if changed else _link(bundles, "previous"))
     linked = {_link(bundles, "current"), _link(bundles, "previous")}
     for folder in damaged:  # only now: `current` no longer needs them
         if f"releases/{folder.name}" not in linked:
             _trash(bundles, folder)
-    return cid
+    return Installed(cid, already)
+
+
+def _problems(path: Path, keys: dict | None) -> str | None:
+    """What is wrong with a release folder (hashes, binding, and its signature when `keys`),
+    in one line; None when it verifies."""
+    try:
+        bundle = open_pinned(path, view=False)
+    except OutpostError as e:
+        return one_line(str(e))
+    try:
+        problems = problems_of(bundle, keys, hashes=True, unexpected=True)
+    finally:
+        bundle.close()
+    return "; ".join(map(str, problems)) or None
 
 
 def _verifies(path: Path, trusted: list[Path]) -> bool:
@@ -397,18 +515,30 @@ def _verifies(path: Path, trusted: list[Path]) -> bool:
     return True
 
 
-def rollback(bundles: Path) -> str:
+def rollback(bundles: Path, trusted: list[Path] = ()) -> str:
+    """Point `current` back at `previous`, once `previous` verifies (every file's hash, and its
+    signature when `trusted` keys are given); a damaged one is refused and nothing moves."""
+    keys = load_public_keys(list(trusted)) if trusted else None  # no key: an error, not trust off
     if not (bundles / "previous").is_symlink():
         raise BundleError(f"{bundles} has no previous bundle to roll back to")
-    with locked(bundles):
-        old_current, target = _link(bundles, "current"), _link(bundles, "previous")
-        if not (bundles / target / MANIFEST).is_file():
-            raise BundleError(f"the previous bundle {target} is gone; install a bundle instead")
-        if old_current == target:
-            raise BundleError(
-                f"current and previous both point at {target}; install the other bundle again"
-            )
-        _switch(bundles, target, old_current)
+    try:
+        with locked(bundles):
+            old_current, target = _link(bundles, "current"), _link(bundles, "previous")
+            if not (bundles / target / MANIFEST).is_file():
+                raise BundleError(f"the previous bundle {target} is gone; install a bundle instead")
+            if old_current == target:
+                raise BundleError(
+                    f"current and previous both point at {target}; install the other bundle again"
+                )
+            if problem := _problems(bundles / target, keys):
+                raise BundleError(
+                    f"the previous bundle {target} failed verification: {problem}; nothing was "
+                    f"changed (current is still {old_current}); install that release again to "
+                    "repair it"
+                )
+            _switch(bundles, target, old_current)
+    except OSError as e:
+        raise _disk_error(e, bundles) from None
     return PurePosixPath(target).name
 
 

@@ -438,20 +438,23 @@ def install(archive, bundles, trust, keep):
     from outpost.runtime.install import install as install_archive
 
     cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust], keep=keep)
-    click.echo(f"installed {cid[:16]}; {bundles}/current points at it")
+    done = "already installed" if cid.already else "installed"
+    click.echo(f"{done} {cid[:16]}; {bundles}/current points at it")
 
 
 @cli.command()
 @click.option(
     "--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES", help="Bundles folder."
 )
-def rollback(bundles):
-    """Point BUNDLES/current back at the previously installed bundle."""
+@trust_option("Trusted public key: refuse to roll back to a bundle not signed by one of them")
+def rollback(bundles, trust):
+    """Point BUNDLES/current back at the previously installed bundle, once that bundle verifies
+    (every file's sha256 and, with --trust, its signature); a damaged one is refused."""
     from pathlib import Path
 
     from outpost.runtime.install import rollback as roll_back
 
-    cid = roll_back(Path(bundles))
+    cid = roll_back(Path(bundles), [Path(t) for t in trust])
     click.echo(f"rolled back; current is {cid[:16]}")
 
 
