@@ -3,7 +3,9 @@
 `Manifest.from_json` checks every field the runtime relies on (present, of the right type, and
 every file path relative and inside the bundle) and raises a BundleError that names the field,
 so a damaged or foreign manifest is one error line, never a KeyError. Sections that are records
-of how the bundle was made (checks, calibration, quantisation settings) stay plain dicts.
+of how the bundle was made (checks, calibration, quantisation settings) stay plain dicts, but
+every key of them that the runtime or `info` reads is declared (a TypedDict: checked when
+present, other keys kept as they are), so no part of a manifest is read unchecked.
 """
 
 from __future__ import annotations
@@ -25,6 +27,31 @@ DEFAULT_WINDOWS, DEFAULT_RADIUS = 4, 1  # measured in docs/quality.md ("What the
 DEFAULT_MIN_EVIDENCE = 0.55  # share of the question's weight the read passages must contain
 
 
+class ConversionCheck(typing.TypedDict, total=False):
+    """The conversion gate's record (export/gate.py), as `info` reads it."""
+
+    precision: str
+    top1_agreement: float
+    mean_kl: float
+    perplexity_ratio: float
+    passed: bool
+
+
+class Checks(typing.TypedDict, total=False):
+    conversion: ConversionCheck
+    retrieval: dict
+
+
+class Languages(typing.TypedDict, total=False):
+    """Chunks per language, runs [first chunk id, count, language], and the runs of chunks that
+    also hold another language (export/languages.py)."""
+
+    main: str
+    chunks: dict[str, int]
+    runs: list[tuple[int, int, str]]
+    also: dict[str, list[tuple[int, int]]]
+
+
 @dataclass
 class FileEntry:
     size: int
@@ -42,7 +69,7 @@ class AdapterInfo:
     alpha: float
     target_modules: list
     parameters: int
-    conversion: dict = field(default_factory=dict)  # its conversion gate (export/gate.py)
+    conversion: ConversionCheck = field(default_factory=dict)  # its gate (export/gate.py)
 
 
 @dataclass
@@ -74,7 +101,7 @@ class EmbedderInfo:
     checks: dict = field(default_factory=dict)
     # The languages the embedder was trained on, from its model card (None: not known, or
     # multilingual); a question in another language is found by keyword search.
-    languages: list | None = None
+    languages: list[str] | None = None
 
 
 @dataclass
@@ -147,14 +174,14 @@ class Manifest:
     store: StoreInfo
     retrieval: RetrievalInfo
     generation: GenerationInfo
-    checks: dict
+    checks: Checks
     sources: Sources
     files: dict[str, FileEntry]
     size_bytes: int
     export_seconds: float | None = None
     build: dict = field(default_factory=dict)  # engine, and what --update kept
     # main language, chunks per language, runs [first chunk id, count, language] (export)
-    languages: dict = field(default_factory=dict)
+    languages: Languages = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -230,11 +257,29 @@ def _value(kind, value, name: str, where: str):
         if not isinstance(value, dict):
             raise _fail(where, name, f"must be an object, not {_describe(value)}")
         return _parse(kind, value, name + ".", where)
-    if origin is dict:
+    if typing.is_typeddict(kind):
+        if not isinstance(value, dict):
+            raise _fail(where, name, f"must be an object, not {_describe(value)}")
+        hints = typing.get_type_hints(kind)
+        return {
+            k: _value(hints[k], v, f"{name}.{k}", where) if k in hints else v
+            for k, v in value.items()
+        }
+    if origin is dict and typing.get_args(kind):
         if not isinstance(value, dict):
             raise _fail(where, name, f"must be an object, not {_describe(value)}")
         _, item = typing.get_args(kind)
         return {k: _value(item, v, f"{name}[{k!r}]", where) for k, v in value.items()}
+    if origin is list and typing.get_args(kind):
+        if not isinstance(value, list):
+            raise _fail(where, name, f"must be a list, not {_describe(value)}")
+        (item,) = typing.get_args(kind)
+        return [_value(item, v, f"{name}[{i}]", where) for i, v in enumerate(value)]
+    if origin is tuple:  # a fixed-length row, kept as the JSON list it is
+        items = typing.get_args(kind)
+        if not isinstance(value, list) or len(value) != len(items):
+            raise _fail(where, name, f"must be a list of {len(items)}, not {_describe(value)}")
+        return [_value(k, v, f"{name}[{i}]", where) for i, (k, v) in enumerate(zip(items, value))]
     expected = {int: int, float: (int, float), str: str, bool: bool, dict: dict, list: list}[
         origin or kind
     ]

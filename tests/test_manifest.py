@@ -172,3 +172,36 @@ def test_info_and_verify_on_a_complete_manifest(tmp_path):
     done = outpost("verify", str(tmp_path / "b"), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
     assert json.loads(outpost("info", str(tmp_path / "b"), "--json").stdout) == manifest_dict()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("embedder", "languages"), [1], "embedder.languages[0]"),
+        (("checks", "conversion"), 5, "checks.conversion"),
+        (("checks", "conversion", "top1_agreement"), "x", "checks.conversion.top1_agreement"),
+        (("checks", "retrieval"), "x", "checks.retrieval"),
+        (("languages", "chunks"), "x", "languages.chunks"),
+        (("languages", "runs"), [[0, "1", "en"]], "languages.runs[0][1]"),
+        (("languages", "also"), {"nb": [[0]]}, "languages.also['nb'][0]"),
+    ],
+)
+def test_nested_fields_of_the_wrong_shape_are_named(tmp_path, path, value, field):
+    """Record sections the runtime reads (checks, languages) are checked where they are read
+    from: a wrong shape deep inside is one line naming the field, never an internal error."""
+    data = manifest_dict()
+    data.setdefault("checks", {}).setdefault("conversion", {})
+    data.setdefault("languages", {})
+    where = data
+    for key in path[:-1]:
+        where = where.setdefault(key, {})
+    where[path[-1]] = value
+    write_fake_bundle(tmp_path / "b", data)
+    for command in (["info"], ["info", "--json"], ["verify"]):
+        done = outpost(command[0], str(tmp_path / "b"), *command[1:])
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.strip().splitlines() == [
+            f"Error: {tmp_path / 'b' / 'bundle.json'}: field {field!r} must be "
+            + done.stderr.split(" must be ", 1)[1].strip()
+        ]
+        assert "internal error" not in done.stderr

@@ -158,7 +158,13 @@ def tampered_previous(tiny_bundle: Path, folder: Path, resign: bool = False) -> 
 
 def _update(tiny_phi3, previous: Path, out: Path, *extra: str):
     return export(
-        EXAMPLES / "docs" / "press", out, "--base", str(tiny_phi3), "--update", str(previous), *extra
+        EXAMPLES / "docs" / "press",
+        out,
+        "--base",
+        str(tiny_phi3),
+        "--update",
+        str(previous),
+        *extra,
     )
 
 
