@@ -67,12 +67,10 @@ def export_cmd(docs, as_json, **options):
 )
 def keygen(out):
     """Make an Ed25519 key pair for signing bundles (`export --sign PREFIX.key`)."""
-    from outpost.export.sign import generate_keypair
+    from outpost.export.sign import generate_keypair, key_paths
 
     prefix = Path(out)
-    fp = generate_keypair(
-        prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
-    )
+    fp = generate_keypair(*key_paths(prefix))
     click.echo(f"{prefix}.key (keep it secret), {prefix}.pub (copy to devices); key id {fp}")
 
 

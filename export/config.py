@@ -234,6 +234,12 @@ class KitConfig:
     trust: str | None = setting(
         None, "Public key the device trusts; the bundle must be signed by it.", path=True
     )
+    sign: str | None = setting(
+        None,
+        "Private key (from `outpost keygen`) to sign kit.json with, the key of --trust; "
+        "install.sh checks the signature before it installs anything.",
+        path=True,
+    )
     question: str = setting(DEFAULT_QUESTION, "The question install.sh asks as its check.")
     full: bool = setting(False, "Keep every dependency pip resolves (no pruning).")
     force: bool = setting(False, "Replace an existing kit at --out.")
@@ -276,9 +282,10 @@ class KitConfig:
                     f"--out {self.out} and --bundle {self.bundle} overlap: the kit would be written "
                     "into what it packs; choose an --out outside the bundle"
                 )
-        if self.trust and not Path(self.trust).is_file():
-            raise InputError(
-                f"--trust {self.trust}: no such key file; pass the .pub from `outpost keygen`"
+        if self.sign and not self.trust:
+            raise UsageError(
+                f"--sign {self.sign} needs --trust with the same key's .pub: the device checks "
+                "the kit's signature with it"
             )
         if not self.question.strip():
             raise UsageError("--question must not be empty")

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.runtime.bundle import SIGNATURE
-from outpost.runtime.errors import InputError
+from outpost.runtime.errors import InputError, UsageError
 from outpost.runtime.manifest import MANIFEST
 from outpost.runtime.verify import fingerprint
 
@@ -24,6 +24,17 @@ def _public_pem(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def key_paths(prefix: Path) -> tuple[Path, Path]:
+    """PREFIX.key and PREFIX.pub for `keygen -o PREFIX`; a prefix that names no file (`/`, `.`,
+    `..`, `dir/..`) is a usage error."""
+    if prefix.name in ("", ".", ".."):
+        raise UsageError(
+            f"-o {prefix} names a folder, not a key prefix; pass a prefix such as "
+            f"{prefix / 'release'} (writes release.key and release.pub)"
+        )
+    return prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
 
 
 def generate_keypair(private_path: Path, public_path: Path) -> str:
@@ -88,14 +99,18 @@ def signer_of(private_key: Path) -> dict[str, object]:
     return {fingerprint(_public_pem(key)): key.public_key()}
 
 
-def sign_manifest(root: Path, private_key: Path) -> str:
-    """Write root/bundle.sig; return the signing key's fingerprint."""
+def signature_record(data: bytes, private_key: Path) -> dict:
+    """The Ed25519 signature of `data` as bundle.sig (and a kit's kit.sig) hold it."""
     key = _private_key(private_key)
-    signature = key.sign((root / MANIFEST).read_bytes())
-    record = {
+    return {
         "algorithm": "ed25519",
         "key": fingerprint(_public_pem(key)),
-        "signature": base64.b64encode(signature).decode(),
+        "signature": base64.b64encode(key.sign(data)).decode(),
     }
+
+
+def sign_manifest(root: Path, private_key: Path) -> str:
+    """Write root/bundle.sig; return the signing key's fingerprint."""
+    record = signature_record((root / MANIFEST).read_bytes(), private_key)
     (root / SIGNATURE).write_text(json.dumps(record) + "\n")
     return record["key"]

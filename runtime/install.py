@@ -11,13 +11,16 @@ A bundles folder on a device:
     .lock                      held by the install or rollback running now
 
 Before anything is written, the archive's bundle.json (and, with trusted keys, its signature) is
-read and every member is checked against it: listed, and of the listed size; the free space is
-checked too. Files are hashed as they are written. Every later step is a rename or a symlink
+read and every member is checked against it: listed, and of the listed size. Metadata headers
+(PAX, GNU long names) are bounded from their 512-byte header block before tarfile reads them
+(`BoundedTarInfo`). A release already here that verifies is "already installed": nothing is
+extracted, so no space is needed; otherwise the free space is checked. Files are hashed as they are written. Every later step is a rename or a symlink
 replace (atomic on POSIX file systems) with fsync of the folder: `current` always points at a
 complete, verified bundle. The two links change under a journal (`.switch.json`, written before
 and removed after), which the next install or rollback completes, so a kill between the two never
 leaves them on the same release. Half-extracted archives (`.incoming-*`) and copies on their way
-out (`.trash-*`) are removed by the next run.
+out (`.trash-*`) are removed by the next run. Rollback verifies `previous` (hashes, and its
+signature with trusted keys) before it moves anything.
 """
 
 from __future__ import annotations

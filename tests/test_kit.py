@@ -30,6 +30,8 @@ def make_kit(tmp_path, platform_tag: str, bundle, key) -> tuple:
         str(bundle),
         "--trust",
         f"{key}.pub",
+        "--sign",
+        f"{key}.key",
         "--question",
         QUESTION,
         "--json",
@@ -70,6 +72,8 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "signature valid" in done.stdout and "check: one question" in done.stderr
+    assert "files match kit.json; signed by key" in done.stderr  # checked before installing
+    assert (prefix / "keys" / "release.pub").is_file()  # later kits must be signed by it
     assert "Sources:" in done.stdout or "do not cover" in done.stdout
     assert (prefix / "bundles" / "current").is_symlink()
 
