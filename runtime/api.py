@@ -14,11 +14,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from outpost.runtime.config import LANGUAGES, ServeConfig
 from outpost.runtime.releases import Release, Releases
-from outpost.runtime.scheduler import ApiError, Done, Failed, Quote, Scheduler, Text
+from outpost.runtime.scheduler import ApiError, Done, Failed, Job, Quote, Scheduler, Text
 
 KIOSK = Path(__file__).parent / "kiosk"
 MAX_MESSAGES = 64  # messages in one chat request
@@ -30,12 +30,34 @@ class Message(BaseModel):
     role: str = Field(pattern="^(system|developer|user|assistant|tool)$")
     content: str | list[dict]
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts(cls, content):
+        """A string, or content parts whose text parts hold a string (checked here, so a
+        number in `text` is a 400 that says so, not a 500 when the text is joined)."""
+        if isinstance(content, str):
+            return content
+        if not isinstance(content, list):
+            raise ValueError("give a string or a list of content parts")
+        for part in content:
+            if not isinstance(part, dict):
+                raise ValueError('each content part is an object: {"type": "text", "text": "..."}')
+            if part.get("type") == "text" and not isinstance(part.get("text", ""), str):
+                raise ValueError("a text part's `text` must be a string")
+        return content
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # temperature, top_p, ...: accepted, greedy anyway
     model: str | None = None
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
@@ -43,7 +65,23 @@ class ChatRequest(BaseModel):
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    input: str | list[str] = Field(max_length=MAX_EMBEDDING_INPUTS)
+    input: str | list[str]
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, given):
+        """One string or a list of at most MAX_EMBEDDING_INPUTS, none empty: each limit named
+        as itself (a long string is the embedder's to refuse, by its tokens)."""
+        texts = [given] if isinstance(given, str) else given
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("give a string or a list of strings")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(
+                f"{len(texts)} texts; send at most {MAX_EMBEDDING_INPUTS} in one request"
+            )
+        if not texts or any(not t.strip() for t in texts):
+            raise ValueError("give one or more non-empty strings")
+        return given
 
 
 @dataclass
@@ -78,9 +116,7 @@ def _text(content) -> str:
     """A message's text: a string, or the text parts of a content list."""
     if isinstance(content, str):
         return content
-    return "".join(
-        p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-    )
+    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
 def split_conversation(messages: list) -> tuple[str, list[dict]]:
@@ -203,7 +239,7 @@ class Reply:
                 elif isinstance(event, Quote):
                     yield self.chunk({}, outpost={"quote": event.quote})
                 elif isinstance(event, Done):
-                    answer = event.answer
+                    answer = event.result
                     self.record(answer)
                     if answer.answer_mode == "quoted":  # the line is the answer's content
                         yield self.chunk({"content": answer.text})
@@ -301,12 +337,19 @@ def openai_router(server: Server) -> APIRouter:
 
     @router.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest, request: Request):
+        """A job like a question's: in the queue and in its slot it watches its client and
+        --request-timeout, and stops between batches when either ends it."""
         release = server.serving()
         texts = [body.input] if isinstance(body.input, str) else body.input
-        if not texts or any(not t.strip() for t in texts):
-            raise ApiError(400, "input: give one or more non-empty strings")
-        vectors = await scheduler.run(lambda: release.embed(texts))
         request.state.log = {"inputs": len(texts)}
+
+        def embed(job: Job):
+            return release.embed(texts, job.should_stop)
+
+        last = await scheduler.start(embed).last(request)
+        if isinstance(last, Failed):
+            raise ApiError(last.status, last.message)
+        vectors = last.result
         return {
             "object": "list",
             "model": release.model,
@@ -339,8 +382,8 @@ def openai_router(server: Server) -> APIRouter:
             last = await job.last(request)
             if isinstance(last, Failed):
                 raise ApiError(last.status, last.message)
-            return reply.whole(last.answer)
-        include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
+            return reply.whole(last.result)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             reply.stream(job, include_usage),
             media_type="text/event-stream",

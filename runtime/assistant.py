@@ -22,6 +22,7 @@ from outpost.runtime.names import unknown_names
 from outpost.runtime.prompt import (
     REFUSAL_OPENINGS,
     Passage,
+    check_fits,
     check_question,
     fit_messages,
     is_refusal,
@@ -112,6 +113,8 @@ class Assistant:
         sentences reach `on_text` only when each is supported by the passages and attributable
         to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
         question = check_question(question)
+        budget = self.max_context - self.settings.max_new_tokens
+        check_fits(question, self.generator.count_tokens, budget)  # before any search
         language = question_language(question, self.languages, self.main_language)
         adapter = self.check_adapter(adapter) or self.adapter
         settings = dataclasses.replace(self.settings, adapter=adapter)
@@ -121,7 +124,6 @@ class Assistant:
         start = time.perf_counter()
         hits, reading, shown_passages = self._find(question, history, answer)
         answer.retrieval_s = time.perf_counter() - start
-        budget = self.max_context - self.settings.max_new_tokens
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
         # Fit first: a question too long for the context is an error even when ungrounded.
         messages, kept = fit_messages(

@@ -7,6 +7,7 @@ module imports nothing heavy, so `outpost --help` stays instant.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from outpost.runtime.errors import UsageError
 from outpost.runtime.settings import setting
 
 READERS = ("windows", "chunks")
+# --allow-host: a DNS name or IPv4 address, or an IPv6 address in brackets; an optional :PORT
+_HOST_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 LANGUAGES = ("en", "de", "fr", "es", "nb", "nl")
 
 
@@ -96,6 +99,13 @@ class ServeConfig:
     )
     port: int = setting(8080, "TCP port (0: any free one).")
     api_key: str | None = setting(None, "Require 'Authorization: Bearer KEY' on /v1/.", secret=True)
+    allow_host: list[str] = setting(
+        [],
+        "Also answer requests whose Host (and Origin) names this: NAME (any port) or NAME:PORT; "
+        "'*': any. Otherwise only the bound address and localhost are answered (421/403); "
+        "no check with --api-key.",
+        multiple=True,
+    )
     max_concurrent: int = setting(1, "Questions answered at once (each uses every --threads core).")
     queue: int = setting(
         8, "Questions that may wait for a slot; more are answered 429 with Retry-After."
@@ -122,9 +132,23 @@ class ServeConfig:
     max_client_connections: int = setting(
         32, "Open connections from one address; more are closed at once.", low=1, high=65536
     )
+    operator_connections: int = setting(
+        16,
+        "Of --max-connections, kept for 127.0.0.1 and ::1 (the device's own operator): other "
+        "addresses are closed at once when only these are left.",
+        low=0,
+        high=65536,
+    )
     head_timeout: float = setting(
         10.0,
         "Seconds a client may take to send a request's headers; then it is disconnected.",
+        low=0.1,
+        high=3600,
+    )
+    body_timeout: float = setting(
+        20.0,
+        "Seconds a client may take to send a request's body once its headers are in; then it "
+        "gets a 408 and is disconnected.",
         low=0.1,
         high=3600,
     )
@@ -162,7 +186,15 @@ class ServeConfig:
             raise UsageError(f"--lang must be one of {', '.join(LANGUAGES)}")
         if not 1 <= self.max_client_connections <= self.max_connections:
             raise UsageError("--max-client-connections must be between 1 and --max-connections")
-        if self.head_timeout <= 0:
-            raise UsageError("--head-timeout must be more than 0 seconds")
+        if self.head_timeout <= 0 or self.body_timeout <= 0:
+            raise UsageError("--head-timeout and --body-timeout must be more than 0 seconds")
+        if not 0 <= self.operator_connections < self.max_connections:
+            raise UsageError("--operator-connections must be between 0 and --max-connections - 1")
+        for name in self.allow_host:
+            if name != "*" and not _HOST_NAME.fullmatch(name):
+                raise UsageError(
+                    f"--allow-host {name!r}: give a host name or address, NAME or NAME:PORT "
+                    "(no scheme, no path), or '*'"
+                )
         if self.api_key is not None and len(self.api_key) < 8:
             raise UsageError("--api-key must be at least 8 characters")

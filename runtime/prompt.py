@@ -78,6 +78,32 @@ def build_messages(
     return messages
 
 
+# A question is measured by its first budget x this many characters: no vocabulary averages
+# more characters a token, so a longer question whose beginning is already over is refused
+# without a tokenizer pass over all of it (a megabyte took 0.4 s; a hundred would take minutes).
+CHARS_PER_TOKEN_BOUND = 16
+
+
+def check_fits(
+    question: str,
+    count_tokens: Callable[[list[dict]], int],
+    budget: int,
+    language: str = "en",
+) -> None:
+    """InputError when the question alone, with the bare prompt, is over `budget` tokens:
+    checked before anything is searched, at a cost bounded by the budget, not the question."""
+    head = question[: budget * CHARS_PER_TOKEN_BOUND]
+    tokens = count_tokens(build_messages(head, [], [], language))
+    if tokens <= budget and len(head) < len(question):  # a beginning that fits: measure all
+        tokens = count_tokens(build_messages(question, [], [], language))
+    if tokens > budget:
+        size = f"{tokens} tokens" if len(head) == len(question) else f"{len(question)} characters"
+        raise InputError(
+            f"the question is {size} with the prompt, over the {budget}-token budget; "
+            "shorten it or raise --max-context"
+        )
+
+
 def fit_messages(
     question: str,
     passages: Sequence[Passage],

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from outpost.runtime.config import ServeConfig
-from outpost.runtime.errors import OutpostError, one_line
+from outpost.runtime.errors import InputError, OutpostError, one_line
+from outpost.runtime.scheduler import Stopped
 
 
 @dataclass
@@ -65,8 +67,25 @@ class Release:
         """(source, heading, text) of a stored passage, or None."""
         return self.assistant.retriever.store.get([chunk_id]).get(chunk_id)
 
-    def embed(self, texts: list[str]):
-        return self.assistant.retriever.embedder.embed(texts)
+    def embed(self, texts: list[str], should_stop: Callable[[], bool] = lambda: False):
+        """Unit vectors for `texts`. A text longer than the embedder reads is refused (its
+        vector would be of its beginning only); `should_stop` is asked between batches."""
+        embedder = self.assistant.retriever.embedder
+        limit = (embedder.tokenizer.truncation or {}).get("max_length")
+        for i, encoding in enumerate(embedder.tokenizer.encode_batch(texts)):
+            if encoding.overflowing:
+                raise InputError(
+                    f"input[{i}] is longer than the {limit} tokens the embedder reads; "
+                    "split it into shorter texts"
+                )
+
+        def between_batches(done: int, total: int) -> None:
+            if should_stop():
+                raise Stopped()
+
+        if should_stop():
+            raise Stopped()
+        return embedder.embed(texts, progress=between_batches)
 
 
 def load_release(path: Path, config: ServeConfig) -> Release:

@@ -1,11 +1,12 @@
-"""Who answers when: answer slots, the queue before them, and each question's events.
+"""Who answers when: answer slots, the queue before them, and each job's events.
 
-`--max-concurrent` questions are answered at once (each uses the cores through onnxruntime), up
-to `--queue` more wait their turn; beyond that a request is turned away (429), and one that
-waited longer than `--queue-timeout` gets a 503. Every question runs in a worker thread with
-its own state; its events (`Started`, `Quote`, `Text`, then `Done` or `Failed`) cross to the
-event loop through its `Job`. A client that leaves, or a question past `--request-timeout`,
-stops the job: in the queue it gives up its place, answering it stops between tokens.
+`--max-concurrent` jobs (questions and embeddings alike) run at once (each uses the cores
+through onnxruntime), up to `--queue` more wait their turn; beyond that a request is turned away
+(429), and one that waited longer than `--queue-timeout` gets a 503. Every job runs in a worker
+thread with its own state; its events (`Started`, `Quote`, `Text`, then `Done` or `Failed`)
+cross to the event loop through its `Job`. A client that leaves, or a job past
+`--request-timeout`, stops the job: in the queue it gives up its place; an answer stops between
+tokens, embeddings between batches.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from outpost.runtime.answer import Answer
 from outpost.runtime.config import ServeConfig
 from outpost.runtime.errors import OutpostError, one_line
+
+
+class Stopped(Exception):
+    """A job's work stopped early: its client left or its deadline passed."""
 
 
 class ApiError(Exception):
@@ -52,7 +58,9 @@ class Text:
 
 @dataclass(frozen=True)
 class Done:
-    answer: Answer
+    """The job's result: an `Answer` for a question, the vectors for embeddings."""
+
+    result: Answer | object
 
 
 @dataclass(frozen=True)
@@ -144,33 +152,26 @@ class Scheduler:
         finally:
             self.sem.release()
 
-    async def run(self, work):
-        """`work()` in a slot, from the event loop (admitted first: 429 when full)."""
+    def start(self, work: Callable[[Job], object]) -> Job:
+        """Admit a job (429 when full) and run `work(job)` in a slot, in a worker thread; its
+        result comes as `Done`, its end as `Failed`. `work` checks `job.should_stop()` (its
+        client left, or past --request-timeout) and raises `Stopped` or ends early."""
         self.admit()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self.in_slot, work)
-        finally:
-            self.leave()
+        loop = asyncio.get_running_loop()
+        job = Job(loop, time.monotonic() + self.request_timeout)
+        loop.run_in_executor(self.pool, self._work, job, work)
+        return job
 
     def answer(
         self, release, question: str, history: list, max_tokens: int, adapter: str | None = None
     ) -> Job:
         """Admit a question (429 when full) and start answering it, with `adapter` active for it
         alone; its events come on the job."""
-        self.admit()
-        loop = asyncio.get_running_loop()
-        job = Job(loop, time.monotonic() + self.request_timeout)
-        work = (job, release, question, history, max_tokens, adapter)
-        loop.run_in_executor(self.pool, self._work, *work)
-        return job
 
-    def _work(
-        self, job: Job, release, question: str, history: list, max_tokens: int, adapter
-    ) -> None:
-        def answer():
+        def answer(job: Job):
             job.put(Started())
             if job.should_stop():
-                raise RuntimeError("stopped before it started")
+                raise Stopped()
             return release.ask(
                 question,
                 history,
@@ -181,10 +182,24 @@ class Scheduler:
                 adapter=adapter,
             )
 
+        return self.start(answer)
+
+    def _work(self, job: Job, work: Callable[[Job], object]) -> None:
         try:
-            job.put(Done(self.in_slot(answer, job.stop)))
+            job.put(Done(self.in_slot(lambda: work(job), job.stop)))
+        except Stopped:
+            if job.stop.is_set():
+                job.put(Failed(499, "the client left before it was answered"))
+            else:
+                job.put(
+                    Failed(
+                        503,
+                        f"not done within the server's --request-timeout "
+                        f"({self.request_timeout:g} s); send less at once",
+                    )
+                )
         except ApiError as e:
-            job.put(Failed(503, e.message))
+            job.put(Failed(e.status, e.message))
         except OutpostError as e:
             job.put(Failed(400, one_line(str(e))))
         except Exception as e:  # noqa: BLE001 - reported as a 500 with one line, server stays up

@@ -12,21 +12,24 @@
 Where things are: the routes and request models in runtime/api.py (one router per concern),
 the answer slots, queue and each question's typed events in runtime/scheduler.py, the releases
 followed (a bundle or a bundles folder's `current`) in runtime/releases.py, the settings in
-runtime/config.py. This module puts them together behind `Guard` (request ids, body limits, the
-API key, the access log, one-line 500s) and runs uvicorn with `guarded_protocol` (header
-timeout and connection caps against idle and slow clients).
+runtime/config.py. This module puts them together behind `Guard` (Host and Origin check, request
+ids, body limits, the API key, the access log, one-line 500s) and runs uvicorn with
+`guarded_protocol` (head and body deadlines, connection caps with the operator's reserve,
+half-closed clients) on a socket bound by `listen` before anything is said to be served.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
 import contextlib
+import errno
 import json
 import secrets
+import socket
 import threading
 import time
 
 from outpost.runtime.api import authorised_headers, error_response
 from outpost.runtime.config import ServeConfig
-from outpost.runtime.errors import one_line
+from outpost.runtime.errors import InputError, OutpostError, UsageError, one_line
 from outpost.runtime.releases import Releases
 from outpost.runtime.scheduler import ApiError, Scheduler
 
@@ -86,7 +89,8 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
     async def invalid(request, exc):  # OpenAI answers 400 with an error object, not 422
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
+        message = first.get("msg", "invalid request").removeprefix("Value error, ")
+        return error_response(400, f"{where or 'body'}: {message}")
 
     @app.exception_handler(ApiError)
     async def busy(request, exc: ApiError):
@@ -108,12 +112,15 @@ def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
 
 
 class Guard:
-    """Pure ASGI middleware (so a handler sees its client leave): request id, body limits, API
-    key on /v1/, one access-log line per request (when a stream's last byte has gone), and any
-    error a handler did not expect answered as a one-line OpenAI-shaped 500, logged the same."""
+    """Pure ASGI middleware (so a handler sees its client leave): the Host and Origin check,
+    request id, body limits, API key on /v1/, one access-log line per request (when a stream's
+    last byte has gone; 499 when the client left before it, 408 when its body came too slowly),
+    and any error a handler did not expect answered as a one-line OpenAI-shaped 500, logged the
+    same."""
 
     def __init__(self, app, config: ServeConfig, say):
         self.app, self.config, self.say = app, config, say
+        self.hosts = HostCheck(config)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -122,7 +129,7 @@ class Guard:
         state = scope.setdefault("state", {})
         state["rid"], state["log"] = rid, {}
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status, config = [None], self.config
+        status, finished, config = [None], [False], self.config
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":
@@ -131,32 +138,26 @@ class Guard:
                     **message,
                     "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())],
                 }
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished[0] = True
             await send(message)
+
+        async def receive_watched():  # a client gone before the last byte: logged 499
+            message = await receive()
+            if message["type"] == "http.disconnect" and not finished[0]:
+                state["left"] = True
+            return message
 
         try:
             length = int(headers.get("content-length") or 0)
         except ValueError:
             length = config.max_body + 1
-        early = None
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            early = error_response(411, "send the request body with a Content-Length header")
-        elif length > config.max_body or length < 0:
-            early = error_response(413, f"request body over {config.max_body} bytes; send less")
-        elif (
-            config.api_key
-            and scope["path"].startswith("/v1/")
-            and not authorised_headers(headers, config.api_key)
-        ):
-            early = error_response(
-                401,
-                "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                "authentication_error",
-            )
+        early = self.hosts.refusal(scope, headers) or self._refusal(scope, headers, length)
         try:
             if early is not None:
-                await early(scope, receive, send_with_id)
+                await early(scope, receive_watched, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive_watched, send_with_id)
         except Exception as e:  # noqa: BLE001 - a bug: one line in the log and to the client
             state["log"] = {
                 **state.get("log", {}),
@@ -168,81 +169,285 @@ class Guard:
                 )(scope, receive, send_with_id)
         finally:
             if scope["path"] != "/health":
+                shown = status[0] or 500
+                if state.get("timed_out"):
+                    shown = 408
+                elif state.get("left"):
+                    shown = 499
                 self.say(
                     {
                         "event": "request",
                         "id": rid,
                         "method": scope["method"],
                         "path": scope["path"],
-                        "status": 499 if state.get("left") else status[0] or 500,
+                        "status": shown,
                         "latency_ms": round(1000 * (time.perf_counter() - started), 1),
                         **state.get("log", {}),
                     }
                 )
 
+    def _refusal(self, scope, headers: dict, length: int):
+        """The one-line answer for a request refused before its body is read, else None. A
+        body that will not be read closes the connection after the answer, so it is never
+        read whole (uvicorn would read and drop it to keep the connection)."""
+        config, unread = self.config, {"Connection": "close"}
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            message = "send the request body with a Content-Length header"
+            return error_response(411, message, headers=unread)
+        if length > config.max_body or length < 0:
+            message = f"request body over {config.max_body} bytes; send less"
+            return error_response(413, message, headers=unread)
+        if (
+            config.api_key
+            and scope["path"].startswith("/v1/")
+            and not authorised_headers(headers, config.api_key)
+        ):
+            return error_response(
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                "authentication_error",
+            )
+        return None
+
+
+class HostCheck:
+    """The API answers only its own origin: a web page whose name was pointed at 127.0.0.1
+    (DNS rebinding) sends its own name as Host, and a page of another site its own Origin.
+    Answered: the address the connection came in on, the --host given, and `localhost`, each at
+    the server's port; and every --allow-host NAME (any port) or NAME:PORT. Anything else is a
+    421 (Host) or 403 (Origin). Off with --api-key (the key is the check) or --allow-host '*'."""
+
+    def __init__(self, config: ServeConfig):
+        self.off = bool(config.api_key) or "*" in config.allow_host
+        self.own = {"localhost", config.host.lower()}
+        self.named: dict[str, set[int | None]] = {}
+        for entry in config.allow_host:
+            name, port = _split_host(entry, None)
+            if name:
+                self.named.setdefault(name, set()).add(port)
+
+    def allows(self, name: str, port: int | None, scope) -> bool:
+        local, served = (scope.get("server") or ("", None))[:2]
+        local = (local or "").lower()
+        own = self.own | {local, local.removeprefix("::ffff:")}
+        if name in own and port == served:
+            return True
+        ports = self.named.get(name, set())
+        return None in ports or port in ports
+
+    def refusal(self, scope, headers: dict):
+        """The one-line 421 or 403 for a request not meant for this server, else None."""
+        if self.off:
+            return None
+        host = headers.get("host")
+        if host is not None:
+            name, port = _split_host(host, 80)
+            if not name or not self.allows(name, port, scope):
+                return error_response(
+                    421,
+                    f"Host {_shown(host)} is not a name of this server; open it by its address "
+                    "or localhost, or start it with --allow-host NAME",
+                )
+        origin = headers.get("origin")
+        if origin is not None:
+            scheme, _, rest = origin.partition("://")
+            default = {"http": 80, "https": 443}.get(scheme.lower())
+            name, port = _split_host(rest, default) if default and "/" not in rest else ("", None)
+            if not name or not self.allows(name, port, scope):
+                return error_response(
+                    403,
+                    f"Origin {_shown(origin)} is not this server's: pages of other sites cannot "
+                    "use it (--allow-host NAME adds a name)",
+                )
+        return None
+
+
+def _split_host(value: str, default: int | None) -> tuple[str, int | None]:
+    """("name", port) of `name[:port]` or `[v6]:port`, lower case; ("", None) if malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None if not rest else "x"
+    elif value.count(":") == 1:
+        name, port = value.split(":")
+    elif ":" in value:
+        return "", None  # an IPv6 address without brackets is not a Host
+    else:
+        name, port = value, None
+    name = name.rstrip(".")
+    if not name or any(c in name for c in "/@ \t"):
+        return "", None
+    if port is None:
+        return name, default
+    return (name, int(port)) if port.isdigit() and int(port) < 65536 else ("", None)
+
+
+def _shown(value: str) -> str:
+    return repr(one_line(value)[:80])
+
+
+OPERATOR = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})  # the device's own operator
+
 
 def guarded_protocol(config: ServeConfig):
-    """uvicorn's h11 protocol with what it lacks against idle and slow clients: a request's
-    headers must arrive within `head_timeout` of the connection being ready for them (first
-    request and each keep-alive one), at most `max_client_connections` per address and
-    `max_connections` in all; beyond them a connection is closed at once."""
+    """uvicorn's h11 protocol with what it lacks against idle, slow and departing clients:
+
+    - deadlines: a request's headers must arrive within `head_timeout` of the connection being
+      ready for them (first request and each keep-alive one), its body within `body_timeout` of
+      its headers (408, then closed); trickling bytes extends neither;
+    - connection caps: at most `max_client_connections` per address and `max_connections` in
+      all, of which `operator_connections` only 127.0.0.1 and ::1 may take; beyond them a
+      connection is closed at once;
+    - a client that half-closes (shutdown(SHUT_WR)) after its whole request still gets its
+      answer: the connection stays open for writing, an interim `100 Continue` is sent and the
+      socket watched, so a client that closed for good (it answers the 100 with a reset) is
+      still seen leaving, and its job stops."""
+    import socket
+
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     per_client: dict[str, int] = {}
+    total = [0]
+    others = config.max_connections - config.operator_connections
 
     class Guarded(H11Protocol):
-        head_timer = None
+        timer = None
+        waiting_for = None  # "head" or "body": what the timer waits for
         counted = None
+        peer_watch = None
 
         def connection_made(self, transport):
             super().connection_made(transport)
             host = self.client[0] if self.client else "?"
-            if (
-                len(self.connections) > config.max_connections
-                or per_client.get(host, 0) >= config.max_client_connections
-            ):
+            cap = config.max_connections if host in OPERATOR else others
+            if total[0] >= cap or per_client.get(host, 0) >= config.max_client_connections:
                 transport.abort()
                 return
             per_client[host] = per_client.get(host, 0) + 1
+            total[0] += 1
             self.counted = host
-            self._arm()
+            self._watch()
 
         def connection_lost(self, exc):
-            self._disarm()
+            self._arm(None)
+            if self.peer_watch is not None:
+                self.peer_watch.cancel()
+                self.peer_watch = None
             if self.counted is not None:
                 left = per_client.get(self.counted, 1) - 1
                 if left:
                     per_client[self.counted] = left
                 else:
                     per_client.pop(self.counted, None)
+                total[0] -= 1
                 self.counted = None
             super().connection_lost(exc)
 
         def data_received(self, data):
             super().data_received(data)
-            import h11
-
-            if self.conn.their_state is not h11.IDLE:
-                self._disarm()  # the request's headers are in
+            self._watch()
 
         def on_response_complete(self):
             super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()  # the next request's headers have the same time
+            self._watch()
 
-        def _arm(self):
-            self._disarm()
-            self.head_timer = self.loop.call_later(config.head_timeout, self._too_slow)
+        def _watch(self):
+            """The deadline of what the connection now waits for from its client, armed when
+            that changes: a request's head, its body, or nothing (the server's turn)."""
+            if self.counted is None or self.transport.is_closing():
+                return self._arm(None)
+            state = self.conn.their_state
+            want = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+            if want != self.waiting_for:
+                self._arm(want)
 
-        def _disarm(self):
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
+        def _arm(self, what):
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.waiting_for = what
+            if what == "head":
+                self.timer = self.loop.call_later(config.head_timeout, self._head_too_slow)
+            elif what == "body":
+                self.timer = self.loop.call_later(config.body_timeout, self._body_too_slow)
 
-        def _too_slow(self):
-            self.head_timer = None
+        def _head_too_slow(self):
+            self.timer = self.waiting_for = None
             if not self.transport.is_closing():
                 self.transport.abort()
+
+        def _body_too_slow(self):
+            """A one-line 408 when nothing was answered yet, then the connection is closed; the
+            handler waiting for the body sees its client gone."""
+            self.timer = self.waiting_for = None
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is None or cycle.response_started:
+                return self.transport.abort()
+            self.scope["state"]["timed_out"] = "body"
+            cycle.disconnected = True  # the handler's receive() answers http.disconnect
+            cycle.message_event.set()
+            message = (
+                f"the request body did not arrive within {config.body_timeout:g} s "
+                "(the server's --body-timeout); send it at once"
+            )
+            body = json.dumps(
+                {"error": {"message": message, "type": "invalid_request_error", "code": 408}}
+            ).encode()
+            head = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            try:
+                response = h11.Response(status_code=408, headers=head, reason=b"Request Timeout")
+                out = self.conn.send(response)
+                out += self.conn.send(h11.Data(data=body)) + self.conn.send(h11.EndOfMessage())
+            except h11.LocalProtocolError:
+                return self.transport.abort()
+            self.transport.write(out)
+            self.transport.close()
+
+        def eof_received(self):
+            cycle = self.cycle
+            if (
+                cycle is None
+                or cycle.response_complete
+                or cycle.more_body  # the request was cut short: its client left
+                or self.scope["http_version"] != "1.1"
+                or self.transport.is_closing()
+            ):
+                return None  # asyncio closes the connection
+            cycle.keep_alive = False  # the client can send no next request
+            if not cycle.response_started:  # a probe: a closed socket answers it with a reset
+                try:
+                    self.transport.write(
+                        self.conn.send(
+                            h11.InformationalResponse(
+                                status_code=100, headers=[], reason=b"Continue"
+                            )
+                        )
+                    )
+                except h11.LocalProtocolError:
+                    pass
+                cycle.waiting_for_100_continue = False
+            self._watch_peer()
+            return True  # half-closed: keep the connection open to write the answer
+
+        def _watch_peer(self):
+            self.peer_watch = None
+            if self.transport.is_closing():
+                return
+            sock = self.transport.get_extra_info("socket")
+            try:
+                reset = sock is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError:
+                reset = True
+            if reset:  # the client closed for good: as if it had left (the job stops)
+                return self.transport.abort()
+            self.peer_watch = self.loop.call_later(0.1, self._watch_peer)
 
     return Guarded
 
@@ -277,19 +482,69 @@ def limit_malloc_arenas(count: int = 2) -> bool:
         return False
 
 
-def serve(config: ServeConfig) -> None:
+def check_adapter(config: ServeConfig) -> None:
+    """`--adapter NAME` that the release to serve first lacks: the same one-line error as
+    `outpost ask --adapter`, at start, not a 503 forever. A release that cannot be read yet is
+    left to the release thread (it is reported on /health)."""
+    if config.adapter is None:
+        return
+    from outpost.runtime.bundle import read_manifest_bytes
+    from outpost.runtime.install import resolve
+    from outpost.runtime.manifest import Manifest
+
+    try:
+        manifest = Manifest.from_json(read_manifest_bytes(resolve(config.source)))
+    except (OutpostError, OSError, ValueError):
+        return
+    adapters = sorted(manifest.model.adapters)
+    if config.adapter not in adapters:
+        has = ", ".join(adapters) if adapters else "none"
+        raise UsageError(
+            f"--adapter {config.adapter}: this bundle has no such adapter (it has: {has}); "
+            "`outpost info` lists them"
+        )
+
+
+def listen(config: ServeConfig) -> socket.socket:
+    """The listening socket, bound before anything is said to be served: a port in use is one
+    error line, not uvicorn's after "serving"."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        where = address(config.host, config.port)
+        if e.errno == errno.EADDRINUSE:
+            raise InputError(
+                f"cannot listen on {where}: the port is in use (another server?); stop it or "
+                "pick another --port"
+            ) from None
+        reason = e.strerror or one_line(str(e))
+        raise InputError(f"cannot listen on {where}: {reason}; check --host and --port") from None
+    return sock
+
+
+def address(host: str, port: int) -> str:
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
+def serve(config: ServeConfig, sock: socket.socket | None = None) -> None:
+    """Serve on `sock` (from `listen`; bound here when not given) until Ctrl-C."""
     import uvicorn
 
+    sock = sock or listen(config)
     limit_malloc_arenas()
     app = create_app(config)
     # No limit_concurrency: uvicorn counts idle connections in it, so 64 of them locked everyone
     # out. Questions are bounded by the answer slots; connections by guarded_protocol.
-    uvicorn.run(
+    settings = uvicorn.Config(
         app,
-        host=config.host,
-        port=config.port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
         http=guarded_protocol(config),
     )
+    uvicorn.Server(settings).run(sockets=[sock])

@@ -30,9 +30,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(bundle, *args: str, ready: bool = True):
-    """A real `outpost serve` process; yields (base URL, process). Its log (stderr) goes to a
-    file, `proc.log_path`: a pipe nobody reads would fill and stop the server."""
+def running(bundle, *args: str, ready: bool = True, env: dict | None = None):
+    """A real `outpost serve` process (`env`: variables beside os.environ); yields (base URL,
+    process). Its log (stderr) goes to a file, `proc.log_path`: a pipe nobody reads would fill
+    and stop the server."""
     import tempfile
 
     port = free_port()
@@ -54,6 +55,7 @@ def running(bundle, *args: str, ready: bool = True):
         stdout=subprocess.DEVNULL,
         stderr=log,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     proc.log_path = log.name
     url = f"http://127.0.0.1:{port}"
@@ -531,8 +533,8 @@ def _raw_post(url: str, body: dict, source: str = "127.0.0.1") -> socket.socket:
     s.bind((source, 0))
     s.connect((host, port))
     s.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(data) + data
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (host.encode(), port, len(data)) + data
     )
     return s
 

@@ -467,6 +467,7 @@ def serve(bundle, **options):
     from pathlib import Path
 
     from outpost.runtime.errors import InputError
+    from outpost.runtime.serve import address, check_adapter, listen
     from outpost.runtime.serve import serve as run_server
 
     if not Path(bundle).exists():
@@ -479,12 +480,13 @@ def serve(bundle, **options):
         from outpost.runtime.verify import load_public_keys
 
         load_public_keys(config.trusted)  # no key found: an error now, not per release
-    host, port = config.host, config.port
-    where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    check_adapter(config)
+    sock = listen(config)  # a port in use: one error line, before "serving"
+    where = address(config.host, sock.getsockname()[1])
     click.echo(
         f"serving {bundle} at {where}/ (kiosk page), {where}/v1 (API); Ctrl-C stops", err=True
     )
-    run_server(config)
+    run_server(config, sock)
 
 
 @cli.command("eval")
