@@ -118,6 +118,16 @@ class BoundedTarInfo(tarfile.TarInfo):
         finally:
             tar._outpost_metadata_run = run - 1
 
+    def _sparse(self, member, *_):
+        # A PAX header naming a GNU sparse map: tarfile would read the map (1.0: from the
+        # member's data, as long as it says) into memory. `outpost pack` never writes one.
+        raise BundleError(
+            f"archive entry {member.name!r} is a sparse file (a GNU sparse map in its PAX header); "
+            "only plain files are allowed (not an `outpost pack` archive)"
+        )
+
+    _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _sparse
+
 
 def _safe_member(m: tarfile.TarInfo) -> None:
     path = PurePosixPath(m.name)

@@ -199,6 +199,50 @@ def _metadata_bomb(path: Path, kind: int, size: int = HUGE) -> None:
         out.write(z.flush())
 
 
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n).encode() + body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def _sparse_map_bomb(path: Path, entries: int = 30 * 10**6) -> None:
+    """A PAX header (small) saying GNU sparse 1.0, then a member whose data starts with a sparse
+    map of `entries` numbers: tarfile read the whole map into a list while iterating."""
+    records = b"".join(
+        _pax_record(k, v)
+        for k, v in (
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "bundle/x"),
+            ("GNU.sparse.realsize", "1"),
+        )
+    )
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    member = tarfile.TarInfo("bundle/x")
+    member.size = 2 * entries + 16
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    with open(path, "wb") as out:
+        out.write(z.compress(pax.tobuf(format=tarfile.USTAR_FORMAT) + records))
+        out.write(z.compress(b"\0" * (-len(records) % 512)))
+        out.write(z.compress(member.tobuf(format=tarfile.USTAR_FORMAT)))
+        out.write(z.compress(b"%d\n" % (entries // 2)))
+        for _ in range(entries // 10**6):
+            out.write(z.compress(b"0\n" * 10**6))
+        out.write(z.flush())
+
+
+def test_a_huge_sparse_map_is_refused_before_it_is_read(tmp_path):
+    archive, bundles = tmp_path / "sparse.tar.gz", tmp_path / "dev"
+    _sparse_map_bomb(archive)
+    done, peak = _install_measured(archive, bundles)
+    line = one_error_line(done, match="sparse")
+    assert "internal error" not in line and len(done.stderr) < 600, done.stderr[:600]
+    assert peak < 150, f"peak {peak:.0f} MB for a {archive.stat().st_size} byte archive"
+
+
 PEAK = (
     "import resource, subprocess, sys; "
     "done = subprocess.run(sys.argv[1:], capture_output=True); "
