@@ -27,7 +27,7 @@ from outpost.export.index import (
     calibrate_threshold,
     pseudo_question,
 )
-from outpost.export.ingest import Skipped, discover, read_chunks
+from outpost.export.ingest import Skipped, discover, hash_documents, read_chunks
 from outpost.export.languages import chunk_languages, declared
 from outpost.export.libraries import quiet_libraries, versions
 from outpost.export.llm import (
@@ -127,7 +127,7 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
     chunk the others, here or on Ray; everything in discovery order."""
     log("finding documents")
     files, skipped, root = discover(config.docs, config.exclude)
-    hashes = [sha256_file(p) for p, _ in files]
+    files, hashes = hash_documents(files, skipped)  # one gone or replaced since: skipped
     same_chunking = previous is not None and previous.chunker == config.chunk.as_dict()
     keep = {
         i for i, (_, source) in enumerate(files)

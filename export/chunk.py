@@ -28,15 +28,25 @@ class Chunk:
 
 
 def _split_long(text: str, code: bool, size: int) -> list[str]:
+    """Pieces of at most about `size` characters, cut at sentences (prose) or lines (code), a
+    longer sentence or line at a space. Linear in the length of `text`: a long unit is read
+    from a moving start, never copied again after each cut."""
     units = text.split("\n") if code else re.split(r"(?<=[.!?:;])\s+", text)
+    sep = "\n" if code else " "
     pieces, cur = [], ""
     for u in units:
-        while len(u) > size:  # a single unit longer than the size: hard cut at a space
-            cut = u.rfind(" ", 0, size)
-            cut = cut if cut > size // 2 else size
-            pieces.append((cur + ("\n" if code else " ") + u[:cut]).strip() if cur else u[:cut])
-            cur, u = "", u[cut:].strip()
-        joined = cur + ("\n" if code else " ") + u if cur else u
+        start, end = 0, len(u)  # the rest of the unit is u[start:end]
+        while end - start > size:  # a single unit longer than the size: hard cut at a space
+            cut = u.rfind(" ", start, start + size)
+            cut = cut if cut > start + size // 2 else start + size
+            piece = u[start:cut]
+            pieces.append((cur + sep + piece).strip() if cur else piece)
+            cur, start, end = "", cut, len(u.rstrip()) if start == 0 else end
+            while start < end and u[start].isspace():
+                start += 1
+        if start:
+            u = u[start:end]
+        joined = cur + sep + u if cur else u
         if len(joined) > size and cur:
             pieces.append(cur)
             cur = u

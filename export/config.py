@@ -217,8 +217,10 @@ class ExportConfig:
             from outpost.runtime.evaluate import load_questions
 
             load_questions(self.questions)  # a bad questions file fails before any work
-        if self.sign and not Path(self.sign).is_file():
-            raise InputError(f"--sign {self.sign} does not exist; make a key with `outpost keygen`")
+        if self.sign:
+            from outpost.export.sign import signer_of
+
+            signer_of(Path(self.sign))  # a FIFO, a .pub or a bad key fails before any work
 
 
 @dataclass(kw_only=True)

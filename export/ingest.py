@@ -8,10 +8,14 @@ page marks its main content (<main>, role="main", <article>), only that is kept.
 from __future__ import annotations
 
 import codecs
+import errno
 import fnmatch
+import hashlib
 import os
 import re
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from outpost.export.document import Document, Skipped
 from outpost.export.readers.html_page import read_html
@@ -20,6 +24,7 @@ from outpost.export.readers.pdf import read_pdf
 from outpost.export.readers.plain import read_text
 from outpost.export.readers.word import read_docx
 from outpost.runtime.errors import InputError
+from outpost.runtime.files import kind_of, open_plain
 from outpost.runtime.prompt import strip_controls
 
 SUPPORTED = {
@@ -37,6 +42,11 @@ SUPPORTED = {
 MAX_TEXT_BYTES = 16 * 2**20
 MAX_PDF_BYTES = 256 * 2**20
 MAX_LINE_CHARS = 100_000  # longer lines are split by the chunker, with a note
+# A run of characters without white space longer than this is no word, number, path or URL a
+# reader could quote (a long URL is about 2,000): encoded data, a dump or a flood. It is left
+# out of the text, with a note, before anything is chunked or embedded.
+MAX_RUN_CHARS = 2_000
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
 
 def discover(
@@ -64,7 +74,7 @@ def discover(
         skipped.append(Skipped(name(Path(e.filename)), f"unreadable folder ({e.strerror})"))
 
     for r in roots:
-        if r.is_file():
+        if not r.is_dir():  # a file (or a FIFO, a device...) named on the command line
             found.append(r.resolve())
             continue
         for dirpath, dirnames, filenames in os.walk(r.resolve(), onerror=unreadable):
@@ -82,6 +92,16 @@ def discover(
             continue
         if not target.is_relative_to(root):
             skipped.append(Skipped(source, f"a link to {target}, outside the documents folder"))
+            continue
+        try:
+            mode = target.stat().st_mode  # stat never opens: a FIFO cannot block it
+        except OSError as e:
+            skipped.append(Skipped(source, f"unreadable ({e.strerror})"))
+            continue
+        if not stat.S_ISREG(mode):
+            skipped.append(
+                Skipped(source, f"{kind_of(mode)}, not a plain file; only files are read")
+            )
             continue
         if target in seen:
             continue
@@ -119,26 +139,86 @@ def decode(raw: bytes, kind: str) -> tuple[str, str | None]:
         return raw.decode("latin-1"), "not UTF-8; decoded as Latin-1 (check accented letters)"
 
 
+def open_document(path: Path) -> BinaryIO:
+    """A found document opened for reading: a plain file, never through a link (discovery
+    passes the link's target), opened so that nothing put in its place since can block the
+    export. InputError with the reason a file cannot be read otherwise."""
+    try:
+        return open_plain(path, follow=False)
+    except FileNotFoundError:
+        raise InputError(
+            "vanished before it was read (deleted or renamed during the export)"
+        ) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError("became a link during the export; run it again") from None
+        raise InputError(f"unreadable ({e.strerror})") from None
+    except ValueError as e:
+        raise InputError(f"{e}; only files are read") from None
+
+
+def hash_document(path: Path) -> str:
+    """The sha256 of a found document's bytes (InputError when it cannot be read)."""
+    digest = hashlib.sha256()
+    with open_document(path) as f:
+        try:
+            while block := f.read(2**20):
+                digest.update(block)
+        except OSError as e:
+            raise InputError(f"unreadable ({e.strerror})") from None
+    return digest.hexdigest()
+
+
+def hash_documents(
+    files: list[tuple[Path, str]], skipped: list[Skipped]
+) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The files that can be read, with their sha256; the others added to `skipped`."""
+    readable, hashes = [], []
+    for path, source in files:
+        try:
+            hashes.append(hash_document(path))
+        except InputError as e:
+            skipped.append(Skipped(source, str(e)))
+            continue
+        readable.append((path, source))
+    return readable, hashes
+
+
+def _drop_long_runs(text: str) -> tuple[str, list[int]]:
+    """`text` without its runs of more than MAX_RUN_CHARS characters without white space, and
+    the lengths of the runs left out."""
+    runs: list[int] = []
+
+    def drop(m: re.Match) -> str:
+        runs.append(len(m.group()))
+        return ""
+
+    return _LONG_RUN.sub(drop, text), runs
+
+
 def read_document(path: Path, source: str) -> Document:
     """Raise InputError with the reason when the file cannot give text."""
     kind = SUPPORTED[path.suffix.lower()]
-    doc = Document(source, path, kind)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise InputError(f"unreadable ({e.strerror})") from None
+    with open_document(path) as f:
+        return _read_open(f, Document(source, path, kind))
+
+
+def _read_open(f: BinaryIO, doc: Document) -> Document:
+    kind = doc.kind
+    size = os.fstat(f.fileno()).st_size
     limit = MAX_PDF_BYTES if kind in ("pdf", "docx") else MAX_TEXT_BYTES
     if size > limit:
         raise InputError(
             f"{size / 2**20:.0f} MB, over the {limit // 2**20} MB limit for {kind} files; split it"
         )
+    runs: list[int] = []  # lengths of the runs without white space left out
     if kind == "pdf":
-        doc.blocks = read_pdf(path)
+        doc.blocks = read_pdf(f)
     elif kind == "docx":
-        doc.blocks = read_docx(path)
+        doc.blocks = read_docx(f)
     else:
         try:
-            raw = path.read_bytes()
+            raw = f.read(limit + 1)
         except OSError as e:
             raise InputError(f"unreadable ({e.strerror})") from None
         utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
@@ -148,14 +228,28 @@ def read_document(path: Path, source: str) -> Document:
         text = strip_controls(text)  # before parsing: CommonMark turns NUL into U+FFFD
         if note:
             doc.notes.append(note)
+        if kind != "html":  # before parsing; a page's markup has long runs, its text is checked
+            text, runs = _drop_long_runs(text)
         longest = max((len(line) for line in text.splitlines()), default=0)
         if longest > MAX_LINE_CHARS and kind != "html":
             doc.notes.append(f"a line of {longest} characters; split into chunks at sentences")
         doc.blocks = {"markdown": read_markdown, "text": read_text, "html": read_html}[kind](text)
+    for block in doc.blocks:  # what the readers of pages, PDF and Word files gave
+        block.text, dropped = _drop_long_runs(block.text)
+        runs += dropped
     doc.blocks = [b for b in doc.blocks if b.text.strip()]
+    left_out = ""
+    if runs:
+        left_out = (
+            f"{len(runs)} run(s) of more than {MAX_RUN_CHARS} characters without a space left "
+            f"out (the longest {max(runs)} characters without a space): encoded data, not text"
+        )
+        doc.notes.append(left_out)
     if not doc.blocks:
         raise InputError(
-            "no text found" + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
+            "no text found"
+            + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
+            + (f"; {left_out}" if left_out else "")
         )
     return doc
 

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.runtime.bundle import SIGNATURE
-from outpost.runtime.errors import InputError, UsageError
+from outpost.runtime.errors import InputError, UsageError, one_line
+from outpost.runtime.files import read_plain
 from outpost.runtime.manifest import MANIFEST
-from outpost.runtime.verify import fingerprint
+from outpost.runtime.verify import MAX_KEY_BYTES, fingerprint
 
 
 def _public_pem(key: Ed25519PrivateKey) -> bytes:
@@ -79,11 +80,29 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
 
 
 def _private_key(private_key: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in a PEM file: a plain file of at most MAX_KEY_BYTES (a FIFO or
+    a device is never read). InputError naming the file and what it is otherwise."""
+    fix = "pass the .key from `outpost keygen`"
     try:
-        key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
+        pem = read_plain(private_key, MAX_KEY_BYTES)
+    except FileNotFoundError:
         raise InputError(
-            f"--sign {private_key}: not a readable Ed25519 private key ({e})"
+            f"--sign {private_key} does not exist; make a key with `outpost keygen`"
+        ) from None
+    except OSError as e:
+        raise InputError(f"--sign {private_key} cannot be read ({e.strerror}); {fix}") from None
+    except ValueError as e:  # a FIFO, a socket, a device, a folder, or too big for a key
+        raise InputError(f"--sign {private_key} is {e}; {fix}") from None
+    if b"PUBLIC KEY-----" in pem:
+        raise InputError(
+            f"--sign {private_key} is a public key (the .pub goes to devices); sign with the "
+            "private half of the pair, the .key from `outpost keygen`"
+        )
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise InputError(
+            f"--sign {private_key}: not an Ed25519 private key ({one_line(str(e))[:120]}); {fix}"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(

@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from outpost.runtime.errors import InputError
 
@@ -27,24 +29,47 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def kind_of(mode: int) -> str:
+    """What a file system entry is, in words, from its st_mode ("a FIFO (named pipe)", ...)."""
+    for test, words in (
+        (stat.S_ISREG, "a plain file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a link"),
+    ):
+        if test(mode):
+            return words
+    return "an unknown kind of entry"
+
+
+def open_plain(path: Path, follow: bool = True) -> BinaryIO:
+    """`path` opened for reading, only when it is a plain file: the open never waits (O_NONBLOCK:
+    a FIFO's open does not wait for a writer) and what was opened is checked with fstat, so a
+    FIFO, socket or device put in its place is never read. With `follow=False` not a link either.
+    OSError when it cannot be opened; ValueError saying what it is otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{kind_of(mode)}, not a plain file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_plain(path: Path, limit: int, follow: bool = True) -> bytes:
     """A small file's bytes, only when it is a plain file of at most `limit` bytes (a FIFO or a
     device is never read, so it cannot hang or flood us); with `follow=False` not a link either.
     OSError when it cannot be opened; ValueError saying what it is otherwise."""
-    import stat
-
-    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-    fd = os.open(path, flags)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a plain file")
-        if st.st_size > limit:
-            raise ValueError(f"{st.st_size} bytes, over the {limit} a file of its kind may have")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(limit + 1)
-    finally:
-        os.close(fd)
+    with open_plain(path, follow) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ValueError(f"{size} bytes, over the {limit} a file of its kind may have")
+        return f.read(limit + 1)
 
 
 def sha256_files(paths: Iterable[Path]) -> str:
@@ -142,12 +167,15 @@ def remove_stale(parent: Path, prefix: str) -> list[Path]:
 def read_jsonl(path: str | Path, what: str = "a JSON-lines file") -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; InputError naming file:line otherwise."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p} does not exist; pass {what}")
     try:
-        text = p.read_text(encoding="utf-8")
+        with open_plain(p) as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p} does not exist; pass {what}") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except ValueError as e:  # a FIFO, a device, a folder: never read
+        raise InputError(f"{p} is {e}; pass {what}") from None
     except OSError as e:
         raise InputError(f"{p} is unreadable ({e.strerror})") from None
     rows = []

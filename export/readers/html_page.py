@@ -57,6 +57,26 @@ HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
 _SPACES = re.compile(r"\s+")
+_COMMENT_END = re.compile(r"--\s*>")  # what html.parser takes for the end of a comment
+
+
+def _linear(page: str) -> str:
+    """The page as html.parser reads it in linear time. The parser looks for the end of a
+    comment, tag or declaration as far as the end of the page, and when there is none it looks
+    again from the next "<" (quadratic; CPython before 3.13.5, gh-135462). So each is given an
+    end it finds nearby, as HTML5 reads them: after the last "-->" no comment can end, so "<!--"
+    is text there; "<![" (CDATA, Word's "<![if ...]>") is a bogus comment up to the next ">";
+    after the last ">" no tag can end, so "<" is text there."""
+    last = 0
+    for last_end in _COMMENT_END.finditer(page):
+        last = last_end.end()
+    if (at := page.find("<!--", last)) >= 0:
+        page = page[:at] + page[at:].replace("<!--", "&lt;!--")
+    page = page.replace("<![", "<!-[")
+    last = page.rfind(">") + 1
+    if "<" in page[last:]:
+        page = page[:last] + page[last:].replace("<", "&lt;")
+    return page
 
 
 def _is_main(tag: str, attrs: dict) -> bool:
@@ -68,22 +88,40 @@ class _HtmlBlocks(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.main_only = main_only
         self.stack: list[tuple[str, bool, bool]] = []  # (tag, skip, main)
+        # Counts kept with the stack, so that no event scans it (linear time on any page): how
+        # many open elements skip their content, mark the main content, or have each name.
+        self.skips = 0
+        self.mains = 0
+        self.open: dict[str, int] = {}
         self.blocks: list[Block] = []
         self.headings: list[tuple[int, str]] = []
         self.buf: list[str] = []
+        self.buf_text = False  # whether buf holds more than white space
         self.heading_level = 0
         self.pre = 0
         self.cell = False
         self.saw_main = False
 
     def _skipping(self) -> bool:
-        if any(s for _, s, _ in self.stack):
-            return True
-        return self.main_only and not any(m for _, _, m in self.stack)
+        return self.skips > 0 or (self.main_only and not self.mains)
+
+    def _push(self, tag: str, skip: bool, main: bool) -> None:
+        self.stack.append((tag, skip, main))
+        self.skips += skip
+        self.mains += main
+        self.open[tag] = self.open.get(tag, 0) + 1
+
+    def _pop(self) -> str:
+        tag, skip, main = self.stack.pop()
+        self.skips -= skip
+        self.mains -= main
+        self.open[tag] -= 1
+        return tag
 
     def _flush(self, glue: bool = False):
         raw = "".join(self.buf)
         self.buf.clear()
+        self.buf_text = False
         code = self.pre > 0 or "\n" in raw.strip()
         text = clean(raw, keep_lines=code)
         if text:
@@ -109,7 +147,7 @@ class _HtmlBlocks(html.parser.HTMLParser):
             self.cell = True
         elif tag == "tr":
             self.cell = False
-            if self.buf and "".join(self.buf).strip():
+            if self.buf_text:
                 self.buf.append("\n")
         elif tag == "pre":
             self._flush()
@@ -120,20 +158,17 @@ class _HtmlBlocks(html.parser.HTMLParser):
             else:
                 self._flush()
         if tag not in VOID_TAGS:
-            self.stack.append((tag, skip, main))
+            self._push(tag, skip, main)
 
     def handle_endtag(self, tag):
-        if tag in VOID_TAGS:
-            return
-        if not any(t == tag for t, _, _ in self.stack):
-            return  # stray end tag
-        while self.stack:
-            t, _, _ = self.stack.pop()
-            if t == tag:
-                break
+        if tag in VOID_TAGS or not self.open.get(tag):
+            return  # a void element's or a stray end tag
+        while self._pop() != tag:  # each element is popped once: linear over the page
+            pass
         if tag in HEADINGS and self.heading_level:
             title = clean("".join(self.buf))
             self.buf.clear()
+            self.buf_text = False
             level = self.heading_level
             self.heading_level = 0
             if title:
@@ -154,6 +189,7 @@ class _HtmlBlocks(html.parser.HTMLParser):
         if not self.pre:  # HTML folds white space outside <pre>: a wrapped source line is a space
             data = _SPACES.sub(" ", data)
         self.buf.append(data)
+        self.buf_text = self.buf_text or (bool(data) and not data.isspace())
 
     def close(self):
         super().close()
@@ -161,6 +197,8 @@ class _HtmlBlocks(html.parser.HTMLParser):
 
 
 def read_html(text: str) -> list[Block]:
+    """Blocks of a page, in time linear in its length whatever its markup."""
+    text = _linear(text)
     probe = _HtmlBlocks(main_only=False)
     probe.feed(text)
     probe.close()

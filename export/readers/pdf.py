@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 from outpost.export.document import Block, clean
 from outpost.runtime.errors import InputError
@@ -11,14 +12,15 @@ from outpost.runtime.errors import InputError
 PDF_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|Chapter \d+|Section \d+)\s+\S.{0,70}$")
 
 
-def read_pdf(path: Path) -> list[Block]:
+def read_pdf(file: Path | BinaryIO) -> list[Block]:
+    """Blocks of a PDF, from its path or an open binary file (export/ingest.py opens it)."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError:  # pragma: no cover - pypdf is part of the [export] extra
         raise InputError("reading PDF needs pypdf: pip install 'outpost-llm[export]'") from None
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(file)
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, OSError, ValueError, KeyError) as e:
         raise InputError(f"unreadable PDF ({e})") from None

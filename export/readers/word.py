@@ -5,6 +5,7 @@ is checked before it is opened (a zip bomb is refused)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from outpost.export.document import Block, clean
 from outpost.runtime.errors import InputError
@@ -13,13 +14,13 @@ MAX_DOCX_UNPACKED = 256 * 2**20  # a 500-page manual's XML is a few tens of MB
 MAX_DOCX_RATIO = 200  # text XML compresses ~10x; a zip bomb ~1000x
 
 
-def _check_zip(path: Path) -> None:
+def _check_zip(file: Path | BinaryIO) -> None:
     """Refuse a .docx whose parts would unpack to more than MAX_DOCX_UNPACKED (or compress
     like a bomb) before python-docx reads any of it."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(file) as z:
             parts = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise InputError(f"unreadable Word file ({type(e).__name__}: {e})") from None
@@ -37,8 +38,9 @@ def _check_zip(path: Path) -> None:
             )
 
 
-def read_docx(path: Path) -> list[Block]:
-    """Paragraphs under their heading styles (Heading 1-9, Title), list items, tables as rows."""
+def read_docx(file: Path | BinaryIO) -> list[Block]:
+    """Paragraphs under their heading styles (Heading 1-9, Title), list items, tables as rows;
+    from the file's path or an open binary file (export/ingest.py opens it)."""
     try:
         import docx
         from docx.oxml.ns import qn
@@ -46,9 +48,9 @@ def read_docx(path: Path) -> list[Block]:
         raise InputError(
             "reading .docx needs python-docx: pip install 'outpost-llm[export]'"
         ) from None
-    _check_zip(path)
+    _check_zip(file)
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(file if hasattr(file, "read") else str(file))
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: one line
         raise InputError(f"unreadable Word file ({type(e).__name__}: {e})") from None
     blocks: list[Block] = []
