@@ -15,26 +15,27 @@ import re
 from outpost.runtime.language import Lexicon, lexicon
 
 ENGLISH = lexicon("en")
+_SENTENCE_END = re.compile(r"[.!?]\s*[\"'»”)]*\s*$")
 _NAME = re.compile(r"[\w][\w.\-/+]*[\w+]|\w")
 
 
 def unknown_names(question: str, store, lex: Lexicon | None = None) -> list[str]:
-    """The names a question uses that no chunk holds: a word with a capital letter after the
-    question's first word ("Moodle", "AirPrint", "Wi-Fi", "E3372"), or with one inside it
-    anywhere ("iPad"). Capitalised words in a row are one name ("Microsoft Active
-    Directory"), known when the manuals hold it as written or hold each of its words as a word
-    of its own ("Symbian Series 60"). In German every noun has a capital, so only inner capitals
+    """The names a question uses that no chunk holds: a word with a capital letter that is not
+    the first of a sentence ("Moodle", "AirPrint", "Wi-Fi"), or with a capital inside it or
+    digits anywhere ("iPad", "E3372"). Capitalised words in a row are one name ("Microsoft
+    Active Directory"), known as `_known_name` says. In German every noun has a capital, so only inner capitals
     and digits count there. Paths (the user's own) and acronyms of three letters (vocabulary:
     "ACL", "LTE") are left out."""
     lex = lex or ENGLISH
     names: list[list[str]] = []
     last = -2
-    for i, m in enumerate(_NAME.finditer(question)):
+    for m in _NAME.finditer(question):
         word = m.group()
-        inner = any(c.isupper() for c in word[1:]) or (
-            any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
-        )
-        if not (inner or (i > 0 and word[0].isupper() and lex.language != "de")):
+        inner = _distinctive(word)
+        opens = not question[: m.start()].rstrip(" \"'(«“").rstrip() or bool(
+            _SENTENCE_END.search(question[: m.start()])
+        )  # a sentence's first word has its capital for the sentence ("… setup. Hvilken …")
+        if not (inner or (not opens and word[0].isupper() and lex.language != "de")):
             continue
         if "/" in word or (word.isalpha() and word.isupper() and len(word) <= 3):
             continue  # a path is the user's own; a short acronym (ACL, LTE) is vocabulary
@@ -47,14 +48,35 @@ def unknown_names(question: str, store, lex: Lexicon | None = None) -> list[str]
     for name in names:
         if len(name) == 1:
             known = _known(name[0], store, lex)
-        else:  # the name as written, or each word of it as a word of its own
-            known = any(
-                store.document_frequency(joiner.join(name).lower(), prefix=False)
-                for joiner in (" ", "-", "")
-            ) or all(store.document_frequency(w.lower(), prefix=False) for w in name)
+        else:
+            known = _known_name(name, store, lex)
         if not known:
             missing.append(" ".join(name))
     return list(dict.fromkeys(missing))
+
+
+def _distinctive(word: str) -> bool:
+    """A word that is a name by its spelling: a capital inside it or letters with digits
+    ("AutomationDirect", "GS2", "E3372"), not only a capital at its start."""
+    return any(c.isupper() for c in word[1:]) or (
+        any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+    )
+
+
+def _known_name(name: list[str], store, lex: Lexicon) -> bool:
+    """A name of several words is known when the manuals hold it as written; or, when some of
+    its words are names by their spelling (a model number, a product), when they hold one of
+    those ("AutomationDirect GS2": the manual says GS2; "Huawei E3372" stays unknown); or else
+    when they hold each of its words ("Ethernet-connected Mesa", "Symbian Series 60")."""
+    if any(
+        store.document_frequency(joiner.join(name).lower(), prefix=False)
+        for joiner in (" ", "-", "")
+    ):
+        return True
+    marked = [w for w in name if _distinctive(w)]
+    if marked:
+        return any(_known(w, store, lex) for w in marked)
+    return all(_known(w, store, lex) for w in name)
 
 
 def _known(word: str, store, lex: Lexicon) -> bool:

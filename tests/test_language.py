@@ -161,6 +161,7 @@ def manual_store(tmp_path):
         "Kopieer de thuis-map en de mappen van de leraren naar de reservekopie.",
         "The modem appears as /dev/ttyUSB0; CSV-fil with Google as start page and the drive.",
         "Press the Reset key on the KT-9 panel, then check the DKU-2 cable.",
+        "The GS2 drive talks Modbus; the Mesa card is connected over Ethernet.",
     ]
     path = tmp_path / "chunks.sqlite"
     write_store([("m.md", "", 0, len(t), t) for t in texts], path)
@@ -186,6 +187,14 @@ def test_question_terms_take_an_unknown_compound_as_its_parts(manual_store):
         ("Kopieer ik de mappen met Google Drive?", "nl", []),  # both words are the manual's
         ("Wie setze ich den Zähler am Bedienfeld zurück?", "de", []),  # German nouns
         ("Where is CSV-fila kept?", "en", []),  # a capitalised part is known
+        # A sentence's first word is capitalised for the sentence, not because it is a name.
+        ("Jeg har en KT-9. Hvilken kabel trenger jeg?", "nb", []),
+        ("I have a KT-9 here. Which cable? Thanks.", "en", []),
+        ("I have a KT-9. Does it speak to Moodle?", "en", ["Moodle"]),
+        # A name of several words is known by its distinctive part (a model number, a product)
+        ("How do I wire the AutomationDirect GS2 drive?", "en", []),
+        ("Can the Huawei E3372 stick be used?", "en", ["Huawei E3372"]),
+        ("Where does the Ethernet-connected Mesa card go?", "en", []),
     ],
 )
 def test_a_name_the_manuals_never_hold_is_unknown(manual_store, question, language, unknown):
