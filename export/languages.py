@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from outpost.runtime.files import open_plain
 from outpost.runtime.language import MAIN, code, detect
 
 SURE = 0.9  # a chunk's own detection is kept at this probability or more
@@ -36,9 +37,9 @@ def declared(path: Path) -> str | None:
     if path.suffix.lower() not in (".html", ".htm", ".xhtml"):
         return None
     try:
-        with open(path, "rb") as f:
+        with open_plain(path, follow=False) as f:  # never a FIFO put in its place: no blocking
             head = f.read(8192)
-    except OSError:
+    except (OSError, ValueError):
         return None
     m = _HTML_LANG.search(head)
     return code(m.group(1).decode("ascii")) if m else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import asdict
@@ -33,12 +34,43 @@ from outpost.runtime.log import log, rate
 
 _stdout: int | None = None  # the real stdout while Ray runs (see start)
 READ_BATCH = 4  # documents per task: small, so a lost worker costs little
+PROBE_SECONDS = 5.0  # for the head at --address to answer before Ray is asked to join it
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMBED_BATCH = 64  # chunks per actor call
+
+
+def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """InputError unless something at `address` (HOST:PORT, or ray://HOST:PORT) answers as a
+    Ray head does, with gRPC over HTTP/2, within `timeout` seconds. ray.init itself retries an
+    address that refuses or never answers for minutes without a word; this asks first.
+    "auto" and "local" are Ray's own names and are left to it."""
+    if address in ("auto", "local"):
+        return
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    fix = "start the cluster with `ray start --head` and pass its HOST:PORT, or drop --address"
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--address {address}: not HOST:PORT (e.g. 10.0.0.5:6379); {fix}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(HTTP2_PREFACE)
+            frame = s.recv(9)  # a gRPC server answers the preface with its SETTINGS frame
+    except TimeoutError:
+        raise InputError(f"--address {address}: no answer within {timeout:.0f} s; {fix}") from None
+    except OSError as e:
+        raise InputError(
+            f"--address {address}: cannot connect ({e.strerror or e}); {fix}"
+        ) from None
+    if len(frame) < 4 or frame[3] != 0x4:
+        raise InputError(f"--address {address}: what answers there is not a Ray head; {fix}")
 
 
 def start(address: str | None, cpus: int | None = None) -> int:
     """Join the cluster at `address`, or start a local one (with `cpus` CPUs, default all);
     the number of CPUs it offers."""
+    if address:
+        check_address(address)
     try:
         import ray
     except ImportError:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outpost.runtime.errors import BundleError
-from outpost.runtime.files import BLOCK, pid_alive, read_plain
+from outpost.runtime.files import BLOCK, kind_of, pid_alive, read_plain
 from outpost.runtime.manifest import MANIFEST, Manifest
 from outpost.runtime.store import ChunkStore
 
@@ -255,11 +255,28 @@ def check_pinned(manifest: Manifest, pinned: Pinned, hashes: bool = True) -> lis
 
 
 def unexpected_files(root: Path, manifest: Manifest) -> list[Problem]:
+    """Every entry in the bundle folder that bundle.json does not list, named for what it is
+    (a file, a link, a FIFO, a socket, a device), and every empty folder. Links are not
+    followed."""
     problems = []
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root).as_posix()
-        if (f.is_file() or f.is_symlink()) and rel not in manifest.files and rel not in NOT_LISTED:
-            problems.append(Problem(rel, "unexpected", "not listed in bundle.json"))
+        try:
+            mode = f.lstat().st_mode
+        except OSError:
+            continue  # gone since it was listed
+        if stat.S_ISDIR(mode):
+            try:
+                with os.scandir(f) as entries:
+                    empty = next(entries, None) is None
+            except OSError as e:
+                problems.append(Problem(rel, "unexpected", f"an unreadable folder ({e.strerror})"))
+                continue
+            if empty:
+                problems.append(Problem(rel, "unexpected", "an empty folder, not part of a bundle"))
+        elif rel not in manifest.files and rel not in NOT_LISTED:
+            what = "" if stat.S_ISREG(mode) else f"{kind_of(mode)}, "
+            problems.append(Problem(rel, "unexpected", f"{what}not listed in bundle.json"))
     return problems
 
 

@@ -21,6 +21,7 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -29,15 +30,40 @@ from outpost.runtime.files import read_jsonl
 from outpost.runtime.support import check, normalise
 
 
+def _field_problem(item: dict) -> tuple[str, str] | None:
+    """(field, what it must be) for the first field of a question row of the wrong shape."""
+    question = item.get("question")
+    if not isinstance(question, str) or not question.strip():
+        return "question", "a non-empty string"
+    if not isinstance(item.get("answerable", True), bool):
+        return "answerable", "true or false"
+    keywords = item.get("answer_keywords", [])
+    if not isinstance(keywords, list) or not all(
+        isinstance(k, str) and k.strip() for k in keywords
+    ):
+        return "answer_keywords", 'a list of non-empty strings, e.g. ["280", "bar"]'
+    if isinstance(item.get("id"), bool) or not isinstance(item.get("id", ""), str | int):
+        return "id", "a string or a number"
+    for field in ("source_path", "answer"):
+        if not isinstance(item.get(field, ""), str | None):
+            return field, "a string"
+    return None
+
+
 def load_questions(path: str | Path) -> list[dict]:
+    """The rows of a questions file, each checked before any question is asked: InputError
+    naming file:line and the field of the first row of the wrong shape."""
     p = Path(path)
     items = []
     for number, item in read_jsonl(p, "a JSON-lines questions file"):
-        if not str(item.get("question", "")).strip():
-            raise InputError(f'{p}:{number}: needs a non-empty "question"')
-        if not isinstance(item.get("answerable", True), bool):
-            raise InputError(f'{p}:{number}: "answerable" must be true or false')
+        if problem := _field_problem(item):
+            field, shape = problem
+            given = json.dumps(item.get(field), ensure_ascii=False)
+            raise InputError(
+                f'{p}:{number}: "{field}" must be {shape}, not {given[:60]}; fix that line'
+            )
         item.setdefault("id", f"line-{number}")
+        item["id"] = str(item["id"])
         item.setdefault("answerable", True)
         item.setdefault("answer_keywords", [])
         items.append(item)

@@ -24,10 +24,13 @@ def log(message: str) -> None:
         line(f"[{time.perf_counter() - _START:6.1f}s] {message}")
 
 
-def counter(label: str):
-    """Return progress(done, total): in place on a terminal, every 25% otherwise."""
+def counter(label: str, every: float = 5.0):
+    """Return progress(done, total): in place on a terminal; otherwise (a log, a pipe) a line
+    for the first item, at each quarter and whenever `every` seconds have passed since the
+    last line, so a slow run shows it is alive."""
     tty = sys.stderr.isatty()
     shown = {-1}
+    last = [time.perf_counter()]
 
     def progress(done: int, total: int) -> None:
         if quiet or total <= 0:
@@ -36,9 +39,10 @@ def counter(label: str):
             end = "\n" if done >= total else ""
             print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
             return
-        quarter = 4 * done // total
-        if quarter not in shown:
+        quarter, now = 4 * done // total, time.perf_counter()
+        if quarter not in shown or done == 1 or now - last[0] >= every:
             shown.add(quarter)
+            last[0] = now
             log(f"{label}: {done}/{total}")
 
     return progress

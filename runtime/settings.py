@@ -102,10 +102,11 @@ def options(*classes, prefix: str = "OUTPOST_"):
                     kwargs["type"] = click.Choice(meta["choices"])
                 elif meta["path"]:
                     kwargs["type"] = click.Path()
-                elif kind in (int, float):
+                elif kind is int:
                     bounded = meta["low"] is not None or meta["high"] is not None
-                    ranged = click.IntRange if kind is int else click.FloatRange
-                    kwargs["type"] = ranged(meta["low"], meta["high"]) if bounded else kind
+                    kwargs["type"] = click.IntRange(meta["low"], meta["high"]) if bounded else int
+                elif kind is float:
+                    kwargs["type"] = finite_float(meta["low"], meta["high"])
                 if meta["multiple"]:
                     kwargs.update(multiple=True, default=tuple(default))
                 elif meta["required"]:
@@ -117,6 +118,26 @@ def options(*classes, prefix: str = "OUTPOST_"):
         return command
 
     return decorate
+
+
+def finite_float(low: float | None = None, high: float | None = None):
+    """The click type of a float setting: a finite number (click's own float types take "nan",
+    "inf" and "-inf", and NaN passes every range check), within [low, high] when given."""
+    import math
+
+    import click
+
+    bounded = low is not None or high is not None
+    base = click.FloatRange if bounded else click.types.FloatParamType
+
+    class FiniteFloat(base):
+        def convert(self, value, param, ctx):
+            number = click.types.FloatParamType.convert(self, value, param, ctx)
+            if not math.isfinite(number):
+                self.fail(f"{value!r} is not a finite number; give a plain number", param, ctx)
+            return super().convert(number, param, ctx)  # and its range
+
+    return FiniteFloat(low, high) if bounded else FiniteFloat()
 
 
 def build(cls, values: dict, **extra):

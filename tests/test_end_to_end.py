@@ -75,7 +75,7 @@ def test_eval_command_reports_json(smol_bundle, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "ok?"}\n{"answerable": true}\n')
     done = outpost("eval", str(smol_bundle), "--questions", str(bad))
-    assert done.returncode == 1 and f'{bad}:2: needs a non-empty "question"' in done.stderr
+    assert done.returncode == 1 and f'{bad}:2: "question" must be a non-empty string' in done.stderr
 
 
 def test_ask_json_has_answer_citations_scores_and_timings(smol_bundle):

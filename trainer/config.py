@@ -7,6 +7,7 @@ naming the flag.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -157,8 +158,12 @@ def click_options(command):
             kwargs["type"] = click.Choice(meta["choices"])
         elif meta.get("path"):
             kwargs["type"] = click.Path()
-        elif kind in ("int", "float"):
-            kwargs["type"] = {"int": int, "float": float}[kind]
+        elif kind == "int":
+            kwargs["type"] = int
+        elif kind == "float":
+            from outpost.runtime.settings import finite_float
+
+            kwargs["type"] = finite_float()  # never NaN or infinity
         command = click.option(*names, f.name, **kwargs)(command)
     return command
 
@@ -214,7 +219,9 @@ def _check_types(config: TrainConfig) -> None:
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             setattr(config, f.name, float(value))
             ok = True
-        if not ok:
+        if ok and isinstance(value, float) and not math.isfinite(value):  # YAML's .nan, .inf
+            wrong.append(f"{flag(f.name)} must be a finite number, not {value!r}")
+        elif not ok:
             wrong.append(f"{flag(f.name)} must be {type(default).__name__}, not {value!r}")
     if wrong:
         raise UsageError("; ".join(wrong))
