@@ -68,6 +68,24 @@ def test_discovery_takes_plain_files_only(tmp_path):
     assert named == []
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_export_with_a_fifo_and_a_flood_in_its_documents_finishes(tiny_phi3, tmp_path):
+    """Before: the export blocked forever on the FIFO (case 9)."""
+    docs = documents(tmp_path / "docs")
+    os.mkfifo(docs / "pipe.md")
+    (docs / "flood.txt").write_text("a" * 15_000_000)
+    (docs / "mixed.txt").write_text("Check the belt tension weekly.\n\n" + "QUFB" * 1000)
+    out = tmp_path / "bundle"
+    done = outpost("export", str(docs), "--out", str(out), "--base", str(tiny_phi3), timeout=500)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sources = json.loads((out / "bundle.json").read_text())["sources"]
+    assert [d["path"] for d in sources["documents"]] == ["filter.md", "mixed.txt"]
+    skipped = {s["path"]: s["reason"] for s in sources["skipped"]}
+    assert "FIFO" in skipped["pipe.md"] and "without a space" in skipped["flood.txt"], skipped
+    assert "note mixed.txt: 1 run(s) of more than 2000 characters" in done.stderr
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("name", ["late.md", "late.txt", "late.html", "late.pdf", "late.docx"])
 def test_a_fifo_swapped_in_after_discovery_is_skipped_at_once(tmp_path, name):
