@@ -54,6 +54,7 @@ from outpost.runtime.manifest import (
     IndexInfo,
     Manifest,
     ModelInfo,
+    RankerInfo,
     RetrievalInfo,
     Sources,
     StoreInfo,
@@ -201,6 +202,7 @@ def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
         model = _llm_part(tmp, config, base, chunks)
         manifest = _manifest(config, found, retrieval, model)
         manifest.languages = languages
+        manifest.ranker = _ranker_part(tmp, config)
         if config.questions:
             manifest.checks["eval"] = _evaluate(tmp, manifest, config.questions)
         manifest.export_seconds = round(time.perf_counter() - started, 1)
@@ -419,6 +421,31 @@ def _manifest(config, found: Collected, retrieval: RetrievalPart, model: ModelPa
         files={},
         size_bytes=0,
         build=found.build,
+    )
+
+
+RANKER = Path(__file__).resolve().parent / "models" / "ranker"  # trainer/crossrank.py writes it
+RANKER_FILES = ("model.onnx", "tokenizer.json", "ranker.json")
+
+
+def _ranker_part(tmp: Path, config) -> RankerInfo | None:
+    """The bundle's own copy of the learned line ranker (listed, hashed and signed with every
+    other file), unless --no-ranker; None where this build has none (`make ranker` makes it)."""
+    if not config.ranker:
+        return None
+    if not all((RANKER / f).is_file() for f in RANKER_FILES):
+        log(f"no learned line ranker in {RANKER} (make ranker builds it); the features rank lines")
+        return None
+    (tmp / "ranker").mkdir()
+    for f in RANKER_FILES:
+        shutil.copyfile(RANKER / f, tmp / "ranker" / f)
+    record = json.loads((RANKER / "ranker.json").read_text())
+    return RankerInfo(
+        dir="ranker",
+        model="model.onnx",
+        tokenizer="tokenizer.json",
+        sha256=sha256_file(tmp / "ranker" / "model.onnx"),
+        held_out=record.get("held_out", {}),
     )
 
 

@@ -170,6 +170,9 @@ class ExportConfig:
         multiple=True,
         env="OUTPOST_TRUSTED_KEYS",
     )
+    ranker: bool = setting(
+        True, "Ship the learned line ranker in the bundle (off: lines ranked by features alone)."
+    )
     force: bool = setting(False, "Replace an existing bundle at --out.")
     strict: bool = setting(False, "Fail when any file is skipped.")
 

@@ -57,6 +57,12 @@ class Assistant:
             )
             if (count := self.retriever.store.check()) != m.store.count:
                 raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
+        self.reranker = None
+        if m.ranker is not None and config.rerank:
+            from outpost.runtime.rerank import Reranker
+
+            with loading(f"{m.ranker.dir}/{m.ranker.model}"):
+                self.reranker = Reranker(bundle.path / m.ranker.dir, config.threads)
         self.main_language, self.languages, self.chunk_languages = bundle_languages(m)
         self.embedder_languages = m.embedder.languages  # None: any language
         self.adapters = tuple(sorted(m.model.adapters))
@@ -177,6 +183,7 @@ class Assistant:
             self.windows,
             self.radius,
             lex,
+            self.reranker,
         )
         answer.evidence_score = reading.answerability
         return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]

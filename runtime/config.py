@@ -44,6 +44,9 @@ class AskConfig:
         None, "Answer with this adapter of the bundle (`outpost info` lists them) [default: base]."
     )
     hybrid: bool = setting(True, "Keyword search fused with the dense search (off: dense only).")
+    rerank: bool = setting(
+        True, "Order the best lines with the bundle's learned ranker (off: by features alone)."
+    )
     verify: bool = setting(True, "Check the bundle's hashes and bindings before answering.")
     trust: list = setting(
         [],

@@ -261,6 +261,9 @@ LINE_WEIGHTS = {
     "chunk_rank": 0.2,
 }
 _WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
+RERANK_LINES = 24  # lines the learned ranker reads, the features' best
+RERANK_NEXT = 8  # of those, the best whose next line is read too
+RERANK_MIX = 0.5  # weight of the features' score beside the learned ranker's logit
 
 
 @dataclass
@@ -269,6 +272,7 @@ class Reading:
     scores: np.ndarray  # per unit, for the question
     windows: list[Window]
     answerability: float  # the question's weight found in the candidate chunks (with headings)
+    best_logit: float | None = None  # the learned ranker's score of its best line, when it ran
 
 
 def read(
@@ -279,12 +283,17 @@ def read(
     windows: int = DEFAULT_WINDOWS,
     radius: int = DEFAULT_RADIUS,
     lex: Lexicon | None = None,
+    reranker=None,
 ) -> Reading:
-    """Rank the units of `hits` for the question and pick the windows the model will read."""
+    """Rank the units of `hits` for the question and pick the windows the model will read;
+    with a `reranker` (the bundle's learned ranker), its order decides among the best lines."""
     units, rows, weights = line_inputs(question, hits, embedder, store, lex)
     if not units:
         return Reading([], np.zeros(0), [], 0.0)
     scores = rows @ _WEIGHTS
+    best = None
+    if reranker is not None:
+        scores, best = rerank(question, units, hits, scores, reranker)
     chosen: list[Window] = []
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(units):
@@ -313,7 +322,29 @@ def read(
     # Measured against the windows alone it separated answerable from unanswerable questions
     # less well (docs/quality.md).
     found = " ".join(f"{h.heading} {h.text}" for h in hits)
-    return Reading(units, scores, chosen, coverage(weights, found, lex))
+    return Reading(units, scores, chosen, coverage(weights, found, lex), best)
+
+
+def rerank(question: str, units: list[Unit], hits: list[Hit], scores: np.ndarray, reranker):
+    """The learned ranker's order (runtime/rerank.py) over the lines the features rank best,
+    each with the line after it (the answer often follows the line that restates the
+    question): those lines are ordered by its score (plus the features' at RERANK_MIX), every
+    other line after them in the features' order. Returns the scores and the best logit."""
+    from outpost.runtime.rerank import pair_text
+
+    order = [int(j) for j in np.argsort(-scores)]
+    picked = dict.fromkeys(order[:RERANK_LINES])
+    for j in order[:RERANK_NEXT]:
+        if j + 1 < len(units) and units[j + 1].hit == units[j].hit:
+            picked[j + 1] = None
+    chosen = list(picked)
+    logits = reranker.score(
+        question, [pair_text(hits[units[j].hit].heading, units[j].text) for j in chosen]
+    )
+    out = scores - scores.max() - 100.0  # below every reranked line, in the features' order
+    for j, logit in zip(chosen, logits):
+        out[j] = float(logit) + RERANK_MIX * float(scores[j])
+    return out.astype(np.float32), float(logits.max())
 
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa]|\d{1,2}[.)])\s")

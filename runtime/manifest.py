@@ -135,6 +135,18 @@ class StoreInfo:
 
 
 @dataclass
+class RankerInfo:
+    """The learned line ranker the bundle carries (runtime/rerank.py), its files listed in
+    `files` like every other; how it was made and measured is its ranker.json."""
+
+    dir: str
+    model: str
+    tokenizer: str
+    sha256: str  # of the model file, as shipped in the outpost package
+    held_out: dict = field(default_factory=dict)
+
+
+@dataclass
 class RetrievalInfo:
     top_k: int
     grounding_threshold: float
@@ -182,6 +194,7 @@ class Manifest:
     build: dict = field(default_factory=dict)  # engine, and what --update kept
     # main language, chunks per language, runs [first chunk id, count, language] (export)
     languages: Languages = field(default_factory=dict)
+    ranker: RankerInfo | None = None  # bundles from before issue 29: the features alone
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -324,6 +337,9 @@ def _check_paths(m: Manifest, where: str) -> None:
         "index.file": m.index.file,
         "store.file": m.store.file,
     }
+    if m.ranker is not None:
+        refs["ranker.model"] = f"{m.ranker.dir}/{m.ranker.model}"
+        refs["ranker.tokenizer"] = f"{m.ranker.dir}/{m.ranker.tokenizer}"
     for name, adapter in m.model.adapters.items():
         if not ADAPTER_NAME.fullmatch(name):
             raise _fail(where, f"model.adapters[{name!r}]", "is not a valid adapter name")

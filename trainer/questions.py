@@ -61,9 +61,9 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
-@lru_cache(maxsize=64)
-def document_text(root: str, doc: str) -> str:
-    """The document's text as Outpost's reader gives it (blocks joined, whitespace folded)."""
+@lru_cache(maxsize=256)
+def _read_blocks(root: str, doc: str) -> tuple:
+    """The document's blocks as Outpost's reader gives them."""
     from outpost.export.ingest import read_document
 
     path = Path(root) / doc
@@ -71,10 +71,14 @@ def document_text(root: str, doc: str) -> str:
         with tempfile.NamedTemporaryFile(suffix=Path(path.stem).suffix or ".txt") as tmp:
             tmp.write(gzip.decompress(path.read_bytes()))
             tmp.flush()
-            blocks = read_document(Path(tmp.name), path.name).blocks
-    else:
-        blocks = read_document(path, path.name).blocks
-    return fold("\n".join(b.text for b in blocks))
+            return tuple(read_document(Path(tmp.name), path.name).blocks)
+    return tuple(read_document(path, path.name).blocks)
+
+
+@lru_cache(maxsize=64)
+def document_text(root: str, doc: str) -> str:
+    """The document's text as Outpost's reader gives it (blocks joined, whitespace folded)."""
+    return fold("\n".join(b.text for b in _read_blocks(root, doc)))
 
 
 @lru_cache(maxsize=64)
