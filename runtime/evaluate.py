@@ -63,7 +63,6 @@ def load_questions(path: str | Path) -> list[dict]:
                 f'{p}:{number}: "{field}" must be {shape}, not {given[:60]}; fix that line'
             )
         item.setdefault("id", f"line-{number}")
-        item["id"] = str(item["id"])
         item.setdefault("answerable", True)
         item.setdefault("answer_keywords", [])
         items.append(item)

@@ -1,7 +1,8 @@
 """Trust in a bundle: file hashes, the index-embedder-store binding, and Ed25519 signatures.
 
 - `runtime.bundle.check_files`: every file listed in bundle.json is present with its size and
-  sha256; files the manifest does not list are reported as unexpected.
+  sha256; whatever else is in the folder (a file, a link, a FIFO, a socket, a device, an empty
+  folder) is reported as unexpected, named for what it is.
 - `check_binding`: the index was built by this embedder (file hash, dimension, metric,
   normalisation) over this chunk store (same count).
 - Signatures: `bundle.sig` holds an Ed25519 signature over the exact bytes of bundle.json
