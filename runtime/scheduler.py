@@ -125,7 +125,7 @@ class Scheduler:
         with self.lock:
             if self.inside >= self.limit:
                 raise ApiError(
-                    429, f"{self.inside} questions are running or waiting; try again shortly"
+                    429, f"{self.inside} requests are running or waiting; try again shortly"
                 )
             self.inside += 1
 

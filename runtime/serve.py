@@ -230,7 +230,7 @@ class HostCheck:
         local, served = (scope.get("server") or ("", None))[:2]
         local = (local or "").lower()
         own = self.own | {local, local.removeprefix("::ffff:")}
-        if name in own and port == served:
+        if name in own and (port == served or served is None):  # None: a port not known
             return True
         ports = self.named.get(name, set())
         return None in ports or port in ports
