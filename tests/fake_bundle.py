@@ -104,6 +104,7 @@ def manifest_dict(files: dict[str, bytes] = FILES) -> dict:
         "export_seconds": 1.0,
         "build": {"engine": "local", "cpus": None},
         "languages": {"main": "en", "chunks": {"en": 2}, "runs": [[0, 2, "en"]], "forced": False},
+        "ranker": None,
     }
 
 
