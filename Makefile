@@ -55,17 +55,17 @@ bench: install
 	test -f $(BUNDLE)/bundle.json || $(BIN)/outpost export examples/docs --out $(BUNDLE)
 	$(BIN)/python benchmarks/run.py --bundle $(BUNDLE)
 
-# The line ranker's data and fit (docs/quality.md, "The line ranker"): FAQ pairs from the Debian
-# packages issue 18 names (apt-get download, no install), a bundle of their answers, the fit.
-RANKER_WORK ?= .outpost-cache/faq
+# The learned line ranker (docs/quality.md, "The learned ranker"): the training packages issue 29
+# names (apt-get download, no install), the written questions checked, the training groups, then
+# the cross-encoder and its int8 ONNX file in export/models/ranker/ (about 1 h on 2 cores).
+RANKER_ROOT ?= .outpost-cache/train
 ranker-data: install
-	$(BIN)/python -m outpost.trainer.faq --work $(RANKER_WORK) --out data/faq
+	$(BIN)/python -m outpost.trainer.trainset --root $(RANKER_ROOT)
+	$(BIN)/python -m outpost.trainer.questions --docs $(RANKER_ROOT)
+	$(BIN)/python -m outpost.trainer.rankdata --docs $(RANKER_ROOT) --out data/ranker
 
 ranker: ranker-data
-	$(BIN)/outpost export data/faq/docs --out $(RANKER_WORK)/bundle --force
-	$(BIN)/outpost export examples/docs --out $(RANKER_WORK)/examples --force
-	$(BIN)/python -m outpost.trainer.ranker --bundle $(RANKER_WORK)/bundle --pairs data/faq/pairs.jsonl \
-		--examples $(RANKER_WORK)/examples
+	$(BIN)/python -m outpost.trainer.crossrank --groups data/ranker/groups.jsonl --seed 0
 
 clean:
 	rm -rf $(BUNDLE) .pytest_cache

@@ -33,7 +33,7 @@ def _answers(hit, item: dict, keys: list[str]) -> bool:
     return any(source_matches(hit.source, f) for f in files if f) and all(k in text for k in keys)
 
 
-def stages(bundle: str, questions: str) -> list[dict]:
+def stages(bundle: str, questions: str, candidates: int = CANDIDATES) -> list[dict]:
     a = open_assistant(bundle, AskConfig())
     rows = []
     for item in load_questions(questions):
@@ -43,7 +43,7 @@ def stages(bundle: str, questions: str) -> list[dict]:
         q = item["question"]
         deep = a.retriever.search(q, max(DEPTHS))
         page = next((r for r, h in enumerate(deep) if _answers(h, item, keys)), None)
-        hits = a.retriever.search(q, max(a.top_k, CANDIDATES))
+        hits = a.retriever.search(q, max(a.top_k, candidates))
         row = {"id": item["id"], "page_rank": page}
         for name, reranker in (("learned", a.reranker), ("features", None)):
             if name == "learned" and reranker is None:
@@ -96,11 +96,14 @@ def main() -> None:
     ap.add_argument("sets", nargs="+", help="BUNDLE:QUESTIONS pairs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rows", action="store_true", help="Print each question's stages too.")
+    ap.add_argument(
+        "--candidates", type=int, default=CANDIDATES, help="Chunks the lines come from."
+    )
     args = ap.parse_args()
     results = {}
     for pair in args.sets:
         bundle, questions = pair.split(":", 1)
-        rows = stages(bundle, questions)
+        rows = stages(bundle, questions, args.candidates)
         results[pair] = {**summary(rows), **({"rows": rows} if args.rows else {})}
     if args.json:
         print(json.dumps(results, indent=2))

@@ -27,7 +27,8 @@ class Span:
 @dataclass(frozen=True)
 class Evidence:
     """A quoted run of the manual's lines, with where it is. `lead`, when the run needs one it
-    does not touch (a table's header row, a list's lead-in), is quoted the same way."""
+    does not touch (a table's header row, a list's lead-in), is quoted the same way; `mark`,
+    when the question asks for a value, is where the run gives it."""
 
     chunk_id: int
     start: int
@@ -37,6 +38,7 @@ class Evidence:
     heading: str
     score: float
     lead: Span | None = None
+    mark: Span | None = None  # inside the run: the value the question asks for (a number, a name)
 
     def words(self) -> str:
         """The quote as attribution reads it: its lead line, its heading and the run."""

@@ -32,6 +32,10 @@ from outpost.runtime.support import check, number_copy
 
 # Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
 CANDIDATES = 8  # chunks whose sentences the windows reader ranks
+# The learned ranker's logit (runtime/rerank.py) in the decline, chosen on the training
+# questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").
+RERANK_DECLINE = -2.0  # its best line under this: no line answers
+RERANK_SURE = 2.0  # its best line over this: answered, whatever the word coverage says
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
 
@@ -141,11 +145,13 @@ class Assistant:
             answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
         if answer.unknown:
             return self._decline(answer, "name", on_text)
-        if reading is not None and reading.answerability < self.min_evidence:
+        if reading is not None and self._lacks_evidence(reading):
             return self._decline(answer, "evidence", on_text)
         given = answer.passages = [p.text for p in passages[:kept]]
         if reading is not None:
-            answer.evidence = quotes(reading, hits, limit=EVIDENCE_SPANS)
+            answer.evidence = quotes(
+                reading, hits, EVIDENCE_SPANS, question, lexicon(answer.language)
+            )
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
@@ -153,6 +159,19 @@ class Assistant:
         self._settle(answer, shown, run, given, on_text)
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
         return answer
+
+    def _lacks_evidence(self, reading) -> bool:
+        """Decline for what is missing: the passages hold too little of the question's weight,
+        unless the learned ranker is sure of a line (RERANK_SURE); or that ranker finds no line
+        likely to answer (its best logit under RERANK_DECLINE). --min-evidence 0: never."""
+        if self.min_evidence <= 0:
+            return False
+        best = reading.best_logit
+        if best is None:
+            return reading.answerability < self.min_evidence
+        return best < RERANK_DECLINE or (
+            reading.answerability < self.min_evidence and best < RERANK_SURE
+        )
 
     def _find(self, question: str, history: list[dict] | None, answer: Answer):
         """The candidate passages, the ranked lines (windows reader) and the passages the model

@@ -232,8 +232,21 @@ def line_inputs(question: str, hits: list[Hit], embedder, store, lex: Lexicon | 
     weights = idf_weights(question_terms(question, store, lex), store)
     if not units:
         return units, np.zeros((0, len(FEATURES)), dtype=np.float32), weights
-    vectors = embedder.embed([question] + [u.text for u in units])
-    rows = line_features(question, units, hits, vectors[1:] @ vectors[0], weights, lex)
+    # Embedding every line of many candidates costs more than the rest of the answer: past
+    # EMBED_LINES, only the lines whose words (and chunk's rank) say most are embedded; the
+    # others rank on their words alone (dense 0).
+    embedded = list(range(len(units)))
+    if len(units) > EMBED_LINES:
+        cheap = [
+            _covered(weights, terms(u.text, lex) | terms(hits[u.hit].heading, lex), (u.text,))
+            + 0.3 / (1 + u.hit)
+            for u in units
+        ]
+        embedded = sorted(np.argsort(-np.asarray(cheap))[:EMBED_LINES].tolist())
+    vectors = embedder.embed([question] + [units[j].text for j in embedded])
+    dense = np.zeros(len(units), dtype=np.float32)
+    dense[embedded] = vectors[1:] @ vectors[0]
+    rows = line_features(question, units, hits, dense, weights, lex)
     return units, rows, weights
 
 
@@ -261,6 +274,7 @@ LINE_WEIGHTS = {
     "chunk_rank": 0.2,
 }
 _WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
+EMBED_LINES = 96  # lines embedded for the dense feature, at most (the best by their words)
 RERANK_LINES = 24  # lines the learned ranker reads, the features' best
 RERANK_NEXT = 8  # of those, the best whose next line is read too
 RERANK_MIX = 0.5  # weight of the features' score beside the learned ranker's logit
@@ -389,7 +403,35 @@ def _context(units: list[Unit], k: int) -> tuple[int | None, int, int]:
     return lead, lo, hi
 
 
-def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[Evidence]:
+_OPTION_TOKEN = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*(?:=[^\s,;]+)?")
+
+
+def asked_value(question: str, text: str, lex: Lexicon | None = None) -> tuple[int, int] | None:
+    """Where `text` gives the value the question asks for: a number (with its unit) for a
+    how-many question, a name, path or option for a which-question, a place for a where-
+    question; the first one the question does not already hold. None when it asks for none."""
+    lex = lex or ENGLISH
+    wanted, asked = wants(question, lex), normalise(question)
+    if "number" in wanted:
+        for m in _NUMBER.finditer(text):
+            if m.group() in asked or _REFERENCE.search(text[max(0, m.start() - 12) : m.start()]):
+                continue
+            unit = re.match(r"\s?[A-Za-z%°µ/]{1,8}\b", text[m.end() :])
+            return m.start(), m.end() + (unit.end() if unit else 0)
+    if wanted & {"name", "place"}:
+        for m in _OPTION_TOKEN.finditer(text):  # an option is the usual answer to "which"
+            if normalise(m.group()) not in asked:
+                return m.span()
+        for f in facts(text):
+            at = text.find(f)
+            if at >= 0 and normalise(f) not in asked and not _NUMBER.fullmatch(f):
+                return at, at + len(f)
+    return None
+
+
+def quotes(
+    reading: Reading, hits: list[Hit], limit: int = 2, question: str = "", lex=None
+) -> list[Evidence]:
     """The best-ranked lines, each with the neighbours it needs, quoted verbatim with offsets
     (best first; windows that overlap an earlier one are skipped). `text` is the chunk's text
     from `start` to `end`; `lead`, when the run needs one it does not touch (a table's header,
@@ -413,10 +455,11 @@ def quotes(reading: Reading, hits: list[Hit], limit: int = 2) -> list[Evidence]:
         taken.append((u.hit, start, end))
         head = None if lead is None else Span(units[lead].start, units[lead].end, units[lead].text)
         score = round(float(reading.scores[int(j)]), 4)
+        text = hit.text[start:end]
+        at = asked_value(question, text, lex) if question else None
+        mark = None if at is None else Span(start + at[0], start + at[1], text[at[0] : at[1]])
         out.append(
-            Evidence(
-                hit.chunk_id, start, end, hit.text[start:end], hit.source, hit.heading, score, head
-            )
+            Evidence(hit.chunk_id, start, end, text, hit.source, hit.heading, score, head, mark)
         )
     return out
 

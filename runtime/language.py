@@ -69,7 +69,8 @@ QUESTION_WORDS = {
 _NUMBER_ASKED = {
     "en": r"\b(how (long|many|much|often|far|big|large|high|low|fast|old)|what (is|are) the "
     r"(default|maximum|minimum|limit|size|number|port|value|interval|timeout|range|length|speed|"
-    r"temperature|pressure|voltage))|which port|what port|how soon\b",
+    r"temperature|pressure|voltage))|which port|what port|how soon\b|"
+    r"\b(at )?what (pressure|temperature|voltage|speed|rate|size|level|version|depth)\b",
     "nb": r"\bhvor (mye|mange|lenge|ofte|langt?|stor|store|høy|lav|raskt?|gammel)\b|"
     r"\bhvilke[nt]? port|\bhva er (standard|maks|minste|største|grensen|størrelsen|antallet|"
     r"porten|verdien|intervallet)",
@@ -82,7 +83,9 @@ _NUMBER_ASKED = {
 }
 _NAME_ASKED = {
     "en": r"\b(which|what) (command|option|setting|parameter|variable|file|program|daemon|package|"
-    r"key(word)?|directive|flag|tool|module|backend|driver|function|field)s?\b|\bcalled\b",
+    r"key(word)?|directive|flag|tool|module|backend|driver|function|field|group|filesystem|"
+    r"address|chip|target|user|service|unit|device|interface|protocol|format|mode|directory|"
+    r"folder|path|library|plugin|header|section|pragma|macro|warning|error)s?\b|\bcalled\b",
     "nb": r"\bhvilke[nt]? (kommando|valg|innstilling|parameter|variabel|fil|program|pakke|nøkkel|"
     r"felt|verktøy|modul|driver|funksjon|tjeneste)|\bhva heter\b",
     "nl": r"\bwelke? (commando|optie|instelling|parameter|variabele|bestand|programma|pakket|"

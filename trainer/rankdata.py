@@ -2,13 +2,14 @@
 
     .venv/bin/python -m outpost.trainer.rankdata --docs .outpost-cache/train --out data/ranker
 
-Three sources of questions, all over the documentation of the Debian packages issue 29 names
-(`make ranker-data` downloads and renders them; the rest of Debian is kept for evaluation):
+Two sources of questions, both over the documentation of the Debian packages issue 29 names
+(trainer/trainset.py downloads and renders them; the rest of Debian is kept for evaluation):
 - **written**: trainer/questions/*.jsonl, asked the way technicians ask, each with its verbatim
   answering line (checked by trainer/questions.py), and unanswerable ones near covered topics;
 - **generated** from the documents' structure: option lists, FILES and ENVIRONMENT entries of
-  manual pages (the question is the entry's description, the answer the entry that names it);
-- **faq**: the FAQ questions of trainer/faq.py, answered by their first sentence.
+  manual pages (the question is the entry's description, the answer the entry that names it).
+The FAQ pairs of the last round (trainer/faq.py) are left out: their answers are explanations,
+not the lookups technicians ask.
 
 Candidates of a question are lines (runtime/evidence.py `split_units`) of its document: the
 answering ones (holding the answer line, or part of it), then hard negatives: the lines that

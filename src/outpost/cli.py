@@ -167,6 +167,8 @@ def _print_evidence(answer) -> None:
     # The quote's own line breaks (a value and the line after it) stay, indented under it.
     text = safe(e.text, newlines=True).replace("\n", "\n   ")
     click.echo(f"{label} ({where}):\n  \u201c{lead}{text}\u201d")
+    if e.mark is not None and e.mark.text.strip() != e.text.strip():
+        click.echo(f"  \u2192 {safe(e.mark.text)}")  # the value the question asks for
 
 
 def _print_sources(answer) -> None:
