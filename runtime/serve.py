@@ -289,6 +289,21 @@ def _shown(value: str) -> str:
 OPERATOR = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})  # the device's own operator
 
 
+class _Watched:
+    """A connection's transport as uvicorn writes to it: each write first asks `gone()`
+    (whether a half-closed client has in fact left) and is dropped when it has."""
+
+    def __init__(self, transport, gone):
+        self._transport, self._gone = transport, gone
+
+    def write(self, data) -> None:
+        if not self._gone():
+            self._transport.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(config: ServeConfig):
     """uvicorn's h11 protocol with what it lacks against idle, slow and departing clients:
 
@@ -299,9 +314,10 @@ def guarded_protocol(config: ServeConfig):
       all, of which `operator_connections` only 127.0.0.1 and ::1 may take; beyond them a
       connection is closed at once;
     - a client that half-closes (shutdown(SHUT_WR)) after its whole request still gets its
-      answer: the connection stays open for writing, an interim `100 Continue` is sent and the
-      socket watched, so a client that closed for good (it answers the 100 with a reset) is
-      still seen leaving, and its job stops."""
+      answer: the connection stays open for writing, and a client that closed for good is
+      still seen leaving (it answers the next write, an interim `100 Continue` when no answer
+      began, with a reset), so its job stops;
+    - a connection lost before its response was complete is logged 499."""
     import socket
 
     import h11
@@ -316,9 +332,11 @@ def guarded_protocol(config: ServeConfig):
         waiting_for = None  # "head" or "body": what the timer waits for
         counted = None
         peer_watch = None
+        half_closed = False
 
         def connection_made(self, transport):
             super().connection_made(transport)
+            self.transport = _Watched(transport, self._client_gone)  # what the cycles write to
             host = self.client[0] if self.client else "?"
             cap = config.max_connections if host in OPERATOR else others
             if total[0] >= cap or per_client.get(host, 0) >= config.max_client_connections:
@@ -334,6 +352,8 @@ def guarded_protocol(config: ServeConfig):
             if self.peer_watch is not None:
                 self.peer_watch.cancel()
                 self.peer_watch = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.scope["state"]["left"] = True  # logged 499, however far its answer got
             if self.counted is not None:
                 left = per_client.get(self.counted, 1) - 1
                 if left:
@@ -411,43 +431,57 @@ def guarded_protocol(config: ServeConfig):
             self.transport.close()
 
         def eof_received(self):
+            """A client that sent its whole request and then half-closed is waiting for its
+            answer: keep the connection open for writing. Only a write tells a half-closed
+            client from one that closed for good (that one answers with a reset), so each write
+            first asks the socket (`_client_gone`), an answer not yet begun is preceded by an
+            interim `100 Continue`, and the socket is looked at every 0.1 s meanwhile. A request
+            cut short is a client that left: closed, as uvicorn does."""
             cycle = self.cycle
             if (
                 cycle is None
                 or cycle.response_complete
-                or cycle.more_body  # the request was cut short: its client left
+                or cycle.more_body
                 or self.scope["http_version"] != "1.1"
                 or self.transport.is_closing()
             ):
                 return None  # asyncio closes the connection
             cycle.keep_alive = False  # the client can send no next request
-            if not cycle.response_started:  # a probe: a closed socket answers it with a reset
+            self.half_closed = True
+            if not cycle.response_started:
+                probe = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
                 try:
-                    self.transport.write(
-                        self.conn.send(
-                            h11.InformationalResponse(
-                                status_code=100, headers=[], reason=b"Continue"
-                            )
-                        )
-                    )
+                    self.transport.write(self.conn.send(probe))
                 except h11.LocalProtocolError:
                     pass
                 cycle.waiting_for_100_continue = False
             self._watch_peer()
-            return True  # half-closed: keep the connection open to write the answer
+            return True
 
-        def _watch_peer(self):
-            self.peer_watch = None
+        def _client_gone(self) -> bool:
+            """Whether a half-closed client has reset the connection (it closed for good);
+            then its request is ended as a client that left: its handler sees it gone."""
+            if not self.half_closed:
+                return False
             if self.transport.is_closing():
-                return
+                return True
             sock = self.transport.get_extra_info("socket")
             try:
                 reset = sock is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             except OSError:
                 reset = True
-            if reset:  # the client closed for good: as if it had left (the job stops)
-                return self.transport.abort()
-            self.peer_watch = self.loop.call_later(0.1, self._watch_peer)
+            if reset:
+                if self.cycle is not None and not self.cycle.response_complete:
+                    self.scope["state"]["left"] = True
+                    self.cycle.disconnected = True
+                    self.cycle.message_event.set()
+                self.transport.abort()
+            return bool(reset)
+
+        def _watch_peer(self):
+            self.peer_watch = None
+            if not self._client_gone():
+                self.peer_watch = self.loop.call_later(0.1, self._watch_peer)
 
     return Guarded
 
