@@ -60,7 +60,7 @@ def stages(bundle: str, questions: str, candidates: int = CANDIDATES) -> list[di
                 reranker,
             )
             took = time.perf_counter() - start
-            shown = quotes(reading, hits, limit=1)
+            shown = quotes(reading, hits, 1, q)
             first = normalise(shown[0].text) if shown else ""
             row[name] = {
                 "first_quote_right": bool(shown) and all(k in first for k in keys),

@@ -31,7 +31,7 @@ from outpost.runtime.retrieve import Hit, Retriever
 from outpost.runtime.support import check, number_copy
 
 # Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
-CANDIDATES = 8  # chunks whose sentences the windows reader ranks
+CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
 # The learned ranker's logit (runtime/rerank.py) in the decline, chosen on the training
 # questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").
 RERANK_DECLINE = -2.0  # its best line under this: no line answers

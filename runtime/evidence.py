@@ -277,7 +277,7 @@ _WEIGHTS = np.array([LINE_WEIGHTS[f] for f in FEATURES], dtype=np.float32)
 EMBED_LINES = 96  # lines embedded for the dense feature, at most (the best by their words)
 RERANK_LINES = 24  # lines the learned ranker reads, the features' best
 RERANK_NEXT = 8  # of those, the best whose next line is read too
-RERANK_MIX = 0.5  # weight of the features' score beside the learned ranker's logit
+RERANK_WEIGHT = 0.1  # of the learned ranker's logit, added to the features' score
 
 
 @dataclass
@@ -342,8 +342,8 @@ def read(
 def rerank(question: str, units: list[Unit], hits: list[Hit], scores: np.ndarray, reranker):
     """The learned ranker's order (runtime/rerank.py) over the lines the features rank best,
     each with the line after it (the answer often follows the line that restates the
-    question): those lines are ordered by its score (plus the features' at RERANK_MIX), every
-    other line after them in the features' order. Returns the scores and the best logit."""
+    question): those lines are ordered by the features' score plus RERANK_WEIGHT times its
+    logit, every other line after them in the features' order. Returns the scores and the best logit."""
     from outpost.runtime.rerank import pair_text
 
     order = [int(j) for j in np.argsort(-scores)]
@@ -357,7 +357,7 @@ def rerank(question: str, units: list[Unit], hits: list[Hit], scores: np.ndarray
     )
     out = scores - scores.max() - 100.0  # below every reranked line, in the features' order
     for j, logit in zip(chosen, logits):
-        out[j] = float(logit) + RERANK_MIX * float(scores[j])
+        out[j] = float(scores[j]) + RERANK_WEIGHT * float(logit)
     return out.astype(np.float32), float(logits.max())
 
 
@@ -429,6 +429,30 @@ def asked_value(question: str, text: str, lex: Lexicon | None = None) -> tuple[i
     return None
 
 
+QUOTE_CHARS = 400  # a line and the one that completes it, at most
+QUOTE_MIN_CHARS = 180  # a shorter run is shown with the line after it
+
+
+def _completes(question: str, units: list[Unit], k: int, lex=None) -> bool:
+    """Whether the line after units[k] completes it: units[k] does not give what the question
+    asks for (a value, an option; or, asking for none, adds little the question did not say)
+    and the next line does, and the two stay short enough to read at a glance."""
+    line, nxt = units[k].text, units[k + 1].text
+    if len(line) + len(nxt) > QUOTE_CHARS:
+        return False
+    kinds = wants(question, lex or ENGLISH) & {"number", "name", "place"}
+    if kinds:
+        return (
+            asked_value(question, line, lex) is None and asked_value(question, nxt, lex) is not None
+        )
+    asked, have = terms(question, lex), terms(line, lex)
+    novelty = sum(not _asked(t, asked) for t in have) / max(len(have), 1)
+    return novelty < RESTATES and any(not _asked(t, asked) for t in terms(nxt, lex))
+
+
+RESTATES = 0.35  # a line whose words are mostly the question's only restates it
+
+
 def quotes(
     reading: Reading, hits: list[Hit], limit: int = 2, question: str = "", lex=None
 ) -> list[Evidence]:
@@ -447,7 +471,16 @@ def quotes(
         u = reading.units[int(j)]
         row = by_hit[u.hit]
         units = [reading.units[i] for i in row]
-        lead, lo, hi = _context(units, row.index(int(j)))
+        k = row.index(int(j))
+        lead, lo, hi = _context(units, k)
+        if question and hi == k and hi + 1 < len(units) and _completes(question, units, k, lex):
+            hi += 1  # the line restates the question; the next one says what it asks
+        while (
+            hi + 1 < len(units)
+            and units[hi].end - units[lo].start < QUOTE_MIN_CHARS
+            and units[hi + 1].end - units[lo].start <= QUOTE_CHARS
+        ):
+            hi += 1  # a fragment says too little alone: the line after it goes with it
         start, end = units[lo].start, units[hi].end
         if any(h == u.hit and start < e and s < end for h, s, e in taken):
             continue

@@ -33,18 +33,25 @@ def load_groups(path: Path) -> list[dict]:
     return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
 
 
-def _pairs(groups: list[dict], rng, keep: dict[str, int]) -> list[tuple[str, str, float]]:
+def _pairs(
+    groups: list[dict], rng, keep: dict[str, int], generated: float = 1.0, written_weight: int = 1
+) -> list[tuple[str, str, float]]:
     """Every answering line of every training question, and of its negatives at most `keep`
     per role (near: the answer's neighbours, hard: the lines sharing the question's words,
-    easy: lines of other documents)."""
+    easy: lines of other documents); `generated` of the generated questions (a share), and
+    each written one `written_weight` times."""
     pairs = []
     for g in groups:
+        if g["source"] == "generated" and rng.random() >= generated:
+            continue
         taken: dict[str, int] = {}
+        kept = []
         for line, label, role in zip(g["lines"], g["labels"], g["roles"]):
             if role != "answer" and taken.get(role, 0) >= keep[role]:
                 continue
             taken[role] = taken.get(role, 0) + 1
-            pairs.append((g["question"], line, float(label)))
+            kept.append((g["question"], line, float(label)))
+        pairs += kept * (written_weight if g["source"] == "written" else 1)
     rng.shuffle(pairs)
     return pairs
 
@@ -58,7 +65,9 @@ def _base() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
-def train(groups: list[dict], seed: int, epochs: float, batch: int, lr: float, log) -> object:
+def train(
+    groups: list[dict], seed: int, epochs: float, batch: int, lr: float, log, mix: dict
+) -> object:
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -70,7 +79,7 @@ def train(groups: list[dict], seed: int, epochs: float, batch: int, lr: float, l
     # training, a smaller file (docs/quality.md, "The learned ranker").
     model.bert.encoder.layer = model.bert.encoder.layer[:LAYERS]
     model.config.num_hidden_layers = LAYERS
-    pairs = _pairs([g for g in groups if g["split"] == "train"], rng, KEEP)
+    pairs = _pairs([g for g in groups if g["split"] == "train"], rng, KEEP, **mix)
     steps = int(len(pairs) * epochs) // batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
@@ -172,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--generated", type=float, default=1.0, help="Share of generated questions.")
+    ap.add_argument("--written-weight", type=int, default=1, help="Times each written one counts.")
     args = ap.parse_args(argv)
     import torch
 
@@ -183,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
 
     groups = load_groups(Path(args.groups))
     held = [g for g in groups if g["split"] == "held_out"]
-    ce, stats = train(groups, args.seed, args.epochs, args.batch, args.lr, log)
+    mix = {"generated": args.generated, "written_weight": args.written_weight}
+    ce, stats = train(groups, args.seed, args.epochs, args.batch, args.lr, log, mix)
     out = Path(args.out)
     model = export_onnx(ce, out)
     from outpost.runtime.rerank import Reranker
@@ -202,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
             "lr": args.lr,
             "max_tokens": MAX_TOKENS,
             "layers": LAYERS,
+            "generated_share": args.generated,
+            "written_weight": args.written_weight,
             "negatives_per_question": KEEP,
             "input": "question, 'heading > heading | line' (trainer/rankdata.py pair_text)",
             "quantization": "onnxruntime quantize_dynamic, QInt8 weights",
