@@ -133,6 +133,10 @@ class Assistant:
         answer = Answer(question=question, threshold=self.threshold, language=language)
         start = time.perf_counter()
         hits, reading, shown_passages = self._find(question, history, answer)
+        evidence = []
+        if reading is not None:
+            evidence = quotes(reading, hits, EVIDENCE_SPANS, question, lexicon(answer.language))
+            shown_passages = cover(shown_passages, evidence)
         answer.retrieval_s = time.perf_counter() - start
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
         # Fit first: a question too long for the context is an error even when ungrounded.
@@ -148,10 +152,7 @@ class Assistant:
         if reading is not None and self._lacks_evidence(reading):
             return self._decline(answer, "evidence", on_text)
         given = answer.passages = [p.text for p in passages[:kept]]
-        if reading is not None:
-            answer.evidence = quotes(
-                reading, hits, EVIDENCE_SPANS, question, lexicon(answer.language)
-            )
+        answer.evidence = evidence
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
@@ -346,6 +347,23 @@ def cite(hits: list[Hit], text: str) -> list[Citation]:
         Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
         for i, h in enumerate(hits, 1)
     ]
+
+
+def cover(passages: list[tuple], evidence: list[Evidence]) -> list[tuple]:
+    """The windows the model reads, each widened to hold the quotes shown from it: what the
+    technician is shown is always among what the model read (and the support check reads)."""
+    out = list(passages)
+    for e in evidence:
+        for i, (h, a, b) in enumerate(out):
+            if h.chunk_id == e.chunk_id and a <= e.end and e.start <= b:
+                out[i] = (h, min(a, e.start), max(b, e.end))
+                break
+        else:
+            for i, (h, a, b) in enumerate(out):
+                if h.chunk_id == e.chunk_id:
+                    out[i] = (h, min(a, e.start), max(b, e.end))
+                    break
+    return out
 
 
 def open_assistant(path: str | Path, config: AskConfig | None = None) -> Assistant:

@@ -18,8 +18,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, export, outpost
 
+from conftest import EXAMPLES, export, outpost
 from outpost.runtime.assistant import Assistant
 from outpost.runtime.config import AskConfig
 from outpost.runtime.errors import OutpostError
