@@ -65,8 +65,58 @@ def _base() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
+def _scorer_class():
+    import torch
+
+    class Scorer(torch.nn.Module):
+        """The pair's mean-pooled encoding (the space the embedder was trained in, where the
+        [CLS] token and pooler of a classification head are untrained) and a linear head."""
+
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+            self.head = torch.nn.Linear(bert.config.hidden_size, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0)).squeeze(-1)
+
+    return Scorer
+
+
+def Scorer(bert):
+    return _scorer_class()(bert)
+
+
+def ClsScorer(model):
+    """The classification head as sentence-transformers builds it ([CLS], pooler, linear)."""
+    import torch
+
+    class Cls(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).logits[:, 0]
+
+    return Cls(model)
+
+
 def train(
-    groups: list[dict], seed: int, epochs: float, batch: int, lr: float, log, mix: dict
+    groups: list[dict],
+    seed: int,
+    epochs: float,
+    batch: int,
+    lr: float,
+    log,
+    mix: dict,
+    head: str = "cls",
 ) -> object:
     import torch
     from sentence_transformers import CrossEncoder
@@ -79,6 +129,7 @@ def train(
     # training, a smaller file (docs/quality.md, "The learned ranker").
     model.bert.encoder.layer = model.bert.encoder.layer[:LAYERS]
     model.config.num_hidden_layers = LAYERS
+    model = ce.scorer = Scorer(model.bert) if head == "mean" else ClsScorer(model)
     pairs = _pairs([g for g in groups if g["split"] == "train"], rng, KEEP, **mix)
     steps = int(len(pairs) * epochs) // batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -99,7 +150,7 @@ def train(
             padding=True,
             return_tensors="pt",
         )
-        logits = model(**enc).logits.squeeze(-1)
+        logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
         loss = loss_fn(logits, torch.tensor([p[2] for p in part]))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -126,19 +177,9 @@ def export_onnx(ce, out: Path) -> Path:
     names = ["input_ids", "attention_mask", "token_type_ids"]
     fp32 = out / "model-fp32.onnx"
 
-    class Logit(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).logits[:, 0]
-
     axes = {n: {0: "batch", 1: "tokens"} for n in names}
     torch.onnx.export(
-        Logit(ce.model),
+        ce.scorer,
         tuple(enc[n] for n in names),
         str(fp32),
         input_names=names,
@@ -181,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--head", choices=("cls", "mean"), default="cls", help="Scoring head.")
     ap.add_argument("--generated", type=float, default=1.0, help="Share of generated questions.")
     ap.add_argument("--written-weight", type=int, default=1, help="Times each written one counts.")
     args = ap.parse_args(argv)
@@ -195,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     groups = load_groups(Path(args.groups))
     held = [g for g in groups if g["split"] == "held_out"]
     mix = {"generated": args.generated, "written_weight": args.written_weight}
-    ce, stats = train(groups, args.seed, args.epochs, args.batch, args.lr, log, mix)
+    ce, stats = train(groups, args.seed, args.epochs, args.batch, args.lr, log, mix, args.head)
     out = Path(args.out)
     model = export_onnx(ce, out)
     from outpost.runtime.rerank import Reranker
@@ -218,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             "written_weight": args.written_weight,
             "negatives_per_question": KEEP,
             "input": "question, 'heading > heading | line' (trainer/rankdata.py pair_text)",
+            "head": args.head,
             "quantization": "onnxruntime quantize_dynamic, QInt8 weights",
         },
         "seed": args.seed,
