@@ -49,6 +49,7 @@ NEVER_LOADED = (
     "onnxruntime/datasets/",
     "numpy/f2py/",
     "numpy/_pyinstaller/",
+    "outpost/export/models/",  # the build side's ranker: each bundle carries its own copy
 )
 
 
