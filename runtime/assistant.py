@@ -35,7 +35,7 @@ CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md,
 # The learned ranker's logit (runtime/rerank.py) in the decline, chosen on the training
 # questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").
 RERANK_DECLINE = -2.0  # its best line under this: no line answers
-RERANK_SURE = 2.0  # its best line over this: answered, whatever the word coverage says
+RERANK_SURE = 0.5  # its best line over this: answered, whatever the word coverage says
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
 

@@ -220,11 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    ap.add_argument("--head", choices=("cls", "mean"), default="cls", help="Scoring head.")
-    ap.add_argument("--generated", type=float, default=1.0, help="Share of generated questions.")
-    ap.add_argument("--written-weight", type=int, default=1, help="Times each written one counts.")
+    ap.add_argument("--head", choices=("cls", "mean"), default="mean", help="Scoring head.")
+    ap.add_argument("--generated", type=float, default=0.5, help="Share of generated questions.")
+    ap.add_argument("--written-weight", type=int, default=2, help="Times each written one counts.")
     args = ap.parse_args(argv)
     import torch
 
