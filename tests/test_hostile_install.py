@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from test_hardening import one_error_line
+from test_hostile import _state
 
 from conftest import ROOT, outpost
 from fake_bundle import FILES, manifest_dict
@@ -50,16 +51,6 @@ def _archive(tmp_path: Path, name: str, seed: int, key: Path | None = None, extr
     archive = tmp_path / f"{name}.tar"
     pack(root, archive)
     return archive
-
-
-def _state(bundles: Path) -> tuple[str | None, str | None]:
-    def link(name):
-        try:
-            return os.readlink(bundles / name)
-        except OSError:
-            return None
-
-    return link("current"), link("previous")
 
 
 def _flip(path: Path) -> None:

@@ -62,7 +62,7 @@ def _words(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=256)
-def _read_blocks(root: str, doc: str) -> tuple:
+def read_blocks(root: str, doc: str) -> tuple:
     """The document's blocks as Outpost's reader gives them."""
     from outpost.export.ingest import read_document
 
@@ -78,7 +78,7 @@ def _read_blocks(root: str, doc: str) -> tuple:
 @lru_cache(maxsize=64)
 def document_text(root: str, doc: str) -> str:
     """The document's text as Outpost's reader gives it (blocks joined, whitespace folded)."""
-    return fold("\n".join(b.text for b in _read_blocks(root, doc)))
+    return fold("\n".join(b.text for b in read_blocks(root, doc)))
 
 
 @lru_cache(maxsize=64)

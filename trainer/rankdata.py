@@ -30,7 +30,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from outpost.trainer.questions import fold, load
+from outpost.runtime.rerank import pair_text
+from outpost.trainer.questions import fold, load, read_blocks
 
 HARD = 10  # lexical hard negatives per question
 NEAR = 2  # the answer's neighbours (when they do not hold the answer)
@@ -46,24 +47,12 @@ _OPTION = re.compile(
 _ENTRY = re.compile(r"^((?:/|~/|\$)[\w./~$-]+|[A-Z][A-Z0-9_]{2,})\s+(?=[A-Z])(.{20,})$")
 
 
-def pair_text(heading: str, line: str) -> str:
-    """What the ranker reads of a line: its heading's last two parts, then the line."""
-    parts = [p for p in heading.split(" > ") if p][-2:]
-    return (" > ".join(parts) + " | " if parts else "") + line
-
-
-def _blocks(root: str, doc: str):
-    from outpost.trainer.questions import _read_blocks
-
-    return _read_blocks(root, doc)
-
-
 def units_of(root: str, doc: str) -> list[tuple[str, str]]:
     """(heading, line) for every line of the document, in order."""
     from outpost.runtime.evidence import split_units
 
     out = []
-    for b in _blocks(root, doc):
+    for b in read_blocks(root, doc):
         heading = " > ".join(b.headings)
         out += [(heading, u.text) for u in split_units(b.text)]
     return out

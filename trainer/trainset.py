@@ -21,18 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-MANUALS = (
-    "debian-faq",
-    "python3.11-doc",  # python3-doc is an empty package depending on it
-    "git-doc",
-    "sqlite3-doc",
-    "apache2-doc",
-    "nginx-doc",
-    "bash-doc",
-    "zsh-doc",
-    "debian-handbook",
-    "debian-reference-en",
-)
+from outpost.trainer.faq import PACKAGES
+
+MANUALS = (*PACKAGES, "debian-handbook", "debian-reference-en")  # the FAQ packages and two books
 MAN_PAGES = (
     "manpages",
     "manpages-dev",
