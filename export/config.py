@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from outpost.export.base import EMBEDDED_LLM
+from outpost.runtime.config import trusted_keys
 from outpost.runtime.errors import InputError, UsageError
 from outpost.runtime.language import LANGUAGES
 from outpost.runtime.manifest import ADAPTER_NAME
@@ -31,10 +32,18 @@ DEFAULT_QUESTION = "What do these manuals cover?"
 
 @dataclass(kw_only=True)
 class ChunkConfig:
-    target_chars: int = setting(900, "Target chunk size in characters.", flag="--chunk-chars")
+    target_chars: int = setting(
+        900,
+        "Target chunk size in characters.",
+        flag="--chunk-chars",
+        old_env="OUTPOST_EXPORT_TARGET_CHARS",  # renamed (issue 30); read for one more release
+    )
     max_chars: int = 1400
     overlap_chars: int = setting(
-        150, "Overlap between chunks of one section.", flag="--chunk-overlap"
+        150,
+        "Overlap between chunks of one section.",
+        flag="--chunk-overlap",
+        old_env="OUTPOST_EXPORT_OVERLAP_CHARS",
     )
     min_chars: int = 200
 
@@ -120,7 +129,7 @@ class LlmConfig:
 @dataclass(kw_only=True)
 class ExportConfig:
     docs: list[str]
-    out: str = setting("", "Bundle folder to write.", short="-o", path=True, required=True)
+    out: str = setting("", "Bundle folder to write.", alias="-o", path=True, required=True)
     llm: LlmConfig = field(default_factory=LlmConfig)
     embedder: str = setting(EMBEDDED_EMBEDDER, "sentence-transformers model folder or hub id.")
     embedder_precision: str = setting(
@@ -162,13 +171,9 @@ class ExportConfig:
     sign: str | None = setting(
         None, "Ed25519 private key (from `outpost keygen`) to sign the bundle.", path=True
     )
-    trust: list = setting(
-        [],
+    trust: list[str] = trusted_keys(
         "Public key the --update bundle must be signed by (file or folder of .pub files); "
-        "with --sign, the signing key's own is trusted too.",
-        path=True,
-        multiple=True,
-        env="OUTPOST_TRUSTED_KEYS",
+        "with --sign, the signing key's own is trusted too."
     )
     ranker: bool = setting(
         True, "Ship the learned line ranker in the bundle (off: lines ranked by features alone)."
@@ -228,7 +233,7 @@ class ExportConfig:
 
 @dataclass(kw_only=True)
 class KitConfig:
-    out: str = setting("", "Kit folder to write.", short="-o", path=True, required=True)
+    out: str = setting("", "Kit folder to write.", alias="-o", path=True, required=True)
     platform: str = setting(
         "manylinux_2_28_x86_64",
         "The device's platform: "

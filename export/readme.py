@@ -16,16 +16,29 @@ from pathlib import Path
 
 from outpost.export.cli import EXPORT_ENV, KIT_ENV
 from outpost.export.config import ChunkConfig, ExportConfig, KitConfig, LlmConfig
-from outpost.runtime.config import AskConfig, ServeConfig
+from outpost.runtime.config import (
+    AskConfig,
+    EvalConfig,
+    InstallConfig,
+    RollbackConfig,
+    ServeConfig,
+    VerifyConfig,
+)
 from outpost.runtime.files import write_atomic
 from outpost.runtime.settings import table
+from outpost.trainer.config import TRAIN_ENV, TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = {
     "ask": ((AskConfig,), "OUTPOST_"),  # ask, chat and eval
+    "eval": ((EvalConfig,), "OUTPOST_"),  # eval's own, besides ask's
     "serve": ((ServeConfig,), "OUTPOST_"),
+    "verify": ((VerifyConfig,), "OUTPOST_"),
+    "install": ((InstallConfig,), "OUTPOST_"),
+    "rollback": ((RollbackConfig,), "OUTPOST_"),
     "export": ((ExportConfig, LlmConfig, ChunkConfig), EXPORT_ENV),
     "kit": ((KitConfig,), KIT_ENV),
+    "train": ((TrainConfig,), TRAIN_ENV),
 }
 _BLOCK = re.compile(r"(<!-- options: (\w+) -->\n)(.*?)(<!-- /options -->)", re.S)
 

@@ -1,4 +1,6 @@
-"""What the device commands take: `AskConfig` (ask, chat, eval) and `ServeConfig` (serve).
+"""What the device commands take: `AskConfig` (ask, chat, eval), `EvalConfig` (eval's own),
+`ServeConfig` (serve, holding the `AskConfig` each release answers with), `VerifyConfig`,
+`InstallConfig` and `RollbackConfig`.
 
 Each setting is declared once, as a field (runtime/settings.py): the command-line options,
 their `OUTPOST_*` variables and the README's option tables are made from these fields. This
@@ -9,15 +11,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from outpost.runtime.errors import UsageError
-from outpost.runtime.settings import setting
+from outpost.runtime.settings import nested, setting
 
 READERS = ("windows", "chunks")
 # --allow-host: a DNS name or IPv4 address, or an IPv6 address in brackets; an optional :PORT
 _HOST_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 LANGUAGES = ("en", "de", "fr", "es", "nb", "nl")
+# One variable for every command's trusted keys: one device, one setting (docs/decisions.md).
+TRUST_VARIABLE = "OUTPOST_TRUSTED_KEYS"
+DEFAULT_KEEP = 3  # releases `install` keeps on the device: current, previous and one more
+
+
+def trusted_keys(help: str):
+    """A `--trust` setting: repeatable public-key files or folders, read from
+    OUTPOST_TRUSTED_KEYS when not given."""
+    return setting([], help, path=True, multiple=True, env=TRUST_VARIABLE)
 
 
 @dataclass(kw_only=True)
@@ -25,20 +35,15 @@ class AskConfig:
     """How `ask`, `chat` and `eval` answer; each field is a command-line option
     (runtime/settings.py). None: the bundle's own setting."""
 
-    top_k: int | None = setting(
-        None, "Passages given to the model (default: the bundle's).", kind=int
-    )
-    threshold: float | None = setting(
-        None, "Grounding threshold (default: calibrated at export).", kind=float
-    )
+    top_k: int | None = setting(None, "Passages given to the model (default: the bundle's).")
+    threshold: float | None = setting(None, "Grounding threshold (default: calibrated at export).")
     refusal_p: float | None = setting(
         None,
         "Decline only when the model's probability of declining reaches this (default: the "
         "bundle's).",
-        kind=float,
     )
-    max_context: int | None = setting(None, "Token budget for prompt + answer.", kind=int)
-    max_new_tokens: int | None = setting(None, "Longest answer in tokens.", kind=int)
+    max_context: int | None = setting(None, "Token budget for prompt + answer.")
+    max_new_tokens: int | None = setting(None, "Longest answer in tokens.")
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
     adapter: str | None = setting(
         None, "Answer with this adapter of the bundle (`outpost info` lists them) [default: base]."
@@ -48,13 +53,9 @@ class AskConfig:
         True, "Order the best lines with the bundle's learned ranker (off: by features alone)."
     )
     verify: bool = setting(True, "Check the bundle's hashes and bindings before answering.")
-    trust: list = setting(
-        [],
+    trust: list[str] = trusted_keys(
         "Trusted public key: unsigned or wrongly signed bundles are refused "
-        "(file or folder of .pub files).",
-        path=True,
-        multiple=True,
-        env="OUTPOST_TRUSTED_KEYS",
+        "(file or folder of .pub files)."
     )
     reader: str = setting(
         "windows",
@@ -67,7 +68,6 @@ class AskConfig:
         "the bundle's).",
         low=0,
         high=1,
-        kind=float,
     )
     support: bool = setting(
         True,
@@ -94,7 +94,8 @@ class AskConfig:
 
 @dataclass(kw_only=True)
 class ServeConfig:
-    """How `outpost serve` runs; each field but `source` is an option."""
+    """How `outpost serve` runs; each field but `source` is an option, and `ask` gives serve
+    its --threads, --adapter, --verify and --trust."""
 
     source: str  # a bundle folder, or a bundles folder whose `current` is followed
     host: str = setting(
@@ -155,21 +156,20 @@ class ServeConfig:
         low=0.1,
         high=3600,
     )
-    threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
-    adapter: str | None = setting(
-        None,
-        "Adapter for requests that name no `model`, and the kiosk's (`outpost info` lists them) "
-        "[default: base].",
-    )
-    verify: bool = setting(True, "Check each release's hashes and bindings before serving it.")
-    trusted: list[Path] = setting(
-        [],
-        "Trusted public key: unsigned or wrongly signed releases "
-        "are refused (file or folder of .pub files).",
-        flag="--trust",
-        path=True,
-        multiple=True,
-        env="OUTPOST_TRUSTED_KEYS",
+    # How each release answers; serve takes four of ask's settings, worded for serving.
+    ask: AskConfig = nested(
+        AskConfig,
+        "threads",
+        "adapter",
+        "verify",
+        "trust",
+        help={
+            "adapter": "Adapter for requests that name no `model`, and the kiosk's (`outpost "
+            "info` lists them) [default: base].",
+            "verify": "Check each release's hashes and bindings before serving it.",
+            "trust": "Trusted public key: unsigned or wrongly signed releases "
+            "are refused (file or folder of .pub files).",
+        },
     )
 
     def check(self) -> None:
@@ -201,3 +201,52 @@ class ServeConfig:
                 )
         if self.api_key is not None and len(self.api_key) < 8:
             raise UsageError("--api-key must be at least 8 characters")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """What `outpost eval` takes besides `AskConfig`."""
+
+    questions: str = setting("", "JSON-lines questions file.", alias="-q", path=True, required=True)
+
+
+@dataclass(kw_only=True)
+class VerifyConfig:
+    """What `outpost verify` takes (besides --json, the output's form)."""
+
+    trust: list[str] = trusted_keys(
+        "Trusted public key: require a valid signature by one of them (file or folder of .pub "
+        "files)."
+    )
+
+
+@dataclass(kw_only=True)
+class InstallConfig:
+    """What `outpost install` takes."""
+
+    bundles: str = setting(
+        "",
+        "Bundles folder on the device (holds releases/, current, previous).",
+        path=True,
+        required=True,
+    )
+    trust: list[str] = trusted_keys(
+        "Trusted public key: refuse archives not signed by one of them (file or folder of .pub "
+        "files)."
+    )
+    keep: int = setting(
+        DEFAULT_KEEP,
+        "Releases kept on the device (current and previous always; 0: keep all).",
+        low=0,
+    )
+
+
+@dataclass(kw_only=True)
+class RollbackConfig:
+    """What `outpost rollback` takes."""
+
+    bundles: str = setting("", "Bundles folder.", path=True, required=True)
+    trust: list[str] = trusted_keys(
+        "Trusted public key: refuse to roll back to a bundle not signed by one of them (file or "
+        "folder of .pub files)."
+    )

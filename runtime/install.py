@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from outpost.runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE, open_pinned
+from outpost.runtime.config import DEFAULT_KEEP  # `install --keep`'s default, declared there
 from outpost.runtime.errors import BundleError, InputError, OutpostError, one_line
 from outpost.runtime.files import BLOCK, fsync_dir, write_atomic
 from outpost.runtime.manifest import MANIFEST, Manifest
@@ -52,7 +53,6 @@ from outpost.runtime.verify import (
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
 JOURNAL = ".switch.json"
 LOCK = ".lock"
-DEFAULT_KEEP = 3  # releases kept on the device: current, previous and one more
 
 
 @dataclass

@@ -89,15 +89,9 @@ class Release:
 
 
 def load_release(path: Path, config: ServeConfig) -> Release:
-    from outpost.runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.assistant import open_assistant
 
-    ask = AskConfig(
-        threads=config.threads,
-        verify=config.verify,
-        trust=list(config.trusted),
-        adapter=config.adapter,
-    )
-    assistant = open_assistant(path, ask)
+    assistant = open_assistant(path, config.ask)
     cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 

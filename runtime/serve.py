@@ -520,7 +520,7 @@ def check_adapter(config: ServeConfig) -> None:
     """`--adapter NAME` that the release to serve first lacks: the same one-line error as
     `outpost ask --adapter`, at start, not a 503 forever. A release that cannot be read yet is
     left to the release thread (it is reported on /health)."""
-    if config.adapter is None:
+    if config.ask.adapter is None:
         return
     from outpost.runtime.bundle import read_manifest_bytes
     from outpost.runtime.install import resolve
@@ -531,10 +531,10 @@ def check_adapter(config: ServeConfig) -> None:
     except (OutpostError, OSError, ValueError):
         return
     adapters = sorted(manifest.model.adapters)
-    if config.adapter not in adapters:
+    if config.ask.adapter not in adapters:
         has = ", ".join(adapters) if adapters else "none"
         raise UsageError(
-            f"--adapter {config.adapter}: this bundle has no such adapter (it has: {has}); "
+            f"--adapter {config.ask.adapter}: this bundle has no such adapter (it has: {has}); "
             "`outpost info` lists them"
         )
 

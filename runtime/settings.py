@@ -1,16 +1,28 @@
-"""Settings declared once.
+"""Settings declared once, for every command (the trainer's included).
 
 A command's settings are the fields of its config dataclass, each made with `setting()`: its
-default, help, choices, range, and whether it is a path or repeatable. From those fields come
-the click options (`options()`, each with its `OUTPOST_*` environment variable shown in
-`--help`), the config (`build()`, by keyword only) and the README's option tables
-(`table()`, checked against the README by a test). Nothing here imports click until a command
-is built.
+default, help, choices, range, and whether it is a path or repeatable. The type of its values
+is the field's annotation, resolved with `typing.get_type_hints` (so the annotation's spelling,
+or `from __future__ import annotations`, never changes a flag). A config may hold another
+command's config and take some of its settings (`nested()`: serve takes four of ask's).
+
+From those fields come the click options (`options()`, each with its environment variable,
+shown in `--help`: the prefix and the flag, `--chunk-chars` -> `OUTPOST_EXPORT_CHUNK_CHARS`),
+the config (`build()`, by keyword only) and the README's option tables (`table()`, checked
+against the README by a test). Precedence: defaults < environment < flags; a `layered` command
+(the trainer) gets None for every option left out, so that what it reads in between (a recipe
+YAML) sits above the defaults and below the environment. Nothing here imports click until a
+command is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, field, fields
+import functools
+import os
+import types
+import typing
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
 
 
 def setting(
@@ -18,106 +30,217 @@ def setting(
     help: str,
     *,
     flag: str | None = None,
-    short: str | None = None,
+    alias: str | None = None,
     choices: tuple[str, ...] | None = None,
     low: float | None = None,
     high: float | None = None,
-    kind: type | None = None,
     path: bool = False,
     multiple: bool = False,
     env: str | None = None,
+    old_env: str | None = None,
     secret: bool = False,
     required: bool = False,
+    **extra,
 ):
     """A config field with what its option needs. `flag` overrides the name made from the field
-    (`max_new_tokens` -> `--max-new-tokens`); `kind` is the value's type where the default is
-    None; `low`/`high` bound it (inclusive); `env` overrides the prefix + field name
-    (`OUTPOST_TOP_K`); `secret` keeps the default out of help and tables; `required` options
-    must be given (on the command line or in the environment)."""
+    (`max_new_tokens` -> `--max-new-tokens`); `alias` is a second name (`-o`, `--lr`);
+    `low`/`high` bound it (inclusive); `env` names a variable shared by several commands
+    instead of the prefix + flag (`OUTPOST_TRUSTED_KEYS`); `old_env` is the variable's name
+    before a rename, still read for one release with a warning; `secret` keeps the default out
+    of help and tables; `required` options must be given (on the command line or in the
+    environment; for a layered command, by then). `extra`: what the config's own code reads
+    from the field's metadata (the trainer's `identity`)."""
     meta = {
+        **extra,
         "help": help,
         "flag": flag,
-        "short": short,
+        "alias": alias,
         "choices": choices,
         "low": low,
         "high": high,
-        "kind": kind,
         "path": path,
         "multiple": multiple,
         "env": env,
+        "old_env": old_env,
         "secret": secret,
         "required": required,
+        "setting": True,
     }
     if isinstance(default, list | tuple):
-        return field(
-            default_factory=lambda: type(default)(default), metadata={**meta, "setting": True}
-        )
-    return field(default=default, metadata={**meta, "setting": True})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-def declared(*classes) -> list[Field]:
-    """The settings of the given config classes, in declaration order."""
-    return [f for cls in classes for f in fields(cls) if f.metadata.get("setting")]
+def nested(cls, *names: str, help: dict[str, str] | None = None):
+    """A field holding a `cls` config, of which the command takes the settings `names` (at this
+    field's place among its options), with `help` for those the command words differently."""
+    return field(default_factory=cls, metadata={"nested": (cls, names, help or {})})
 
 
-def flag_of(f: Field) -> str:
-    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+@dataclass(frozen=True)
+class Setting:
+    """One option as a command takes it, resolved from its field."""
+
+    name: str  # the field's, and the keyword the command receives
+    flag: str  # --max-new-tokens
+    env: str  # OUTPOST_MAX_NEW_TOKENS
+    kind: type  # of each value: bool, int, float or str
+    default: object
+    help: str
+    owner: type  # the config class that declares it
+    alias: str | None = None
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    path: bool = False
+    multiple: bool = False
+    secret: bool = False
+    required: bool = False
+    old_env: str | None = None
 
 
-def env_of(f: Field, prefix: str = "OUTPOST_") -> str:
-    return f.metadata["env"] or prefix + f.name.upper()
+def declared(*classes, prefix: str = "OUTPOST_") -> list[Setting]:
+    """The settings of the given config classes (and of the configs they nest), in declaration
+    order; a name declared twice is a TypeError (click would take one for the other)."""
+    found = [s for cls in classes for s in _settings(cls, prefix)]
+    names = [s.name for s in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TypeError(f"settings declared twice: {', '.join(twice)}")
+    return found
 
 
-def default_of(f: Field):
-    return f.default if f.default is not MISSING else f.default_factory()
+def _settings(cls, prefix: str, only=None, helps=None) -> list[Setting]:
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in fields(cls):
+        if "nested" in f.metadata:
+            inner, names, inner_helps = f.metadata["nested"]
+            found += _settings(inner, prefix, names, inner_helps)
+        elif f.metadata.get("setting") and (only is None or f.name in only):
+            found.append(_resolve(cls, f, hints[f.name], prefix, (helps or {}).get(f.name)))
+    return found
 
 
-def _kind(f: Field) -> type:
-    if f.metadata["kind"]:
-        return f.metadata["kind"]
-    default = default_of(f)
-    if isinstance(default, bool):
-        return bool
-    if default is None or isinstance(default, list | tuple):
+def _resolve(cls, f: Field, hint, prefix: str, help: str | None) -> Setting:
+    meta = f.metadata
+    where = f"{cls.__name__}.{f.name}"
+    flag = meta["flag"] or "--" + f.name.replace("_", "-")
+    default = f.default if f.default is not MISSING else f.default_factory()
+    kind = _kind(hint, meta["multiple"], where)
+    if default is not None and not meta["multiple"] and kind is not str:
+        allowed = (int, float) if kind is float else kind
+        if not isinstance(default, allowed) or (kind is not bool and isinstance(default, bool)):
+            raise TypeError(f"{where}: the default {default!r} is not a {kind.__name__}")
+    positive = flag[2:].removeprefix("no-") if kind is bool else flag[2:]
+    return Setting(
+        name=f.name,
+        flag=flag,
+        env=meta["env"] or prefix + positive.upper().replace("-", "_"),
+        kind=kind,
+        default=default,
+        help=help or meta["help"],
+        owner=cls,
+        alias=meta["alias"],
+        choices=meta["choices"],
+        low=meta["low"],
+        high=meta["high"],
+        path=meta["path"],
+        multiple=meta["multiple"],
+        secret=meta["secret"],
+        required=meta["required"],
+        old_env=meta["old_env"],
+    )
+
+
+def _kind(hint, multiple: bool, where: str) -> type:
+    """bool, int, float or str: the type of an option's values, from its field's annotation
+    (`int | None` -> int; `list[str]` -> str, each value of a repeatable option or, when not
+    repeatable, one text the config splits itself; `Path` -> str)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"{where}: no option for a {hint} setting")
+        hint = rest[0]
+    listed = hint in (list, tuple) or typing.get_origin(hint) in (list, tuple)
+    if multiple and not listed:
+        raise TypeError(f"{where}: a repeatable setting is a list, not {hint}")
+    if listed:
+        if not multiple:
+            return str
+        hint = (typing.get_args(hint) or (str,))[0]
+    if hint is Path:
         return str
-    return type(default)
+    if hint in (bool, int, float, str):
+        return hint
+    raise TypeError(f"{where}: no option for a {hint} setting")
 
 
-def options(*classes, prefix: str = "OUTPOST_"):
+def options(*classes, prefix: str = "OUTPOST_", layered: bool = False):
     """A decorator: one click option per setting of `classes`, passed to the command as a
-    keyword named like the field; its environment variable is `prefix` + the field's name."""
+    keyword named like the field; its environment variable is `prefix` + the flag. `layered`:
+    an option left out (and unset in the environment) is None (repeatable: empty), for the
+    command to fill from the layer below; no defaults are shown, the layer may change them."""
     import click
 
     def decorate(command):
-        for f in reversed(declared(*classes)):
-            meta, default, kind = f.metadata, default_of(f), _kind(f)
-            names = [flag_of(f)] + ([meta["short"]] if meta["short"] else [])
-            kwargs = {"help": meta["help"], "envvar": env_of(f, prefix), "show_envvar": True}
-            if kind is bool:
-                positive = flag_of(f)[2:].removeprefix("no-")
+        for s in reversed(declared(*classes, prefix=prefix)):
+            names = [s.flag] + ([s.alias] if s.alias else [])
+            kwargs = {"help": s.help, "envvar": s.env, "show_envvar": True}
+            if s.old_env:
+                kwargs.update(cls=_renamed_option(), old_env=s.old_env)
+            if s.kind is bool:
+                positive = s.flag[2:].removeprefix("no-")
                 names = [f"--{positive}/--no-{positive}"]
-                kwargs.update(default=default, show_default=True)
+                kwargs.update(default=None if layered else s.default, show_default=not layered)
             else:
-                if meta["choices"]:
-                    kwargs["type"] = click.Choice(meta["choices"])
-                elif meta["path"]:
+                if s.choices:
+                    kwargs["type"] = click.Choice(s.choices)
+                elif s.path:
                     kwargs["type"] = click.Path()
-                elif kind is int:
-                    bounded = meta["low"] is not None or meta["high"] is not None
-                    kwargs["type"] = click.IntRange(meta["low"], meta["high"]) if bounded else int
-                elif kind is float:
-                    kwargs["type"] = finite_float(meta["low"], meta["high"])
-                if meta["multiple"]:
-                    kwargs.update(multiple=True, default=tuple(default))
-                elif meta["required"]:
+                elif s.kind is int:
+                    bounded = s.low is not None or s.high is not None
+                    kwargs["type"] = click.IntRange(s.low, s.high) if bounded else int
+                elif s.kind is float:
+                    kwargs["type"] = finite_float(s.low, s.high)
+                if s.multiple:
+                    kwargs.update(multiple=True, default=() if layered else tuple(s.default))
+                elif s.required and not layered:
                     kwargs["required"] = True
                 else:
-                    kwargs["default"] = default
-                kwargs["show_default"] = default not in (None, (), []) and not meta["secret"]
-            command = click.option(*names, f.name, **kwargs)(command)
+                    kwargs["default"] = None if layered else s.default
+                shown = s.default not in (None, (), []) and not s.secret
+                kwargs["show_default"] = shown and not layered
+            command = click.option(*names, s.name, **kwargs)(command)
         return command
 
     return decorate
+
+
+@functools.cache
+def _renamed_option():
+    """The click option class of a setting whose variable was renamed: the old name is still
+    read (when the new one is unset), with one line on stderr naming the new one."""
+    import click
+
+    class RenamedOption(click.Option):
+        def __init__(self, *args, old_env: str, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.old_env = old_env
+
+        def resolve_envvar_value(self, ctx):
+            value = super().resolve_envvar_value(ctx)
+            old = os.environ.get(self.old_env)
+            if old:
+                ignored = f" ({self.envvar} is set too and wins)" if value is not None else ""
+                click.echo(
+                    f"warning: {self.old_env} is deprecated and goes in the next release; "
+                    f"set {self.envvar} instead{ignored}",
+                    err=True,
+                )
+            return old if value is None and old else value
+
+    return RenamedOption
 
 
 def finite_float(low: float | None = None, high: float | None = None):
@@ -141,27 +264,34 @@ def finite_float(low: float | None = None, high: float | None = None):
 
 
 def build(cls, values: dict, **extra):
-    """`cls` from the options a command received (only its own settings), plus `extra`; by
-    keyword only."""
-    own = {f.name for f in declared(cls)}
-    picked = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if k in own}
+    """`cls` from the options a command received (only its own settings, and those of the
+    configs it nests), plus `extra`; by keyword only."""
+    picked = {}
+    for f in fields(cls):
+        if f.name in extra:
+            continue
+        if "nested" in f.metadata:
+            inner, names, _ = f.metadata["nested"]
+            picked[f.name] = build(inner, {k: v for k, v in values.items() if k in names})
+        elif f.metadata.get("setting") and f.name in values:
+            value = values[f.name]
+            picked[f.name] = list(value) if isinstance(value, tuple) else value
     return cls(**picked, **extra)
 
 
 def table(*classes, prefix: str = "OUTPOST_") -> str:
     """The option table the README shows for a command with these settings."""
     rows = ["| option | environment | default | what |", "|---|---|---|---|"]
-    for f in declared(*classes):
-        default, kind = default_of(f), _kind(f)
-        if kind is bool:
-            positive = flag_of(f)[2:].removeprefix("no-")
+    for s in declared(*classes, prefix=prefix):
+        if s.kind is bool:
+            positive = s.flag[2:].removeprefix("no-")
             name = f"`--{positive}` / `--no-{positive}`"
-            shown = "on" if default else "off"
+            shown = "on" if s.default else "off"
         else:
-            name = f"`{flag_of(f)}`"
-            shown = "–" if default in (None, (), []) or f.metadata["secret"] else f"`{default}`"
-        what = f.metadata["help"].replace("|", "\\|")
-        if f.metadata["required"]:
+            name = f"`{s.flag}`"
+            shown = "–" if s.default in (None, (), []) or s.secret else f"`{s.default}`"
+        if s.required:
             shown = "required"
-        rows.append(f"| {name} | `{env_of(f, prefix)}` | {shown} | {what} |")
+        what = s.help.replace("|", "\\|")
+        rows.append(f"| {name} | `{s.env}` | {shown} | {what} |")
     return "\n".join(rows)

@@ -142,11 +142,11 @@ def test_concurrent_runs_keep_their_own_adapter(switchable):
 
 
 def test_server_lists_adapters_and_takes_model_per_request(switchable):
-    from outpost.runtime.config import ServeConfig
+    from outpost.runtime.config import AskConfig, ServeConfig
     from outpost.runtime.releases import Releases
     from outpost.runtime.serve import create_app
 
-    config = ServeConfig(source=str(switchable[0]), threads=1, max_concurrent=2)
+    config = ServeConfig(source=str(switchable[0]), ask=AskConfig(threads=1), max_concurrent=2)
     releases = Releases(config, lambda e: None)
     releases.refresh()
     assistant = releases.current.assistant
@@ -179,16 +179,18 @@ def test_server_lists_adapters_and_takes_model_per_request(switchable):
 
 def test_serve_adapter_is_the_default_for_requests_that_name_none(switchable):
     """`serve --adapter b`: requests without `model` (the kiosk's) answer with b."""
-    from outpost.runtime.config import ServeConfig
+    from outpost.runtime.config import AskConfig, ServeConfig
     from outpost.runtime.releases import Releases
 
-    config = ServeConfig(source=str(switchable[0]), threads=1, adapter="b")
+    config = ServeConfig(source=str(switchable[0]), ask=AskConfig(threads=1, adapter="b"))
     releases = Releases(config, lambda e: None)
     releases.refresh()
     release = releases.current
     assert release.adapter_for(None) == "b" and release.adapter_for(release.model) is None
     assert release.adapter_for("a") == "a"
-    wrong = Releases(ServeConfig(source=str(switchable[0]), threads=1, adapter="c"), print)
+    wrong = Releases(
+        ServeConfig(source=str(switchable[0]), ask=AskConfig(threads=1, adapter="c")), print
+    )
     wrong.refresh()
     assert wrong.current is None and "no such adapter" in wrong.error
 

@@ -8,14 +8,14 @@ import json
 import httpx
 import pytest
 
-from outpost.runtime.config import ServeConfig
+from outpost.runtime.config import AskConfig, ServeConfig
 from outpost.runtime.releases import Releases
 from outpost.runtime.serve import create_app
 
 
 def _app(source, loaded: bool = True, **settings):
     events = []
-    config = ServeConfig(source=str(source), threads=2, **settings)
+    config = ServeConfig(source=str(source), ask=AskConfig(threads=2), **settings)
     releases = Releases(config, events.append)
     if loaded:
         releases.refresh()  # what the app's release thread does first (not run in process)

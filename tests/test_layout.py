@@ -197,20 +197,25 @@ def test_readme_option_tables_are_the_declared_settings():
     from outpost.export.readme import README, render
 
     text = README.read_text(encoding="utf-8")
-    assert "<!-- options: serve -->" in text and "<!-- options: kit -->" in text
+    for name in ("ask", "eval", "serve", "verify", "install", "rollback", "export", "kit", "train"):
+        assert f"<!-- options: {name} -->" in text, name
     assert render(text) == text, (
         "README's option tables drifted: run python -m outpost.export.readme"
     )
 
 
-@pytest.mark.parametrize("name", ["ask", "chat", "eval", "serve", "export", "kit"])
+@pytest.mark.parametrize(
+    "name",
+    ["ask", "chat", "eval", "serve", "verify", "install", "rollback", "export", "kit", "train"],
+)
 def test_every_option_has_an_environment_variable(name):
     import click
 
     from outpost.cli import cli
 
     command = cli.get_command(click.Context(cli), name)
-    output_only = {"as_json", "timings", "help"}
+    # the output's form; train's recipe file and --resume (what to do with the run folder)
+    output_only = {"as_json", "timings", "help", "recipe", "resume"}
     options = [
         p for p in command.params if isinstance(p, click.Option) and p.name not in output_only
     ]
@@ -239,11 +244,22 @@ def test_settings_come_from_the_environment_and_flags_win(tmp_path):
 
 def test_configs_are_built_by_keyword_only():
     from outpost.export.config import ExportConfig, KitConfig
-    from outpost.runtime.config import AskConfig, ServeConfig
+    from outpost.runtime.config import (
+        AskConfig,
+        EvalConfig,
+        InstallConfig,
+        RollbackConfig,
+        ServeConfig,
+        VerifyConfig,
+    )
 
     for cls, value in (
         (AskConfig, 4),
         (ServeConfig, "bundle"),
+        (EvalConfig, "q.jsonl"),
+        (VerifyConfig, ["k.pub"]),
+        (InstallConfig, "bundles"),
+        (RollbackConfig, "bundles"),
         (KitConfig, "kit"),
         (ExportConfig, ["d"]),
     ):

@@ -1,4 +1,5 @@
-"""`outpost train`: the flags are made from TrainConfig's fields (trainer/config.py).
+"""`outpost train`: the flags are made from TrainConfig's fields (trainer/config.py) by the
+runtime's settings (runtime/settings.py), as every command's are.
 
 Joins the `outpost` command through the `outpost.commands` entry points; imports only click and
 the settings here, the training stack when the command runs.
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import click
 
+from outpost.runtime import settings
 from outpost.runtime.manifest import ADAPTER_NAME
-from outpost.trainer.config import click_options
+from outpost.trainer.config import TRAIN_ENV, TrainConfig
 
 
 @click.command("train")
 @click.option("--config", "recipe", type=click.Path(), help="Recipe YAML (see trainer/recipes/).")
-@click_options
+@settings.options(TrainConfig, prefix=TRAIN_ENV, layered=True)  # left out: the recipe decides
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON when done.")
 def train_cmd(recipe, resume, as_json, **flags):

@@ -1,52 +1,58 @@
-"""Training settings, each declared once: the dataclass field carries its help text, choices and
-whether it defines the run; the `outpost train` flags are made from these fields.
+"""Training settings, each declared once with the runtime's `setting()` (runtime/settings.py):
+the field carries its help text, choices and whether it defines the run (`identity`); the
+`outpost train` flags, their `OUTPOST_TRAIN_*` variables and the README's table are made from
+these fields, as every command's are.
 
-Precedence: defaults < recipe YAML (--config) < flags. Checks report every problem at once,
-naming the flag.
+Precedence: defaults < recipe YAML (--config) < environment < flags. Checks report every
+problem at once, naming the flag.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from outpost.export.base import EMBEDDED_LLM
 from outpost.runtime.errors import InputError, UsageError
+from outpost.runtime.settings import setting
 from outpost.trainer.general import PROMPTS
 
 METHODS = ("auto", "qlora", "lora")
 SCHEDULES = ("cosine", "linear", "constant")
 ANSWER_STYLES = ("given", "quote")
 LAYOUTS = ("windows", "chunks")
-
-
-def setting(default, help: str, *, choices=None, identity=False, path=False, alias=None):
-    """A TrainConfig field with what its flag needs. `identity`: a run folder holding another
-    run with a different value is refused."""
-    meta = {"help": help, "choices": choices, "identity": identity, "path": path, "alias": alias}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+TRAIN_ENV = "OUTPOST_TRAIN_"  # prefix of the training options' environment variables
 
 
 @dataclass
 class TrainConfig:
+    """How `outpost train` runs. A field with `identity=True` defines the run: a run folder
+    holding another run with a different value is refused."""
+
     base: str = setting(EMBEDDED_LLM, "Base model: HF folder, .gguf, hub id.", identity=True)
     data: str = setting(
         "",
         "Training JSONL: chat messages, prompt/completion, or questions (with --docs).",
         identity=True,
         path=True,
+        required=True,
     )
     out: str = setting(
-        "", "Run folder: adapter, recipe, metrics, loss curve, checkpoints.", path=True
+        "",
+        "Run folder: adapter, recipe, metrics, loss curve, checkpoints.",
+        path=True,
+        required=True,
     )
     eval: str | None = setting(
         None, "Evaluation JSONL (same formats); eval loss is logged.", path=True
     )
     docs: list[str] = setting(
-        [], "Documents for grounded examples; repeatable.", identity=True, path=True
+        [],
+        "Documents for grounded examples; repeatable.",
+        identity=True,
+        path=True,
+        multiple=True,
     )
     method: str = setting(
         "auto", "auto: QLoRA on CUDA, LoRA on CPU.", choices=METHODS, identity=True
@@ -140,34 +146,6 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def click_options(command):
-    """Decorate a click command with one option per TrainConfig field (all default None, so
-    only what the user passed overrides the recipe)."""
-    import click
-
-    for f in reversed(fields(TrainConfig)):
-        meta = f.metadata
-        names = [flag(f.name)] + ([meta["alias"]] if meta.get("alias") else [])
-        kwargs = {"help": meta["help"], "default": None}
-        kind = f.type
-        if f.name == "docs":
-            kwargs.update(multiple=True, type=click.Path(), default=())
-        elif kind == "bool":
-            names = [f"{flag(f.name)}/--no-{f.name.replace('_', '-')}"]
-        elif meta.get("choices"):
-            kwargs["type"] = click.Choice(meta["choices"])
-        elif meta.get("path"):
-            kwargs["type"] = click.Path()
-        elif kind == "int":
-            kwargs["type"] = int
-        elif kind == "float":
-            from outpost.runtime.settings import finite_float
-
-            kwargs["type"] = finite_float()  # never NaN or infinity
-        command = click.option(*names, f.name, **kwargs)(command)
-    return command
-
-
 def load_recipe(path: str | Path) -> dict:
     import yaml
 
@@ -188,7 +166,9 @@ def load_recipe(path: str | Path) -> dict:
 
 
 def resolve_config(recipe: str | None, flags: dict) -> TrainConfig:
-    """defaults < recipe YAML < flags (a flag left out is None or an empty tuple)."""
+    """defaults < recipe YAML < flags, where `flags` are the options click read from the
+    command line or the environment (`settings.options(..., layered=True)`: one left out of
+    both is None or an empty tuple)."""
     values = load_recipe(recipe) if recipe else {}
     values.update({k: v for k, v in flags.items() if v is not None and v != ()})
     if isinstance(values.get("target_modules"), str):

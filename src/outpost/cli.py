@@ -11,7 +11,15 @@ from importlib import metadata
 import click
 
 from outpost.runtime import settings
-from outpost.runtime.config import AskConfig, ServeConfig
+from outpost.runtime.config import (
+    TRUST_VARIABLE,
+    AskConfig,
+    EvalConfig,
+    InstallConfig,
+    RollbackConfig,
+    ServeConfig,
+    VerifyConfig,
+)
 from outpost.runtime.errors import OutpostError, UsageError, one_line
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
@@ -68,9 +76,6 @@ class Group(click.Group):
             sys.exit(1)
 
 
-TRUST_VARIABLE = "OUTPOST_TRUSTED_KEYS"
-
-
 def refuse_empty_trust() -> None:
     """A trust variable that is set but empty would turn trust off without a word (click takes
     an empty variable for an unset one): it is a usage error instead."""
@@ -112,16 +117,6 @@ def safe(text: str, newlines: bool = False) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-def trust_option(help: str):
-    return click.option(
-        "--trust",
-        type=click.Path(),
-        multiple=True,
-        envvar="OUTPOST_TRUSTED_KEYS",
-        help=help + " (file or folder of .pub files; also OUTPOST_TRUSTED_KEYS)",
-    )
 
 
 def _cores(threads: int) -> int:
@@ -373,9 +368,9 @@ def _languages_in_words(info: dict) -> str:
 
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@trust_option("Trusted public key: require a valid signature by one of them")
+@settings.options(VerifyConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def verify(bundle, trust, as_json):
+def verify(bundle, as_json, **options):
     """Check every file of BUNDLE against bundle.json (size and sha256), the index binding and,
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
@@ -384,6 +379,7 @@ def verify(bundle, trust, as_json):
     from outpost.runtime.install import resolve
     from outpost.runtime.verify import load_public_keys, problems_of
 
+    trust = settings.build(VerifyConfig, options).trust
     keys = load_public_keys([Path(t) for t in trust]) if trust else None
     b = open_pinned(resolve(bundle))
     try:
@@ -416,47 +412,32 @@ def verify(bundle, trust, as_json):
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option(
-    "--bundles",
-    required=True,
-    type=click.Path(),
-    envvar="OUTPOST_BUNDLES",
-    help="Bundles folder on the device (holds releases/, current, previous).",
-)
-@trust_option("Trusted public key: refuse archives not signed by one of them")
-@click.option(
-    "--keep",
-    type=click.IntRange(0),
-    default=3,
-    show_default=True,
-    envvar="OUTPOST_KEEP",
-    help="Releases kept on the device (current and previous always; 0: keep all).",
-)
-def install(archive, bundles, trust, keep):
+@settings.options(InstallConfig)
+def install(archive, **options):
     """Check ARCHIVE against its bundle.json (and signature), extract it, verify it, then switch
     BUNDLES/current to it atomically."""
     from pathlib import Path
 
     from outpost.runtime.install import install as install_archive
 
-    cid = install_archive(Path(archive), Path(bundles), [Path(t) for t in trust], keep=keep)
+    config = settings.build(InstallConfig, options)
+    trusted = [Path(t) for t in config.trust]
+    cid = install_archive(Path(archive), Path(config.bundles), trusted, keep=config.keep)
     done = "already installed" if cid.already else "installed"
-    click.echo(f"{done} {cid[:16]}; {bundles}/current points at it")
+    click.echo(f"{done} {cid[:16]}; {config.bundles}/current points at it")
 
 
 @cli.command()
-@click.option(
-    "--bundles", required=True, type=click.Path(), envvar="OUTPOST_BUNDLES", help="Bundles folder."
-)
-@trust_option("Trusted public key: refuse to roll back to a bundle not signed by one of them")
-def rollback(bundles, trust):
+@settings.options(RollbackConfig)
+def rollback(**options):
     """Point BUNDLES/current back at the previously installed bundle, once that bundle verifies
     (every file's sha256 and, with --trust, its signature); a damaged one is refused."""
     from pathlib import Path
 
     from outpost.runtime.install import rollback as roll_back
 
-    cid = roll_back(Path(bundles), [Path(t) for t in trust])
+    config = settings.build(RollbackConfig, options)
+    cid = roll_back(Path(config.bundles), [Path(t) for t in config.trust])
     click.echo(f"rolled back; current is {cid[:16]}")
 
 
@@ -475,13 +456,13 @@ def serve(bundle, **options):
     if not Path(bundle).exists():
         raise InputError(f"{bundle} does not exist; pass a bundle folder or a bundles folder")
     config = settings.build(ServeConfig, options, source=str(bundle))
-    config.trusted = [Path(t) for t in config.trusted]
-    config.threads = _cores(config.threads)
+    config.ask.threads = _cores(config.ask.threads)
     config.check()
-    if config.trusted:
+    if config.ask.trust:
         from outpost.runtime.verify import load_public_keys
 
-        load_public_keys(config.trusted)  # no key found: an error now, not per release
+        # no key found: an error now, not per release
+        load_public_keys([Path(t) for t in config.ask.trust])
     check_adapter(config)
     sock = listen(config)  # a port in use: one error line, before "serving"
     where = address(config.host, sock.getsockname()[1])
@@ -493,25 +474,17 @@ def serve(bundle, **options):
 
 @cli.command("eval")
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
-@click.option(
-    "--questions",
-    "-q",
-    required=True,
-    type=click.Path(),
-    envvar="OUTPOST_QUESTIONS",
-    show_envvar=True,
-    help="JSON-lines questions file.",
-)
+@settings.options(EvalConfig)
 @_ask_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the report (with every answer) as JSON."
 )
-def eval_cmd(bundle, questions, as_json, **options):
+def eval_cmd(bundle, as_json, **options):
     """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
     from outpost.runtime.evaluate import evaluate, load_questions
     from outpost.runtime.log import counter
 
-    items = load_questions(questions)
+    items = load_questions(settings.build(EvalConfig, options).questions)
     assistant = _open(bundle, **options)
     report = evaluate(assistant, items, counter("questions"))
     if as_json:
