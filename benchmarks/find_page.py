@@ -24,7 +24,7 @@ from outpost.runtime.evaluate import load_questions, source_matches
 from outpost.runtime.evidence import quotes, read
 from outpost.runtime.support import normalise
 
-DEPTHS = (4, 8, 16, 32, 64)
+DEPTHS = (4, 8, 16, 24, 32, 64)
 
 
 def _answers(hit, item: dict, keys: list[str]) -> bool:

@@ -453,6 +453,27 @@ def _completes(question: str, units: list[Unit], k: int, lex=None) -> bool:
 RESTATES = 0.35  # a line whose words are mostly the question's only restates it
 
 
+def _indented(text: str, unit: Unit) -> bool:
+    """Whether the unit starts an indented line (an example block: a configuration, a command)."""
+    line = text.rfind("\n", 0, unit.start) + 1
+    return unit.start - line >= 2 and not text[line : unit.start].strip()
+
+
+def _promised(text: str, units: list[Unit], lo: int, hi: int) -> int:
+    """A run that ends with a colon promises what follows ("To fix this, turn on support for
+    multiple IP addresses:"): the line after it goes with it, and an example block after that
+    (its indented lines), while the run stays within QUOTE_CHARS."""
+    block = False
+    while hi + 1 < len(units) and units[hi + 1].end - units[lo].start <= QUOTE_CHARS:
+        nxt = units[hi + 1]
+        if units[hi].text.rstrip().endswith(":") or (block and _indented(text, nxt)):
+            block = block or _indented(text, nxt) or nxt.text.rstrip().endswith(":")
+            hi += 1
+        else:
+            break
+    return hi
+
+
 def quotes(
     reading: Reading, hits: list[Hit], limit: int = 2, question: str = "", lex=None
 ) -> list[Evidence]:
@@ -475,16 +496,20 @@ def quotes(
         lead, lo, hi = _context(units, k)
         if question and hi == k and hi + 1 < len(units) and _completes(question, units, k, lex):
             hi += 1  # the line restates the question; the next one says what it asks
+        hit = hits[u.hit]
+        promised = _promised(hit.text, units, lo, hi)
         while (
-            hi + 1 < len(units)
+            promised == hi
+            and hi + 1 < len(units)
             and units[hi].end - units[lo].start < QUOTE_MIN_CHARS
             and units[hi + 1].end - units[lo].start <= QUOTE_CHARS
         ):
             hi += 1  # a fragment says too little alone: the line after it goes with it
+            promised = _promised(hit.text, units, lo, hi)
+        hi = promised
         start, end = units[lo].start, units[hi].end
         if any(h == u.hit and start < e and s < end for h, s, e in taken):
             continue
-        hit = hits[u.hit]
         taken.append((u.hit, start, end))
         head = None if lead is None else Span(units[lead].start, units[lead].end, units[lead].text)
         score = round(float(reading.scores[int(j)]), 4)

@@ -37,8 +37,8 @@ def unknown_names(question: str, store, lex: Lexicon | None = None) -> list[str]
         )  # a sentence's first word has its capital for the sentence ("… setup. Hvilken …")
         if not (inner or (not opens and word[0].isupper() and lex.language != "de")):
             continue
-        if "/" in word or (word.isalpha() and word.isupper() and len(word) <= 3):
-            continue  # a path is the user's own; a short acronym (ACL, LTE) is vocabulary
+        if "/" in word or _acronym(word) or _HOST.fullmatch(word):
+            continue  # a path or host is the user's own; a short acronym (ACL, PCs) is vocabulary
         if last == m.start() - 1 and question[last] == " ":
             names[-1].append(word)  # the next word of the same name
         else:
@@ -53,6 +53,17 @@ def unknown_names(question: str, store, lex: Lexicon | None = None) -> list[str]
         if not known:
             missing.append(" ".join(name))
     return list(dict.fromkeys(missing))
+
+
+# A host name the user writes ("ws12.sales.example.com", "SMTP.corp.local"): three or more
+# dotted parts name their own network, not a product the manuals should hold.
+_HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+\.[A-Za-z]{2,}")
+
+
+def _acronym(word: str) -> bool:
+    """A short acronym, or its plural: "ACL", "LTE", "PCs", "VMs"."""
+    stem = word[:-1] if len(word) > 2 and word.endswith("s") else word
+    return stem.isalpha() and stem.isupper() and len(stem) <= 3
 
 
 def _distinctive(word: str) -> bool:

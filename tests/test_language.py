@@ -195,6 +195,10 @@ def test_question_terms_take_an_unknown_compound_as_its_parts(manual_store):
         ("How do I wire the AutomationDirect GS2 drive?", "en", []),
         ("Can the Huawei E3372 stick be used?", "en", ["Huawei E3372"]),
         ("Where does the Ethernet-connected Mesa card go?", "en", []),
+        # The user's own host names and the plurals of short acronyms are not products
+        ("Mail leaves as user@ws12.sales.example.com; which KT-9 setting?", "en", []),
+        ("The PCs in our lab run Windows. Which KT-9 cable?", "en", ["Windows"]),
+        ("Does Node.js 18.2 run on the KT-9?", "en", ["Node.js"]),
     ],
 )
 def test_a_name_the_manuals_never_hold_is_unknown(manual_store, question, language, unknown):

@@ -290,6 +290,23 @@ def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
             assert h.text[q.lead.start : q.lead.end] == q.lead.text
 
 
+def test_a_line_ending_in_a_colon_is_quoted_with_the_example_it_promises():
+    from outpost.runtime.evidence import quotes
+
+    text = (
+        "Linux host lookups return one address per name by default. This causes warnings "
+        "that the host does not resolve to its address, with both IPv4 and IPv6 entries. "
+        "To fix this, turn on support for multiple addresses:\n/etc/host.conf:\n    ...\n"
+        "    # machines with several addresses\n    multi on\n    ...\n"
+        "Alternatively, set RESOLV_MULTI in the environment of every daemon that resolves."
+    )
+    reading, hits = _reading([text], {"To fix this, turn on support for multiple addresses:": 2.0})
+    (quote,) = quotes(reading, hits, limit=1)
+    assert quote.text.startswith("To fix this") and "multi on" in quote.text
+    assert "Alternatively" not in quote.text  # the example ends where the indented block does
+    assert hits[0].text[quote.start : quote.end] == quote.text
+
+
 def test_attribution_refuses_stitched_and_echoed_sentences():
     from outpost.runtime.evidence import attributable
 
