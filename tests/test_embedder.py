@@ -2,6 +2,7 @@
 
 import numpy as np
 import onnx
+import pytest
 
 from conftest import EXAMPLES
 
@@ -14,6 +15,7 @@ def _texts() -> list[str]:
     return texts[:60]
 
 
+@pytest.mark.slow
 def test_int8_embedder_is_kept_only_with_its_checks(tmp_path):
     """`--embedder-precision int8`: per-channel int8 of MiniLM on the example manuals passes
     the corpus check and is what the bundle holds; fp32 (the default) has no int8 checks. Both

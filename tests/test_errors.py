@@ -21,6 +21,7 @@ def nothing_written(parent):
     return [p.name for p in parent.iterdir() if p.name.startswith(".") or p.name == "out"]
 
 
+@pytest.mark.slow
 def test_missing_docs_folder(tmp_path):
     done = outpost("export", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
     assert_clean_error(done, match="does not exist")
@@ -28,6 +29,7 @@ def test_missing_docs_folder(tmp_path):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_empty_docs_folder(tmp_path):
     (tmp_path / "docs").mkdir()
     done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
@@ -35,6 +37,7 @@ def test_empty_docs_folder(tmp_path):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_only_unsupported_files(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "manual.xlsx").write_bytes(b"PK\x03\x04")
@@ -44,6 +47,7 @@ def test_only_unsupported_files(tmp_path):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_pdf_without_text(tmp_path):
     (tmp_path / "docs").mkdir()
     load_make_pdf().write_pdf(tmp_path / "docs" / "scan.pdf", [])
@@ -52,6 +56,7 @@ def test_pdf_without_text(tmp_path):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_strict_fails_on_a_skipped_file(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "ok.md").write_text("# Ok\n\nGood text.")
@@ -61,6 +66,7 @@ def test_strict_fails_on_a_skipped_file(tmp_path):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_unknown_base_model(tmp_path, examples_docs):
     done = outpost(
         "export", str(examples_docs), "--out", str(tmp_path / "out"), "--base", "no-such-model"
@@ -69,6 +75,7 @@ def test_unknown_base_model(tmp_path, examples_docs):
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs):
     done = outpost(
         "export",
@@ -83,12 +90,14 @@ def test_failure_mid_export_leaves_no_target_and_no_temp(tmp_path, examples_docs
     assert nothing_written(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force(tmp_path, examples_docs):
     (tmp_path / "out").mkdir()
     done = outpost("export", str(examples_docs), "--out", str(tmp_path / "out"))
     assert_clean_error(done, code=1, match="--force")
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2(tmp_path, examples_docs):
     done = outpost("export", str(examples_docs), "--out", str(tmp_path / "out"), "--top-k", "0")
     assert_clean_error(done, code=2, match="--top-k")

@@ -120,6 +120,7 @@ def test_latin1_text_is_decoded_with_a_note(tmp_path):
     assert read_document(tmp_path / "u16.txt", "u16.txt").blocks[0].text == "Druck 6,5 bar"
 
 
+@pytest.mark.slow
 def test_notes_reach_the_export_log(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "fr.txt").write_bytes("Température 80 °C.".encode("cp1252"))
@@ -176,6 +177,7 @@ def test_unreadable_folder_is_listed_and_fails_strict():
         shutil.rmtree(tmp_path)
 
 
+@pytest.mark.slow
 def test_force_replaces_only_a_bundle_of_ours(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -251,6 +253,7 @@ def test_link_loops_and_links_outside_are_skipped(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_out_under_an_existing_file(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A\n\nText.")
@@ -335,6 +338,7 @@ def test_exit_codes_follow_the_table(tmp_path):
     assert outpost("ask", str(tmp_path), "q", "--top-k", "x").returncode == 2
 
 
+@pytest.mark.slow
 def test_training_out_naming_a_file(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "a", "completion": "b"}))

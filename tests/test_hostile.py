@@ -147,6 +147,7 @@ def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bun
     assert len(seen) >= 10 and sum(decoyed) >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["empty", "private-only", "env"])
 def test_asking_for_trust_and_finding_no_key_is_an_error(tiny_bundle, signing_key, tmp_path, kind):
     keys = tmp_path / "keys"
@@ -169,6 +170,7 @@ def test_asking_for_trust_and_finding_no_key_is_an_error(tiny_bundle, signing_ke
     assert not (tmp_path / "dev" / "current").exists()
 
 
+@pytest.mark.slow
 def test_a_key_path_that_is_a_pipe_is_refused_without_reading(tiny_bundle, tmp_path):
     fifo = tmp_path / "key.pub"
     os.mkfifo(fifo)
@@ -467,6 +469,7 @@ def test_a_switch_cut_between_its_two_links_is_finished_by_the_next_run(tmp_path
     assert _state(dev) == (previous, current) and not (dev / JOURNAL).exists()
 
 
+@pytest.mark.slow
 def test_install_and_rollback_take_turns_and_releases_are_pruned(tmp_path):
     archives = [_release(tmp_path, n, s) for n, s in (("a", 1), ("b", 2), ("c", 3), ("d", 4))]
     dev = tmp_path / "dev"
@@ -536,6 +539,7 @@ def test_a_docx_zip_bomb_is_refused_before_it_is_read(tmp_path):
         read_document(bomb, "bomb.docx")
 
 
+@pytest.mark.slow
 def test_no_command_writes_into_what_it_reads(tiny_bundle, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -218,6 +218,7 @@ def test_a_file_that_vanishes_mid_export_is_skipped(tmp_path, monkeypatch):
 # --- export inputs checked before any work --------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_signing_key_is_checked_before_any_work(tmp_path, signing_key):
     docs = documents(tmp_path / "docs")
@@ -263,6 +264,7 @@ def test_a_questions_fifo_is_named_for_what_it_is(tmp_path):
         load_questions(tmp_path / "q.jsonl")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_bad_questions_file_fails_before_any_work(tmp_path):
     docs = documents(tmp_path / "docs")
@@ -279,6 +281,7 @@ def test_a_bad_questions_file_fails_before_any_work(tmp_path):
     one_error_line(done, 1, f'{questions}:2: "answer_keywords"')
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_an_unreachable_ray_address_fails_in_seconds(tmp_path):
     docs = documents(tmp_path / "docs")

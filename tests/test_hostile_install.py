@@ -477,6 +477,7 @@ def test_kit_json_hashes_every_file_and_install_sh_requires_them(signing_key, tm
     assert "--require-hashes" in script and "wheels/*.whl" not in script
 
 
+@pytest.mark.slow
 def test_install_sh_quotes_every_name_and_installs_with_hashes(signing_key, tmp_path):
     kit = _fake_kit(tmp_path, signing_key, key_name=HOSTILE_KEY)
     work, prefix = tmp_path / "work", tmp_path / "device"
@@ -529,6 +530,7 @@ def test_install_sh_refuses_a_kit_changed_after_signing(signing_key, tmp_path):
     assert not prefix.exists() and not calls
 
 
+@pytest.mark.slow
 def test_install_sh_checks_the_kit_against_the_devices_keys(signing_key, tmp_path):
     other = tmp_path / "other"
     assert outpost("keygen", "-o", str(other)).returncode == 0

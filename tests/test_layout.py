@@ -265,3 +265,30 @@ def test_configs_are_built_by_keyword_only():
     ):
         with pytest.raises(TypeError):
             cls(value)
+
+
+# The conftest fixtures that build a model or a bundle: a test that needs one is marked slow.
+BUILDERS = ("tiny_phi3", "tiny_bundle", "tiny_bundle_b", "smol_bundle")
+
+
+def test_make_check_runs_the_tests_not_marked_slow_and_none_builds_a_bundle(request):
+    """`make check` (CONTRIBUTING.md) selects every test not marked slow, and none of those
+    needs a fixture that builds a model or a bundle, directly or through another fixture.
+    It looks at the tests of its own run: all of them under `make test` (CI), the fast set
+    under `make check`."""
+    import conftest
+
+    recipe = re.search(r"^check:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe, "the Makefile has no check target"
+    pytest_lines = [line for line in recipe.group(1).splitlines() if "pytest" in line]
+    assert len(pytest_lines) == 1 and '-m "not slow"' in pytest_lines[0], recipe.group(1)
+    assert all(callable(getattr(conftest, name, None)) for name in BUILDERS), BUILDERS
+    unmarked = [
+        f"{item.nodeid} ({', '.join(sorted(set(BUILDERS) & set(item.fixturenames)))})"
+        for item in request.session.items
+        if set(BUILDERS) & set(getattr(item, "fixturenames", ()))
+        and not item.get_closest_marker("slow")
+    ]
+    assert not unmarked, "these build a model or a bundle; mark them @pytest.mark.slow:\n" + (
+        "\n".join(unmarked)
+    )

@@ -97,6 +97,7 @@ def report_counts():
     )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(raw=st.binary(max_size=400) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_random_manifests_are_one_error_line(raw):
@@ -113,6 +114,7 @@ def test_random_manifests_are_one_error_line(raw):
         assert listing(Path(tmp)) == before
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     where=st.sampled_from(MANIFEST_PATHS),
@@ -187,6 +189,7 @@ def archives(draw) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(raw=archives())
 def test_random_archives_never_install(raw):
@@ -220,6 +223,7 @@ def test_readers_take_any_bytes(raw, suffix):
         count("random document bytes")
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(question=st.binary(max_size=200))
 def test_random_questions_on_stdin(question):

@@ -127,6 +127,7 @@ def test_grounded_examples_use_the_runtime_layout(tmp_path, examples_docs):
     assert refusal_neg[-1]["content"] == refusal_neg2[-1]["content"] == REFUSAL
 
 
+@pytest.mark.slow
 def test_grounded_examples_in_the_windows_layout(tmp_path, examples_docs):
     """The trainer shows the model what the runtime's reader shows: sentence windows, the one
     holding the answer among them and cited."""
