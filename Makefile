@@ -62,18 +62,13 @@ bench: install
 	$(BIN)/python benchmarks/run.py --bundle $(BUNDLE)
 
 # The learned line ranker (docs/quality.md, "The learned ranker"): the training packages issue 29
-# names (apt-get download, no install), the written questions checked, their documents exported
-# as one bundle and every written question asked of it (the run-time candidates, hard negatives
-# from real retrieval), the training groups, then the cross-encoder and its int8 ONNX file in
-# export/models/ranker/ (about 1 h on 2 cores).
+# names (apt-get download, no install), the written questions checked, the training groups, then
+# the cross-encoder and its int8 ONNX file in export/models/ranker/ (about 1 h on 2 cores).
 RANKER_ROOT ?= .outpost-cache/train
 ranker-data: install
 	$(BIN)/python -m outpost.trainer.trainset --root $(RANKER_ROOT)
 	$(BIN)/python -m outpost.trainer.questions --docs $(RANKER_ROOT)
-	$(BIN)/python -m outpost.trainer.rankmine docs --docs $(RANKER_ROOT) --out $(RANKER_ROOT)/asked
-	$(BIN)/outpost export $(RANKER_ROOT)/asked -o $(RANKER_ROOT)/asked-bundle --no-ranker --force
-	$(BIN)/python -m outpost.trainer.rankmine mine --bundle $(RANKER_ROOT)/asked-bundle --out data/ranker/mined.jsonl
-	$(BIN)/python -m outpost.trainer.rankdata --docs $(RANKER_ROOT) --out data/ranker --mined data/ranker/mined.jsonl
+	$(BIN)/python -m outpost.trainer.rankdata --docs $(RANKER_ROOT) --out data/ranker
 
 ranker: ranker-data
 	$(BIN)/python -m outpost.trainer.crossrank --groups data/ranker/groups.jsonl --seed 0

@@ -172,34 +172,3 @@ def test_a_restating_line_gives_way_to_the_line_that_completes_it(smol_bundle):
         lines[name] = quotes(reading, hits, 1, question)[0]
     assert "12 bar" in lines["learned"].text
     assert lines["learned"].mark is not None and lines["learned"].mark.text == "12 bar"
-
-
-def test_run_time_candidates_are_labelled_and_joined_as_hard_negatives():
-    """trainer/rankmine.py labels what `ask` ranked for a written question; trainer/rankdata.py
-    adds the features' best wrong lines to its group (role "mined") and its answer line as the
-    runtime shows it."""
-    from outpost.trainer.rankdata import MINED, add_mined
-    from outpost.trainer.rankmine import _answers
-
-    row = {"doc": "man/px9.8.md.gz", "answer": ANSWERS, "keywords": ["12 bar"]}
-    assert _answers(row, "man/px9.8.md", ANSWERS) == (True, True)
-    assert _answers(row, "man/other.8.md", ANSWERS) == (False, True)  # another page says it too
-    assert _answers(row, "man/px9.8.md", RESTATES) == (False, False)
-    wrong = [
-        {"rank": r, "text": f"line {r}", "answer": False, "keywords": False}
-        for r in range(30, 0, -1)
-    ]
-    record = {
-        "candidates": [
-            *wrong,
-            {"rank": 0, "text": "Pressure | " + ANSWERS, "answer": True, "keywords": True},
-            {"rank": 5, "text": "Other | 12 bar elsewhere", "answer": False, "keywords": True},
-        ]
-    }
-    group = {"lines": ["px9 | " + ANSWERS, "line 2"], "labels": [1, 0], "roles": ["answer", "hard"]}
-    add_mined(group, record)
-    mined = [t for t, r in zip(group["lines"], group["roles"]) if r == "mined"]
-    assert mined == [f"line {r}" for r in (1, *range(3, MINED + 1))]  # best first, no duplicate
-    assert "Other | 12 bar elsewhere" not in group["lines"]  # holds the keywords: not a negative
-    assert group["labels"][group["lines"].index("Pressure | " + ANSWERS)] == 1
-    assert len(group["lines"]) == len(group["labels"]) == len(group["roles"])

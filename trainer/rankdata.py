@@ -14,10 +14,8 @@ not the lookups technicians ask.
 Candidates of a question are lines (runtime/evidence.py `split_units`) of its document: the
 answering ones (holding the answer line, or part of it), then hard negatives: the lines that
 share most of the question's words (the line that restates the question, the neighbour of the
-answer) unless they hold all of its keywords; then the lines of the package's other documents
-that share most of its words (at run time the candidates come from many pages of a big manual,
-and a line of the wrong page that restates the question is the usual wrong pick); then a few
-random lines of other documents. An unanswerable question has only negatives. Each line is shown with its heading
+answer) unless they hold all of its keywords, then a few lines of other documents of the same
+package. An unanswerable question has only negatives. Each line is shown with its heading
 (`pair_text`), as the runtime shows it. Groups are split by package for the held-out check.
 """
 
@@ -30,7 +28,6 @@ import random
 import re
 import sys
 from collections import Counter
-from functools import lru_cache
 from pathlib import Path
 
 from outpost.runtime.rerank import pair_text
@@ -39,8 +36,6 @@ from outpost.trainer.questions import fold, load, read_blocks
 HARD = 10  # lexical hard negatives per question
 NEAR = 2  # the answer's neighbours (when they do not hold the answer)
 EASY = 3  # lines of other documents of the package
-CROSS = 8  # lexical hard negatives from the package's other documents
-MINED = 10  # negatives from real retrieval (trainer/rankmine.py), the features' best wrong lines
 GENERATED_PER_DOC = 12
 # Held out for the check (whole packages, never trained on): a man-page set, a tool, a manual.
 HELD_OUT = ("rsync", "chrony", "e2fsprogs", "iproute2", "sqlite3-doc", "zsh-doc")
@@ -52,8 +47,7 @@ _OPTION = re.compile(
 _ENTRY = re.compile(r"^((?:/|~/|\$)[\w./~$-]+|[A-Z][A-Z0-9_]{2,})\s+(?=[A-Z])(.{20,})$")
 
 
-@lru_cache(maxsize=4096)
-def units_of(root: str, doc: str) -> tuple[tuple[str, str], ...]:
+def units_of(root: str, doc: str) -> list[tuple[str, str]]:
     """(heading, line) for every line of the document, in order."""
     from outpost.runtime.evidence import split_units
 
@@ -61,7 +55,7 @@ def units_of(root: str, doc: str) -> tuple[tuple[str, str], ...]:
     for b in read_blocks(root, doc):
         heading = " > ".join(b.headings)
         out += [(heading, u.text) for u in split_units(b.text)]
-    return tuple(out)
+    return out
 
 
 def _words(text: str) -> list[str]:
@@ -77,45 +71,7 @@ def _lexical(question: str, lines: list[str], df: Counter, n: int) -> list[float
     return scores
 
 
-class PackageLines:
-    """Every line of a package's documents with an inverted index of their words, to find the
-    lines of other pages that share a question's words (the run-time candidates' confusions)."""
-
-    def __init__(self, root: str, docs: list[str]):
-        self.lines: list[tuple[str, str, str]] = []  # (doc, heading, line)
-        self.postings: dict[str, list[int]] = {}
-        for doc in docs:
-            if (Path(root) / doc).is_symlink():
-                continue  # the same text under another name (its target is listed too)
-            for heading, line in units_of(root, doc):
-                i = len(self.lines)
-                self.lines.append((doc, heading, line))
-                for w in set(_words(f"{heading} {line}")):
-                    self.postings.setdefault(w, []).append(i)
-
-    def near(self, question: str, doc: str, count: int, skip) -> list[tuple[str, str]]:
-        n = len(self.lines)
-        score: Counter = Counter()
-        for w in set(_words(question)):
-            post = self.postings.get(w, ())
-            if not post or len(post) > n // 20:
-                continue  # a word on every page says nothing of which page
-            idf = math.log(1 + n / len(post))
-            for i in post:
-                score[i] += idf
-        out = []
-        for i, _ in score.most_common(count * 4):
-            d, heading, line = self.lines[i]
-            if d != doc and not skip(line):
-                out.append((heading, line))
-            if len(out) >= count:
-                break
-        return out
-
-
-def group_of(
-    row: dict, root: str, units: list[tuple[str, str]], others: list, rng, cross=()
-) -> dict:
+def group_of(row: dict, root: str, units: list[tuple[str, str]], others: list, rng) -> dict:
     """One question's candidates and labels (1: the line answers)."""
     answer = fold(row.get("answer", ""))
     keywords = [fold(k) for k in row.get("keywords", [])]
@@ -137,10 +93,6 @@ def group_of(
     lines = [pair_text(*units[i]) for i in chosen]
     labels = [1] * len(picked) + [0] * (len(near) + len(hard))
     roles = ["answer"] * len(picked) + ["near"] * len(near) + ["hard"] * len(hard)
-    for heading, line in cross:
-        lines.append(pair_text(heading, line))
-        labels.append(0)
-        roles.append("cross")
     for heading, line in rng.sample(others, min(EASY, len(others))):
         lines.append(pair_text(heading, line))
         labels.append(0)
@@ -200,33 +152,8 @@ def generated_rows(root: str, index: list[dict], rng) -> list[dict]:
     return rows
 
 
-def add_mined(group: dict, record: dict) -> None:
-    """A written question's run-time candidates (trainer/rankmine.py) joined to its group: the
-    features' best wrong lines (role "mined"), and its answer line as `ask` shows it (with the
-    chunk's heading) when the group lacks that text."""
-    have = set(group["lines"])
-    wrong = [c for c in record["candidates"] if not c["answer"] and not c["keywords"]]
-    for c in sorted(wrong, key=lambda c: c["rank"])[:MINED]:
-        if c["text"] not in have:
-            group["lines"].append(c["text"])
-            group["labels"].append(0)
-            group["roles"].append("mined")
-            have.add(c["text"])
-    for c in record["candidates"]:
-        if c["answer"] and c["text"] not in have:
-            group["lines"].append(c["text"])
-            group["labels"].append(1)
-            group["roles"].append("answer")
-            have.add(c["text"])
-
-
-def build(root: str, out: Path, seed: int = 0, mined: Path | None = None) -> dict:
+def build(root: str, out: Path, seed: int = 0) -> dict:
     rng = random.Random(seed)
-    runtime = {}
-    if mined is not None:
-        for line in open(mined, encoding="utf-8"):
-            record = json.loads(line)
-            runtime[record["id"]] = record
     index = [json.loads(line) for line in open(Path(root) / "text" / "index.jsonl")]
     package_of = {d["file"]: d["package"] for d in index}
     written = load(sorted((Path(__file__).parent / "questions").glob("*.jsonl")))
@@ -240,13 +167,7 @@ def build(root: str, out: Path, seed: int = 0, mined: Path | None = None) -> dic
     for d in index:
         by_package.setdefault(d["package"], []).append(d["file"])
     groups, counts = [], Counter()
-    packages: dict[str, PackageLines] = {}
-    rows = sorted(written + generated, key=lambda r: r["package"])
-    for row in rows:
-        if row["package"] not in packages:
-            packages.clear()  # one package's index in memory at a time
-            packages[row["package"]] = PackageLines(root, by_package.get(row["package"], []))
-            print(f"[rankdata] {row['package']}", file=sys.stderr, flush=True)
+    for row in written + generated:
         units = units_of(root, row["doc"])
         if not units:
             continue
@@ -254,20 +175,7 @@ def build(root: str, out: Path, seed: int = 0, mined: Path | None = None) -> dic
         others = []
         for f in rng.sample(mates, min(3, len(mates))):
             others += units_of(root, f)[:40]
-        keywords = [fold(k) for k in row.get("keywords", [])]
-        answer = fold(row.get("answer", ""))
-
-        def answers(line: str, keywords=keywords, answer=answer) -> bool:
-            f = fold(line)
-            return (bool(keywords) and all(k in f for k in keywords)) or (
-                bool(answer) and answer in f
-            )
-
-        cross = packages[row["package"]].near(row["question"], row["doc"], CROSS, answers)
-        g = group_of(row, root, units, others, rng, cross)
-        if row["source"] == "written" and row["id"] in runtime:
-            add_mined(g, runtime[row["id"]])
-            counts["written with run-time candidates"] += 1
+        g = group_of(row, root, units, others, rng)
         if row.get("answerable", True) and not any(g["labels"]):
             counts["answer line not found"] += 1
             continue
@@ -296,10 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", default=".outpost-cache/train", help="The training root.")
     ap.add_argument("--out", default="data/ranker", help="Where groups.jsonl goes.")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mined", help="trainer/rankmine.py's candidates: add them as negatives.")
     args = ap.parse_args(argv)
-    mined = Path(args.mined) if args.mined else None
-    print(json.dumps(build(args.docs, Path(args.out), args.seed, mined), indent=2), file=sys.stderr)
+    print(json.dumps(build(args.docs, Path(args.out), args.seed), indent=2), file=sys.stderr)
 
 
 if __name__ == "__main__":
