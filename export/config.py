@@ -123,7 +123,9 @@ class LlmConfig:
         if self.quant_algo not in QUANT_ALGOS:
             raise UsageError(f"--quant-algo must be one of {', '.join(QUANT_ALGOS)}")
         if self.block_size not in (16, 32, 64, 128, 256):
-            raise UsageError("--block-size must be 16, 32, 64, 128 or 256")
+            raise UsageError(  # a field for library callers, not a flag
+                f"LlmConfig.block_size must be 16, 32, 64, 128 or 256, not {self.block_size}"
+            )
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,6 @@
-"""Chunk store (SQLite + FTS5), usearch index (dtype chosen by measured recall), and the
-grounding threshold calibrated on in-corpus and off-topic questions."""
+"""The usearch index (its dtype chosen by measured recall against exact search) and the
+grounding threshold, calibrated on in-corpus questions (`pseudo_question`) and off-topic ones.
+The chunk store beside the index is written by its one owner, runtime/store.py (`write_store`)."""
 
 from __future__ import annotations
 
@@ -119,8 +120,8 @@ def calibrate_threshold(best_in: np.ndarray, best_off: np.ndarray) -> tuple[floa
 
     Sits above nearly all off-topic questions (their 95th percentile + a margin) but never above
     the 5th percentile of in-corpus questions, so real questions are not refused by retrieval.
-    Retrieval alone cannot catch in-domain questions the documents don't answer; the model's
-    instruction (and grounded fine-tuning) handles those.
+    Retrieval alone cannot catch in-domain questions the documents don't answer; the runtime's
+    later declines (`name`, `evidence`, the model's own: runtime/assistant.py) handle those.
     """
     off_hi = float(np.percentile(best_off, 95)) + 0.03
     in_lo = float(np.percentile(best_in, 5))

@@ -2,10 +2,13 @@
 
 `Answer` holds what `ask` produced: the text shown, whether and why it was declined, the
 manual's quoted lines (`Evidence`), the numbered passages (`Citation`) and the support check
-(`SupportReport`). `Answer.to_dict()` is the only serialiser: `ask --json`, `eval` rows and the
-server's `outpost` field are all made from it, so they use the same words. Declining is
-"declined" everywhere; `refused`, its old name in `ask --json`, is kept beside it until the
-next release (docs/changelog.md).
+(`SupportReport`). `Answer.to_dict()` is the only serialiser, so every output uses the same words
+and values: `ask --json` prints it; the server's `outpost` field is its keys a client shows,
+with the citations shown (runtime/api.py, `outpost_field`); an `eval` row is all of it with the
+question's judgement beside it (runtime/evaluate.py, `judge`), where only `evidence` keeps
+eval's own older shape (the quoted texts; the records are `evidence_records`). Declining is
+"declined" everywhere; `refused`, its old name, is kept beside it until the next release
+(docs/changelog.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,19 @@
-"""The ask pipeline: embed -> retrieve -> fit prompt in the context budget -> stream -> cite."""
+"""The ask pipeline (`Assistant.ask`), in its order:
+
+1. check the question, and that it fits the context budget before any search; detect its language;
+2. find (`_find`): dense search fused with keyword search (runtime/retrieve.py; a follow-up is
+   searched with the previous question too) for CANDIDATES chunks with the windows reader (the
+   top k with the chunks reader); the best score of the top k is the one the threshold reads;
+   the windows reader ranks the chunks' lines (runtime/evidence.py, with the learned ranker
+   when the bundle has one) and chooses the windows the model reads;
+3. quote the best lines (EVIDENCE_SPANS), the windows widened to hold them; fit the prompt;
+4. decline, in this order: `threshold`, `name` (a name no chunk holds), `evidence`;
+5. hand the quote to `on_quote` (the first text a screen shows), then generate (`_write`):
+   with the support check on, each sentence is shown only once the passages support it and it
+   is attributable to the quote;
+6. settle (`_settle`): the model's sentences (`generated`), the quote (`quoted`), or a decline
+   (`model`, `support`); then cite the passages given, marking those the answer names.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +45,6 @@ from outpost.runtime.prompt import (
 from outpost.runtime.retrieve import Hit, Retriever
 from outpost.runtime.support import check, number_copy
 
-# Shown instead of an answer that holds a fact the passages do not: the evidence is shown instead.
 CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
 # The learned ranker's logit (runtime/rerank.py) in the decline, chosen on the training
 # questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").

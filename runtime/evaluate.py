@@ -17,6 +17,9 @@ answerable questions, `source_path` (the document path as the bundle names it, o
 - unsupported rate: shown (not declined) answers holding a fact the passages given do not
   (runtime/support.py); with the support check on it is 0 by construction, with
   `--no-support` it measures what the check prevents
+
+Each row of the report (`rows`) is the answer as `ask --json` gives it, from the same serialiser
+(`Answer.to_dict()`), with the question's judgement beside it (`judge`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import statistics
 from pathlib import Path
 
+from outpost.runtime.answer import Answer
 from outpost.runtime.errors import InputError
 from outpost.runtime.files import read_jsonl
 from outpost.runtime.support import check, normalise
@@ -76,46 +80,49 @@ def source_matches(source: str, wanted: str | None) -> bool:
     )
 
 
+def judge(item: dict, answer: Answer) -> dict:
+    """One eval row: the answer as `ask --json` gives it (`Answer.to_dict()`, the same keys and
+    values), with the question's judgement beside it: `correct`, `cited`, `retrieved`,
+    `evidence_ok`, `unsupported` (the facts a shown answer holds that its passages do not),
+    `generated` (the model's text before the support check), and the timings under the names
+    eval has always used (`ttft_s`, `first_shown_s`, `tokens_per_s`, from `timings`). One key
+    differs from `ask --json`: `evidence` is the quoted texts alone, as eval rows have always
+    had it; the quotes as `ask --json` gives them are `evidence_records`."""
+    whole = answer.to_dict()
+    keywords = [normalise(k) for k in item["answer_keywords"]]
+    first_quote = answer.evidence[0].text if answer.evidence else ""
+    shown_text = normalise(f"{answer.text} {first_quote}" if not answer.declined else answer.text)
+    quoted = normalise(" ".join(e.text for e in answer.evidence))
+    wanted = item.get("source_path")
+    timings = whole["timings"]
+    return {
+        "id": item["id"],
+        "answerable": item["answerable"],
+        **whole,
+        "correct": item["answerable"]
+        and not answer.declined
+        and all(k in shown_text for k in keywords),
+        "cited": any(source_matches(c.source, wanted) for c in answer.shown_citations()),
+        "retrieved": any(source_matches(c.source, wanted) for c in answer.citations),
+        "evidence": [e["text"] for e in whole["evidence"]],
+        "evidence_records": whole["evidence"],
+        "evidence_ok": bool(item["answerable"] and quoted and all(k in quoted for k in keywords)),
+        "unsupported": check(answer.text, answer.passages, answer.question).unsupported
+        if not answer.declined
+        else [],
+        "generated": answer.generated,
+        "ttft_s": timings["time_to_first_token_s"],
+        "first_shown_s": timings["first_shown_s"],
+        "tokens_per_s": timings["tokens_per_s"],
+    }
+
+
 def evaluate(assistant, questions: list[dict], progress=None) -> dict:
+    """The report of `outpost eval`: the measures in the module's docstring over `judge`'s rows
+    (`rows`, one per question, in order)."""
     rows = []
     for i, item in enumerate(questions, 1):
-        answer = assistant.ask(item["question"])
-        first_quote = answer.evidence[0].text if answer.evidence else ""
-        text = normalise(f"{answer.text} {first_quote}" if not answer.declined else answer.text)
-        keywords_ok = all(normalise(k) in text for k in item["answer_keywords"])
-        quoted = normalise(" ".join(e.text for e in answer.evidence))
-        shown = not answer.declined
-        unsupported = (
-            check(answer.text, answer.passages, answer.question).unsupported if shown else []
-        )
-        wanted = item.get("source_path")
-        rows.append(
-            {
-                "id": item["id"],
-                "answerable": item["answerable"],
-                "declined": answer.declined,
-                "refused": answer.declined,  # the old name; removed in the next release
-                "correct": item["answerable"] and not answer.declined and keywords_ok,
-                "cited": any(source_matches(c.source, wanted) for c in answer.shown_citations()),
-                "retrieved": any(source_matches(c.source, wanted) for c in answer.citations),
-                "answer": answer.text,
-                "declined_by": answer.declined_by,
-                "evidence": [e.text for e in answer.evidence],
-                "evidence_ok": bool(
-                    item["answerable"]
-                    and quoted
-                    and all(normalise(k) in quoted for k in item["answer_keywords"])
-                ),
-                "evidence_score": answer.evidence_score,
-                "unsupported": unsupported,
-                "generated": answer.generated,
-                "refusal_p": answer.refusal_p,
-                "ttft_s": answer.timings.first_token_s,
-                "first_shown_s": answer.first_shown_s,
-                "answer_mode": answer.answer_mode,
-                "tokens_per_s": answer.timings.tokens_per_s,
-            }
-        )
+        rows.append(judge(item, assistant.ask(item["question"])))
         if progress:
             progress(i, len(questions))
     answerable = [r for r in rows if r["answerable"]]

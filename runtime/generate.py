@@ -1,10 +1,12 @@
 """Token generation with onnxruntime-genai: Config -> Model -> Tokenizer -> Generator loop.
 
 The model folder's genai_config.json supplies defaults; only what the caller sets is overridden.
-Every caller that decodes (ask, chat, eval, the export parity check, benchmarks) goes through
-`Generator.run`, which returns a per-call `Run`: iterate it for text pieces, read `run.result`
-for the token ids, timings, what the logits processors measured and why it finished. Nothing
-about one call is stored on the Generator, so several calls can be in flight.
+Every caller that decodes (ask, chat, eval, the server, the export's conversion gate for its
+greedy answers, benchmarks) goes through `Generator.run`, which returns a per-call `Run`: iterate
+it for text pieces, read `run.result` for the token ids, timings, what the logits processors
+measured and why it finished. Nothing about one call is stored on the Generator, so several
+calls can be in flight. The gate's teacher-forced comparison (export/gate.py) decodes nothing:
+it reads every position's logits with `Generator.logits`.
 
 A logits processor looks at (and may change) the next-token logits before a token is chosen:
 `wants(new_ids)` says whether it needs the logits at this step (reading them costs a copy of

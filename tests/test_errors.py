@@ -1,11 +1,14 @@
 """Bad input: one `Error: ...` line, exit code 1 (2 for usage), no traceback, nothing written."""
 
+import ast
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
-from conftest import load_make_pdf, outpost
+from conftest import ROOT, load_make_pdf, outpost
 
 
 def assert_clean_error(done, code=1, match=""):
@@ -149,3 +152,45 @@ def test_refusal_p_out_of_range(smol_bundle):
 def test_question_longer_than_the_context(smol_bundle):
     done = outpost("ask", str(smol_bundle), "why is the pump loud " * 600)
     assert_clean_error(done, match="-token budget; shorten it or raise --max-context")
+
+
+def named_flags(path: Path) -> list[tuple[int, str]]:
+    """(line, flag) for each `--flag` an error in `path` names, leaving out those of other
+    programs' commands quoted in it (`pip install --no-deps ...`, `ray start --head`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        called = getattr(node, "func", None)
+        name = getattr(called, "id", None) or getattr(called, "attr", "")
+        if not (isinstance(node, ast.Call) and name.endswith(("Error", "Exception"))):
+            continue
+        text = "".join(
+            n.value
+            for n in ast.walk(node)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        )
+        text = re.sub(r"`(?!outpost )[^`]*`", "", text)
+        found += [(node.lineno, f) for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)]
+    return found
+
+
+def test_every_flag_an_error_names_is_an_option_of_a_command():
+    """An error that tells the user to pass a flag names one that exists (not a config field
+    that has no flag, as `--block-size` was)."""
+    import click
+
+    from outpost.cli import cli
+
+    context = click.Context(cli)
+    flags = {"--help"}
+    for name in cli.list_commands(context):
+        for p in cli.get_command(context, name).params:
+            if isinstance(p, click.Option):
+                flags |= {*p.opts, *p.secondary_opts}
+    unknown = [
+        f"{path.relative_to(ROOT)}:{line}: {flag}"
+        for folder in ("runtime", "export", "trainer", "src")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line, flag in named_flags(path)
+        if flag not in flags
+    ]
+    assert not unknown, unknown

@@ -5,9 +5,11 @@ import pytest
 from outpost.export.random_model import train_tokenizer
 from outpost.runtime.errors import InputError
 from outpost.runtime.prompt import REFUSAL
+from outpost.runtime.store import ChunkStore, write_store
 from outpost.trainer.data import (
     IGNORE,
     GroundedConfig,
+    MemoryStore,
     build_grounded,
     load_conversations,
     load_qa,
@@ -148,6 +150,31 @@ def test_grounded_examples_in_the_windows_layout(tmp_path, examples_docs):
         assert block.startswith("press/px200-maintenance.md") and "500 operating hours" in block
         chunk_sized = max(len(b) for b in c[1]["content"].split("\n\n["))
         assert chunk_sized < 700  # windows, not whole chunks
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_the_trainers_document_frequencies_are_the_runtime_stores(tmp_path, prefix):
+    """The trainer's windows weigh words as the device does: MemoryStore counts what
+    ChunkStore.document_frequency counts, `prefix` meaning the same (a word of letters as a
+    prefix; numbers, codes and several words whole)."""
+    chunks = [
+        ("Battery", "Charging the battery: charge for 8 h."),
+        ("Filters", "Replace filter HF-2210 every 500 hours."),
+        ("Ram", "The ram_stroke is 2.5 mm; the Überdruck valve opens."),
+        ("Chargers", "The charger-stand holds two chargers."),
+        ("Operators", "Happy operators, happy presses."),
+    ]
+    write_store([("doc.md", h, 0, len(t), t) for h, t in chunks], tmp_path / "chunks.sqlite")
+    runtime = ChunkStore(tmp_path / "chunks.sqlite")
+    memory = MemoryStore([f"{h} {t}" for h, t in chunks])
+    assert memory.count() == runtime.count() == len(chunks)
+    terms = ["charg", "charging", "charger", "hf", "hf-2210", "2210", "500", "2.5", "ram_stroke"]
+    terms += ["uberdruck", "überdruck", "replace filter", "filter every", "happi", "happy", ""]
+    counted = {t: memory.document_frequency(t, prefix=prefix) for t in terms}
+    assert counted == {t: runtime.document_frequency(t, prefix=prefix) for t in terms}
+    assert counted["charg"] == (2 if prefix else 0) and counted["hf"] == (1 if prefix else 0)
+    assert counted["charging"] == counted["hf-2210"] == counted["replace filter"] == 1
+    runtime.close()
 
 
 def test_quote_takes_the_passage_line_that_holds_the_answer():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,19 +280,38 @@ class SentenceEmbedder:
         )
 
 
+def index_words(text: str) -> list[str]:
+    """The words of `text` as the chunk store's keyword index splits them (runtime/store.py:
+    FTS5's unicode61 tokenizer, `_` and `-` kept inside words): runs of letters, digits, `_`
+    and `-`, lower-cased, accents dropped."""
+    bare = "".join(
+        c for c in unicodedata.normalize("NFD", text.lower()) if not unicodedata.combining(c)
+    )
+    return re.findall(r"[\w-]+", bare)
+
+
 class MemoryStore:
-    """Document frequencies over chunk texts in memory, as the runtime's chunk store gives them."""
+    """Document frequencies over chunk texts in memory, counted as the runtime's chunk store
+    counts them (`ChunkStore.document_frequency`, over the words of its keyword index)."""
 
     def __init__(self, texts: list[str]):
-        from outpost.runtime.evidence import terms
-
-        self.vocab = [terms(t) for t in texts]
+        self.texts = [" " + " ".join(index_words(t)) + " " for t in texts]
+        self._df: dict[str, int] = {}
 
     def count(self) -> int:
-        return len(self.vocab)
+        return len(self.texts)
 
-    def document_frequency(self, term: str) -> int:
-        return sum(any(w.startswith(term) for w in words) for words in self.vocab)
+    def document_frequency(self, term: str, prefix: bool = True) -> int:
+        """Chunks holding `term` (a word as a prefix, so every form counts, unless `prefix` is
+        False), as the runtime's store counts them: only a term of letters alone is a prefix;
+        a number, a hyphenated code or several words are matched whole."""
+        words = index_words(term)
+        if not words:
+            return 0
+        phrase = " " + " ".join(words) + ("" if prefix and term.isalpha() else " ")
+        if phrase not in self._df:
+            self._df[phrase] = sum(phrase in t for t in self.texts)
+        return self._df[phrase]
 
 
 def windows_layout(
