@@ -14,11 +14,13 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from outpost.export import gate, scale
 from outpost.export.base import LoadedBase, resolve_base
+from outpost.export.chunk import Chunk
 from outpost.export.config import ExportConfig
 from outpost.export.embedder import export_embedder
 from outpost.export.index import (
@@ -48,6 +50,7 @@ from outpost.runtime.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
     AdapterInfo,
+    ConversionCheck,
     EmbedderInfo,
     FileEntry,
     GenerationInfo,
@@ -132,7 +135,7 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
     same_chunking = previous is not None and previous.chunker == config.chunk.as_dict()
     keep = {
         i for i, (_, source) in enumerate(files)
-        if same_chunking and previous.unchanged(source, hashes[i])
+        if previous is not None and same_chunking and previous.unchanged(source, hashes[i])
     }  # fmt: skip
     todo = [(i, p, source) for i, (p, source) in enumerate(files) if i not in keep]
     log(f"reading {len(todo)} documents" + (f" ({len(keep)} unchanged, kept)" if keep else ""))
@@ -143,9 +146,12 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
         for n, (i, p, source) in enumerate(todo, 1):
             read[i] = read_chunks(p, source, config.chunk)
             progress(n, len(todo))
-    documents, chunks, origin = [], [], []
+    documents: list[dict] = []
+    chunks: list[Chunk] = []
+    origin: list[int | None] = []
     for i, (_, source) in enumerate(files):
         if i in keep:
+            assert previous is not None  # nothing is kept without it
             kind = previous.documents[source].get("type", "")
             declared_language = previous.documents[source].get("language")
             kept = previous.chunks[source]
@@ -164,7 +170,7 @@ def _collect(config: ExportConfig, previous: Previous | None, cpus: int) -> Coll
         documents.append(
             {"path": source, "type": kind, "sha256": hashes[i], "declared": declared_language}
         )
-    build = {"engine": config.engine, "cpus": cpus or None}
+    build: dict[str, object] = {"engine": config.engine, "cpus": cpus or None}
     if previous is not None:
         build["update"] = {
             "previous": str(previous.path),
@@ -375,6 +381,7 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> Mode
     del model, generator
     gc.collect()
     genai = json.loads((tmp / "model" / "genai_config.json").read_text())
+    assert llm.base is not None  # export_cmd fills it in (export/base.py, base_for)
     info = ModelInfo(
         dir="model",
         base=base.model_id,
@@ -412,7 +419,11 @@ def _manifest(config, found: Collected, retrieval: RetrievalPart, model: ModelPa
             max_new_tokens=config.max_new_tokens,
             repetition_penalty=config.repetition_penalty,
         ),
-        checks={"conversion": model.conversion, "retrieval": retrieval.check},
+        # the gate's report: what ConversionCheck declares, and more
+        checks={
+            "conversion": cast(ConversionCheck, model.conversion),
+            "retrieval": retrieval.check,
+        },
         sources=Sources(
             root=str(found.root),
             documents=found.documents,

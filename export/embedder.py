@@ -79,7 +79,8 @@ def export_embedder(
     probe = sample_texts[:256] or ["An empty corpus."]
     fp32 = Embedder(fp32_path, tokenizer_path, max_tokens)
     fp32_vectors, onnx_cosine = _check_against_torch(st, fp32, probe)
-    chosen, checks = fp32, {}
+    checks: dict = {}
+    chosen = fp32
     if precision == "int8":
         log("quantising the embedder to int8 and checking it")
         chosen, checks = _choose_variant(
@@ -130,7 +131,7 @@ def card_languages(location: str) -> list[str] | None:
     tags = [tags] if isinstance(tags, str) else tags
     if not isinstance(tags, list) or not tags or "multilingual" in tags:
         return None
-    return sorted({code(str(t)) for t in tags if code(str(t))}) or None
+    return sorted({c for t in tags if (c := code(str(t)))}) or None
 
 
 def _pooling(st) -> tuple[str, bool]:

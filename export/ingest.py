@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,7 +51,7 @@ _LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
 
 def discover(
-    paths: list[str | Path], exclude: tuple[str, ...] = ()
+    paths: Sequence[str | Path], exclude: Sequence[str] = ()
 ) -> tuple[list[tuple[Path, str]], list[Skipped], Path]:
     """All files under `paths`, as (path, source name), the skipped ones with why, and the root.
 
@@ -269,7 +270,7 @@ def read_chunks(path: Path, source: str, config) -> tuple[str, list[str], str, l
 
 
 def ingest(
-    paths: list[str | Path], progress=None, exclude: tuple[str, ...] = ()
+    paths: Sequence[str | Path], progress=None, exclude: Sequence[str] = ()
 ) -> tuple[list[Document], list[Skipped], Path]:
     """Read every supported file; collect the others with the reason they were skipped."""
     files, skipped, root = discover(paths, exclude)

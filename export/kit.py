@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import asdict
 from email.parser import Parser
 from pathlib import Path
+from typing import Any
 
 from outpost.export.config import KitConfig
 from outpost.runtime.errors import InputError, UsageError
@@ -201,7 +202,7 @@ def write_kit(tmp: Path, config: KitConfig, dropped: list[str], saved: int) -> d
         for p in sorted(tmp.rglob("*"))
         if p.is_file() and p.name not in (KIT_MANIFEST, KIT_SIGNATURE)
     }
-    manifest = {
+    manifest: dict[str, Any] = {
         "platform": config.platform,
         "python": config.python,
         "arch": config.arch,
@@ -224,7 +225,9 @@ def write_kit(tmp: Path, config: KitConfig, dropped: list[str], saved: int) -> d
         record = signature_record(raw, Path(config.sign))
         (tmp / KIT_SIGNATURE).write_text(json.dumps(record) + "\n")
     try:  # what install.sh will check, checked now: a kit that would fail is never written
-        keys = kit_check.load_keys([Path(config.trust)], "--trust") if config.sign else None
+        keys = None  # --sign needs --trust (KitConfig.check)
+        if config.sign and config.trust:
+            keys = kit_check.load_keys([Path(config.trust)], "--trust")
         kit_check.check_kit(tmp, keys, "--trust")
     except kit_check.KitError as e:
         raise InputError(f"the kit failed its own check: {e}") from None
@@ -338,8 +341,8 @@ def slim(wheel: Path) -> int:
             saved += len(data)
             continue
         if strip and (name.endswith(".so") or ".so." in name) and len(data) > 1_000_000:
-            with tempfile.TemporaryDirectory() as tmp:
-                lib = Path(tmp) / "lib.so"
+            with tempfile.TemporaryDirectory() as scratch:
+                lib = Path(scratch) / "lib.so"
                 lib.write_bytes(data)
                 done = subprocess.run([strip, "--strip-debug", str(lib)], capture_output=True)
                 # Only libraries built with debug info shrink a lot; leave the rest as published

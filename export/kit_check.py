@@ -119,6 +119,7 @@ def _decompress(s: bytes):
 
 _GY = 4 * pow(5, _P - 2, _P) % _P
 _GX = _recover_x(_GY, 0)
+assert _GX is not None  # the base point has an x
 _G = (_GX, _GY, 1, _GX * _GY % _P)
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 from outpost.runtime.files import open_plain
 from outpost.runtime.language import MAIN, code, detect
+from outpost.runtime.manifest import Languages
 
 SURE = 0.9  # a chunk's own detection is kept at this probability or more
 DOCUMENT_SURE = 0.5  # a whole document's detection is used at this probability or more
@@ -45,7 +47,7 @@ def declared(path: Path) -> str | None:
     return code(m.group(1).decode("ascii")) if m else None
 
 
-def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> dict:
+def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> Languages:
     """Each chunk's language; fills each document's "language"; the manifest's `languages`."""
     by_source: dict[str, list[int]] = {}
     for i, c in enumerate(chunks):
@@ -68,8 +70,8 @@ def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> d
             if default is None and ids:  # no chunk was sure alone: the whole document decides
                 language, p = detect(" ".join(chunks[i].text for i in ids)[:5000])
                 default = language if p >= DOCUMENT_SURE else MAIN
-            for i in ids:
-                found[i] = sure.get(i, default)
+            for i in ids:  # (default is None only for a document without chunks)
+                found[i] = sure.get(i, default or MAIN)
     for d in documents:
         ids = by_source.get(d["path"], [])
         votes = Counter(found[i] for i in ids)
@@ -87,13 +89,14 @@ def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> d
     shown = ", ".join(f"{k} {v}" for k, v in counts.most_common())
     mixed = sum(len(ids) for ids in also.values())
     log(f"languages: {shown or 'none'} (main: {main}; {mixed} chunks hold a second language)")
-    return {
+    languages = {
         "main": main,
         "chunks": dict(counts),
         "runs": runs,
         "also": {k: _id_runs(ids) for k, ids in sorted(also.items())},
         "forced": bool(forced),
     }
+    return cast(Languages, languages)  # its rows are lists, as a manifest read back holds them
 
 
 def _also(chunks, found: list[str], among: tuple[str, ...]) -> dict[str, list[int]]:

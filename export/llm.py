@@ -94,7 +94,7 @@ def build_onnx(
         "-c",
         str(cache_dir),
     ]
-    extra = {}
+    extra: dict[str, int | str] = {}
     if config.precision in ("int4", "int8"):
         extra = {"block_size": config.block_size, "accuracy_level": config.accuracy_level}
         if config.quant_algo != "default":
@@ -116,6 +116,7 @@ def build_onnx(
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
         )
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             logf.write(line)
             if m := re.match(r"Reading layer (\d+)", line):

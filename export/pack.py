@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from outpost.runtime.bundle import SIGNATURE
@@ -35,13 +36,14 @@ class _Reader(io.RawIOBase):
         return len(data)
 
 
-def pack(bundle: Path, archive: Path, trusted: list[Path] = ()) -> int:
+def pack(bundle: Path, archive: Path, trusted: Sequence[Path] = ()) -> int:
     """Verify every file's hash, then write the archive. Returns its size in bytes."""
     if archive.absolute().resolve().is_relative_to(bundle.resolve()):
         raise InputError(
             f"-o {archive} is inside the bundle it packs; write the archive somewhere else"
         )
     b = open_verified(bundle, trusted, always_hash=True, view=False)
+    assert b.pinned is not None
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
         tmp = archive.with_name(f".{archive.name}.tmp-{os.getpid()}")

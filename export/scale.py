@@ -133,7 +133,7 @@ def _read_batch(batch: dict, chunking: dict) -> dict:
     from outpost.export.ingest import read_chunks
 
     config = ChunkConfig(**chunking)
-    out = {"i": [], "kind": [], "notes": [], "skipped": [], "chunks": []}
+    out: dict[str, list] = {"i": [], "kind": [], "notes": [], "skipped": [], "chunks": []}
     for i, path, source in zip(batch["i"], batch["path"], batch["source"]):
         kind, notes, skipped, chunks = read_chunks(Path(str(path)), str(source), config)
         out["i"].append(int(i))

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from outpost.runtime.bundle import SIGNATURE
 from outpost.runtime.errors import InputError, UsageError, one_line
@@ -111,7 +111,7 @@ def _private_key(private_key: Path) -> Ed25519PrivateKey:
     return key
 
 
-def signer_of(private_key: Path) -> dict[str, object]:
+def signer_of(private_key: Path) -> dict[str, Ed25519PublicKey]:
     """The public half of a signing key, as `load_public_keys` gives trusted keys: what a
     bundle built with `--sign KEY` trusts of the bundles it is built from (`--update`)."""
     key = _private_key(private_key)

@@ -11,13 +11,18 @@ built in full from these parts (store, index, checks), so it equals a full rebui
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from outpost.export.chunk import Chunk
 from outpost.runtime.errors import InputError
+
+if TYPE_CHECKING:
+    from outpost.runtime.bundle import Bundle
 
 EXACT_DTYPES = ("f32", "f16")  # index dtypes whose stored vectors come back exactly
 
@@ -32,7 +37,7 @@ class Previous:
     index_dtype: str = ""
     index_file: Path | None = None
     ndim: int = 0
-    opened: object = None  # the pinned, verified bundle; its view holds the index
+    opened: Bundle | None = None  # the pinned, verified bundle; its view holds the index
 
     def close(self) -> None:
         if self.opened is not None:
@@ -41,21 +46,25 @@ class Previous:
 
     def unchanged(self, source: str, sha256: str) -> bool:
         known = self.documents.get(source)
-        return bool(known) and known.get("sha256") == sha256 and source in self.chunks
+        if not known:
+            return False
+        return known.get("sha256") == sha256 and source in self.chunks
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """The stored vectors of PREVIOUS's chunks `ids`, as float32."""
         from outpost.runtime.retrieve import usearch_index
 
         index = usearch_index().restore(str(self.index_file), view=True)
+        assert index is not None  # verified with the bundle
         if not ids:
             return np.zeros((0, self.ndim), dtype=np.float32)
-        got = index.get(np.asarray(ids, dtype=np.uint64), dtype=np.float32)
+        # usearch takes numpy's float32 here; its annotation names only its own kinds
+        got = index.get(np.asarray(ids, dtype=np.uint64), dtype=np.float32)  # type: ignore[arg-type]
         return np.asarray(got, dtype=np.float32).reshape(len(ids), self.ndim)
 
 
 def open_previous(
-    path: str | Path, trust: list[Path] = (), signing_key: Path | None = None
+    path: str | Path, trust: Sequence[Path] = (), signing_key: str | Path | None = None
 ) -> Previous:
     """PREVIOUS verified, then its manifest, documents and chunks read from what was verified.
 

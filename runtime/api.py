@@ -9,16 +9,22 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from outpost.runtime.answer import Answer
 from outpost.runtime.config import LANGUAGES, ServeConfig
 from outpost.runtime.releases import Release, Releases
 from outpost.runtime.scheduler import ApiError, Done, Failed, Job, Quote, Scheduler, Text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KIOSK = Path(__file__).parent / "kiosk"
 MAX_MESSAGES = 64  # messages in one chat request
@@ -107,19 +113,24 @@ class Server:
 # --- OpenAI-shaped pieces ------------------------------------------------------------------
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error", headers=None):
+def error_response(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "code": status}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _text(content) -> str:
+def _text(content: str | list[dict]) -> str:
     """A message's text: a string, or the text parts of a content list."""
     if isinstance(content, str):
         return content
     return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
-def split_conversation(messages: list) -> tuple[str, list[dict]]:
+def split_conversation(messages: list[Message]) -> tuple[str, list[dict]]:
     """The question (last user turn) and the earlier user/assistant turns as history."""
     if not messages or messages[-1].role != "user":
         raise ApiError(400, "the last message must have role 'user'")
@@ -142,7 +153,7 @@ def split_conversation(messages: list) -> tuple[str, list[dict]]:
 OUTPOST_FIELD = ("declined", "declined_by", "unknown_names", "answer_mode", "evidence", "support")
 
 
-def outpost_field(answer, release) -> dict:
+def outpost_field(answer: Answer, release: Release) -> dict:
     """The answer's own serialised form (runtime/answer.py), the parts a client shows: with the
     citations shown and the release that answered."""
     whole = answer.to_dict()
@@ -154,7 +165,7 @@ def outpost_field(answer, release) -> dict:
     }
 
 
-def usage(answer) -> dict:
+def usage(answer: Answer) -> dict:
     t = answer.timings
     return {
         "prompt_tokens": t.prompt_tokens,
@@ -163,7 +174,7 @@ def usage(answer) -> dict:
     }
 
 
-def _finish(answer, max_tokens: int) -> str:
+def _finish(answer: Answer, max_tokens: int) -> str:
     return "length" if answer.timings.new_tokens >= max_tokens and not answer.declined else "stop"
 
 
@@ -172,7 +183,7 @@ def authorised_headers(headers: dict, key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
 
 
-def _authorised(request, key: str) -> bool:
+def _authorised(request: Request, key: str) -> bool:
     return authorised_headers({"authorization": request.headers.get("authorization", "")}, key)
 
 
@@ -184,7 +195,7 @@ class Reply:
         self.release, self.max_tokens, self.log, self.model = release, max_tokens, log, model
         self.id, self.created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
 
-    def record(self, answer) -> None:
+    def record(self, answer: Answer) -> None:
         self.log.update(
             {
                 "prompt_tokens": answer.timings.prompt_tokens,
@@ -198,7 +209,7 @@ class Reply:
             }
         )
 
-    def whole(self, answer) -> dict:
+    def whole(self, answer: Answer) -> dict:
         self.record(answer)
         return {
             "id": self.id,
@@ -216,7 +227,7 @@ class Reply:
             "outpost": outpost_field(answer, self.release),
         }
 
-    def chunk(self, delta: dict, finish=None, **extra) -> str:
+    def chunk(self, delta: dict, finish: str | None = None, **extra: object) -> str:
         data = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -227,7 +238,7 @@ class Reply:
         }
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    async def stream(self, job, include_usage: bool):
+    async def stream(self, job: Job, include_usage: bool) -> AsyncIterator[str]:
         """The job's events as chunks: the role, the quote (before any generation), the text as
         it comes, the last chunk with the `outpost` field, then [DONE]."""
         try:
@@ -239,7 +250,7 @@ class Reply:
                 elif isinstance(event, Quote):
                     yield self.chunk({}, outpost={"quote": event.quote})
                 elif isinstance(event, Done):
-                    answer = event.result
+                    answer = cast(Answer, event.result)  # a question's job ends with its answer
                     self.record(answer)
                     if answer.answer_mode == "quoted":  # the line is the answer's content
                         yield self.chunk({"content": answer.text})
@@ -277,7 +288,7 @@ def health_router(server: Server) -> APIRouter:
                 if not releases.error
                 else (releases.error if detail else "the bundle cannot be served")
             )
-            body = {
+            body: dict[str, object] = {
                 "error": {"code": 503, "message": message, "type": "unavailable_error"},
                 "status": "loading" if not releases.error else "error",
             }
@@ -349,7 +360,7 @@ def openai_router(server: Server) -> APIRouter:
         last = await scheduler.start(embed).last(request)
         if isinstance(last, Failed):
             raise ApiError(last.status, last.message)
-        vectors = last.result
+        vectors = cast("np.ndarray", last.result)  # an embeddings job ends with the vectors
         return {
             "object": "list",
             "model": release.model,
@@ -382,7 +393,7 @@ def openai_router(server: Server) -> APIRouter:
             last = await job.last(request)
             if isinstance(last, Failed):
                 raise ApiError(last.status, last.message)
-            return reply.whole(last.result)
+            return reply.whole(cast(Answer, last.result))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             reply.stream(job, include_usage),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from outpost.runtime.errors import UsageError
 from outpost.runtime.settings import nested, setting
@@ -24,7 +25,7 @@ TRUST_VARIABLE = "OUTPOST_TRUSTED_KEYS"
 DEFAULT_KEEP = 3  # releases `install` keeps on the device: current, previous and one more
 
 
-def trusted_keys(help: str):
+def trusted_keys(help: str) -> Any:
     """A `--trust` setting: repeatable public-key files or folders, read from
     OUTPOST_TRUSTED_KEYS when not given."""
     return setting([], help, path=True, multiple=True, env=TRUST_VARIABLE)

@@ -25,14 +25,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from outpost.runtime.answer import Evidence, Span
 from outpost.runtime.language import Lexicon, gives_reason, lexicon, split_compound, wants
 from outpost.runtime.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
+from outpost.runtime.protocols import TermStore, TextEmbedder
 from outpost.runtime.retrieve import Hit
 from outpost.runtime.support import facts, normalise
+
+if TYPE_CHECKING:
+    from outpost.runtime.rerank import Reranker
 
 ENGLISH = lexicon("en")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?\w)")
@@ -118,18 +123,18 @@ def terms(text: str, lex: Lexicon | None = None) -> set[str]:
     return {lex.stem(t) for t in _content_words(text, lex)}
 
 
-def idf_weights(question_terms: set[str], store) -> dict[str, float]:
+def idf_weights(question_terms: set[str], store: TermStore) -> dict[str, float]:
     """Inverse document frequency of each term (as a prefix: every word form) in the chunk store."""
     total = max(store.count(), 1)
     return {t: math.log((total + 1) / (store.document_frequency(t) + 0.5)) for t in question_terms}
 
 
-def question_terms(question: str, store, lex: Lexicon | None = None) -> set[str]:
+def question_terms(question: str, store: TermStore, lex: Lexicon | None = None) -> set[str]:
     """The question's terms, a compound the manuals do not contain whole taken as its parts
     ("gebruikersgegevens" is found as "gebruikers" and "gegevens", the way the manual may
     write it)."""
     lex = lex or ENGLISH
-    found = set()
+    found: set[str] = set()
     for t in _content_words(question, lex):
         parts = split_compound(t, store.document_frequency, lex.language)
         found.update(lex.stem(p) for p in parts or [t])
@@ -225,7 +230,13 @@ def line_features(
     return rows
 
 
-def line_inputs(question: str, hits: list[Hit], embedder, store, lex: Lexicon | None = None):
+def line_inputs(
+    question: str,
+    hits: list[Hit],
+    embedder: TextEmbedder,
+    store: TermStore,
+    lex: Lexicon | None = None,
+) -> tuple[list[Unit], np.ndarray, dict[str, float]]:
     """The candidates' units, their feature rows and the question's IDF weights: what the
     ranker scores (and what trainer/ranker.py fits)."""
     units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
@@ -292,12 +303,12 @@ class Reading:
 def read(
     question: str,
     hits: list[Hit],
-    embedder,
-    store,
+    embedder: TextEmbedder,
+    store: TermStore,
     windows: int = DEFAULT_WINDOWS,
     radius: int = DEFAULT_RADIUS,
     lex: Lexicon | None = None,
-    reranker=None,
+    reranker: Reranker | None = None,
 ) -> Reading:
     """Rank the units of `hits` for the question and pick the windows the model will read;
     with a `reranker` (the bundle's learned ranker), its order decides among the best lines."""
@@ -339,7 +350,9 @@ def read(
     return Reading(units, scores, chosen, coverage(weights, found, lex), best)
 
 
-def rerank(question: str, units: list[Unit], hits: list[Hit], scores: np.ndarray, reranker):
+def rerank(
+    question: str, units: list[Unit], hits: list[Hit], scores: np.ndarray, reranker: Reranker
+) -> tuple[np.ndarray, float]:
     """The learned ranker's order (runtime/rerank.py) over the lines the features rank best,
     each with the line after it (the answer often follows the line that restates the
     question): those lines are ordered by the features' score plus RERANK_WEIGHT times its
@@ -433,7 +446,7 @@ QUOTE_CHARS = 400  # a line and the one that completes it, at most
 QUOTE_MIN_CHARS = 180  # a shorter run is shown with the line after it
 
 
-def _completes(question: str, units: list[Unit], k: int, lex=None) -> bool:
+def _completes(question: str, units: list[Unit], k: int, lex: Lexicon | None = None) -> bool:
     """Whether the line after units[k] completes it: units[k] does not give what the question
     asks for (a value, an option; or, asking for none, adds little the question did not say)
     and the next line does, and the two stay short enough to read at a glance."""
@@ -475,7 +488,11 @@ def _promised(text: str, units: list[Unit], lo: int, hi: int) -> int:
 
 
 def quotes(
-    reading: Reading, hits: list[Hit], limit: int = 2, question: str = "", lex=None
+    reading: Reading,
+    hits: list[Hit],
+    limit: int = 2,
+    question: str = "",
+    lex: Lexicon | None = None,
 ) -> list[Evidence]:
     """The best-ranked lines, each with the neighbours it needs, quoted verbatim with offsets
     (best first; windows that overlap an earlier one are skipped). `text` is the chunk's text

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -116,7 +116,7 @@ def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
 
 
 @contextmanager
-def new_folder(out: Path):
+def new_folder(out: Path) -> Iterator[Path]:
     """Build a folder that replaces `out` all at once. Yields a temporary folder beside it
     (leftovers of a killed run are removed first, a running one's are not); when the block
     ends without an error it is renamed into place (an existing `out` moved aside first and

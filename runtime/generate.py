@@ -20,10 +20,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class LogitsProcessor(Protocol):
     def measured(self) -> dict: ...
 
 
-def probability(logits, ids) -> float:
+def probability(logits: np.ndarray, ids: Iterable[int]) -> float:
     """Softmax probability mass of `ids` in a logits row."""
     row = np.asarray(logits, dtype=np.float64).reshape(-1)
     e = np.exp(row - row.max())
@@ -142,6 +142,7 @@ class RefusalCheck:
         if not new_ids:
             self.opening = probability(logits, [self.gate.first])
             return None
+        assert self.opening is not None  # measured at the first step (`wants` asked for it)
         self.p = self.opening * probability(logits, self.gate.second)
         if self.p >= self.gate.min_p:
             return None
@@ -218,7 +219,7 @@ class Run:
         for p in self.processors:
             result.measured.update(p.measured())
 
-    def _process(self, generator, new_ids: list[int]) -> None:
+    def _process(self, generator: Any, new_ids: list[int]) -> None:
         active = [p for p in self.processors if p.wants(new_ids)]
         if not active:
             return
@@ -261,9 +262,9 @@ class Generator:
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
         self.vocab_size = int(genai["model"].get("vocab_size", 0))
-        self._digits = None
+        self._digits: tuple[np.ndarray, dict[int, str], frozenset[int]] | None = None
 
-    def digit_tokens(self):
+    def digit_tokens(self) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
         """(ids of tokens holding a digit, {id: digits} of pure-digit tokens, ids ending in "["),
         built once per model."""
         if self._digits is None:
@@ -307,5 +308,8 @@ class Generator:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Run:
         """Greedy generation from chat messages (rendered with the model's template) or token ids."""
-        ids = self.encode(prompt) if prompt and isinstance(prompt[0], dict) else list(prompt)
+        if prompt and isinstance(prompt[0], dict):
+            ids = self.encode(prompt)
+        else:
+            ids = list(cast("list[int]", prompt))
         return Run(self, ids, settings, processors, should_stop)

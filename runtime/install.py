@@ -33,9 +33,11 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from outpost.runtime.bundle import MAX_MANIFEST_BYTES, SIGNATURE, open_pinned
 from outpost.runtime.config import DEFAULT_KEEP  # `install --keep`'s default, declared there
@@ -49,6 +51,9 @@ from outpost.runtime.verify import (
     problems_of,
     signature_problem,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
 JOURNAL = ".switch.json"
@@ -83,7 +88,8 @@ class BoundedTarInfo(tarfile.TarInfo):
     MAX_METADATA_BYTES in all (tarfile keeps them for the whole archive); sparse members (which
     `outpost pack` never writes) refused. Pass it as `tarfile.open(..., tarinfo=BoundedTarInfo)`."""
 
-    def _proc_member(self, tar):
+    # tarfile's private parsing hooks (not in typeshed); `tar` carries the counters below.
+    def _proc_member(self, tar: Any) -> tarfile.TarInfo:
         if self.type == tarfile.GNUTYPE_SPARSE:
             raise BundleError(
                 f"archive entry at byte {self.offset} is a sparse file; only plain files are "
@@ -91,7 +97,7 @@ class BoundedTarInfo(tarfile.TarInfo):
             )
         kind = METADATA_KINDS.get(self.type)
         if kind is None:
-            return super()._proc_member(tar)
+            return super()._proc_member(tar)  # type: ignore[misc]
         where = f"archive header at byte {self.offset}"
         if self.size > MAX_METADATA_BYTES:
             raise BundleError(
@@ -114,11 +120,11 @@ class BoundedTarInfo(tarfile.TarInfo):
             tar._outpost_global_bytes = total
         tar._outpost_metadata_run = run  # each header reads the next one inside this call
         try:
-            return super()._proc_member(tar)
+            return super()._proc_member(tar)  # type: ignore[misc]
         finally:
             tar._outpost_metadata_run = run - 1
 
-    def _sparse(self, member, *_):
+    def _sparse(self, member: tarfile.TarInfo, *_: object) -> None:
         # A PAX header naming a GNU sparse map: tarfile would read the map (1.0: from the
         # member's data, as long as it says) into memory. `outpost pack` never writes one.
         raise BundleError(
@@ -144,7 +150,11 @@ def _safe_member(m: tarfile.TarInfo) -> None:
         raise BundleError(f"archive entry {m.name!r} is a {kind}; only plain files are allowed")
 
 
-def _safe_members(tar: tarfile.TarFile, limits: Limits, check=None) -> list[tarfile.TarInfo]:
+def _safe_members(
+    tar: tarfile.TarFile,
+    limits: Limits,
+    check: Callable[[tarfile.TarInfo], None] | None = None,
+) -> list[tarfile.TarInfo]:
     """Every member's header checked as it is read (data is skipped, nothing is written):
     inside bundle/, a plain file or folder, within the limits, and `check(member)`."""
     members = []
@@ -169,14 +179,18 @@ def _safe_members(tar: tarfile.TarFile, limits: Limits, check=None) -> list[tarf
 def _read_member(tar: tarfile.TarFile, m: tarfile.TarInfo, limit: int) -> bytes:
     if m.size > limit:
         raise BundleError(f"archive entry {m.name!r} is {m.size} bytes; too large for its kind")
-    return tar.extractfile(m).read(limit + 1)
+    data = tar.extractfile(m)
+    assert data is not None  # a plain file (_safe_member)
+    return data.read(limit + 1)
 
 
 class _Head:
     """bundle.json (and bundle.sig) read from the archive as soon as they come (`outpost pack`
     puts them first): every later member is checked against them before its data is read."""
 
-    def __init__(self, tar: tarfile.TarFile, archive: Path, keys):
+    def __init__(
+        self, tar: tarfile.TarFile, archive: Path, keys: dict[str, Ed25519PublicKey] | None
+    ):
         self.tar, self.archive, self.keys = tar, archive, keys
         self.raw: bytes | None = None
         self.sig: bytes | None = None
@@ -213,6 +227,7 @@ class _Head:
             raise BundleError(f"{self.archive} failed verification: {p}; nothing was installed")
 
     def _listed(self, m: tarfile.TarInfo) -> None:
+        assert self.manifest is not None  # read before any member is listed against it
         rel, listed = m.name[len(ROOT_NAME) + 1 :], self.manifest.files
         if rel not in listed:
             raise BundleError(
@@ -230,6 +245,7 @@ class _Head:
             raise BundleError(
                 f"{self.archive} holds no {ROOT_NAME}/{MANIFEST}; not an `outpost pack` archive"
             )
+        assert self.raw is not None  # read with the manifest
         if self.keys is not None and self.sig is None:
             p = signature_problem(None, self.raw, self.keys)
             raise BundleError(f"{self.archive} failed verification: {p}; nothing was installed")
@@ -329,7 +345,7 @@ def prune(bundles: Path, keep: int) -> list[str]:
 
 
 @contextmanager
-def locked(bundles: Path):
+def locked(bundles: Path) -> Iterator[None]:
     """One install or rollback at a time on a bundles folder; the next run finishes a switch."""
     bundles.mkdir(parents=True, exist_ok=True)
     fd = os.open(bundles / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -364,7 +380,7 @@ class Installed(str):
 
     already: bool = False
 
-    def __new__(cls, content_id: str, already: bool = False):
+    def __new__(cls, content_id: str, already: bool = False) -> Installed:
         self = super().__new__(cls, content_id)
         self.already = already
         return self
@@ -373,7 +389,7 @@ class Installed(str):
 def install(
     archive: Path,
     bundles: Path,
-    trusted: list[Path] = (),
+    trusted: Sequence[Path] = (),
     limits: Limits | None = None,
     keep: int = DEFAULT_KEEP,
 ) -> Installed:
@@ -393,7 +409,7 @@ def install(
 
 
 @contextmanager
-def _reading(archive: Path, bundles: Path):
+def _reading(archive: Path, bundles: Path) -> Iterator[tarfile.TarFile]:
     """The archive open with bounded metadata; its problems as one BundleError line (writing
     problems under --bundles pass through, to be reported as such)."""
     try:
@@ -417,6 +433,7 @@ def _reading(archive: Path, bundles: Path):
 
 def _check_space(head: _Head, bundles: Path) -> None:
     files = head.files()
+    assert head.raw is not None
     need = sum(m.size for m in files) + len(head.raw) + (len(head.sig) if head.sig else 0)
     free = shutil.disk_usage(bundles).free
     if need > free:
@@ -427,6 +444,7 @@ def _check_space(head: _Head, bundles: Path) -> None:
 
 
 def _extract(tar: tarfile.TarFile, head: _Head, incoming: Path, archive: Path) -> None:
+    assert head.raw is not None and head.manifest is not None  # head.files() checked them
     root = incoming / ROOT_NAME
     root.mkdir(parents=True)
     (root / MANIFEST).write_bytes(head.raw)
@@ -437,10 +455,13 @@ def _extract(tar: tarfile.TarFile, head: _Head, incoming: Path, archive: Path) -
         _write_member(tar, m, root / rel, head.manifest.files[rel].sha256, archive)
 
 
-def _write_member(tar, m: tarfile.TarInfo, target: Path, sha256: str, archive: Path) -> None:
+def _write_member(
+    tar: tarfile.TarFile, m: tarfile.TarInfo, target: Path, sha256: str, archive: Path
+) -> None:
     """Write one member, hashing as it goes; stop at once when the bytes are not the listed ones."""
     target.parent.mkdir(parents=True, exist_ok=True)
     source, digest = tar.extractfile(m), hashlib.sha256()
+    assert source is not None  # a plain file (_safe_member)
     with open(target, "wb") as out:
         while block := source.read(BLOCK):
             digest.update(block)
@@ -452,7 +473,7 @@ def _write_member(tar, m: tarfile.TarInfo, target: Path, sha256: str, archive: P
     os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only once written
 
 
-def _installed(releases: Path, cid: str, trusted: list[Path]) -> tuple[Path | None, list[Path]]:
+def _installed(releases: Path, cid: str, trusted: Sequence[Path]) -> tuple[Path | None, list[Path]]:
     """The release of this content id already here that verifies, and the damaged copies."""
     final, damaged = None, []
     for folder in sorted(releases.glob(f"{cid}*")):
@@ -465,7 +486,13 @@ def _installed(releases: Path, cid: str, trusted: list[Path]) -> tuple[Path | No
     return final, damaged
 
 
-def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Limits) -> Installed:
+def _install(
+    archive: Path,
+    bundles: Path,
+    trusted: Sequence[Path],
+    keys: dict[str, Ed25519PublicKey] | None,
+    limits: Limits,
+) -> Installed:
     releases = bundles / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     incoming = bundles / f".incoming-{os.getpid()}"
@@ -474,6 +501,7 @@ def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Li
             head = _Head(tar, archive, keys)
             _safe_members(tar, limits, head)
             head.files()  # complete, and signed when trust is asked for
+            assert head.raw is not None
             cid = hashlib.sha256(head.raw).hexdigest()
             # Already here and verified: nothing to extract, so no space is needed.
             final, damaged = _installed(releases, cid, trusted)
@@ -486,12 +514,14 @@ def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Li
             verified = open_verified(root, trusted, always_hash=True, view=False)
             verified.close()
             n = 1  # a new name: a damaged copy stays in place until `current` moves
-            while (final := releases / (cid if n == 1 else f"{cid}.{n}")).exists():
+            while (new := releases / (cid if n == 1 else f"{cid}.{n}")).exists():
                 n += 1
-            os.replace(root, final)
+            os.replace(root, new)
             fsync_dir(releases)
+            final = new
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+    assert final is not None  # found installed, or moved into place above
     old = _link(bundles, "current")
     target = f"releases/{final.name}"
     if old != target:
@@ -504,7 +534,7 @@ def _install(archive: Path, bundles: Path, trusted: list[Path], keys, limits: Li
     return Installed(cid, already)
 
 
-def _problems(path: Path, keys: dict | None) -> str | None:
+def _problems(path: Path, keys: dict[str, Ed25519PublicKey] | None) -> str | None:
     """What is wrong with a release folder (hashes, binding, and its signature when `keys`),
     in one line; None when it verifies."""
     try:
@@ -518,7 +548,7 @@ def _problems(path: Path, keys: dict | None) -> str | None:
     return "; ".join(map(str, problems)) or None
 
 
-def _verifies(path: Path, trusted: list[Path]) -> bool:
+def _verifies(path: Path, trusted: Sequence[Path]) -> bool:
     if not path.is_dir():
         return False
     try:
@@ -528,7 +558,7 @@ def _verifies(path: Path, trusted: list[Path]) -> bool:
     return True
 
 
-def rollback(bundles: Path, trusted: list[Path] = ()) -> str:
+def rollback(bundles: Path, trusted: Sequence[Path] = ()) -> str:
     """Point `current` back at `previous`, once `previous` verifies (every file's hash, and its
     signature when `trusted` keys are given); a damaged one is refused and nothing moves."""
     keys = load_public_keys(list(trusted)) if trusted else None  # no key: an error, not trust off
@@ -537,6 +567,8 @@ def rollback(bundles: Path, trusted: list[Path] = ()) -> str:
     try:
         with locked(bundles):
             old_current, target = _link(bundles, "current"), _link(bundles, "previous")
+            if target is None:  # removed by another run between the check above and the lock
+                raise BundleError(f"{bundles} has no previous bundle to roll back to")
             if not (bundles / target / MANIFEST).is_file():
                 raise BundleError(f"the previous bundle {target} is gone; install a bundle instead")
             if old_current == target:

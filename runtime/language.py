@@ -24,6 +24,10 @@ import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outpost.runtime.manifest import Manifest
 
 MAIN = "en"
 # Language codes Outpost reads (ISO 639-1; Norwegian Bokmål as "nb") -> Snowball's name.
@@ -189,7 +193,7 @@ def code(tag: str | None) -> str | None:
 
 
 @functools.cache
-def _identifier(labels: tuple[str, ...]):
+def _identifier(labels: tuple[str, ...]) -> Any:
     """py3langid's classifier restricted to `labels`, one per set (restricting is slow)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
@@ -264,7 +268,7 @@ def _stem(language: str, word: str) -> str:
 
 
 @functools.cache
-def _stemmer(language: str):
+def _stemmer(language: str) -> Any:
     import snowballstemmer
 
     return snowballstemmer.stemmer(SNOWBALL[language])
@@ -409,19 +413,19 @@ class ChunkLanguages:
         return at >= 0 and chunk_id < ends[at]
 
 
-def bundle_languages(manifest) -> tuple[str, tuple[str, ...], ChunkLanguages]:
+def bundle_languages(manifest: Manifest) -> tuple[str, tuple[str, ...], ChunkLanguages]:
     """(main language, the languages a question may be in, each chunk's languages) from the
     manifest's `languages` (bundles from before it: English throughout)."""
     info = manifest.languages or {}
     main = code(info.get("main")) or MAIN
-    counts = {code(k): int(v) for k, v in (info.get("chunks") or {}).items() if code(k)}
+    counts = {c: int(v) for k, v in (info.get("chunks") or {}).items() if (c := code(k))}
     total = sum(counts.values()) or 1
     present = sorted(k for k, n in counts.items() if n >= max(1, MIN_CHUNKS_SHARE * total))
     runs = info.get("runs") or []
     also = {
-        code(k): (tuple(int(r[0]) for r in v), tuple(int(r[0]) + int(r[1]) for r in v))
+        c: (tuple(int(r[0]) for r in v), tuple(int(r[0]) + int(r[1]) for r in v))
         for k, v in (info.get("also") or {}).items()
-        if code(k)
+        if (c := code(k))
     }
     chunks = ChunkLanguages(
         main,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 _START = time.perf_counter()
 _LOCK = threading.Lock()
@@ -24,7 +25,7 @@ def log(message: str) -> None:
         line(f"[{time.perf_counter() - _START:6.1f}s] {message}")
 
 
-def counter(label: str, every: float = 5.0):
+def counter(label: str, every: float = 5.0) -> Callable[[int, int], None]:
     """Return progress(done, total): in place on a terminal; otherwise (a log, a pipe) a line
     for the first item, at each quarter and whenever `every` seconds have passed since the
     last line, so a slow run shows it is alive."""
@@ -48,7 +49,9 @@ def counter(label: str, every: float = 5.0):
     return progress
 
 
-def rate(label: str, total: int, extra: str | None = None, every: float = 5.0):
+def rate(
+    label: str, total: int, extra: str | None = None, every: float = 5.0
+) -> Callable[..., None]:
     """Return progress(done, added=0) for long work: every `every` seconds (and at the end) a
     line with the count, the rate per second, `extra` items counted alongside (e.g. chunks per
     document) and an estimate of the time left."""

@@ -19,6 +19,8 @@ from pathlib import PurePosixPath
 
 from outpost.runtime.errors import BundleError
 
+T = typing.TypeVar("T")
+
 MANIFEST = "bundle.json"
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SCHEMA_VERSION = 1
@@ -40,6 +42,7 @@ class ConversionCheck(typing.TypedDict, total=False):
 class Checks(typing.TypedDict, total=False):
     conversion: ConversionCheck
     retrieval: dict
+    eval: dict  # `export --questions`: the evaluation report (runtime/evaluate.py)
 
 
 class Languages(typing.TypedDict, total=False):
@@ -50,6 +53,7 @@ class Languages(typing.TypedDict, total=False):
     chunks: dict[str, int]
     runs: list[tuple[int, int, str]]
     also: dict[str, list[tuple[int, int]]]
+    forced: bool  # `export --language` named the language: none was detected
 
 
 @dataclass
@@ -69,7 +73,8 @@ class AdapterInfo:
     alpha: float
     target_modules: list
     parameters: int
-    conversion: ConversionCheck = field(default_factory=dict)  # its gate (export/gate.py)
+    # its gate (export/gate.py)
+    conversion: ConversionCheck = field(default_factory=ConversionCheck)
 
 
 @dataclass
@@ -193,7 +198,7 @@ class Manifest:
     export_seconds: float | None = None
     build: dict = field(default_factory=dict)  # engine, and what --update kept
     # main language, chunks per language, runs [first chunk id, count, language] (export)
-    languages: Languages = field(default_factory=dict)
+    languages: Languages = field(default_factory=Languages)
     ranker: RankerInfo | None = None  # bundles from before issue 29: the features alone
 
     def to_dict(self) -> dict:
@@ -224,7 +229,7 @@ class Manifest:
         return manifest
 
 
-def conversion_in_words(check: dict) -> str:
+def conversion_in_words(check: ConversionCheck | typing.Mapping[str, typing.Any]) -> str:
     """The conversion gate's record (export/gate.py) as one line a user understands."""
     if "top1_agreement" not in check:
         return "not measured (a bundle from before the conversion check)"
@@ -236,7 +241,7 @@ def conversion_in_words(check: dict) -> str:
     )
 
 
-def section(cls, data: dict, where: str = MANIFEST):
+def section(cls: type[T], data: dict, where: str = MANIFEST) -> T:
     """One typed section (e.g. IndexInfo) from a plain dict, checked like the whole manifest."""
     return _parse(cls, data, "", where)
 
@@ -245,7 +250,7 @@ def _fail(where: str, name: str, problem: str) -> BundleError:
     return BundleError(f"{where}: field {name!r} {problem}; copy the bundle again or re-export it")
 
 
-def _parse(cls, data: dict, prefix: str, where: str):
+def _parse(cls: typing.Any, data: dict, prefix: str, where: str) -> typing.Any:
     hints = typing.get_type_hints(cls)
     values = {}
     for f in fields(cls):
@@ -258,7 +263,7 @@ def _parse(cls, data: dict, prefix: str, where: str):
     return cls(**values)
 
 
-def _value(kind, value, name: str, where: str):
+def _value(kind: typing.Any, value: typing.Any, name: str, where: str) -> typing.Any:
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
@@ -293,14 +298,20 @@ def _value(kind, value, name: str, where: str):
         if not isinstance(value, list) or len(value) != len(items):
             raise _fail(where, name, f"must be a list of {len(items)}, not {_describe(value)}")
         return [_value(k, v, f"{name}[{i}]", where) for i, (k, v) in enumerate(zip(items, value))]
-    expected = {int: int, float: (int, float), str: str, bool: bool, dict: dict, list: list}[
-        origin or kind
-    ]
+    expected = _TYPES[origin or kind]
     if isinstance(value, bool) and kind is not bool or not isinstance(value, expected):
         raise _fail(where, name, f"must be {_NAMES[origin or kind]}, not {_describe(value)}")
-    return float(value) if kind is float else value
+    return float(typing.cast(float, value)) if kind is float else value  # int or float, checked
 
 
+_TYPES: dict[type, type | tuple[type, ...]] = {
+    int: int,
+    float: (int, float),
+    str: str,
+    bool: bool,
+    dict: dict,
+    list: list,
+}
 _NAMES = {
     int: "an integer",
     float: "a number",
@@ -311,7 +322,7 @@ _NAMES = {
 }
 
 
-def _describe(value) -> str:
+def _describe(value: object) -> str:
     return "null" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 
 from outpost.runtime.language import Lexicon, lexicon
+from outpost.runtime.protocols import TermStore
 
 ENGLISH = lexicon("en")
 _SENTENCE_END = re.compile(r"[.!?]\s*[\"'»”)]*\s*$")
 _NAME = re.compile(r"[\w][\w.\-/+]*[\w+]|\w")
 
 
-def unknown_names(question: str, store, lex: Lexicon | None = None) -> list[str]:
+def unknown_names(question: str, store: TermStore, lex: Lexicon | None = None) -> list[str]:
     """The names a question uses that no chunk holds: a word with a capital letter that is not
     the first of a sentence ("Moodle", "AirPrint", "Wi-Fi"), or with a capital inside it or
     digits anywhere ("iPad", "E3372"). Capitalised words in a row are one name ("Microsoft
@@ -74,7 +75,7 @@ def _distinctive(word: str) -> bool:
     )
 
 
-def _known_name(name: list[str], store, lex: Lexicon) -> bool:
+def _known_name(name: list[str], store: TermStore, lex: Lexicon) -> bool:
     """A name of several words is known when the manuals hold it as written; or, when some of
     its words are names by their spelling (a model number, a product), when they hold one of
     those ("AutomationDirect GS2": the manual says GS2; "Huawei E3372" stays unknown); or else
@@ -90,7 +91,7 @@ def _known_name(name: list[str], store, lex: Lexicon) -> bool:
     return all(_known(w, store, lex) for w in name)
 
 
-def _known(word: str, store, lex: Lexicon) -> bool:
+def _known(word: str, store: TermStore, lex: Lexicon) -> bool:
     """A name is known when the store holds it, or (an instance of a known family) it without
     its number ("ttyUSB2": ttyUSB), or, for a name of parts, a capitalised part."""
     low = word.lower()

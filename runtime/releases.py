@@ -14,17 +14,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from outpost.runtime.config import ServeConfig
 from outpost.runtime.errors import InputError, OutpostError, one_line
 from outpost.runtime.scheduler import Stopped
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from outpost.runtime.answer import Answer
+    from outpost.runtime.assistant import Assistant
+    from outpost.runtime.embed import Embedder
 
 
 @dataclass
 class Release:
     """One opened, verified bundle, and all the server asks of it."""
 
-    assistant: object
+    assistant: Assistant
     path: Path
     content_id: str
     model: str  # the id /v1/models shows for the base model
@@ -59,7 +67,7 @@ class Release:
     def max_new_tokens(self) -> int:
         return self.assistant.settings.max_new_tokens
 
-    def ask(self, question: str, history: list, **kwargs):
+    def ask(self, question: str, history: list[dict], **kwargs: Any) -> Answer:
         """Answer one question (runtime/assistant.py, `Assistant.ask`)."""
         return self.assistant.ask(question, history, **kwargs)
 
@@ -67,10 +75,13 @@ class Release:
         """(source, heading, text) of a stored passage, or None."""
         return self.assistant.retriever.store.get([chunk_id]).get(chunk_id)
 
-    def embed(self, texts: list[str], should_stop: Callable[[], bool] = lambda: False):
+    def embed(
+        self, texts: list[str], should_stop: Callable[[], bool] = lambda: False
+    ) -> np.ndarray:
         """Unit vectors for `texts`. A text longer than the embedder reads is refused (its
         vector would be of its beginning only); `should_stop` is asked between batches."""
-        embedder = self.assistant.retriever.embedder
+        # A release's retriever holds the bundle's own Embedder (runtime/embed.py), tokenizer too.
+        embedder = cast("Embedder", self.assistant.retriever.embedder)
         limit = (embedder.tokenizer.truncation or {}).get("max_length")
         for i, encoding in enumerate(embedder.tokenizer.encode_batch(texts)):
             if encoding.overflowing:
@@ -96,7 +107,7 @@ def load_release(path: Path, config: ServeConfig) -> Release:
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 
 
-def folder_stamp(folder: Path) -> tuple:
+def folder_stamp(folder: Path) -> tuple[tuple[str, str, int, int, int, int], ...]:
     """Name, inode, size, mtime and ctime of every file below `folder`: a release repaired in
     place (installed again to the same path) differs, so it is tried again."""
     entries = []
@@ -114,7 +125,7 @@ class Releases:
     """Follows the configured source; `current` is swapped in one assignment, so a request that
     took a reference keeps its release to the end."""
 
-    def __init__(self, config: ServeConfig, say):
+    def __init__(self, config: ServeConfig, say: Callable[[dict], None]):
         self.config, self.say = config, say
         self.current: Release | None = None
         self.error: str | None = None

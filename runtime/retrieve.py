@@ -15,12 +15,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from outpost.runtime.embed import Embedder
 from outpost.runtime.language import ENGLISH_STOPWORDS, Lexicon
+from outpost.runtime.protocols import TextEmbedder
 from outpost.runtime.store import ChunkStore
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 RRF_K = 60
 
@@ -46,7 +50,7 @@ def keyword_terms(question: str, lex: Lexicon | None = None) -> list[str]:
     return [t for t in found if t not in lex.stopwords and t not in lex.question_words]
 
 
-def usearch_index():
+def usearch_index() -> type[Index]:
     """usearch's Index class, loaded after onnxruntime: with usearch 2.26.6 and onnxruntime 1.31.1
     importing usearch first makes the later onnxruntime import crash the process (segfault)."""
     import onnxruntime  # noqa: F401 - load order matters, see above
@@ -66,16 +70,19 @@ class Retriever:
         index_path: Path,
         store: ChunkStore | Path,
         ndim: int,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         expansion: int = EXPANSION_SEARCH,
         exact: bool = False,
     ):
         Index = usearch_index()
 
-        self.index = Index.restore(str(index_path), view=True)
-        if self.index is None or self.index.ndim != ndim:
+        index = Index.restore(str(index_path), view=True)
+        if index is None or index.ndim != ndim:
             raise ValueError(f"index {index_path} does not hold {ndim}-dimensional vectors")
-        self.index.expansion_search = expansion  # what the export's recall check used
+        # What the export's recall check used. (usearch 2.26 defines this property's setter apart
+        # from its getter, with another property between, so mypy takes it for read-only.)
+        index.expansion_search = expansion  # type: ignore[misc]
+        self.index = index
         self.exact = exact
         self.store = store if isinstance(store, ChunkStore) else ChunkStore(store)
         self.embedder = embedder

@@ -17,10 +17,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from outpost.runtime.answer import Answer
 from outpost.runtime.config import ServeConfig
 from outpost.runtime.errors import OutpostError, one_line
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from outpost.runtime.releases import Release
+
+T = TypeVar("T")
 
 
 class Stopped(Exception):
@@ -89,7 +97,7 @@ class Job:
     def should_stop(self) -> bool:
         return self.stop.is_set() or time.monotonic() > self.deadline
 
-    async def next(self, request) -> Event:
+    async def next(self, request: Request) -> Event:
         """The next event; while waiting for it (in the queue or answering), a client that
         leaves stops the job, so a question nobody waits for gives up its place and its slot."""
         while True:
@@ -100,7 +108,7 @@ class Job:
                     self.stop.set()
                     request.state.left = True
 
-    async def last(self, request) -> Done | Failed:
+    async def last(self, request: Request) -> Done | Failed:
         """The final event, past the streamed quote and text."""
         while True:
             event = await self.next(request)
@@ -136,7 +144,7 @@ class Scheduler:
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def in_slot(self, run, stop: threading.Event | None = None):
+    def in_slot(self, run: Callable[[], T], stop: threading.Event | None = None) -> T:
         """Run `run()` in an answer slot (from a worker thread); 503 when none came free in
         time. A job whose client left (`stop`) leaves the queue without taking the slot."""
         end = time.monotonic() + self.timeout
@@ -163,12 +171,17 @@ class Scheduler:
         return job
 
     def answer(
-        self, release, question: str, history: list, max_tokens: int, adapter: str | None = None
+        self,
+        release: Release,
+        question: str,
+        history: list[dict],
+        max_tokens: int,
+        adapter: str | None = None,
     ) -> Job:
         """Admit a question (429 when full) and start answering it, with `adapter` active for it
         alone; its events come on the job."""
 
-        def answer(job: Job):
+        def answer(job: Job) -> Answer:
             job.put(Started())
             if job.should_stop():
                 raise Stopped()

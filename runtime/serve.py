@@ -26,6 +26,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from outpost.runtime.api import authorised_headers, error_response
 from outpost.runtime.config import ServeConfig
@@ -36,7 +37,11 @@ from outpost.runtime.scheduler import ApiError, Scheduler
 # --- the application -------------------------------------------------------------------------
 
 
-def create_app(config: ServeConfig, releases: Releases | None = None, say=None):
+def create_app(
+    config: ServeConfig,
+    releases: Releases | None = None,
+    say: Callable[[dict], None] | None = None,
+):
     """The ASGI app: the routers of runtime/api.py behind `Guard`, errors in OpenAI's shape,
     and (while the app runs) a thread following the releases."""
     from fastapi import FastAPI
@@ -118,7 +123,7 @@ class Guard:
     and any error a handler did not expect answered as a one-line OpenAI-shaped 500, logged the
     same."""
 
-    def __init__(self, app, config: ServeConfig, say):
+    def __init__(self, app, config: ServeConfig, say: Callable[[dict], None]):
         self.app, self.config, self.say = app, config, say
         self.hosts = HostCheck(config)
 
@@ -336,7 +341,8 @@ def guarded_protocol(config: ServeConfig):
 
         def connection_made(self, transport):
             super().connection_made(transport)
-            self.transport = _Watched(transport, self._client_gone)  # what the cycles write to
+            # What the cycles write to: uvicorn types it asyncio.Transport; this stands in for one.
+            self.transport = _Watched(transport, self._client_gone)  # type: ignore[assignment]
             host = self.client[0] if self.client else "?"
             cap = config.max_connections if host in OPERATOR else others
             if total[0] >= cap or per_client.get(host, 0) >= config.max_client_connections:

@@ -21,12 +21,21 @@ import functools
 import os
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    import click
+    from _typeshed import DataclassInstance
+
+Config = TypeVar("Config", bound="DataclassInstance")
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def setting(
-    default,
+    default: Any,
     help: str,
     *,
     flag: str | None = None,
@@ -40,8 +49,8 @@ def setting(
     old_env: str | None = None,
     secret: bool = False,
     required: bool = False,
-    **extra,
-):
+    **extra: Any,
+) -> Any:
     """A config field with what its option needs. `flag` overrides the name made from the field
     (`max_new_tokens` -> `--max-new-tokens`); `alias` is a second name (`-o`, `--lr`);
     `low`/`high` bound it (inclusive); `env` names a variable shared by several commands
@@ -71,7 +80,7 @@ def setting(
     return field(default=default, metadata=meta)
 
 
-def nested(cls, *names: str, help: dict[str, str] | None = None):
+def nested(cls: type, *names: str, help: dict[str, str] | None = None) -> Any:
     """A field holding a `cls` config, of which the command takes the settings `names` (at this
     field's place among its options), with `help` for those the command words differently."""
     return field(default_factory=cls, metadata={"nested": (cls, names, help or {})})
@@ -85,7 +94,7 @@ class Setting:
     flag: str  # --max-new-tokens
     env: str  # OUTPOST_MAX_NEW_TOKENS
     kind: type  # of each value: bool, int, float or str
-    default: object
+    default: Any  # a `kind`, or a list of them for a repeatable setting
     help: str
     owner: type  # the config class that declares it
     alias: str | None = None
@@ -99,7 +108,7 @@ class Setting:
     old_env: str | None = None
 
 
-def declared(*classes, prefix: str = "OUTPOST_") -> list[Setting]:
+def declared(*classes: type, prefix: str = "OUTPOST_") -> list[Setting]:
     """The settings of the given config classes (and of the configs they nest), in declaration
     order; a name declared twice is a TypeError (click would take one for the other)."""
     found = [s for cls in classes for s in _settings(cls, prefix)]
@@ -110,7 +119,12 @@ def declared(*classes, prefix: str = "OUTPOST_") -> list[Setting]:
     return found
 
 
-def _settings(cls, prefix: str, only=None, helps=None) -> list[Setting]:
+def _settings(
+    cls: type,
+    prefix: str,
+    only: Iterable[str] | None = None,
+    helps: dict[str, str] | None = None,
+) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in fields(cls):
@@ -122,11 +136,11 @@ def _settings(cls, prefix: str, only=None, helps=None) -> list[Setting]:
     return found
 
 
-def _resolve(cls, f: Field, hint, prefix: str, help: str | None) -> Setting:
+def _resolve(cls: type, f: Field, hint: Any, prefix: str, help: str | None) -> Setting:
     meta = f.metadata
     where = f"{cls.__name__}.{f.name}"
     flag = meta["flag"] or "--" + f.name.replace("_", "-")
-    default = f.default if f.default is not MISSING else f.default_factory()
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
     kind = _kind(hint, meta["multiple"], where)
     if default is not None and not meta["multiple"] and kind is not str:
         allowed = (int, float) if kind is float else kind
@@ -153,7 +167,7 @@ def _resolve(cls, f: Field, hint, prefix: str, help: str | None) -> Setting:
     )
 
 
-def _kind(hint, multiple: bool, where: str) -> type:
+def _kind(hint: Any, multiple: bool, where: str) -> type:
     """bool, int, float or str: the type of an option's values, from its field's annotation
     (`int | None` -> int; `list[str]` -> str, each value of a repeatable option or, when not
     repeatable, one text the config splits itself; `Path` -> str)."""
@@ -176,17 +190,19 @@ def _kind(hint, multiple: bool, where: str) -> type:
     raise TypeError(f"{where}: no option for a {hint} setting")
 
 
-def options(*classes, prefix: str = "OUTPOST_", layered: bool = False):
+def options(
+    *classes: type, prefix: str = "OUTPOST_", layered: bool = False
+) -> Callable[[Command], Command]:
     """A decorator: one click option per setting of `classes`, passed to the command as a
     keyword named like the field; its environment variable is `prefix` + the flag. `layered`:
     an option left out (and unset in the environment) is None (repeatable: empty), for the
     command to fill from the layer below; no defaults are shown, the layer may change them."""
     import click
 
-    def decorate(command):
+    def decorate(command: Command) -> Command:
         for s in reversed(declared(*classes, prefix=prefix)):
             names = [s.flag] + ([s.alias] if s.alias else [])
-            kwargs = {"help": s.help, "envvar": s.env, "show_envvar": True}
+            kwargs: dict[str, Any] = {"help": s.help, "envvar": s.env, "show_envvar": True}
             if s.old_env:
                 kwargs.update(cls=_renamed_option(), old_env=s.old_env)
             if s.kind is bool:
@@ -200,7 +216,9 @@ def options(*classes, prefix: str = "OUTPOST_", layered: bool = False):
                     kwargs["type"] = click.Path()
                 elif s.kind is int:
                     bounded = s.low is not None or s.high is not None
-                    kwargs["type"] = click.IntRange(s.low, s.high) if bounded else int
+                    # an int setting's bounds are ints (`setting(0, ..., low=1)`)
+                    low, high = cast("int | None", s.low), cast("int | None", s.high)
+                    kwargs["type"] = click.IntRange(low, high) if bounded else int
                 elif s.kind is float:
                     kwargs["type"] = finite_float(s.low, s.high)
                 if s.multiple:
@@ -218,17 +236,17 @@ def options(*classes, prefix: str = "OUTPOST_", layered: bool = False):
 
 
 @functools.cache
-def _renamed_option():
+def _renamed_option() -> type[click.Option]:
     """The click option class of a setting whose variable was renamed: the old name is still
     read (when the new one is unset), with one line on stderr naming the new one."""
     import click
 
     class RenamedOption(click.Option):
-        def __init__(self, *args, old_env: str, **kwargs):
+        def __init__(self, *args: Any, old_env: str, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.old_env = old_env
 
-        def resolve_envvar_value(self, ctx):
+        def resolve_envvar_value(self, ctx: click.Context) -> str | None:
             value = super().resolve_envvar_value(ctx)
             old = os.environ.get(self.old_env)
             if old:
@@ -243,7 +261,7 @@ def _renamed_option():
     return RenamedOption
 
 
-def finite_float(low: float | None = None, high: float | None = None):
+def finite_float(low: float | None = None, high: float | None = None) -> click.ParamType:
     """The click type of a float setting: a finite number (click's own float types take "nan",
     "inf" and "-inf", and NaN passes every range check), within [low, high] when given."""
     import math
@@ -253,8 +271,10 @@ def finite_float(low: float | None = None, high: float | None = None):
     bounded = low is not None or high is not None
     base = click.FloatRange if bounded else click.types.FloatParamType
 
-    class FiniteFloat(base):
-        def convert(self, value, param, ctx):
+    class FiniteFloat(base):  # type: ignore[misc,valid-type]  # mypy takes no base chosen at run time
+        def convert(
+            self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+        ) -> Any:
             number = click.types.FloatParamType.convert(self, value, param, ctx)
             if not math.isfinite(number):
                 self.fail(f"{value!r} is not a finite number; give a plain number", param, ctx)
@@ -263,7 +283,7 @@ def finite_float(low: float | None = None, high: float | None = None):
     return FiniteFloat(low, high) if bounded else FiniteFloat()
 
 
-def build(cls, values: dict, **extra):
+def build(cls: type[Config], values: dict, **extra: Any) -> Config:
     """`cls` from the options a command received (only its own settings, and those of the
     configs it nests), plus `extra`; by keyword only."""
     picked = {}
@@ -279,7 +299,7 @@ def build(cls, values: dict, **extra):
     return cls(**picked, **extra)
 
 
-def table(*classes, prefix: str = "OUTPOST_") -> str:
+def table(*classes: type, prefix: str = "OUTPOST_") -> str:
     """The option table the README shows for a command with these settings."""
     rows = ["| option | environment | default | what |", "|---|---|---|---|"]
     for s in declared(*classes, prefix=prefix):

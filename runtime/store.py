@@ -16,8 +16,9 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 # The one schema: written by `write_store` at export, the only one `ChunkStore` opens.
 STORE_SCHEMA = (
@@ -63,8 +64,10 @@ class ChunkStore:
             except sqlite3.DatabaseError as e:
                 self.db.close()
                 raise ValueError(f"not an SQLite store ({e})") from None
-        else:
+        elif path is not None:
             self.db = sqlite3.connect(store_uri(path), uri=True, check_same_thread=False)
+        else:
+            raise TypeError("ChunkStore needs the store's path or its bytes")
         self._deadline = 0.0
         self.db.set_progress_handler(self._over_time, 10_000)
         self.db.execute("PRAGMA trusted_schema = OFF")
@@ -85,7 +88,7 @@ class ChunkStore:
     def _over_time(self) -> bool:
         return time.monotonic() > self._deadline
 
-    def _query(self, sql: str, args=()) -> list:
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         self._deadline = time.monotonic() + QUERY_SECONDS
         try:
             return self.db.execute(sql, args).fetchall()

@@ -20,8 +20,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from outpost.runtime.generate import Generator
 
 _CITATION = re.compile(r"\[\d+\]")
 _FACTS = [
@@ -90,7 +94,9 @@ def check(answer: str, passages: list[str], question: str = "") -> SupportCheck:
 # --- generation-time constraint -----------------------------------------------------------
 
 
-def digit_tokens(tokenizer, vocab_size: int) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
+def digit_tokens(
+    tokenizer: Any, vocab_size: int
+) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
     """(ids of tokens that hold a digit, {id: text} of the pure-digit ones, ids ending in "[")."""
     holding, pure, opens = [], {}, set()
     for i in range(vocab_size):
@@ -116,7 +122,7 @@ class NumberCopy:
     prefixes: set[str] = field(init=False)
     blocked: int = 0  # steps at which the model's first choice was not allowed
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.prefixes = {r[:i] for r in self.runs for i in range(1, len(r) + 1)}
         self.citations = {str(n) for n in range(1, self.passages + 1)}
         self.citation_prefixes = {c[:i] for c in self.citations for i in range(1, len(c) + 1)}
@@ -160,6 +166,6 @@ class NumberCopy:
         return {"numbers_blocked": self.blocked}
 
 
-def number_copy(generator, allowed_text: str, passages: int = 0) -> NumberCopy:
+def number_copy(generator: Generator, allowed_text: str, passages: int = 0) -> NumberCopy:
     holding, pure, opens = generator.digit_tokens()
     return NumberCopy(holding, pure, set(re.findall(r"\d+", allowed_text)), opens, passages)

@@ -19,7 +19,10 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from outpost.runtime.bundle import (
     SIGNATURE,
@@ -33,6 +36,9 @@ from outpost.runtime.bundle import (
 from outpost.runtime.errors import BundleError, InputError, UsageError
 from outpost.runtime.files import read_plain, write_atomic
 from outpost.runtime.manifest import Manifest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 MAX_KEY_BYTES = 64 * 1024
 
@@ -66,7 +72,7 @@ def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
 # --- signatures ---------------------------------------------------------------------------
 
 
-def _crypto():
+def _crypto() -> tuple[type[Exception], ModuleType, type[Ed25519PublicKey]]:
     try:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import serialization
@@ -92,7 +98,7 @@ def _read_key(f: Path) -> bytes:
         raise InputError(f"--trust {f}: {e}; pass a .pub file or a folder of them") from None
 
 
-def load_public_keys(paths: list[Path]) -> dict[str, object]:
+def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
     """The Ed25519 public keys in the given files and folders (*.pub, *.pem). Asking for trust
     and finding no key is an error: trust is never silently off."""
     _, serialization, Ed25519PublicKey = _crypto()
@@ -122,7 +128,7 @@ def load_public_keys(paths: list[Path]) -> dict[str, object]:
 
 
 def check_signature(
-    root: Path, trusted: dict[str, object], manifest_bytes: bytes | None = None
+    root: Path, trusted: dict[str, Ed25519PublicKey], manifest_bytes: bytes | None = None
 ) -> Problem | None:
     """None when a trusted key signed these bundle.json bytes; otherwise what is wrong."""
     if not trusted:
@@ -139,7 +145,7 @@ def check_signature(
 
 
 def signature_problem(
-    signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, object]
+    signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, Ed25519PublicKey]
 ) -> Problem | None:
     """None when `signature_file` (bundle.sig's bytes) is a trusted key's signature of exactly
     `manifest_bytes`; otherwise what is wrong."""
@@ -178,10 +184,11 @@ def cache_dir() -> Path:
     return Path(base) / "verified"
 
 
-def _stamp(bundle: Bundle) -> dict:
+def _stamp(bundle: Bundle) -> dict[str, object]:
     """What a file's bytes cannot change without changing: device, inode, size, mtime, ctime,
     read from the descriptors the loaders use."""
-    stamp = {"root": str(bundle.folder.resolve())}
+    assert bundle.pinned is not None  # opened with open_pinned
+    stamp: dict[str, object] = {"root": str(bundle.folder.resolve())}
     for rel in sorted(bundle.manifest.files):
         if rel not in bundle.pinned.fds:
             return {}
@@ -196,7 +203,7 @@ def _marker(bundle: Bundle) -> Path:
 
 
 def problems_of(
-    bundle: Bundle, trusted: dict | None, hashes: bool, unexpected: bool
+    bundle: Bundle, trusted: dict[str, Ed25519PublicKey] | None, hashes: bool, unexpected: bool
 ) -> list[Problem]:
     """Everything wrong with an open (pinned) bundle: files, binding and, with keys, signature."""
     problems: list[Problem] = []
@@ -204,6 +211,7 @@ def problems_of(
         p := check_signature(bundle.folder, trusted, bundle.manifest_bytes)
     ):
         problems.append(p)
+    assert bundle.pinned is not None  # opened with open_pinned
     problems += check_pinned(bundle.manifest, bundle.pinned, hashes)
     if unexpected:
         problems += unexpected_files(bundle.folder, bundle.manifest)
@@ -211,7 +219,7 @@ def problems_of(
 
 
 def verify_on_open(
-    bundle: Bundle, trusted_paths: list[Path] = (), always_hash: bool = False
+    bundle: Bundle, trusted_paths: Sequence[Path] = (), always_hash: bool = False
 ) -> bool:
     """Check sizes, binding, signature (when trust is asked for) and hashes of a pinned bundle:
     with trusted keys or `always_hash` every time, otherwise whenever the files' stamps differ
@@ -237,7 +245,7 @@ def verify_on_open(
 
 def open_verified(
     path: str | Path,
-    trusted_paths: list[Path] = (),
+    trusted_paths: Sequence[Path] = (),
     verify: bool = True,
     always_hash: bool = False,
     view: bool = True,
@@ -246,6 +254,7 @@ def open_verified(
     return it with `path` pointing at the pinned view: what the loaders read is what was checked.
     The caller closes it (`bundle.close()`) when done."""
     bundle = open_pinned(path, view=view)
+    assert bundle.pinned is not None
     try:
         if verify or trusted_paths:
             verify_on_open(bundle, trusted_paths, always_hash)

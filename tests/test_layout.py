@@ -292,3 +292,17 @@ def test_make_check_runs_the_tests_not_marked_slow_and_none_builds_a_bundle(requ
     assert not unmarked, "these build a model or a bundle; mark them @pytest.mark.slow:\n" + (
         "\n".join(unmarked)
     )
+
+
+def test_the_type_check_runs_in_lint_check_and_ci():
+    """`make types` (mypy) is a prerequisite of `make lint`, which `make check` and `make test`
+    (CI) run, and mypy is pinned in the dev extra that `make install` installs."""
+    import tomllib
+
+    makefile = (ROOT / "Makefile").read_text()
+    needs = {m[1]: m[2].split() for m in re.finditer(r"^([a-z-]+):(.*)$", makefile, re.M)}
+    assert "types" in needs["lint"], needs["lint"]
+    assert "lint" in needs["check"] and "lint" in needs["test"], (needs["check"], needs["test"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev = project["optional-dependencies"]["dev"]
+    assert [d for d in dev if re.fullmatch(r"mypy==[0-9.]+", d)], dev

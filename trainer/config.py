@@ -190,7 +190,7 @@ def _check_types(config: TrainConfig) -> None:
     wrong = []
     for f in fields(config):
         value = getattr(config, f.name)
-        default = f.default if f.default is not MISSING else f.default_factory()
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
         if value is None or default is None:
             continue
         ok = isinstance(value, type(default)) and not (

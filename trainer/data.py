@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outpost.runtime.errors import InputError
 from outpost.runtime.evaluate import source_matches
@@ -22,6 +24,11 @@ from outpost.runtime.files import read_jsonl
 from outpost.runtime.prompt import REFUSAL, Passage, build_messages
 from outpost.runtime.retrieve import Hit
 from outpost.trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from outpost.runtime.protocols import TermStore, TextEmbedder
 
 ROLES = {"system", "user", "assistant"}
 IGNORE = -100
@@ -105,7 +112,7 @@ class GroundedConfig:
     refusal_share: float = 0.3  # answerable questions also used with their document removed
     answer_style: str = "given"  # "quote": the passage's own sentence that holds the answer
     layout: str = "chunks"  # "windows": the sentence windows the runtime's reader shows
-    embedder: object = None  # for "windows": anything with embed(texts) -> unit vectors
+    embedder: TextEmbedder | None = None  # for "windows": SentenceEmbedder, or any embed(texts)
     seed: int = 0
 
 
@@ -210,6 +217,7 @@ class _Grounder:
         hits = [Hit(i, 0.0, chunks[i].source, chunks[i].heading, chunks[i].text) for i in ids]
         at = ids.index(gold) if gold in ids else None
         if config.layout == "windows":
+            assert config.embedder is not None, 'layout "windows" reads with an embedder'
             return windows_layout(question, hits, at, config.embedder, self.store)
         return [Passage(h.source, h.heading, h.text) for h in hits], at
 
@@ -274,7 +282,7 @@ class SentenceEmbedder:
         _, location = resolve_embedder(name or EMBEDDED_EMBEDDER)
         self.model = SentenceTransformer(location, device="cpu")
 
-    def embed(self, texts):
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.encode(
             list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64
         )
@@ -315,7 +323,7 @@ class MemoryStore:
 
 
 def windows_layout(
-    question: str, hits: list, gold: int | None, embedder, store
+    question: str, hits: list[Hit], gold: int | None, embedder: TextEmbedder, store: TermStore
 ) -> tuple[list[Passage], int | None]:
     """The runtime reader's windows over `hits` (runtime/evidence.py), keeping one from the gold
     chunk (its best unit) so the answer stays among what the model reads. Returns the passages

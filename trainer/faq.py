@@ -80,7 +80,7 @@ _QUESTION = re.compile(r"^(?:\d+(?:\.\d+)*[.:]?\s+)?(.{12,220}\?)$")
 def pairs_of(path: Path) -> list[dict]:
     """(question, answer blocks, parent heading) for each question in one FAQ document."""
     out: list[dict] = []
-    current = None
+    current: dict | None = None
     for b in _blocks(path):
         heading = b.headings[-1] if b.headings else ""
         text = " ".join(b.text.split())
@@ -110,7 +110,9 @@ def build(files: Path, out: Path) -> dict:
     """Write out/docs/*.md (answers without their questions) and out/pairs.jsonl."""
     docs = out / "docs"
     docs.mkdir(parents=True, exist_ok=True)
-    rows, counts, seen = [], {}, set()
+    rows: list[dict] = []
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
     for path in faq_files(files):
         package = path.relative_to(files / "usr/share/doc").parts[0]
         pairs = [p for p in pairs_of(path) if p["question"] not in seen]

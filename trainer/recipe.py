@@ -17,12 +17,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from outpost.runtime.errors import InputError, ModelError, UsageError
 from outpost.runtime.log import log
 from outpost.trainer.config import TrainConfig
 
-TARGETS = {
+TARGETS: dict[str, list[str] | str] = {  # else peft's "all-linear"
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -179,8 +180,8 @@ def _peak_memory_gib(device: str) -> float:
 
 @dataclass
 class Setup:
-    model: object
-    tokenizer: object
+    model: Any  # the libraries' own objects (transformers, peft, accelerate)
+    tokenizer: Any
     train_set: list
     eval_set: list
     replay: list
@@ -188,15 +189,15 @@ class Setup:
     method: str
     base_id: str
     family: str
-    targets: object
+    targets: list[str] | str
 
 
 @dataclass
 class Optimisation:
-    accelerator: object
-    model: object
-    optimizer: object
-    scheduler: object
+    accelerator: Any  # the libraries' own objects (accelerate, torch)
+    model: Any
+    optimizer: Any
+    scheduler: Any
     total: int
     micro_per_epoch: int
 
@@ -247,7 +248,7 @@ def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     )
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    load = {"dtype": torch.float32 if device == "cpu" else torch.bfloat16}
+    load: dict[str, Any] = {"dtype": torch.float32 if device == "cpu" else torch.bfloat16}
     if method == "qlora":
         load["quantization_config"] = nf4_quantization()
         load["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}

@@ -123,7 +123,7 @@ def build(root: Path) -> dict:
     out = root / "man"
     out.mkdir(parents=True, exist_ok=True)
     owner = man_packages(root)
-    rows = []
+    rows: list[dict] = []
     for package, paths in documents(root).items():
         rows += [
             {"package": package, "file": p.relative_to(root).as_posix(), "chars": p.stat().st_size}

@@ -44,13 +44,14 @@ def read_docx(file: Path | BinaryIO) -> list[Block]:
     try:
         import docx
         from docx.oxml.ns import qn
+        from docx.text.paragraph import Paragraph
     except ImportError:  # pragma: no cover - python-docx is part of the [export] extra
         raise InputError(
             "reading .docx needs python-docx: pip install 'outpost-llm[export]'"
         ) from None
     _check_zip(file)
     try:
-        document = docx.Document(file if hasattr(file, "read") else str(file))
+        document = docx.Document(str(file) if isinstance(file, Path) else file)
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: one line
         raise InputError(f"unreadable Word file ({type(e).__name__}: {e})") from None
     blocks: list[Block] = []
@@ -58,7 +59,7 @@ def read_docx(file: Path | BinaryIO) -> list[Block]:
     body = document.element.body
     for child in body.iterchildren():
         if child.tag == qn("w:p"):
-            paragraph = docx.text.paragraph.Paragraph(child, document)
+            paragraph = Paragraph(child, document)
             text = clean(paragraph.text)
             if not text:
                 continue

@@ -6,7 +6,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,11 +24,16 @@ from outpost.runtime.config import (
 )
 from outpost.runtime.errors import OutpostError, UsageError, one_line
 
+if TYPE_CHECKING:
+    from outpost.runtime.answer import Answer
+    from outpost.runtime.assistant import Assistant
+    from outpost.runtime.manifest import Languages
+
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 
 
 @functools.cache
-def _plugins() -> dict:
+def _plugins() -> dict[str, metadata.EntryPoint]:
     """Commands other packages register (e.g. export, train); loaded only when used."""
     return {ep.name: ep for ep in metadata.entry_points(group=PLUGINS)}
 
@@ -39,16 +46,16 @@ class Group(click.Group):
     its help is shown. The runtime does not name them.
     """
 
-    def list_commands(self, ctx):
+    def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_plugins()))
 
-    def get_command(self, ctx, name):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
         if command is None and name in _plugins():
             command = _plugins()[name].load()
         return command
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             refuse_empty_trust()
             return super().invoke(ctx)
@@ -89,7 +96,7 @@ def refuse_empty_trust() -> None:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="outpost-llm")
-def cli():
+def cli() -> None:
     """Outpost: offline, cited answers from your manuals on CPU-only devices.
 
     \b
@@ -133,11 +140,11 @@ def _cores(threads: int) -> int:
     return threads
 
 
-def _ask_options(f):
+def _ask_options(f: Callable[..., None]) -> Callable[..., None]:
     return settings.options(AskConfig)(f)
 
 
-def _open(bundle, **options):
+def _open(bundle: str, **options: object) -> Assistant:
     from outpost.runtime.assistant import open_assistant
 
     config = settings.build(AskConfig, options)
@@ -145,7 +152,7 @@ def _open(bundle, **options):
     return open_assistant(bundle, config)
 
 
-def _print_evidence(answer) -> None:
+def _print_evidence(answer: Answer) -> None:
     """The manual's line under the answer (or, quoted, as the answer), with where it is."""
     from outpost.runtime.language import say
 
@@ -166,7 +173,7 @@ def _print_evidence(answer) -> None:
         click.echo(f"  \u2192 {safe(e.mark.text)}")  # the value the question asks for
 
 
-def _print_sources(answer) -> None:
+def _print_sources(answer: Answer) -> None:
     from outpost.runtime.language import say
 
     cited = answer.shown_citations()
@@ -178,7 +185,7 @@ def _print_sources(answer) -> None:
         click.echo(f"  [{c.n}] {where}")
 
 
-def _print_after(answer, timings: bool) -> None:
+def _print_after(answer: Answer, timings: bool) -> None:
     """What follows a streamed answer: the quote (or the quote as the answer), the sources and,
     with --timings, the timings."""
     if answer.answer_mode != "quoted":
@@ -189,7 +196,7 @@ def _print_after(answer, timings: bool) -> None:
         _print_timings(answer)
 
 
-def _print_timings(answer) -> None:
+def _print_timings(answer: Answer) -> None:
     t = answer.timings
     click.echo(
         f"retrieval {answer.retrieval_s * 1000:.0f} ms, prompt {t.prompt_tokens} tokens, "
@@ -226,7 +233,7 @@ def _read_stdin() -> str:
     help="Print the answer, citations, scores and timings as JSON.",
 )
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
-def ask(bundle, question, as_json, timings, **options):
+def ask(bundle: str, question: str | None, as_json: bool, timings: bool, **options: object) -> None:
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
     from outpost.runtime.prompt import check_question
 
@@ -248,7 +255,7 @@ def ask(bundle, question, as_json, timings, **options):
 @click.option(
     "--timings", is_flag=True, help="Print time to first token and tokens/s after each answer."
 )
-def chat(bundle, timings, **options):
+def chat(bundle: str, timings: bool, **options: object) -> None:
     """Ask several questions in a row; earlier turns are kept within the context budget.
 
     Ctrl-C stops the current answer; Ctrl-D or /quit ends the chat.
@@ -294,7 +301,7 @@ def chat(bundle, timings, **options):
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
-def info(bundle, as_json):
+def info(bundle: str, as_json: bool) -> None:
     """Describe BUNDLE: model, embedder, index, documents and export checks."""
     from outpost.runtime.bundle import open_bundle
     from outpost.runtime.install import resolve
@@ -353,7 +360,7 @@ def info(bundle, as_json):
         click.echo(f"{key:>10}  {safe(value)}")
 
 
-def _languages_in_words(info: dict) -> str:
+def _languages_in_words(info: Languages) -> str:
     """The manifest's `languages` as one line: chunks per language, the main one."""
     if not info:
         return "en (a bundle from before language detection)"
@@ -370,7 +377,7 @@ def _languages_in_words(info: dict) -> str:
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @settings.options(VerifyConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def verify(bundle, as_json, **options):
+def verify(bundle: str, as_json: bool, **options: object) -> None:
     """Check every file of BUNDLE against bundle.json (size and sha256), the index binding and,
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
@@ -413,7 +420,7 @@ def verify(bundle, as_json, **options):
 @cli.command()
 @click.argument("archive", type=click.Path())
 @settings.options(InstallConfig)
-def install(archive, **options):
+def install(archive: str, **options: object) -> None:
     """Check ARCHIVE against its bundle.json (and signature), extract it, verify it, then switch
     BUNDLES/current to it atomically."""
     from pathlib import Path
@@ -429,7 +436,7 @@ def install(archive, **options):
 
 @cli.command()
 @settings.options(RollbackConfig)
-def rollback(**options):
+def rollback(**options: object) -> None:
     """Point BUNDLES/current back at the previously installed bundle, once that bundle verifies
     (every file's sha256 and, with --trust, its signature); a damaged one is refused."""
     from pathlib import Path
@@ -444,7 +451,7 @@ def rollback(**options):
 @cli.command()
 @click.argument("bundle", type=click.Path(), envvar="OUTPOST_BUNDLE")
 @settings.options(ServeConfig)
-def serve(bundle, **options):
+def serve(bundle: str, **options: object) -> None:
     """Serve BUNDLE (or a bundles folder, following its `current`) over HTTP: an OpenAI-compatible
     API at /v1 and a kiosk page at /. Ctrl-C stops it."""
     from pathlib import Path
@@ -479,7 +486,7 @@ def serve(bundle, **options):
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the report (with every answer) as JSON."
 )
-def eval_cmd(bundle, as_json, **options):
+def eval_cmd(bundle: str, as_json: bool, **options: object) -> None:
     """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
     from outpost.runtime.evaluate import evaluate, load_questions
     from outpost.runtime.log import counter
