@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from outpost.runtime.bundle import Bundle, open_store
 from outpost.runtime.config import AskConfig
 from outpost.runtime.embed import open_embedder
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
-from outpost.runtime.evidence import attributable, quotes, read, terms
-from outpost.runtime.generate import GenerationSettings, Generator
+from outpost.runtime.evidence import Reading, attributable, quotes, read, terms
+from outpost.runtime.generate import GenerationSettings, Generator, LogitsProcessor, Run
 from outpost.runtime.language import bundle_languages, lexicon, question_language, say
 from outpost.runtime.names import unknown_names
 from outpost.runtime.prompt import (
@@ -43,7 +43,7 @@ from outpost.runtime.prompt import (
     is_refusal,
 )
 from outpost.runtime.retrieve import Hit, Retriever
-from outpost.runtime.support import check, number_copy
+from outpost.runtime.support import SupportCheck, check, number_copy
 
 CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
 # The learned ranker's logit (runtime/rerank.py) in the decline, chosen on the training
@@ -175,7 +175,7 @@ class Assistant:
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
         return answer
 
-    def _lacks_evidence(self, reading) -> bool:
+    def _lacks_evidence(self, reading: Reading) -> bool:
         """Decline for what is missing: the passages hold too little of the question's weight,
         unless the learned ranker is sure of a line (RERANK_SURE); or that ranker finds no line
         likely to answer (its best logit under RERANK_DECLINE). --min-evidence 0: never."""
@@ -188,7 +188,9 @@ class Assistant:
             reading.answerability < self.min_evidence and best < RERANK_SURE
         )
 
-    def _find(self, question: str, history: list[dict] | None, answer: Answer):
+    def _find(
+        self, question: str, history: list[dict] | None, answer: Answer
+    ) -> tuple[list[Hit], Reading | None, list[tuple[Hit, int, int]]]:
         """The candidate passages, the ranked lines (windows reader) and the passages the model
         will read, as (hit, start, end); sets the answer's retrieval scores."""
         # A follow-up ("and who must be told?") names little by itself: search with the
@@ -222,21 +224,29 @@ class Assistant:
         answer.evidence_score = reading.answerability
         return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]
 
-    def _write(self, answer: Answer, messages, settings, given: list[str], on_text, should_stop):
+    def _write(
+        self,
+        answer: Answer,
+        messages: list[dict],
+        settings: GenerationSettings,
+        given: list[str],
+        on_text: Callable[[str], None] | None,
+        should_stop: Callable[[], bool],
+    ) -> tuple[Shown, Run]:
         """Generate, showing each sentence only when the passages support it and it is
         attributable to the first quote; stops at the first that is not."""
         question, lex = answer.question, lexicon(answer.language)
         # The model's sentences must come from the ranker's best window, the quote shown first:
         # attributing to any window let a tuned model lift a wrong line over the right one.
         window = answer.evidence[0].words() if answer.evidence else None
-        processors = [self.gate.processor()] if self.gate else []
+        processors: list[LogitsProcessor] = [self.gate.processor()] if self.gate else []
         if self.support:
             processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
         run = self.generator.run(
             messages, settings, processors, lambda: should_stop() or looping(run.result.text)
         )
 
-        def supported(sentence: str):
+        def supported(sentence: str) -> SupportCheck:
             result = check(sentence, given, question)
             if result.ok and window and not attributable(sentence, window, question, lex):
                 result.unsupported.append("(not attributable to the quoted line)")
@@ -250,7 +260,14 @@ class Assistant:
             shown.finish()
         return shown, run
 
-    def _settle(self, answer: Answer, shown: Shown, run, given: list[str], on_text) -> None:
+    def _settle(
+        self,
+        answer: Answer,
+        shown: Shown,
+        run: Run,
+        given: list[str],
+        on_text: Callable[[str], None] | None,
+    ) -> None:
         """What the answer is, from what was written and shown: the model's sentences
         (`generated`), the quote (`quoted`), or a decline (by the model, or withheld)."""
         answer.timings = run.result.timings
@@ -282,7 +299,9 @@ class Assistant:
             if on_text:
                 on_text(withheld)
 
-    def _decline(self, answer: Answer, why: str, on_text, grounded: bool = True) -> Answer:
+    def _decline(
+        self, answer: Answer, why: str, on_text: Callable[[str], None] | None, grounded: bool = True
+    ) -> Answer:
         answer.grounded, answer.declined, answer.declined_by = grounded, True, why
         answer.text = say(answer.language, "declined")
         if answer.unknown:
@@ -299,7 +318,11 @@ class Shown:
 
     _END = re.compile(r"(?<=[.!?:;])\s+|\n+")
 
-    def __init__(self, on_text: Callable[[str], None] | None, check_sentence=None):
+    def __init__(
+        self,
+        on_text: Callable[[str], None] | None,
+        check_sentence: Callable[[str], SupportCheck] | None = None,
+    ):
         self.on_text, self.check = on_text, check_sentence
         self.text, self.pending = "", ""
         self.failed: str | None = None  # the sentence that was not shown
@@ -319,7 +342,7 @@ class Shown:
         return self._checked(sentence) if self.check and sentence.strip() else True
 
     def _checked(self, sentence: str) -> bool:
-        if sentence.strip() and not self.check(sentence).ok:
+        if sentence.strip() and self.check is not None and not self.check(sentence).ok:
             self.failed = sentence
             return False
         return self._show(sentence)
@@ -332,7 +355,7 @@ class Shown:
 
 
 @contextmanager
-def loading(part: str):
+def loading(part: str) -> Iterator[None]:
     """A part of the bundle that does not load (a foreign or damaged file opened with
     --no-verify) is one BundleError naming it, not a library traceback."""
     try:

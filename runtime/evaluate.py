@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outpost.runtime.answer import Answer
 from outpost.runtime.errors import InputError
 from outpost.runtime.files import read_jsonl
 from outpost.runtime.support import check, normalise
+
+if TYPE_CHECKING:
+    from outpost.runtime.assistant import Assistant
 
 
 def _field_problem(item: dict) -> tuple[str, str] | None:
@@ -75,9 +80,9 @@ def load_questions(path: str | Path) -> list[dict]:
 
 def source_matches(source: str, wanted: str | None) -> bool:
     """A document path as the bundle names it against one given by a user (or a suffix of it)."""
-    return bool(wanted) and (
-        source == wanted or source.endswith("/" + wanted) or wanted.endswith("/" + source)
-    )
+    if not wanted:
+        return False
+    return source == wanted or source.endswith("/" + wanted) or wanted.endswith("/" + source)
 
 
 def judge(item: dict, answer: Answer) -> dict:
@@ -117,7 +122,11 @@ def judge(item: dict, answer: Answer) -> dict:
     }
 
 
-def evaluate(assistant, questions: list[dict], progress=None) -> dict:
+def evaluate(
+    assistant: Assistant,
+    questions: list[dict],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """The report of `outpost eval`: the measures in the module's docstring over `judge`'s rows
     (`rows`, one per question, in order)."""
     rows = []
@@ -128,7 +137,7 @@ def evaluate(assistant, questions: list[dict], progress=None) -> dict:
     answerable = [r for r in rows if r["answerable"]]
     negative = [r for r in rows if not r["answerable"]]
 
-    def share(items, key):
+    def share(items: list[dict], key: str) -> float | None:
         return round(sum(bool(r[key]) for r in items) / len(items), 4) if items else None
 
     generated = [r for r in rows if r["tokens_per_s"] > 0]

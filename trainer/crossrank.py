@@ -117,7 +117,7 @@ def train(
     log,
     mix: dict,
     head: str = "cls",
-) -> object:
+) -> tuple[object, dict]:
     import torch
     from sentence_transformers import CrossEncoder
 

@@ -85,8 +85,8 @@ def group_of(row: dict, root: str, units: list[tuple[str, str]], others: list, r
     lexical = _lexical(row["question"], folded, df, len(folded))
     holds_all = [bool(keywords) and all(k in f for k in keywords) for f in folded]
     picked = [i for i, p in enumerate(positive) if p]
-    near = {k for i in picked for k in (i - 1, i + 1) if 0 <= k < len(units) and not positive[k]}
-    near = [k for k in sorted(near) if not holds_all[k]][:NEAR]
+    around = {k for i in picked for k in (i - 1, i + 1) if 0 <= k < len(units) and not positive[k]}
+    near = [k for k in sorted(around) if not holds_all[k]][:NEAR]
     order = sorted(range(len(units)), key=lambda i: -lexical[i])
     hard = [i for i in order if not positive[i] and not holds_all[i] and i not in near][:HARD]
     chosen = picked + near + hard
@@ -113,7 +113,7 @@ def generated_rows(root: str, index: list[dict], rng) -> list[dict]:
     """Questions made from manual pages' structure: an option, file or variable entry whose
     description is the question ('With rsync, which option: keep partially transferred
     files?') and whose entry names the answer."""
-    rows = []
+    rows: list[dict] = []
     for doc in index:
         if not doc["file"].startswith("man/"):
             continue
@@ -166,7 +166,8 @@ def build(root: str, out: Path, seed: int = 0) -> dict:
     by_package: dict[str, list[str]] = {}
     for d in index:
         by_package.setdefault(d["package"], []).append(d["file"])
-    groups, counts = [], Counter()
+    groups: list[dict] = []
+    counts: Counter[str] = Counter()
     for row in written + generated:
         units = units_of(root, row["doc"])
         if not units:
@@ -185,9 +186,9 @@ def build(root: str, out: Path, seed: int = 0) -> dict:
             f"{g['split']} {row['source']} {'answerable' if any(g['labels']) else 'unanswerable'}"
         ] += 1
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "groups.jsonl", "w", encoding="utf-8") as f:
+    with open(out / "groups.jsonl", "w", encoding="utf-8") as fh:
         for g in groups:
-            f.write(json.dumps(g, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(g, ensure_ascii=False) + "\n")
     summary = {
         "groups": len(groups),
         "pairs": sum(len(g["lines"]) for g in groups),
