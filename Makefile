@@ -75,12 +75,12 @@ bench: install
 # the cross-encoder and its int8 ONNX file in export/models/ranker/ (about 1 h on 2 cores).
 RANKER_ROOT ?= .outpost-cache/train
 ranker-data: install
-	$(BIN)/python -m outpost.trainer.trainset --root $(RANKER_ROOT)
-	$(BIN)/python -m outpost.trainer.questions --docs $(RANKER_ROOT)
-	$(BIN)/python -m outpost.trainer.rankdata --docs $(RANKER_ROOT) --out data/ranker
+	$(BIN)/python -m outpost.trainer.ranker.trainset --root $(RANKER_ROOT)
+	$(BIN)/python -m outpost.trainer.ranker.questions --docs $(RANKER_ROOT)
+	$(BIN)/python -m outpost.trainer.ranker.rankdata --docs $(RANKER_ROOT) --out data/ranker
 
 ranker: ranker-data
-	$(BIN)/python -m outpost.trainer.crossrank --groups data/ranker/groups.jsonl --seed 0
+	$(BIN)/python -m outpost.trainer.ranker.crossrank --groups data/ranker/groups.jsonl --seed 0
 
 clean:
 	rm -rf $(BUNDLE) .pytest_cache build/types build/mypy-cache

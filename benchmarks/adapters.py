@@ -8,7 +8,7 @@ LoRA adapters are made here (the trainer's target modules, rank 16, random non-z
 a trained adapter's spread): what is measured is the mechanism, not what an adapter learnt.
 
 - agreement: teacher-forced next-token top-1 of the runtime adapter against the merged export
-  (the bundle's prompts, export/gate.py), and identical greedy answers;
+  (the bundle's prompts, export/llm/gate.py), and identical greedy answers;
 - load: seconds and resident memory of a process holding the base + 1 / + 3 adapters, against
   one holding the three merged models (each process measured alone);
 - decode: tokens per second, 64 new tokens, with an adapter active against the merged model.
@@ -27,7 +27,7 @@ from pathlib import Path
 PROBE = """
 import json, os, resource, sys, time
 from pathlib import Path
-from outpost.runtime.generate import Generator, GenerationSettings
+from outpost.runtime.ask.generate import Generator, GenerationSettings
 spec = json.loads(sys.argv[1])
 t = time.perf_counter()
 gens = [Generator(Path(m), threads=2, adapters={k: Path(v) for k, v in a.items()})
@@ -88,14 +88,14 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
 
-    from outpost.export import gate
-    from outpost.export.base import EMBEDDED_LLM, resolve_base
-    from outpost.export.chunk import chunk_documents
     from outpost.export.config import ChunkConfig, LlmConfig
-    from outpost.export.ingest import ingest
-    from outpost.export.llm import build_onnx, load_model
-    from outpost.export.lora import open_slots, template, write_adapter
-    from outpost.runtime.generate import GenerationSettings, Generator
+    from outpost.export.documents.chunk import chunk_documents
+    from outpost.export.documents.ingest import ingest
+    from outpost.export.llm import gate
+    from outpost.export.llm.base import EMBEDDED_LLM, resolve_base
+    from outpost.export.llm.convert import build_onnx, load_model
+    from outpost.export.llm.lora import open_slots, template, write_adapter
+    from outpost.runtime.ask.generate import GenerationSettings, Generator
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     docs, _, _ = ingest([args.docs], None, ())

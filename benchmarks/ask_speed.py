@@ -28,8 +28,8 @@ NEW_TOKENS = 64
 
 
 def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
-    from outpost.runtime.assistant import open_assistant
-    from outpost.runtime.prompt import Passage, fit_messages
+    from outpost.runtime.ask.assistant import open_assistant
+    from outpost.runtime.ask.prompt import Passage, fit_messages
 
     a = open_assistant(bundle)
     items = [json.loads(x) for x in Path(questions).read_text().splitlines() if x.strip()][:n]
@@ -49,8 +49,8 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
 
 
 def run_onnx(bundle: str, ids_list, threads: int) -> dict:
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.generate import GenerationSettings, Generator
+    from outpost.runtime.ask.generate import GenerationSettings, Generator
+    from outpost.runtime.bundle.open import open_bundle
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
     loaded, cold = time.time() - SPAWNED, None
@@ -67,8 +67,8 @@ def run_onnx(bundle: str, ids_list, threads: int) -> dict:
 def run_torch(bundle: str, ids_list, threads: int) -> dict:
     import torch
 
-    from outpost.export.base import load_causal_lm, resolve_base
-    from outpost.runtime.bundle import open_bundle
+    from outpost.export.llm.base import load_causal_lm, resolve_base
+    from outpost.runtime.bundle.open import open_bundle
 
     torch.set_num_threads(threads)
     base = resolve_base(open_bundle(bundle).manifest.model.source)
@@ -96,8 +96,8 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
     """The bundle's base GGUF (the embedded default ships one) in llama.cpp, greedy, same ids."""
     from llama_cpp import Llama
 
-    from outpost.export.base import resolve_base
-    from outpost.runtime.bundle import open_bundle
+    from outpost.export.llm.base import resolve_base
+    from outpost.runtime.bundle.open import open_bundle
 
     base = resolve_base(open_bundle(bundle).manifest.model.source)
     if not base.gguf_file:

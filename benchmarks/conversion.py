@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/conversion.py [--base embedded|tiny-phi3|HF_DIR] [--docs examples/docs]
 
 For each precision / method the base is converted by the model builder and compared with the
-full-precision model exactly as `outpost export` does (export/gate.py: the bundle's own
+full-precision model exactly as `outpost export` does (export/llm/gate.py: the bundle's own
 passages and questions in the runtime's prompt layout, teacher forced). Then one converted
 model is broken on purpose (a wrongly scaled weight: one layer's attention output and MLP down
 projection x8, and, separately, one layer's weights replaced by noise) and measured again.
-The bounds in export/gate.py were chosen from these tables (docs/decisions.md).
+The bounds in export/llm/gate.py were chosen from these tables (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ SETTINGS = [
 
 
 def load(base: str, work: Path):
-    from outpost.export.base import EMBEDDED_LLM, resolve_base
-    from outpost.export.llm import load_model
-    from outpost.export.random_model import build_tiny_phi3
+    from outpost.export.llm.base import EMBEDDED_LLM, resolve_base
+    from outpost.export.llm.convert import load_model
+    from outpost.export.llm.random_model import build_tiny_phi3
 
     if base == "tiny-phi3":
         corpus = [p.read_text(errors="ignore") for p in Path("examples/docs").rglob("*.md")]
@@ -74,12 +74,12 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
 
-    from outpost.export import gate
-    from outpost.export.chunk import chunk_documents
     from outpost.export.config import ChunkConfig, LlmConfig
-    from outpost.export.ingest import ingest
-    from outpost.export.llm import build_onnx
-    from outpost.runtime.generate import Generator
+    from outpost.export.documents.chunk import chunk_documents
+    from outpost.export.documents.ingest import ingest
+    from outpost.export.llm import gate
+    from outpost.export.llm.convert import build_onnx
+    from outpost.runtime.ask.generate import Generator
 
     docs, _, _ = ingest([args.docs], lambda *a: None, [])
     chunks = chunk_documents(docs, ChunkConfig())

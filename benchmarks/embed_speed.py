@@ -38,10 +38,10 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    from outpost.export.embedder import EMBEDDED_EMBEDDER, _to_onnx, resolve_embedder
-    from outpost.runtime.embed import Embedder
-    from outpost.runtime.evaluate import source_matches
-    from outpost.runtime.manifest import Manifest
+    from outpost.export.retrieval.embedder import EMBEDDED_EMBEDDER, _to_onnx, resolve_embedder
+    from outpost.runtime.ask.embed import Embedder
+    from outpost.runtime.ask.evaluate import source_matches
+    from outpost.runtime.bundle.manifest import Manifest
 
     torch.set_num_threads(2)
     bundle = Path(args.bundle)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/find_page.py BUNDLE:QUESTIONS [BUNDLE:QUESTIONS ...] [--json]
 
-For each answerable question, as `ask` finds and ranks (runtime/assistant.py `_find`):
+For each answerable question, as `ask` finds and ranks (runtime/ask/assistant.py `_find`):
 - retrieval: the rank of the first retrieved chunk that answers: from the question's
   `source_path` (or an `also_in` file) and holding every answer keyword (NFKC, case-blind);
   recall at 4 (the passages), at the line ranker's candidates, and deeper;
@@ -18,11 +18,11 @@ import json
 import statistics
 import time
 
-from outpost.runtime.assistant import CANDIDATES, open_assistant
+from outpost.runtime.ask.assistant import CANDIDATES, open_assistant
+from outpost.runtime.ask.evaluate import load_questions, source_matches
+from outpost.runtime.ask.evidence import quotes, read
+from outpost.runtime.ask.support import normalise
 from outpost.runtime.config import AskConfig
-from outpost.runtime.evaluate import load_questions, source_matches
-from outpost.runtime.evidence import quotes, read
-from outpost.runtime.support import normalise
 
 DEPTHS = (4, 8, 16, 24, 32, 64)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from outpost.runtime.bundle import open_bundle
-from outpost.runtime.generate import GenerationSettings, Generator
+from outpost.runtime.ask.generate import GenerationSettings, Generator
+from outpost.runtime.bundle.open import open_bundle
 
 QUESTIONS = [
     "What is the capital of France?",

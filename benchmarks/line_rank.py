@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/line_rank.py BUNDLE:QUESTIONS [BUNDLE:QUESTIONS ...] [--json]
 
 For each answerable question: retrieve the candidates as `ask` does, rank their lines
-(runtime/evidence.py) and find the first line holding every answer keyword (NFKC, case-blind),
+(runtime/ask/evidence.py) and find the first line holding every answer keyword (NFKC, case-blind),
 alone ("line") or with its neighbours ("window", what the quote shows). Reports top-1 and
 top-3 for both, whether any candidate line holds the answer at all ("reachable"), and the
 ranking time per question.
@@ -16,10 +16,10 @@ import json
 import statistics
 import time
 
-from outpost.runtime.assistant import CANDIDATES, open_assistant
-from outpost.runtime.evaluate import load_questions
-from outpost.runtime.evidence import read
-from outpost.runtime.support import normalise
+from outpost.runtime.ask.assistant import CANDIDATES, open_assistant
+from outpost.runtime.ask.evaluate import load_questions
+from outpost.runtime.ask.evidence import read
+from outpost.runtime.ask.support import normalise
 
 
 def window(units: list, j: int) -> str:

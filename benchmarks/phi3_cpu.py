@@ -42,7 +42,7 @@ def hf_model() -> Path:
     import torch
     from train_speed import PHI3_MINI
 
-    from outpost.export.random_model import build_tiny_phi3
+    from outpost.export.llm.random_model import build_tiny_phi3
 
     log("making the random Phi-3-mini checkpoint (bf16, ~7.6 GB)")
     corpus = [p.read_text(errors="replace") for p in sorted((ROOT / "examples/docs").rglob("*.md"))]
@@ -58,7 +58,7 @@ def onnx_model(hf: Path) -> Path:
     out = CACHE / "onnx"
     if (out / "genai_config.json").is_file():
         return out
-    from outpost.export.llm import LlmConfig, build_onnx
+    from outpost.export.llm.convert import LlmConfig, build_onnx
 
     tmp = CACHE / "onnx.tmp"
     build_onnx(hf, tmp, CACHE / "builder-cache", LlmConfig(), log)
@@ -167,7 +167,7 @@ def read_bandwidth(threads: int, gib: float = 2.0) -> float:
 
 
 def run_onnx(model: str, ids_list, threads: int, spawned: float) -> dict:
-    from outpost.runtime.generate import GenerationSettings, Generator
+    from outpost.runtime.ask.generate import GenerationSettings, Generator
 
     gen = Generator(Path(model), threads)
     loaded = time.time() - spawned

@@ -66,8 +66,8 @@ def passages(limit: int, size: int = 300) -> list[str]:
 
 
 def embed(bundle: Path, texts: list[str], cache: Path) -> np.ndarray:
-    from outpost.runtime.embed import Embedder
-    from outpost.runtime.manifest import Manifest
+    from outpost.runtime.ask.embed import Embedder
+    from outpost.runtime.bundle.manifest import Manifest
 
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = cache / f"retrieval-{digest}.npy"
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from outpost.runtime.retrieve import usearch_index
+    from outpost.runtime.ask.retrieve import usearch_index
 
     Index = usearch_index()
     texts = passages(args.chunks + args.queries)

@@ -6,7 +6,7 @@ and what an unchanged rebuild with `--update` costs.
 Each case runs in its own process (the driver), over the same files: `local` reads and chunks
 in the driver and embeds with onnxruntime's threads (as `outpost export` does); `ray-N` starts a
 local Ray instance with N CPUs and runs the two Ray Data stages of `--engine ray`
-(export/scale.py). Reported: documents and chunks, seconds per stage, chunks per second end to
+(export/engines/ray_data.py). Reported: documents and chunks, seconds per stage, chunks per second end to
 end, and the driver's peak resident memory. `--copies K` repeats the documents K times under
 different names, for a corpus of a given size from what is installed.
 
@@ -29,8 +29,8 @@ import json, resource, sys, time
 from pathlib import Path
 spec = json.loads(sys.argv[1])
 from outpost.export.config import ChunkConfig
-from outpost.export.ingest import discover, read_chunks
-from outpost.runtime.embed import Embedder
+from outpost.export.documents.ingest import discover, read_chunks
+from outpost.runtime.ask.embed import Embedder
 files = []
 for i in range(spec["copies"]):
     found, _, _ = discover(spec["docs"], tuple(spec["exclude"]))
@@ -40,7 +40,7 @@ config = ChunkConfig(); config.check()
 model, tok = Path(spec["model"]), Path(spec["tokenizer"])
 t0 = time.perf_counter()
 if spec["workers"]:
-    from outpost.export import scale
+    from outpost.export.engines import ray_data as scale
     scale.start(None, cpus=spec["workers"])
     read = scale.read_and_chunk(todo, config, spec["workers"])
 else:
@@ -62,7 +62,7 @@ print(json.dumps({"documents": len(todo), "skipped": sum(bool(r[2]) for r in rea
 
 
 def embedder(work: Path) -> tuple[Path, Path]:
-    from outpost.export.embedder import export_embedder
+    from outpost.export.retrieval.embedder import export_embedder
 
     emb = export_embedder("embedded:all-MiniLM-L6-v2", work / "embedder", [], lambda m: None)
     return work / emb.config["file"], work / emb.config["tokenizer"]

@@ -61,7 +61,7 @@ def make_model(shape: str, folder: Path) -> Path:
     if shape == "smollm2":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from outpost.export.base import EMBEDDED_LLM, resolve_base
+        from outpost.export.llm.base import EMBEDDED_LLM, resolve_base
 
         base = resolve_base(EMBEDDED_LLM)
         tok = AutoTokenizer.from_pretrained(base.location, gguf_file=base.gguf_file)
@@ -71,7 +71,7 @@ def make_model(shape: str, folder: Path) -> Path:
         model.save_pretrained(folder)
         tok.save_pretrained(folder)
         return folder
-    from outpost.export.random_model import build_tiny_phi3
+    from outpost.export.llm.random_model import build_tiny_phi3
 
     corpus = [
         " ".join(f"word{i} part{i % 37} value{i % 11}" for i in range(j, j + 40))

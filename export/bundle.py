@@ -18,35 +18,33 @@ from typing import cast
 
 import numpy as np
 
-from outpost.export import gate, scale
-from outpost.export.base import LoadedBase, resolve_base
-from outpost.export.chunk import Chunk
 from outpost.export.config import ExportConfig
-from outpost.export.embedder import export_embedder
-from outpost.export.index import (
-    OFF_TOPIC,
-    build_index,
-    calibrate_threshold,
-    pseudo_question,
-)
-from outpost.export.ingest import Skipped, discover, hash_documents, read_chunks
-from outpost.export.languages import chunk_languages, declared
+from outpost.export.documents.chunk import Chunk
+from outpost.export.documents.ingest import Skipped, discover, hash_documents, read_chunks
+from outpost.export.documents.languages import chunk_languages, declared
+from outpost.export.engines import ray_data as scale
 from outpost.export.libraries import quiet_libraries, versions
-from outpost.export.llm import (
+from outpost.export.llm import gate
+from outpost.export.llm.base import LoadedBase, resolve_base
+from outpost.export.llm.convert import (
     build_onnx,
     chat_template_match,
     chat_template_sha256,
     load_model,
     parameter_count,
 )
-from outpost.export.lora import ADAPTERS_DIR, SUFFIX, open_slots, template, write_adapter
-from outpost.export.update import EXACT_DTYPES, Previous, open_previous
-from outpost.runtime.bundle import Bundle
-from outpost.runtime.errors import InputError
-from outpost.runtime.evaluate import evaluate, load_questions
-from outpost.runtime.files import new_folder, sha256_file
-from outpost.runtime.log import counter, log, rate
-from outpost.runtime.manifest import (
+from outpost.export.llm.lora import ADAPTERS_DIR, SUFFIX, open_slots, template, write_adapter
+from outpost.export.retrieval.embedder import export_embedder
+from outpost.export.retrieval.index import (
+    OFF_TOPIC,
+    build_index,
+    calibrate_threshold,
+    pseudo_question,
+)
+from outpost.export.retrieval.update import EXACT_DTYPES, Previous, open_previous
+from outpost.runtime.ask.evaluate import evaluate, load_questions
+from outpost.runtime.ask.retrieve import Retriever
+from outpost.runtime.bundle.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
     AdapterInfo,
@@ -64,15 +62,18 @@ from outpost.runtime.manifest import (
     conversion_in_words,
     section,
 )
-from outpost.runtime.retrieve import Retriever
-from outpost.runtime.store import write_store
+from outpost.runtime.bundle.open import Bundle
+from outpost.runtime.bundle.store import write_store
+from outpost.runtime.errors import InputError
+from outpost.runtime.files import new_folder, sha256_file
+from outpost.runtime.log import counter, log, rate
 
 SELF_CHECK_QUERIES = 200
 
 
 def check_replaceable(out: Path) -> None:
     """--force replaces only a bundle this tool made, holding nothing but its own files."""
-    from outpost.runtime.bundle import check_files, open_bundle
+    from outpost.runtime.bundle.open import check_files, open_bundle
     from outpost.runtime.errors import OutpostError
 
     try:
@@ -214,7 +215,7 @@ def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
         manifest.export_seconds = round(time.perf_counter() - started, 1)
         _write_manifest(tmp, manifest)
         if config.sign:
-            from outpost.export.sign import sign_manifest
+            from outpost.export.ship.sign import sign_manifest
 
             log(f"signed with key {sign_manifest(tmp, Path(config.sign))}")
     log(f"bundle written to {out} in {manifest.export_seconds} s")
@@ -334,7 +335,7 @@ class ModelPart:
 def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> ModelPart:
     """Base model (+ adapters) -> onnxruntime-genai folder (+ adapter files), each passing the
     conversion gate against its full-precision self."""
-    from outpost.runtime.generate import Generator
+    from outpost.runtime.ask.generate import Generator
 
     llm = config.llm
     switchable = {name: Path(folder) for name, folder in llm.switchable.items()}
@@ -381,7 +382,7 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> Mode
     del model, generator
     gc.collect()
     genai = json.loads((tmp / "model" / "genai_config.json").read_text())
-    assert llm.base is not None  # export_cmd fills it in (export/base.py, base_for)
+    assert llm.base is not None  # export_cmd fills it in (export/llm/base.py, base_for)
     info = ModelInfo(
         dir="model",
         base=base.model_id,
@@ -435,7 +436,9 @@ def _manifest(config, found: Collected, retrieval: RetrievalPart, model: ModelPa
     )
 
 
-RANKER = Path(__file__).resolve().parent / "models" / "ranker"  # trainer/crossrank.py writes it
+RANKER = (
+    Path(__file__).resolve().parent / "models" / "ranker"
+)  # trainer/ranker/crossrank.py writes it
 RANKER_FILES = ("model.onnx", "tokenizer.json", "ranker.json")
 
 
@@ -461,7 +464,7 @@ def _ranker_part(tmp: Path, config) -> RankerInfo | None:
 
 
 def _evaluate(tmp: Path, manifest: Manifest, questions: str) -> dict:
-    from outpost.runtime.assistant import AskConfig, Assistant
+    from outpost.runtime.ask.assistant import AskConfig, Assistant
 
     log(f"evaluating the bundle on {questions}")
     assistant = Assistant(Bundle(tmp, manifest), AskConfig())

@@ -29,9 +29,9 @@ def export_cmd(docs, as_json, **options):
     from outpost.export.libraries import require_extra
 
     require_extra("export", "export")
-    from outpost.export.base import base_for
     from outpost.export.bundle import build_bundle
-    from outpost.runtime.manifest import conversion_in_words
+    from outpost.export.llm.base import base_for
+    from outpost.runtime.bundle.manifest import conversion_in_words
 
     llm = settings.build(LlmConfig, options)
     llm.base = base_for(llm.base, llm.merged or next(iter(llm.switchable.values()), None))
@@ -67,7 +67,7 @@ def export_cmd(docs, as_json, **options):
 )
 def keygen(out):
     """Make an Ed25519 key pair for signing bundles (`export --sign PREFIX.key`)."""
-    from outpost.export.sign import generate_keypair, key_paths
+    from outpost.export.ship.sign import generate_keypair, key_paths
 
     prefix = Path(out)
     fp = generate_keypair(*key_paths(prefix))
@@ -79,7 +79,7 @@ def keygen(out):
 @click.option("--output", "-o", required=True, type=click.Path(), help="Archive file to write.")
 def pack(bundle, output):
     """Verify every file of BUNDLE and pack it into one archive for `outpost install`."""
-    from outpost.export.pack import pack as pack_bundle
+    from outpost.export.ship.pack import pack as pack_bundle
 
     size = pack_bundle(Path(bundle), Path(output))
     click.echo(f"{output}: {size / 1e6:.1f} MB")
@@ -90,7 +90,7 @@ def pack(bundle, output):
 @click.option("--json", "as_json", is_flag=True, help="Print kit.json when done.")
 def kit(as_json, **options):
     """Make an offline install kit for a device: wheels for its platform, install.sh, the bundle."""
-    from outpost.export.kit import build_kit
+    from outpost.export.ship.kit import build_kit
 
     config = settings.build(KitConfig, options)
     out = config.out

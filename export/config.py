@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from outpost.export.base import EMBEDDED_LLM
+from outpost.export.llm.base import EMBEDDED_LLM
+from outpost.runtime.bundle.manifest import ADAPTER_NAME
 from outpost.runtime.config import trusted_keys
 from outpost.runtime.errors import InputError, UsageError
 from outpost.runtime.language import LANGUAGES
-from outpost.runtime.manifest import ADAPTER_NAME
 from outpost.runtime.settings import setting
 
 EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
@@ -224,11 +224,11 @@ class ExportConfig:
 
             check_replaceable(out)
         if self.questions:
-            from outpost.runtime.evaluate import load_questions
+            from outpost.runtime.ask.evaluate import load_questions
 
             load_questions(self.questions)  # a bad questions file fails before any work
         if self.sign:
-            from outpost.export.sign import signer_of
+            from outpost.export.ship.sign import signer_of
 
             signer_of(Path(self.sign))  # a FIFO, a .pub or a bad key fails before any work
 

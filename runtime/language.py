@@ -11,7 +11,7 @@
   (docs/quality.md).
 - Compounds: Norwegian, Danish, Swedish, Dutch, German and Finnish write compounds as one word
   ("oljefilteret", "oliefilter"). Evidence coverage finds a stem inside a longer word
-  (runtime/evidence.py), so "filteret" in a question meets "oljefilteret" in a manual.
+  (runtime/ask/evidence.py), so "filteret" in a question meets "oljefilteret" in a manual.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from outpost.runtime.manifest import Manifest
+    from outpost.runtime.bundle.manifest import Manifest
 
 MAIN = "en"
 # Language codes Outpost reads (ISO 639-1; Norwegian Bokmål as "nb") -> Snowball's name.

@@ -69,7 +69,7 @@ def smol_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_phi3(tmp_path_factory) -> Path:
-    from outpost.export.random_model import build_tiny_phi3
+    from outpost.export.llm.random_model import build_tiny_phi3
 
     corpus = [p.read_text(errors="ignore") for p in (EXAMPLES / "docs").rglob("*.md")]
     return build_tiny_phi3(tmp_path_factory.mktemp("phi3") / "model", corpus * 4)

@@ -76,8 +76,8 @@ def merged_a(tiny_phi3, adapters, tmp_path_factory):
 
 
 def _generator(bundle):
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.generate import Generator
+    from outpost.runtime.ask.generate import Generator
+    from outpost.runtime.bundle.open import open_bundle
 
     b = open_bundle(bundle)
     files = {name: b.file(a.file) for name, a in b.manifest.model.adapters.items()}
@@ -85,7 +85,7 @@ def _generator(bundle):
 
 
 def _greedy(generator, question, adapter=None, n=16):
-    from outpost.runtime.generate import GenerationSettings
+    from outpost.runtime.ask.generate import GenerationSettings
 
     messages = [{"role": "user", "content": question}]
     settings = GenerationSettings(max_new_tokens=n, adapter=adapter)
@@ -143,8 +143,8 @@ def test_concurrent_runs_keep_their_own_adapter(switchable):
 
 def test_server_lists_adapters_and_takes_model_per_request(switchable):
     from outpost.runtime.config import AskConfig, ServeConfig
-    from outpost.runtime.releases import Releases
-    from outpost.runtime.serve import create_app
+    from outpost.runtime.serve.app import create_app
+    from outpost.runtime.serve.releases import Releases
 
     config = ServeConfig(source=str(switchable[0]), ask=AskConfig(threads=1), max_concurrent=2)
     releases = Releases(config, lambda e: None)
@@ -180,7 +180,7 @@ def test_server_lists_adapters_and_takes_model_per_request(switchable):
 def test_serve_adapter_is_the_default_for_requests_that_name_none(switchable):
     """`serve --adapter b`: requests without `model` (the kiosk's) answer with b."""
     from outpost.runtime.config import AskConfig, ServeConfig
-    from outpost.runtime.releases import Releases
+    from outpost.runtime.serve.releases import Releases
 
     config = ServeConfig(source=str(switchable[0]), ask=AskConfig(threads=1, adapter="b"))
     releases = Releases(config, lambda e: None)

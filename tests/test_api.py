@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from outpost.runtime.config import AskConfig, ServeConfig
-from outpost.runtime.releases import Releases
-from outpost.runtime.serve import create_app
+from outpost.runtime.serve.app import create_app
+from outpost.runtime.serve.releases import Releases
 
 
 def _app(source, loaded: bool = True, **settings):

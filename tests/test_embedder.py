@@ -20,7 +20,7 @@ def test_int8_embedder_is_kept_only_with_its_checks(tmp_path):
     """`--embedder-precision int8`: per-channel int8 of MiniLM on the example manuals passes
     the corpus check and is what the bundle holds; fp32 (the default) has no int8 checks. Both
     graphs are traced with eager attention (no NaN guards around the softmax)."""
-    from outpost.export.embedder import INT8_MIN_COSINE, export_embedder
+    from outpost.export.retrieval.embedder import INT8_MIN_COSINE, export_embedder
 
     texts = _texts()
     fp32 = export_embedder("embedded:all-MiniLM-L6-v2", tmp_path / "fp32", texts, lambda m: None)

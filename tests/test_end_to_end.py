@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import EXAMPLES, outpost
-from outpost.runtime.bundle import open_bundle
+from outpost.runtime.bundle.open import open_bundle
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from conftest import EXAMPLES, outpost
-from outpost.runtime.answer import Answer, Citation, Evidence, SupportReport
-from outpost.runtime.evaluate import judge
-from outpost.runtime.generate import Timings
+from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
+from outpost.runtime.ask.evaluate import judge
+from outpost.runtime.ask.generate import Timings
 
 # What eval rows have carried, read by tools and docs: none may go or change its meaning.
 ROW_KEYS = {

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, outpost
 from fake_bundle import manifest_dict, write_fake_bundle
-from outpost.export.ingest import MAX_TEXT_BYTES, discover, ingest, read_document
+from outpost.export.documents.ingest import MAX_TEXT_BYTES, discover, ingest, read_document
 from outpost.runtime.files import remove_stale
 
 
@@ -142,7 +142,7 @@ def test_unreadable_folder_is_listed_and_fails_strict():
     for p in (tmp_path, tmp_path / "shared", docs):
         os.chmod(p, 0o755)
     code = (
-        f"import json; from outpost.export.ingest import discover; files, skipped, _ = discover(['{docs}']); "
+        f"import json; from outpost.export.documents.ingest import discover; files, skipped, _ = discover(['{docs}']); "
         "print(json.dumps([[s for _, s in files], [[k.path, k.reason] for k in skipped]]))"
     )
     # The project's venv may sit under a folder only root can enter: use the system Python, which

@@ -30,10 +30,18 @@ from test_trust import link_copy
 
 from conftest import ROOT, outpost
 from fake_bundle import FILES, manifest_dict
-from outpost.runtime.bundle import open_pinned
+from outpost.runtime.bundle.install import (
+    JOURNAL,
+    _apply,
+    _write_json,
+    install,
+    locked,
+    resolve,
+    rollback,
+)
+from outpost.runtime.bundle.open import open_pinned
+from outpost.runtime.bundle.verify import open_verified, problems_of
 from outpost.runtime.errors import BundleError, InputError
-from outpost.runtime.install import JOURNAL, _apply, _write_json, install, locked, resolve, rollback
-from outpost.runtime.verify import open_verified, problems_of
 
 
 def texts(store: Path) -> set[str]:
@@ -54,7 +62,7 @@ def rehash(bundle: Path, rel: str, key: Path | None = None) -> None:
     (bundle / "bundle.json").write_text(json.dumps(data, indent=2))
     (bundle / "bundle.sig").unlink(missing_ok=True)
     if key is not None:
-        from outpost.export.sign import sign_manifest
+        from outpost.export.ship.sign import sign_manifest
 
         sign_manifest(bundle, key)
 
@@ -72,7 +80,7 @@ def _naive_store_path(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_every_library_reads_the_pinned_files_even_after_they_are_replaced(tiny_bundle, tmp_path):
-    from outpost.runtime.assistant import AskConfig, Assistant
+    from outpost.runtime.ask.assistant import AskConfig, Assistant
 
     copy = link_copy(tiny_bundle, tmp_path / "b")
     verified_texts = texts(tiny_bundle / "chunks.sqlite")
@@ -94,7 +102,7 @@ def test_every_library_reads_the_pinned_files_even_after_they_are_replaced(tiny_
 def test_bundle_folder_names_never_change_what_is_answered(tiny_bundle, tiny_bundle_b, signing_key):
     """Property: any printable folder name (with %, #, ?, spaces, newlines) x verify/ask: the
     passages come from the verified store, even with a decoy where a naive URI would point."""
-    from outpost.runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.ask.assistant import AskConfig, open_assistant
 
     verified_texts = texts(tiny_bundle / "chunks.sqlite")
     decoy_texts = texts(tiny_bundle_b / "chunks.sqlite")
@@ -297,7 +305,7 @@ def test_an_unsigned_archive_is_refused_before_extraction(signing_key, tmp_path)
 
 
 def test_no_space_for_the_bundle_is_named_before_writing(tmp_path, monkeypatch):
-    from outpost.runtime import install as installer
+    from outpost.runtime.bundle import install as installer
 
     archive, bundles = tmp_path / "a.tar", tmp_path / "dev"
     _tar(archive, _fake_members())
@@ -310,7 +318,7 @@ def test_no_space_for_the_bundle_is_named_before_writing(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing_is_reported_as_such(tmp_path, monkeypatch):
-    from outpost.runtime import install as installer
+    from outpost.runtime.bundle import install as installer
 
     archive, bundles = tmp_path / "a.tar", tmp_path / "dev"
     _tar(archive, _fake_members())
@@ -333,7 +341,7 @@ BIG = 24 * 2**20  # big enough that extracting and hashing take a while to kill 
 
 def _release(tmp_path: Path, name: str, seed: int) -> Path:
     """A fake bundle with a large weights file, packed as `outpost pack` does."""
-    from outpost.export.pack import pack
+    from outpost.export.ship.pack import pack
 
     files = {**FILES, "model/model.onnx.data": random.Random(seed).randbytes(BIG)}
     root = tmp_path / name
@@ -493,7 +501,7 @@ def test_install_and_rollback_take_turns_and_releases_are_pruned(tmp_path):
 
 
 def test_keygen_on_a_full_disk_leaves_nothing_that_blocks_a_rerun(tmp_path, monkeypatch):
-    from outpost.export import sign
+    from outpost.export.ship import sign
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -529,7 +537,7 @@ def test_manifest_values_out_of_range_name_their_field(tmp_path, field, value, m
 def test_a_docx_zip_bomb_is_refused_before_it_is_read(tmp_path):
     import zipfile
 
-    from outpost.export.ingest import read_document
+    from outpost.export.documents.ingest import read_document
 
     bomb = tmp_path / "bomb.docx"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
@@ -571,8 +579,8 @@ def test_chat_reports_a_line_that_is_not_utf8_and_goes_on(tiny_bundle):
 def test_index_falls_back_to_exact_search_when_no_graph_reaches_the_floor(monkeypatch, tmp_path):
     import numpy as np
 
-    from outpost.export import index as index_module
-    from outpost.runtime.retrieve import usearch_index
+    from outpost.export.retrieval import index as index_module
+    from outpost.runtime.ask.retrieve import usearch_index
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)

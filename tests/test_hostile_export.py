@@ -21,15 +21,15 @@ from test_hardening import one_error_line
 from conftest import outpost
 from fake_bundle import write_fake_bundle
 from outpost.export import bundle as export_bundle
-from outpost.export.chunk import chunk_document
 from outpost.export.config import ChunkConfig, ExportConfig
-from outpost.export.document import Block, Document
-from outpost.export.ingest import MAX_RUN_CHARS, discover, hash_document, read_chunks
-from outpost.export.languages import declared
-from outpost.export.readers.html_page import read_html
+from outpost.export.documents.chunk import chunk_document
+from outpost.export.documents.document import Block, Document
+from outpost.export.documents.ingest import MAX_RUN_CHARS, discover, hash_document, read_chunks
+from outpost.export.documents.languages import declared
+from outpost.export.documents.readers.html_page import read_html
 from outpost.runtime import log
+from outpost.runtime.ask.evaluate import load_questions
 from outpost.runtime.errors import InputError
-from outpost.runtime.evaluate import load_questions
 
 PARAGRAPH = "# Filter\n\nThe hydraulic filter is replaced every 500 operating hours.\n"
 

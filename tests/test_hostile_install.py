@@ -28,16 +28,16 @@ from test_hostile import _state
 
 from conftest import ROOT, outpost
 from fake_bundle import FILES, manifest_dict
+from outpost.runtime.bundle.install import install
 from outpost.runtime.errors import InputError
-from outpost.runtime.install import install
 
 # --- fake releases ----------------------------------------------------------------------------
 
 
 def _archive(tmp_path: Path, name: str, seed: int, key: Path | None = None, extra=None) -> Path:
     """A small fake bundle (signed with `key` when given), packed as `outpost pack` does."""
-    from outpost.export.pack import pack
-    from outpost.export.sign import sign_manifest
+    from outpost.export.ship.pack import pack
+    from outpost.export.ship.sign import sign_manifest
 
     files = {**FILES, "model/model.onnx.data": random.Random(seed).randbytes(64 * 1024)}
     files.update(extra or {})
@@ -349,7 +349,7 @@ def test_kit_force_refuses_a_folder_that_is_not_a_kit(tmp_path):
 
 
 def test_kit_force_refuses_a_kit_holding_a_users_file(tmp_path, signing_key):
-    from outpost.export.kit import check_replaceable
+    from outpost.export.ship.kit import check_replaceable
 
     kit = _fake_kit(tmp_path, signing_key)
     check_replaceable(kit)  # a kit as `outpost kit` wrote it may be replaced
@@ -410,7 +410,7 @@ def _fake_kit(tmp_path: Path, signing_key: Path, sign: bool = True, key_name: st
     ones, the pip wheel Python ships, a placeholder bundle archive; kit.json, requirements,
     install.sh and kit.sig written by the real code."""
     from outpost.export.config import KitConfig
-    from outpost.export.kit import write_kit
+    from outpost.export.ship.kit import write_kit
 
     key = tmp_path / key_name
     shutil.copyfile(f"{signing_key}.pub", key)
@@ -563,7 +563,7 @@ def test_kit_sign_must_be_the_key_the_device_trusts(signing_key, tmp_path):
 def test_the_kits_own_ed25519_check_agrees_with_cryptography(signing_key):
     from cryptography.hazmat.primitives import serialization
 
-    from outpost.export import kit_check
+    from outpost.export.ship import kit_check
 
     private = serialization.load_pem_private_key(Path(f"{signing_key}.key").read_bytes(), None)
     public = kit_check.public_key_bytes(Path(f"{signing_key}.pub").read_bytes())

@@ -247,7 +247,7 @@ def test_embeddings_inputs_are_refused_for_what_is_really_wrong(server):
 
 
 def test_a_megabyte_question_is_refused_before_retrieval(server, tiny_bundle):
-    from outpost.runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.ask.assistant import AskConfig, open_assistant
     from outpost.runtime.errors import InputError
 
     assistant = open_assistant(tiny_bundle, AskConfig(threads=1))

@@ -3,11 +3,11 @@
 import pytest
 
 from conftest import load_make_pdf
-from outpost.export.chunk import ChunkConfig, chunk_document, chunk_documents
-from outpost.export.document import Document
-from outpost.export.ingest import discover, ingest, read_document
-from outpost.export.readers.html_page import read_html
-from outpost.export.readers.markdown import read_markdown
+from outpost.export.documents.chunk import ChunkConfig, chunk_document, chunk_documents
+from outpost.export.documents.document import Document
+from outpost.export.documents.ingest import discover, ingest, read_document
+from outpost.export.documents.readers.html_page import read_html
+from outpost.export.documents.readers.markdown import read_markdown
 from outpost.runtime.errors import InputError
 
 HTML = """<html><head><title>T</title><script>var x = 1;</script></head><body>
@@ -114,7 +114,7 @@ def test_chunks_are_bounded_and_offsets_point_into_the_document(examples_docs):
 
 
 def test_long_block_is_split_with_overlap():
-    from outpost.export.document import Block, Document
+    from outpost.export.documents.document import Block, Document
 
     sentences = " ".join(f"Sentence number {i} says something useful." for i in range(100))
     doc = Document("long.md", None, "markdown", [Block(sentences, ("Long",))])

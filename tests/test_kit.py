@@ -87,7 +87,7 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
         [
             str(prefix / "bin" / "python"),
             "-c",
-            "import outpost.cli, outpost.runtime.serve, fastapi, uvicorn, usearch.index, onnxruntime_genai",
+            "import outpost.cli, outpost.runtime.serve.app, fastapi, uvicorn, usearch.index, onnxruntime_genai",
         ],
         capture_output=True,
         text=True,

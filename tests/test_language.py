@@ -7,9 +7,12 @@ import json
 import pytest
 
 from conftest import export, outpost
-from outpost.export.chunk import Chunk
-from outpost.export.languages import chunk_languages, declared
-from outpost.runtime.evidence import coverage, question_terms, terms
+from outpost.export.documents.chunk import Chunk
+from outpost.export.documents.languages import chunk_languages, declared
+from outpost.runtime.ask.evidence import coverage, question_terms, terms
+from outpost.runtime.ask.names import unknown_names
+from outpost.runtime.ask.retrieve import keyword_terms
+from outpost.runtime.bundle.store import ChunkStore, write_store
 from outpost.runtime.language import (
     ChunkLanguages,
     detect,
@@ -19,9 +22,6 @@ from outpost.runtime.language import (
     split_compound,
     wants,
 )
-from outpost.runtime.names import unknown_names
-from outpost.runtime.retrieve import keyword_terms
-from outpost.runtime.store import ChunkStore, write_store
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_a_name_the_manuals_never_hold_is_unknown(manual_store, question, langua
     ],
 )
 def test_the_embedders_languages_come_from_its_model_card(tmp_path, card, languages):
-    from outpost.export.embedder import card_languages
+    from outpost.export.retrieval.embedder import card_languages
 
     (tmp_path / "README.md").write_text(card)
     assert card_languages(str(tmp_path)) == languages

@@ -16,7 +16,7 @@ from conftest import ROOT, outpost
 BUILD_SIDE = ("outpost.export", "outpost.trainer", "export", "trainer")
 DEVICE_FILES = sorted(
     [
-        *(ROOT / "runtime").glob("*.py"),
+        *(ROOT / "runtime").rglob("*.py"),
         ROOT / "src" / "outpost" / "__init__.py",
         ROOT / "src" / "outpost" / "cli.py",
     ]
@@ -119,7 +119,7 @@ def test_build_commands_on_a_device_install_name_the_extra(device_env, args, ext
 
 def test_usearch_loads_without_breaking_onnxruntime():
     """usearch imported first crashes the later onnxruntime import; the runtime's loader orders them."""
-    code = "from outpost.runtime.retrieve import usearch_index; usearch_index(); import onnxruntime; print('ok')"
+    code = "from outpost.runtime.ask.retrieve import usearch_index; usearch_index(); import onnxruntime; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]
 
@@ -154,8 +154,8 @@ def test_the_wheel_installs_one_import_package(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"outpost"}
     assert {
         "outpost/cli.py",
-        "outpost/runtime/assistant.py",
-        "outpost/runtime/kiosk/index.html",
+        "outpost/runtime/ask/assistant.py",
+        "outpost/runtime/serve/kiosk/index.html",
         "outpost/export/bundle.py",
         "outpost/trainer/recipe.py",
     } <= names
@@ -182,8 +182,8 @@ def test_the_wheel_installs_one_import_package(tmp_path):
         "import importlib.util, sys; sys.path[:] = [p for p in sys.path if 'site-packages' in p "
         "or 'lib/python' in p]; sys.path.insert(0, sys.argv[1]); "
         "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
-        "import outpost.cli, outpost.runtime.manifest; "
-        "print(outpost.runtime.manifest.__file__.startswith(sys.argv[1]), "
+        "import outpost.cli, outpost.runtime.bundle.manifest; "
+        "print(outpost.runtime.bundle.manifest.__file__.startswith(sys.argv[1]), "
         "[n for n in ('runtime', 'export', 'trainer') if importlib.util.find_spec(n)])"
     )
     done = subprocess.run(

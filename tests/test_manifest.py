@@ -6,10 +6,10 @@ import pytest
 
 from conftest import outpost
 from fake_bundle import manifest_dict, write_fake_bundle
-from outpost.runtime.bundle import check_files, open_bundle
+from outpost.runtime.bundle.manifest import Manifest
+from outpost.runtime.bundle.open import check_files, open_bundle
+from outpost.runtime.bundle.verify import check_binding
 from outpost.runtime.errors import BundleError
-from outpost.runtime.manifest import Manifest
-from outpost.runtime.verify import check_binding
 
 
 def parse(data) -> Manifest:

@@ -48,11 +48,11 @@ def test_phi3_int4_bundle_generates(tiny_bundle):
 
 
 def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
-    """The gate (runtime/generate.py) on a real int4 model: whatever two tokens the model opens
+    """The gate (runtime/ask/generate.py) on a real int4 model: whatever two tokens the model opens
     with play the refusal here. Below min_p the second may not follow the first; at 0 nothing
     changes; the probability it reports is that of the opening, in (0, 1]."""
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.generate import GenerationSettings, Generator, RefusalGate
+    from outpost.runtime.ask.generate import GenerationSettings, Generator, RefusalGate
+    from outpost.runtime.bundle.open import open_bundle
 
     gen = Generator(open_bundle(tiny_bundle).model_dir)
     messages = [{"role": "user", "content": "How often must the hydraulic filter be replaced?"}]
@@ -77,8 +77,8 @@ def test_refusal_gate_blocks_an_unlikely_opening(tiny_bundle):
 def test_runs_in_flight_keep_their_own_results(tiny_bundle):
     """Two generations interleaved on one Generator: each result holds only its own tokens and
     measurements (what a server answering several questions at once needs)."""
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.generate import GenerationSettings, Generator
+    from outpost.runtime.ask.generate import GenerationSettings, Generator
+    from outpost.runtime.bundle.open import open_bundle
 
     gen = Generator(open_bundle(tiny_bundle).model_dir)
     settings = GenerationSettings(max_new_tokens=5)
@@ -96,11 +96,11 @@ def test_runs_in_flight_keep_their_own_results(tiny_bundle):
 
 
 def test_prompt_in_pieces_gives_the_same_answer(tiny_bundle, monkeypatch):
-    """The prompt goes in PREFILL_CHUNK tokens at a time (runtime/generate.py): on a real int4
+    """The prompt goes in PREFILL_CHUNK tokens at a time (runtime/ask/generate.py): on a real int4
     model a long prompt fed in pieces of 7 gives the greedy tokens and first-step logits of
     one pass."""
-    import outpost.runtime.generate as generate
-    from outpost.runtime.bundle import open_bundle
+    import outpost.runtime.ask.generate as generate
+    from outpost.runtime.bundle.open import open_bundle
 
     gen = generate.Generator(open_bundle(tiny_bundle).model_dir)
     text = " ".join(["Replace the hydraulic filter every 500 hours or when the gauge is red."] * 6)

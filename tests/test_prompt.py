@@ -2,8 +2,8 @@
 
 import pytest
 
+from outpost.runtime.ask.prompt import REFUSAL, Passage, build_messages, fit_messages, is_refusal
 from outpost.runtime.errors import InputError
-from outpost.runtime.prompt import REFUSAL, Passage, build_messages, fit_messages, is_refusal
 
 
 def words(messages):  # a real, simple token count: one token per word
@@ -55,7 +55,7 @@ def test_refusal_detection():
 
 
 def test_loop_detection_stops_repeating_answers():
-    from outpost.runtime.assistant import looping
+    from outpost.runtime.ask.assistant import looping
 
     sentence = "The emergency stop procedure is described in the incident document. "
     assert not looping("Replace the HF-2210 filter every 500 hours [1].")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fake_bundle import FILES, manifest_dict, write_fake_bundle
 from outpost.cli import cli
-from outpost.export.ingest import SUPPORTED, ingest, read_document
+from outpost.export.documents.ingest import SUPPORTED, ingest, read_document
 from outpost.runtime.errors import InputError
 
 EXAMPLES = 300

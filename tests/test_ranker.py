@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from outpost.export.bundle import RANKER, RANKER_FILES
-from outpost.trainer.questions import check, load
+from outpost.trainer.ranker.questions import check, load
 
 DOC = """# Pump PX-9
 
@@ -81,7 +81,7 @@ def test_the_question_checks_pass_a_good_row_and_name_each_fault(tmp_path):
 
 
 def test_the_written_questions_are_many_and_of_every_kind():
-    rows = load(sorted((ROOT / "trainer" / "questions").glob("*.jsonl")))
+    rows = load(sorted((ROOT / "trainer" / "ranker" / "questions").glob("*.jsonl")))
     answerable = [r for r in rows if r["answerable"]]
     assert len(rows) >= 1000 and len(rows) - len(answerable) >= 100
     kinds = {r["kind"] for r in answerable}
@@ -108,7 +108,7 @@ def test_the_ranker_runs_without_torch(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is absent')")
     code = (
-        "import json, sys; from outpost.runtime.rerank import Reranker, pair_text\n"
+        "import json, sys; from outpost.runtime.ask.rerank import Reranker, pair_text\n"
         f"r = Reranker({str(RANKER)!r}, threads=1)\n"
         "q = 'At what pressure does the PX-9 relief valve open?'\n"
         f"lines = [pair_text('Pump PX-9 > Pressure', x) for x in ({RESTATES!r}, {ANSWERS!r}, "
@@ -157,9 +157,9 @@ def test_each_bundle_carries_a_signed_copy_of_the_ranker(tiny_bundle, signing_ke
 def test_a_restating_line_gives_way_to_the_line_that_completes_it(smol_bundle):
     """The quote policy: the line that shares the question's words but only restates it is not
     quoted first when the next line holds what is asked."""
-    from outpost.runtime.assistant import open_assistant
-    from outpost.runtime.evidence import quotes, read
-    from outpost.runtime.retrieve import Hit
+    from outpost.runtime.ask.assistant import open_assistant
+    from outpost.runtime.ask.evidence import quotes, read
+    from outpost.runtime.ask.retrieve import Hit
 
     a = open_assistant(smol_bundle)
     assert a.reranker is not None

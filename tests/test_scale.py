@@ -26,9 +26,9 @@ def _args(tiny_phi3):
 
 def _contents(bundle: Path):
     """(chunk rows in id order, their vectors as stored, the documents' records)."""
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.retrieve import usearch_index
-    from outpost.runtime.store import ChunkStore
+    from outpost.runtime.ask.retrieve import usearch_index
+    from outpost.runtime.bundle.open import open_bundle
+    from outpost.runtime.bundle.store import ChunkStore
 
     m = open_bundle(bundle).manifest
     store = ChunkStore(bundle / m.store.file)
@@ -40,7 +40,7 @@ def _contents(bundle: Path):
 
 
 def _retrieved(bundle: Path, questions) -> list[list[int]]:
-    from outpost.runtime.assistant import AskConfig, open_assistant
+    from outpost.runtime.ask.assistant import AskConfig, open_assistant
 
     assistant = open_assistant(bundle, AskConfig(threads=1))
     return [[h.chunk_id for h in assistant.retriever.search(q["question"], 4)] for q in questions]
@@ -177,11 +177,11 @@ def test_ray_engine_on_two_nodes_gives_the_one_machine_bundle(
 def test_ray_stages_match_the_one_machine_ones(cluster, full, docs):
     """The two Ray stages against their one-machine counterparts, in this process: the same
     chunks, and float32 vectors within 1e-5."""
-    from outpost.export import scale
     from outpost.export.config import ChunkConfig
-    from outpost.export.ingest import discover, read_chunks
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.embed import Embedder
+    from outpost.export.documents.ingest import discover, read_chunks
+    from outpost.export.engines import ray_data as scale
+    from outpost.runtime.ask.embed import Embedder
+    from outpost.runtime.bundle.open import open_bundle
 
     first, _ = full
     m = open_bundle(first).manifest

@@ -248,8 +248,8 @@ def test_serve_holds_asks_settings_instead_of_declaring_them_again():
 
 def test_install_keep_has_one_default():
     from outpost.cli import cli
+    from outpost.runtime.bundle.install import install
     from outpost.runtime.config import DEFAULT_KEEP
-    from outpost.runtime.install import install
 
     option = next(
         p for p in cli.get_command(click.Context(cli), "install").params if p.name == "keep"

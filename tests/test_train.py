@@ -187,7 +187,7 @@ def test_general_replay_keeps_the_base_models_own_answers():
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from outpost.export.base import EMBEDDED_LLM, resolve_base
+    from outpost.export.llm.base import EMBEDDED_LLM, resolve_base
     from outpost.trainer.general import self_distill
 
     base = resolve_base(EMBEDDED_LLM)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from outpost.export.random_model import train_tokenizer
+from outpost.export.llm.random_model import train_tokenizer
+from outpost.runtime.ask.prompt import REFUSAL
+from outpost.runtime.bundle.store import ChunkStore, write_store
 from outpost.runtime.errors import InputError
-from outpost.runtime.prompt import REFUSAL
-from outpost.runtime.store import ChunkStore, write_store
 from outpost.trainer.data import (
     IGNORE,
     GroundedConfig,

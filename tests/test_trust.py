@@ -19,10 +19,10 @@ import pytest
 
 from conftest import EXAMPLES, ROOT, export, outpost
 from fake_bundle import manifest_dict
-from outpost.runtime.bundle import open_bundle, open_pinned
+from outpost.runtime.bundle.install import Limits, install
+from outpost.runtime.bundle.open import open_bundle, open_pinned
+from outpost.runtime.bundle.verify import verify_on_open as verify
 from outpost.runtime.errors import BundleError
-from outpost.runtime.install import Limits, install
-from outpost.runtime.verify import verify_on_open as verify
 
 pytestmark = pytest.mark.slow
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")

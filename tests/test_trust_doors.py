@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, export, outpost
-from outpost.runtime.assistant import Assistant
+from outpost.runtime.ask.assistant import Assistant
+from outpost.runtime.bundle.verify import open_verified
 from outpost.runtime.config import AskConfig
 from outpost.runtime.errors import OutpostError
-from outpost.runtime.verify import open_verified
 
 pytestmark = pytest.mark.slow
 QUESTION = "What is the maximum system pressure of the PX-200 press?"
@@ -80,7 +80,7 @@ def decoys(tiny_bundle, tiny_bundle_b, tmp_path_factory) -> dict[str, Path]:
 
 def test_the_attack_reaches_a_store_opened_by_name(tiny_bundle, decoys, tmp_path):
     """The swap works against a loader that opens the view's name: the test's attack is real."""
-    from outpost.runtime.store import ChunkStore
+    from outpost.runtime.bundle.store import ChunkStore
 
     folder = tmp_path / "b"
     shutil.copytree(tiny_bundle, folder)
@@ -112,8 +112,8 @@ def test_swapped_files_never_answer(tiny_bundle, signing_key, decoys, tmp_path, 
         trusted = [Path(t) for t in config.trust]
         try:
             if step == "after opening":
-                from outpost.runtime.bundle import open_pinned
-                from outpost.runtime.verify import verify_on_open
+                from outpost.runtime.bundle.open import open_pinned
+                from outpost.runtime.bundle.verify import verify_on_open
 
                 bundle = open_pinned(folder, view=True)
                 swap(folder, rel, decoys[rel])

@@ -7,15 +7,15 @@ import tarfile
 import numpy as np
 import pytest
 
-from outpost.export.chunk import Chunk
-from outpost.export.index import build_index, calibrate_threshold
-from outpost.runtime.assistant import Answer, cite, looping
+from outpost.export.documents.chunk import Chunk
+from outpost.export.retrieval.index import build_index, calibrate_threshold
+from outpost.runtime.ask.assistant import Answer, cite, looping
+from outpost.runtime.ask.prompt import check_question
+from outpost.runtime.ask.retrieve import Hit, Retriever
+from outpost.runtime.bundle.install import Limits, _safe_members
+from outpost.runtime.bundle.store import write_store
 from outpost.runtime.errors import BundleError, InputError, UsageError
 from outpost.runtime.files import read_jsonl
-from outpost.runtime.install import Limits, _safe_members
-from outpost.runtime.prompt import check_question
-from outpost.runtime.retrieve import Hit, Retriever
-from outpost.runtime.store import write_store
 
 
 class FixedEmbedder:
@@ -207,9 +207,9 @@ def test_training_settings_precedence_and_errors(tmp_path):
 
 
 def test_int8_embedder_check_finds_each_chunk_from_its_own_sentence():
-    """The int8 embedder's corpus check (export/embedder.py): a question-sized sentence from the
+    """The int8 embedder's corpus check (export/retrieval/embedder.py): a question-sized sentence from the
     middle of a chunk, and the share of such sentences whose own chunk ranks in the top 4."""
-    from outpost.export.embedder import probe_sentence, self_hit_rate
+    from outpost.export.retrieval.embedder import probe_sentence, self_hit_rate
 
     text = "Filters\nShort.\nReplace the hydraulic filter every 500 hours. Check the seal on the filter housing weekly."
     assert probe_sentence(text) == "Check the seal on the filter housing weekly."

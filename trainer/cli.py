@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from outpost.runtime import settings
-from outpost.runtime.manifest import ADAPTER_NAME
+from outpost.runtime.bundle.manifest import ADAPTER_NAME
 from outpost.trainer.config import TRAIN_ENV, TrainConfig
 
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from outpost.export.base import EMBEDDED_LLM
+from outpost.export.llm.base import EMBEDDED_LLM
 from outpost.runtime.errors import InputError, UsageError
 from outpost.runtime.settings import setting
 from outpost.trainer.general import PROMPTS

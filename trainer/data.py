@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from outpost.runtime.ask.evaluate import source_matches
+from outpost.runtime.ask.evidence import Window
+from outpost.runtime.ask.prompt import REFUSAL, Passage, build_messages
+from outpost.runtime.ask.retrieve import Hit
 from outpost.runtime.errors import InputError
-from outpost.runtime.evaluate import source_matches
-from outpost.runtime.evidence import Window
 from outpost.runtime.files import read_jsonl
-from outpost.runtime.prompt import REFUSAL, Passage, build_messages
-from outpost.runtime.retrieve import Hit
 from outpost.trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for callers
 
 if TYPE_CHECKING:
@@ -176,8 +176,8 @@ def build_grounded(
     For a share of answerable questions, and for every unanswerable one: passages without the
     answer (for answerable ones, nothing from its document), and the refusal as the target.
     """
-    from outpost.export.chunk import ChunkConfig, chunk_documents
-    from outpost.export.ingest import ingest
+    from outpost.export.documents.chunk import ChunkConfig, chunk_documents
+    from outpost.export.documents.ingest import ingest
 
     documents, _, _ = ingest(docs)
     if not documents:
@@ -277,7 +277,7 @@ class SentenceEmbedder:
     def __init__(self, name: str | None = None):
         from sentence_transformers import SentenceTransformer
 
-        from outpost.export.embedder import EMBEDDED_EMBEDDER, resolve_embedder
+        from outpost.export.retrieval.embedder import EMBEDDED_EMBEDDER, resolve_embedder
 
         _, location = resolve_embedder(name or EMBEDDED_EMBEDDER)
         self.model = SentenceTransformer(location, device="cpu")
@@ -289,7 +289,7 @@ class SentenceEmbedder:
 
 
 def index_words(text: str) -> list[str]:
-    """The words of `text` as the chunk store's keyword index splits them (runtime/store.py:
+    """The words of `text` as the chunk store's keyword index splits them (runtime/bundle/store.py:
     FTS5's unicode61 tokenizer, `_` and `-` kept inside words): runs of letters, digits, `_`
     and `-`, lower-cased, accents dropped."""
     bare = "".join(
@@ -325,10 +325,10 @@ class MemoryStore:
 def windows_layout(
     question: str, hits: list[Hit], gold: int | None, embedder: TextEmbedder, store: TermStore
 ) -> tuple[list[Passage], int | None]:
-    """The runtime reader's windows over `hits` (runtime/evidence.py), keeping one from the gold
+    """The runtime reader's windows over `hits` (runtime/ask/evidence.py), keeping one from the gold
     chunk (its best unit) so the answer stays among what the model reads. Returns the passages
     and the gold window's position."""
-    from outpost.runtime.evidence import read
+    from outpost.runtime.ask.evidence import read
 
     reading = read(question, hits, embedder, store)  # the runtime's defaults
     chosen = list(reading.windows)

@@ -232,7 +232,7 @@ def setup(config: TrainConfig, out: Path, resume: bool) -> Setup:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from outpost.export.base import load_causal_lm, load_tokenizer, resolve_base
+    from outpost.export.llm.base import load_causal_lm, load_tokenizer, resolve_base
 
     device, method = _device_and_method(config)
     base = resolve_base(config.base)

@@ -29,7 +29,7 @@ def flat(text: str) -> str:
 
 
 def manual_text(path: Path) -> str:
-    from outpost.export.ingest import read_document
+    from outpost.export.documents.ingest import read_document
 
     return flat(" ".join(b.text for b in read_document(path, path.name).blocks))
 

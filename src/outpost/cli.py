@@ -25,9 +25,9 @@ from outpost.runtime.config import (
 from outpost.runtime.errors import OutpostError, UsageError, one_line
 
 if TYPE_CHECKING:
-    from outpost.runtime.answer import Answer
-    from outpost.runtime.assistant import Assistant
-    from outpost.runtime.manifest import Languages
+    from outpost.runtime.ask.answer import Answer
+    from outpost.runtime.ask.assistant import Assistant
+    from outpost.runtime.bundle.manifest import Languages
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
 
@@ -128,7 +128,7 @@ def safe(text: str, newlines: bool = False) -> str:
 
 def _cores(threads: int) -> int:
     """--threads, at most the cores this process may use (with a note when it asked for more)."""
-    from outpost.runtime.generate import available_cores
+    from outpost.runtime.ask.generate import available_cores
 
     cores = available_cores()
     if threads > cores:
@@ -145,7 +145,7 @@ def _ask_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 def _open(bundle: str, **options: object) -> Assistant:
-    from outpost.runtime.assistant import open_assistant
+    from outpost.runtime.ask.assistant import open_assistant
 
     config = settings.build(AskConfig, options)
     config.threads = _cores(config.threads)
@@ -235,7 +235,7 @@ def _read_stdin() -> str:
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
 def ask(bundle: str, question: str | None, as_json: bool, timings: bool, **options: object) -> None:
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
-    from outpost.runtime.prompt import check_question
+    from outpost.runtime.ask.prompt import check_question
 
     if question is None or question == "-":
         question = "" if sys.stdin.isatty() else _read_stdin()
@@ -303,9 +303,9 @@ def chat(bundle: str, timings: bool, **options: object) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def info(bundle: str, as_json: bool) -> None:
     """Describe BUNDLE: model, embedder, index, documents and export checks."""
-    from outpost.runtime.bundle import open_bundle
-    from outpost.runtime.install import resolve
-    from outpost.runtime.manifest import conversion_in_words
+    from outpost.runtime.bundle.install import resolve
+    from outpost.runtime.bundle.manifest import conversion_in_words
+    from outpost.runtime.bundle.open import open_bundle
 
     m = open_bundle(resolve(bundle)).manifest
     if as_json:
@@ -382,9 +382,9 @@ def verify(bundle: str, as_json: bool, **options: object) -> None:
     with --trust, the signature. Names each missing, changed or unexpected file."""
     from pathlib import Path
 
-    from outpost.runtime.bundle import open_pinned
-    from outpost.runtime.install import resolve
-    from outpost.runtime.verify import load_public_keys, problems_of
+    from outpost.runtime.bundle.install import resolve
+    from outpost.runtime.bundle.open import open_pinned
+    from outpost.runtime.bundle.verify import load_public_keys, problems_of
 
     trust = settings.build(VerifyConfig, options).trust
     keys = load_public_keys([Path(t) for t in trust]) if trust else None
@@ -425,7 +425,7 @@ def install(archive: str, **options: object) -> None:
     BUNDLES/current to it atomically."""
     from pathlib import Path
 
-    from outpost.runtime.install import install as install_archive
+    from outpost.runtime.bundle.install import install as install_archive
 
     config = settings.build(InstallConfig, options)
     trusted = [Path(t) for t in config.trust]
@@ -441,7 +441,7 @@ def rollback(**options: object) -> None:
     (every file's sha256 and, with --trust, its signature); a damaged one is refused."""
     from pathlib import Path
 
-    from outpost.runtime.install import rollback as roll_back
+    from outpost.runtime.bundle.install import rollback as roll_back
 
     config = settings.build(RollbackConfig, options)
     cid = roll_back(Path(config.bundles), [Path(t) for t in config.trust])
@@ -457,8 +457,8 @@ def serve(bundle: str, **options: object) -> None:
     from pathlib import Path
 
     from outpost.runtime.errors import InputError
-    from outpost.runtime.serve import address, check_adapter, listen
-    from outpost.runtime.serve import serve as run_server
+    from outpost.runtime.serve.app import address, check_adapter, listen
+    from outpost.runtime.serve.app import serve as run_server
 
     if not Path(bundle).exists():
         raise InputError(f"{bundle} does not exist; pass a bundle folder or a bundles folder")
@@ -466,7 +466,7 @@ def serve(bundle: str, **options: object) -> None:
     config.ask.threads = _cores(config.ask.threads)
     config.check()
     if config.ask.trust:
-        from outpost.runtime.verify import load_public_keys
+        from outpost.runtime.bundle.verify import load_public_keys
 
         # no key found: an error now, not per release
         load_public_keys([Path(t) for t in config.ask.trust])
@@ -488,7 +488,7 @@ def serve(bundle: str, **options: object) -> None:
 )
 def eval_cmd(bundle: str, as_json: bool, **options: object) -> None:
     """Measure accuracy, refusals, citations and retrieval recall of BUNDLE on QUESTIONS."""
-    from outpost.runtime.evaluate import evaluate, load_questions
+    from outpost.runtime.ask.evaluate import evaluate, load_questions
     from outpost.runtime.log import counter
 
     items = load_questions(settings.build(EvalConfig, options).questions)

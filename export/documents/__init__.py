@@ -1,0 +1,1 @@
+"""export/documents/: README.md here says what each file does."""

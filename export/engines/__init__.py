@@ -1,0 +1,1 @@
+"""export/engines/: README.md here says what each file does."""

@@ -1,0 +1,1 @@
+"""export/llm/: README.md here says what each file does."""

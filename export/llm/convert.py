@@ -1,0 +1,154 @@
+"""Base model (+ adapter) -> onnxruntime-genai model folder.
+
+1. Load the base model in full precision with transformers: the embedded SmolLM2 GGUF, a
+   .gguf file, a local Hugging Face folder or a hub id (Phi-3 and Llama families first-class).
+2. Merge a PEFT adapter into those full-precision weights (never into quantised ones) and
+   record the largest logit difference between base+adapter and the merged model.
+3. Save a clean folder and run the onnxruntime-genai model builder (int4 CPU by default).
+4. The conversion gate (export/llm/gate.py) compares the ONNX model with the full-precision one;
+   the chat template as rendered by the runtime is checked against transformers' rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from outpost.export.config import LlmConfig
+from outpost.export.llm.base import LoadedBase, load_causal_lm, load_tokenizer
+from outpost.runtime.errors import ModelError
+from outpost.runtime.files import sha256_files
+
+PROBE = "How do I restart a stuck machine safely?"  # merge check input
+
+
+def load_model(base: LoadedBase, adapter: str | None, log):
+    """Full-precision model and tokenizer, with the adapter merged. Returns (model, tok, merge)."""
+    import torch
+
+    log(f"loading base model {base.model_id}")
+    tokenizer = load_tokenizer(base)
+    model = load_causal_lm(base, dtype=torch.float32)
+    model.eval()
+    if base.gguf_file:  # dequantised GGUF: make it serialisable as plain fp32 weights
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    merge = None
+    if adapter:
+        model, merge = merge_adapter(model, tokenizer, adapter, log)
+    return model, tokenizer, merge
+
+
+def merge_adapter(model, tokenizer, adapter: str, log):
+    import torch
+    from peft import PeftModel
+
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{folder} has no adapter_config.json; pass a PEFT adapter folder")
+    log(f"merging adapter {folder}")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(folder))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot apply adapter {folder} to this base model: {e}") from None
+    ids = tokenizer(PROBE, return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = peft_model(ids).logits
+        merged = peft_model.merge_and_unload()
+        after = merged(ids).logits
+    diff = float((before - after).abs().max())
+    weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    info = {"path": str(folder), "sha256": sha256_files(weights), "merge_max_logit_diff": diff}
+    if diff > 1e-2:
+        raise ModelError(f"merged adapter changes logits by {diff:.4f}; the adapter does not fit")
+    return merged, info
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_onnx(
+    hf_dir: Path, out_dir: Path, cache_dir: Path, config: LlmConfig, log, lora: Path | None = None
+) -> dict:
+    """Run the onnxruntime-genai model builder in a subprocess; its log goes to a file. With
+    `lora`, the model gets that adapter's LoRA structure (export/llm/lora.py opens it up)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(hf_dir),
+        "-o",
+        str(out_dir),
+        "-p",
+        config.precision,
+        "-e",
+        "cpu",
+        "-c",
+        str(cache_dir),
+    ]
+    extra: dict[str, int | str] = {}
+    if config.precision in ("int4", "int8"):
+        extra = {"block_size": config.block_size, "accuracy_level": config.accuracy_level}
+        if config.quant_algo != "default":
+            extra["algo_config"] = config.quant_algo
+    options = dict(extra)
+    if lora:
+        from outpost.export.llm.lora import lora_nodes
+
+        options["adapter_path"] = str(lora)
+        if config.precision in ("int4", "int8"):
+            options["nodes_to_exclude"] = ",".join(lora_nodes(hf_dir, lora))
+    if options:
+        cmd += ["--extra_options", *(f"{k}={v}" for k, v in options.items())]
+    log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
+    env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    log_path = cache_dir / "builder.log"
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
+        assert proc.stdout is not None  # stdout=PIPE
+        for line in proc.stdout:
+            logf.write(line)
+            if m := re.match(r"Reading layer (\d+)", line):
+                if int(m.group(1)) % 10 == 0:
+                    log(f"model builder: layer {m.group(1)}")
+            elif line.startswith(("Quantizing", "Saving ONNX model")):
+                log(f"model builder: {line.strip()[:60]}")
+        returncode = proc.wait()
+    if returncode != 0 or not (out_dir / "genai_config.json").is_file():
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        raise ModelError(f"the model builder failed: {' | '.join(tail)}")
+    return {"precision": config.precision, "execution_provider": "cpu", **extra}
+
+
+def chat_template_match(tokenizer, generator) -> bool:
+    """The runtime renders a conversation exactly as transformers does."""
+    messages = [
+        {"role": "system", "content": "You answer from passages."},
+        {"role": "user", "content": "How do I restart a stuck machine safely?"},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return rendered == generator.render(messages)
+
+
+def chat_template_sha256(model_dir: Path) -> str | None:
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        f = model_dir / name
+        if f.is_file():
+            if name.endswith(".json"):
+                template = json.loads(f.read_text()).get("chat_template")
+                if not template:
+                    continue
+                return hashlib.sha256(template.encode()).hexdigest()
+            return hashlib.sha256(f.read_bytes()).hexdigest()
+    return None

@@ -1,0 +1,1 @@
+"""export/retrieval/: README.md here says what each file does."""

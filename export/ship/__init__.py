@@ -1,0 +1,1 @@
+"""export/ship/: README.md here says what each file does."""

@@ -1,0 +1,1 @@
+"""runtime/ask/: README.md here says what each file does."""

@@ -1,0 +1,420 @@
+"""The ask pipeline (`Assistant.ask`), in its order:
+
+1. check the question, and that it fits the context budget before any search; detect its language;
+2. find (`_find`): dense search fused with keyword search (runtime/ask/retrieve.py; a follow-up is
+   searched with the previous question too) for CANDIDATES chunks with the windows reader (the
+   top k with the chunks reader); the best score of the top k is the one the threshold reads;
+   the windows reader ranks the chunks' lines (runtime/ask/evidence.py, with the learned ranker
+   when the bundle has one) and chooses the windows the model reads;
+3. quote the best lines (EVIDENCE_SPANS), the windows widened to hold them; fit the prompt;
+4. decline, in this order: `threshold`, `name` (a name no chunk holds), `evidence`;
+5. hand the quote to `on_quote` (the first text a screen shows), then generate (`_write`):
+   with the support check on, each sentence is shown only once the passages support it and it
+   is attributable to the quote;
+6. settle (`_settle`): the model's sentences (`generated`), the quote (`quoted`), or a decline
+   (`model`, `support`); then cite the passages given, marking those the answer names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
+from outpost.runtime.ask.embed import open_embedder
+from outpost.runtime.ask.evidence import Reading, attributable, quotes, read, terms
+from outpost.runtime.ask.generate import GenerationSettings, Generator, LogitsProcessor, Run
+from outpost.runtime.ask.names import unknown_names
+from outpost.runtime.ask.prompt import (
+    REFUSAL_OPENINGS,
+    Passage,
+    check_fits,
+    check_question,
+    fit_messages,
+    is_refusal,
+)
+from outpost.runtime.ask.retrieve import Hit, Retriever
+from outpost.runtime.ask.support import SupportCheck, check, number_copy
+from outpost.runtime.bundle.open import Bundle, open_store
+from outpost.runtime.config import AskConfig
+from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
+from outpost.runtime.language import bundle_languages, lexicon, question_language, say
+
+CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
+# The learned ranker's logit (runtime/ask/rerank.py) in the decline, chosen on the training
+# questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").
+RERANK_DECLINE = -2.0  # its best line under this: no line answers
+RERANK_SURE = 0.5  # its best line over this: answered, whatever the word coverage says
+EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
+
+
+class Assistant:
+    def __init__(self, bundle: Bundle, config: AskConfig):
+        config.check()
+        self.bundle = bundle
+        m = bundle.manifest
+        self.top_k = config.top_k or m.retrieval.top_k
+        threshold = config.threshold
+        self.threshold = m.retrieval.grounding_threshold if threshold is None else threshold
+        self.hybrid = config.hybrid
+        with loading(m.embedder.file):
+            embedder = open_embedder(bundle.path, m.embedder, config.threads)
+        with loading(f"{m.index.file} or {m.store.file}"):
+            self.retriever = Retriever(
+                bundle.file(m.index.file),
+                open_store(bundle, config.verify or bool(config.trust)),
+                embedder.dim,
+                embedder,
+                m.index.expansion_search,
+                exact=m.index.search == "exact",
+            )
+            if (count := self.retriever.store.check()) != m.store.count:
+                raise ValueError(f"{count} chunks, the manifest says {m.store.count}")
+        self.reranker = None
+        if m.ranker is not None and config.rerank:
+            from outpost.runtime.ask.rerank import Reranker
+
+            with loading(f"{m.ranker.dir}/{m.ranker.model}"):
+                self.reranker = Reranker(bundle.path / m.ranker.dir, config.threads)
+        self.main_language, self.languages, self.chunk_languages = bundle_languages(m)
+        self.embedder_languages = m.embedder.languages  # None: any language
+        self.adapters = tuple(sorted(m.model.adapters))
+        self.adapter = config.adapter
+        self.check_adapter(self.adapter)
+        files = {name: bundle.file(a.file) for name, a in m.model.adapters.items()}
+        with loading(m.model.dir + "/"):
+            self.generator = Generator(bundle.model_dir, config.threads, files)
+        limit = self.generator.context_length
+        self.max_context = min(config.max_context or m.generation.max_context, limit)
+        self.settings = GenerationSettings(
+            max_new_tokens=config.max_new_tokens or m.generation.max_new_tokens,
+            repetition_penalty=m.generation.repetition_penalty,
+        )
+        refusal_p = m.generation.refusal_min_p if config.refusal_p is None else config.refusal_p
+        self.gate = self.generator.refusal_gate(REFUSAL_OPENINGS, refusal_p)
+        self.reader, self.support = config.reader, config.support
+        self.min_evidence = (
+            m.generation.min_evidence if config.min_evidence is None else config.min_evidence
+        )
+        self.windows, self.radius = m.generation.windows, m.generation.window_radius
+        if self.support:
+            self.generator.digit_tokens()  # the vocabulary scan (~0.1 s) at load, not in a question
+        if self.settings.max_new_tokens >= self.max_context:
+            raise UsageError(
+                f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
+                f"in --max-context ({self.max_context})"
+            )
+
+    def check_adapter(self, name: str | None) -> str | None:
+        """`name` if the bundle has that adapter (None: the default); else a one-line error."""
+        if name is not None and name not in self.adapters:
+            has = ", ".join(self.adapters) if self.adapters else "none"
+            raise UsageError(
+                f"--adapter {name}: this bundle has no such adapter (it has: {has}); "
+                "`outpost info` lists them"
+            )
+        return name
+
+    def ask(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        max_new_tokens: int | None = None,
+        on_quote: Callable[[Evidence], None] | None = None,
+        adapter: str | None = None,
+    ) -> Answer:
+        """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer.
+
+        Extractive first: once the lines are ranked, the best line (with the neighbours it
+        needs) is the quote, handed to `on_quote` before anything is generated. The model's
+        sentences reach `on_text` only when each is supported by the passages and attributable
+        to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
+        question = check_question(question)
+        budget = self.max_context - self.settings.max_new_tokens
+        check_fits(question, self.generator.count_tokens, budget)  # before any search
+        language = question_language(question, self.languages, self.main_language)
+        adapter = self.check_adapter(adapter) or self.adapter
+        settings = dataclasses.replace(self.settings, adapter=adapter)
+        if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
+            settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
+        answer = Answer(question=question, threshold=self.threshold, language=language)
+        start = time.perf_counter()
+        hits, reading, shown_passages = self._find(question, history, answer)
+        evidence = []
+        if reading is not None:
+            evidence = quotes(reading, hits, EVIDENCE_SPANS, question, lexicon(answer.language))
+            shown_passages = cover(shown_passages, evidence)
+        answer.retrieval_s = time.perf_counter() - start
+        passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
+        # Fit first: a question too long for the context is an error even when ungrounded.
+        messages, kept = fit_messages(
+            question, passages, history or [], self.generator.count_tokens, budget, language
+        )
+        if answer.best_score < self.threshold:
+            return self._decline(answer, "threshold", on_text, grounded=False)
+        if self.min_evidence > 0:  # --min-evidence 0 turns declining by what is missing off
+            answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
+        if answer.unknown:
+            return self._decline(answer, "name", on_text)
+        if reading is not None and self._lacks_evidence(reading):
+            return self._decline(answer, "evidence", on_text)
+        given = answer.passages = [p.text for p in passages[:kept]]
+        answer.evidence = evidence
+        answer.first_shown_s = time.perf_counter() - start
+        if on_quote and answer.evidence:
+            on_quote(answer.evidence[0])
+        shown, run = self._write(answer, messages, settings, given, on_text, should_stop)
+        self._settle(answer, shown, run, given, on_text)
+        answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
+        return answer
+
+    def _lacks_evidence(self, reading: Reading) -> bool:
+        """Decline for what is missing: the passages hold too little of the question's weight,
+        unless the learned ranker is sure of a line (RERANK_SURE); or that ranker finds no line
+        likely to answer (its best logit under RERANK_DECLINE). --min-evidence 0: never."""
+        if self.min_evidence <= 0:
+            return False
+        best = reading.best_logit
+        if best is None:
+            return reading.answerability < self.min_evidence
+        return best < RERANK_DECLINE or (
+            reading.answerability < self.min_evidence and best < RERANK_SURE
+        )
+
+    def _find(
+        self, question: str, history: list[dict] | None, answer: Answer
+    ) -> tuple[list[Hit], Reading | None, list[tuple[Hit, int, int]]]:
+        """The candidate passages, the ranked lines (windows reader) and the passages the model
+        will read, as (hit, start, end); sets the answer's retrieval scores."""
+        # A follow-up ("and who must be told?") names little by itself: search with the
+        # previous question too, so retrieval and grounding see the topic of the conversation.
+        earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
+        query = f"{earlier[-1]} {question}" if earlier else question
+        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
+        lex = lexicon(answer.language)
+        keep = None
+        if len(self.languages) > 1:  # the manual in the question's language answers it
+            keep = functools.partial(self.chunk_languages.holds, language=answer.language)
+        reads = self.embedder_languages
+        dense = 1.0 if reads is None or answer.language in reads else 0.0
+        hits = self.retriever.search(query, wanted, self.hybrid, lex, keep, dense)
+        answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
+        if self.reader != "windows":
+            return hits, None, [(h, 0, len(h.text)) for h in hits]
+        # Lines are ranked for this question; the conversation only widened the search
+        # (a follow-up that names little by itself is ranked with the earlier question).
+        own = len(terms(question, lex)) >= 2
+        reading = read(
+            question if own else query,
+            hits,
+            self.retriever.embedder,
+            self.retriever.store,
+            self.windows,
+            self.radius,
+            lex,
+            self.reranker,
+        )
+        answer.evidence_score = reading.answerability
+        return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]
+
+    def _write(
+        self,
+        answer: Answer,
+        messages: list[dict],
+        settings: GenerationSettings,
+        given: list[str],
+        on_text: Callable[[str], None] | None,
+        should_stop: Callable[[], bool],
+    ) -> tuple[Shown, Run]:
+        """Generate, showing each sentence only when the passages support it and it is
+        attributable to the first quote; stops at the first that is not."""
+        question, lex = answer.question, lexicon(answer.language)
+        # The model's sentences must come from the ranker's best window, the quote shown first:
+        # attributing to any window let a tuned model lift a wrong line over the right one.
+        window = answer.evidence[0].words() if answer.evidence else None
+        processors: list[LogitsProcessor] = [self.gate.processor()] if self.gate else []
+        if self.support:
+            processors.append(number_copy(self.generator, " ".join([*given, question]), len(given)))
+        run = self.generator.run(
+            messages, settings, processors, lambda: should_stop() or looping(run.result.text)
+        )
+
+        def supported(sentence: str) -> SupportCheck:
+            result = check(sentence, given, question)
+            if result.ok and window and not attributable(sentence, window, question, lex):
+                result.unsupported.append("(not attributable to the quoted line)")
+            return result
+
+        shown = Shown(on_text, supported if self.support else None)
+        for piece in run:
+            if not shown.add(piece):
+                break  # a sentence the passages or the quote do not back: stop writing
+        else:
+            shown.finish()
+        return shown, run
+
+    def _settle(
+        self,
+        answer: Answer,
+        shown: Shown,
+        run: Run,
+        given: list[str],
+        on_text: Callable[[str], None] | None,
+    ) -> None:
+        """What the answer is, from what was written and shown: the model's sentences
+        (`generated`), the quote (`quoted`), or a decline (by the model, or withheld)."""
+        answer.timings = run.result.timings
+        if not answer.evidence:
+            answer.first_shown_s = answer.timings.first_token_s + answer.retrieval_s
+        answer.generated = run.result.text.strip()
+        answer.text = shown.text.strip()
+        answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None
+        declined = is_refusal(answer.text) or is_refusal(answer.generated)
+        if self.support:
+            action = "shown" if shown.failed is None else ("cut" if answer.text else "evidence")
+            found = check(answer.generated, given, answer.question)
+            answer.support = SupportReport(
+                found.facts,
+                found.unsupported,
+                action,
+                run.result.measured.get("numbers_blocked", 0),
+            )
+        if declined and not answer.evidence:
+            answer.declined, answer.declined_by = True, "model"
+        elif answer.evidence and (declined or not answer.text):
+            # The model declined or wrote nothing attributable: the manual's line is the answer.
+            answer.text, answer.answer_mode = answer.evidence[0].text, "quoted"
+        elif answer.text:
+            answer.answer_mode = "generated"
+        elif self.support and not answer.evidence:
+            withheld = say(answer.language, "withheld")
+            answer.text, answer.declined, answer.declined_by = withheld, True, "support"
+            if on_text:
+                on_text(withheld)
+
+    def _decline(
+        self, answer: Answer, why: str, on_text: Callable[[str], None] | None, grounded: bool = True
+    ) -> Answer:
+        answer.grounded, answer.declined, answer.declined_by = grounded, True, why
+        answer.text = say(answer.language, "declined")
+        if answer.unknown:
+            names = ", ".join(answer.unknown)
+            answer.text += " " + say(answer.language, "never_named").format(names=names)
+        if on_text:
+            on_text(answer.text)
+        return answer
+
+
+class Shown:
+    """What reaches the screen, a sentence at a time: with a `check`, each sentence is shown only
+    once its facts are found in the passages; the first one that fails ends the answer there."""
+
+    _END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+    def __init__(
+        self,
+        on_text: Callable[[str], None] | None,
+        check_sentence: Callable[[str], SupportCheck] | None = None,
+    ):
+        self.on_text, self.check = on_text, check_sentence
+        self.text, self.pending = "", ""
+        self.failed: str | None = None  # the sentence that was not shown
+
+    def add(self, piece: str) -> bool:
+        if self.check is None:
+            return self._show(piece)
+        self.pending += piece
+        while m := self._END.search(self.pending):
+            sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
+            if not self._checked(sentence):
+                return False
+        return True
+
+    def finish(self) -> bool:
+        sentence, self.pending = self.pending, ""
+        return self._checked(sentence) if self.check and sentence.strip() else True
+
+    def _checked(self, sentence: str) -> bool:
+        if sentence.strip() and self.check is not None and not self.check(sentence).ok:
+            self.failed = sentence
+            return False
+        return self._show(sentence)
+
+    def _show(self, text: str) -> bool:
+        self.text += text
+        if self.on_text and text:
+            self.on_text(text)
+        return True
+
+
+@contextmanager
+def loading(part: str) -> Iterator[None]:
+    """A part of the bundle that does not load (a foreign or damaged file opened with
+    --no-verify) is one BundleError naming it, not a library traceback."""
+    try:
+        yield
+    except OutpostError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime, usearch and sqlite raise their own types
+        detail = one_line(str(e))[:160]
+        raise BundleError(
+            f"cannot load {part} ({type(e).__name__}: {detail}); copy the bundle again or re-export it"
+        ) from None
+
+
+LOOP_CHARS = 48
+
+
+def looping(text: str) -> bool:
+    """True once the answer repeats its own last LOOP_CHARS characters: small models loop."""
+    return len(text) > 2 * LOOP_CHARS and text[-LOOP_CHARS:] in text[:-LOOP_CHARS]
+
+
+def cite(hits: list[Hit], text: str) -> list[Citation]:
+    """Numbered citations for the passages given to the model; `cited` marks those the answer names."""
+    named = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+    return [
+        Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
+        for i, h in enumerate(hits, 1)
+    ]
+
+
+def cover(passages: list[tuple], evidence: list[Evidence]) -> list[tuple]:
+    """The windows the model reads, each widened to hold the quotes shown from it: what the
+    technician is shown is always among what the model read (and the support check reads)."""
+    out = list(passages)
+    for e in evidence:
+        for i, (h, a, b) in enumerate(out):
+            if h.chunk_id == e.chunk_id and a <= e.end and e.start <= b:
+                out[i] = (h, min(a, e.start), max(b, e.end))
+                break
+        else:
+            for i, (h, a, b) in enumerate(out):
+                if h.chunk_id == e.chunk_id:
+                    out[i] = (h, min(a, e.start), max(b, e.end))
+                    break
+    return out
+
+
+def open_assistant(path: str | Path, config: AskConfig | None = None) -> Assistant:
+    """Open (a bundle folder or a bundles folder's `current`), pin and verify its files, and load
+    the models from the pinned files (runtime/bundle/open.py): what is answered from is what was
+    verified. Asking for trust (`config.trust`) always verifies."""
+    from outpost.runtime.bundle.install import resolve
+    from outpost.runtime.bundle.verify import open_verified
+
+    config = config or AskConfig()
+    trusted = [Path(t) for t in config.trust]
+    bundle = open_verified(resolve(path), trusted, verify=config.verify)
+    try:
+        return Assistant(bundle, config)
+    except BaseException:
+        bundle.close()
+        raise

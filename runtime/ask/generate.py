@@ -1,0 +1,315 @@
+"""Token generation with onnxruntime-genai: Config -> Model -> Tokenizer -> Generator loop.
+
+The model folder's genai_config.json supplies defaults; only what the caller sets is overridden.
+Every caller that decodes (ask, chat, eval, the server, the export's conversion gate for its
+greedy answers, benchmarks) goes through `Generator.run`, which returns a per-call `Run`: iterate
+it for text pieces, read `run.result` for the token ids, timings, what the logits processors
+measured and why it finished. Nothing about one call is stored on the Generator, so several
+calls can be in flight. The gate's teacher-forced comparison (export/llm/gate.py) decodes nothing:
+it reads every position's logits with `Generator.logits`.
+
+A logits processor looks at (and may change) the next-token logits before a token is chosen:
+`wants(new_ids)` says whether it needs the logits at this step (reading them costs a copy of
+the vocabulary row, so processors ask only when they act), `__call__(new_ids, logits)` returns
+changed logits or None, and `measured()` returns what it found for the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import numpy as np
+
+# The prompt goes in this many tokens at a time. The graph computes logits for every token it is
+# fed (tokens x vocabulary x 4 bytes: 106 MB for a 540-token prompt with SmolLM2's 49k words);
+# in pieces of 128 the prefill peak falls by ~90 MB and the first token comes no later
+# (docs/benchmarks.md, "Memory"). Greedy output is the same token for token.
+PREFILL_CHUNK = 128
+
+# Official onnxruntime-genai builds send telemetry unless this is set before import.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+@dataclass
+class Timings:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode = self.total_s - self.first_token_s
+        return (self.new_tokens - 1) / decode if self.new_tokens > 1 and decode > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "time_to_first_token_s": round(self.first_token_s, 4),
+            "total_s": round(self.total_s, 4),
+            "tokens_per_s": round(self.tokens_per_s, 2),
+        }
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    adapter: str | None = None  # one of the Generator's adapters, active for this run only
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Generation:
+    """What one call produced."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    measured: dict = field(default_factory=dict)  # from the logits processors
+    finish_reason: str | None = None  # "end" (end of text or length), "stopped" (caller)
+
+
+class LogitsProcessor(Protocol):
+    def wants(self, new_ids: list[int]) -> bool: ...
+
+    def __call__(self, new_ids: list[int], logits: np.ndarray) -> np.ndarray | None: ...
+
+    def measured(self) -> dict: ...
+
+
+def probability(logits: np.ndarray, ids: Iterable[int]) -> float:
+    """Softmax probability mass of `ids` in a logits row."""
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    e = np.exp(row - row.max())
+    return float(e[list(ids)].sum() / e.sum())
+
+
+@dataclass(frozen=True)
+class RefusalGate:
+    """Decline only when the model puts at least `min_p` of its probability on declining.
+
+    Greedy decoding takes the refusal whenever its opening token is the single most likely
+    one. A fine-tuned small model spreads the probability of answering over many different
+    first tokens while the refusal always opens the same way, so it declined answerable
+    questions with as little as 20 % of its probability on declining. The gate measures the
+    probability of the refusal's first two tokens; below `min_p` those two tokens are not
+    allowed to follow each other and the model answers with its next choice.
+
+    The gate is the setting; `processor()` makes the per-call logits processor.
+    """
+
+    first: int  # the refusal's first token
+    second: frozenset[int]  # tokens that continue it into the refusal
+    min_p: float = 0.5
+
+    def processor(self) -> RefusalCheck:
+        return RefusalCheck(self)
+
+
+@dataclass
+class RefusalCheck:
+    gate: RefusalGate
+    opening: float | None = None  # probability of the refusal's first token
+    p: float | None = None  # probability of declining; None when the answer opened otherwise
+
+    def wants(self, new_ids: list[int]) -> bool:
+        return not new_ids or (len(new_ids) == 1 and new_ids[0] == self.gate.first)
+
+    def __call__(self, new_ids: list[int], logits: np.ndarray) -> np.ndarray | None:
+        if not new_ids:
+            self.opening = probability(logits, [self.gate.first])
+            return None
+        assert self.opening is not None  # measured at the first step (`wants` asked for it)
+        self.p = self.opening * probability(logits, self.gate.second)
+        if self.p >= self.gate.min_p:
+            return None
+        blocked = np.array(logits, dtype=np.float32)
+        blocked[..., list(self.gate.second)] = np.finfo(np.float32).min
+        return blocked
+
+    def measured(self) -> dict:
+        return {"refusal_p": self.p}
+
+
+class Run:
+    """One generation in progress: iterate for text pieces; `result` fills as it goes."""
+
+    def __init__(
+        self,
+        owner: Generator,
+        ids: list[int],
+        settings: GenerationSettings,
+        processors: Sequence[LogitsProcessor],
+        should_stop: Callable[[], bool],
+    ):
+        self.owner, self.ids, self.settings = owner, ids, settings
+        self.processors, self.should_stop = list(processors), should_stop
+        self.result = Generation()
+        self._pieces: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        """The text pieces; iterating again (or `complete()`) continues where it stopped."""
+        if self._pieces is None:
+            self._pieces = self._generate()
+        return self._pieces
+
+    def _generate(self) -> Iterator[str]:
+        og, model = self.owner.og, self.owner.model
+        result, timings = self.result, self.result.timings
+        timings.prompt_tokens = len(self.ids)
+        params = og.GeneratorParams(model)
+        params.set_search_options(
+            max_length=min(self.owner.context_length, len(self.ids) + self.settings.max_new_tokens),
+            do_sample=False,
+            repetition_penalty=self.settings.repetition_penalty,
+            **self.settings.extra,
+        )
+        generator = og.Generator(model, params)
+        if self.settings.adapter:  # per generator: concurrent runs never mix adapters
+            generator.set_active_adapter(self.owner.adapters, self.settings.adapter)
+        decoder = self.owner.tokenizer.create_stream()
+        start = time.perf_counter()
+        for at in range(0, len(self.ids), PREFILL_CHUNK):
+            if self.should_stop():  # a client that left stops the prompt too, between pieces
+                result.finish_reason = "stopped"
+                return
+            generator.append_tokens(self.ids[at : at + PREFILL_CHUNK])
+        new_ids = result.token_ids
+        while not generator.is_done():
+            if self.should_stop():
+                result.finish_reason = "stopped"
+                break
+            self._process(generator, new_ids)
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            new_ids.append(token)
+            timings.new_tokens += 1
+            if timings.new_tokens == 1:
+                timings.first_token_s = time.perf_counter() - start
+            timings.total_s = time.perf_counter() - start
+            piece = decoder.decode(token)
+            if piece:
+                result.text += piece
+                yield piece
+        else:
+            result.finish_reason = "end"
+        for p in self.processors:
+            result.measured.update(p.measured())
+
+    def _process(self, generator: Any, new_ids: list[int]) -> None:
+        active = [p for p in self.processors if p.wants(new_ids)]
+        if not active:
+            return
+        logits = generator.get_logits()
+        changed = False
+        for p in active:
+            out = p(new_ids, logits)
+            if out is not None:
+                logits, changed = out, True
+        if changed:
+            generator.set_logits(np.asarray(logits, dtype=np.float32))
+
+    def complete(self) -> Generation:
+        for _ in self:
+            pass
+        return self.result
+
+
+class Generator:
+    """One model in memory; its runtime-switchable adapters (name -> .onnx_adapter file) are
+    loaded beside it, and each run chooses one or none."""
+
+    def __init__(self, model_dir: Path, threads: int = 0, adapters: dict[str, Path] | None = None):
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+        import onnxruntime_genai as og
+
+        self.og = og
+        config = og.Config(str(model_dir))
+        config.clear_providers()  # CPU
+        if threads:
+            overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+            config.overlay(json.dumps(overlay))
+        self.model = og.Model(config)
+        self.tokenizer = og.Tokenizer(self.model)
+        self.adapters, self.adapter_names = None, tuple(sorted(adapters or {}))
+        if adapters:
+            self.adapters = og.Adapters(self.model)
+            for name, path in adapters.items():
+                self.adapters.load(str(path), name)
+        genai = json.loads((model_dir / "genai_config.json").read_text())
+        self.context_length = int(genai["model"]["context_length"])
+        self.vocab_size = int(genai["model"].get("vocab_size", 0))
+        self._digits: tuple[np.ndarray, dict[int, str], frozenset[int]] | None = None
+
+    def digit_tokens(self) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
+        """(ids of tokens holding a digit, {id: digits} of pure-digit tokens, ids ending in "["),
+        built once per model."""
+        if self._digits is None:
+            from outpost.runtime.ask.support import digit_tokens
+
+            self._digits = digit_tokens(self.tokenizer, self.vocab_size)
+        return self._digits
+
+    def logits(self, ids: list[int], adapter: str | None = None) -> np.ndarray:
+        """Teacher-forced next-token logits [len(ids), vocab] (the conversion gate's view)."""
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=min(self.context_length, len(ids) + 1))
+        generator = self.og.Generator(self.model, params)
+        if adapter:
+            generator.set_active_adapter(self.adapters, adapter)
+        generator.append_tokens(ids)
+        return np.array(generator.get_output("logits"))[0]
+
+    def render(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(self.render(messages))]
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return len(self.tokenizer.encode(self.render(messages)))
+
+    def refusal_gate(self, openings: Sequence[str], min_p: float) -> RefusalGate | None:
+        """The gate for a refusal that opens with any of `openings` (same first token)."""
+        encoded = [list(self.tokenizer.encode(o)) for o in openings]
+        encoded = [e for e in encoded if len(e) >= 2 and e[0] == encoded[0][0]]
+        if not encoded:
+            return None  # a one-token refusal cannot be told from an answer's first word
+        return RefusalGate(int(encoded[0][0]), frozenset(int(e[1]) for e in encoded), min_p)
+
+    def run(
+        self,
+        prompt: list[dict] | list[int],
+        settings: GenerationSettings,
+        processors: Sequence[LogitsProcessor] = (),
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Run:
+        """Greedy generation from chat messages (rendered with the model's template) or token ids."""
+        if prompt and isinstance(prompt[0], dict):
+            ids = self.encode(prompt)
+        else:
+            ids = list(cast("list[int]", prompt))
+        return Run(self, ids, settings, processors, should_stop)

@@ -1,0 +1,1 @@
+"""runtime/bundle/: README.md here says what each file does."""

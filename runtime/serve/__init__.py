@@ -1,0 +1,1 @@
+"""runtime/serve/: README.md here says what each file does."""

@@ -1,0 +1,1 @@
+"""trainer/ranker/: README.md here says what each file does."""
