@@ -9,10 +9,10 @@ from outpost.runtime.errors import InputError
 from outpost.trainer.data import (
     IGNORE,
     GroundedConfig,
-    MemoryStore,
     build_grounded,
     load_conversations,
     load_qa,
+    memory_store,
     quote,
     tokenize,
 )
@@ -154,8 +154,8 @@ def test_grounded_examples_in_the_windows_layout(tmp_path, examples_docs):
 
 @pytest.mark.parametrize("prefix", [True, False])
 def test_the_trainers_document_frequencies_are_the_runtime_stores(tmp_path, prefix):
-    """The trainer's windows weigh words as the device does: MemoryStore counts what
-    ChunkStore.document_frequency counts, `prefix` meaning the same (a word of letters as a
+    """The trainer's windows weigh words as the device does: its in-memory store counts what
+    a bundle's chunk store file counts, `prefix` meaning the same (a word of letters as a
     prefix; numbers, codes and several words whole)."""
     chunks = [
         ("Battery", "Charging the battery: charge for 8 h."),
@@ -166,7 +166,7 @@ def test_the_trainers_document_frequencies_are_the_runtime_stores(tmp_path, pref
     ]
     write_store([("doc.md", h, 0, len(t), t) for h, t in chunks], tmp_path / "chunks.sqlite")
     runtime = ChunkStore(tmp_path / "chunks.sqlite")
-    memory = MemoryStore([f"{h} {t}" for h, t in chunks])
+    memory = memory_store([f"{h} {t}" for h, t in chunks])
     assert memory.count() == runtime.count() == len(chunks)
     terms = ["charg", "charging", "charger", "hf", "hf-2210", "2210", "500", "2.5", "ram_stroke"]
     terms += ["uberdruck", "überdruck", "replace filter", "filter every", "happi", "happy", ""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-import unicodedata
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from outpost.trainer.config import ANSWER_STYLES  # noqa: F401 - re-exported for
 if TYPE_CHECKING:
     import numpy as np
 
+    from outpost.runtime.bundle.store import ChunkStore
     from outpost.runtime.protocols import TermStore, TextEmbedder
 
 ROLES = {"system", "user", "assistant"}
@@ -208,7 +209,7 @@ class _Grounder:
         self.chunk_words = [_words(c.heading + " " + c.text) for c in chunks]
         self.rng = random.Random(config.seed)
         self.low = max(1, min(config.min_passages, config.passages))
-        self.store = MemoryStore([c.heading + " " + c.text for c in chunks])
+        self.store = memory_store([c.heading + " " + c.text for c in chunks])
         self.refusals = 0
 
     def passages(self, ids: list[int], question: str = "", gold: int | None = None):
@@ -288,38 +289,16 @@ class SentenceEmbedder:
         )
 
 
-def index_words(text: str) -> list[str]:
-    """The words of `text` as the chunk store's keyword index splits them (runtime/bundle/store.py:
-    FTS5's unicode61 tokenizer, `_` and `-` kept inside words): runs of letters, digits, `_`
-    and `-`, lower-cased, accents dropped."""
-    bare = "".join(
-        c for c in unicodedata.normalize("NFD", text.lower()) if not unicodedata.combining(c)
-    )
-    return re.findall(r"[\w-]+", bare)
+def memory_store(texts: list[str]) -> ChunkStore:
+    """The runtime's chunk store (runtime/bundle/store.py) over chunk texts, held in memory: the
+    trainer's windows weigh words by the document frequencies the device's store gives, because
+    they come from the same keyword index."""
+    from outpost.runtime.bundle.store import ChunkStore, write_store
 
-
-class MemoryStore:
-    """Document frequencies over chunk texts in memory, counted as the runtime's chunk store
-    counts them (`ChunkStore.document_frequency`, over the words of its keyword index)."""
-
-    def __init__(self, texts: list[str]):
-        self.texts = [" " + " ".join(index_words(t)) + " " for t in texts]
-        self._df: dict[str, int] = {}
-
-    def count(self) -> int:
-        return len(self.texts)
-
-    def document_frequency(self, term: str, prefix: bool = True) -> int:
-        """Chunks holding `term` (a word as a prefix, so every form counts, unless `prefix` is
-        False), as the runtime's store counts them: only a term of letters alone is a prefix;
-        a number, a hyphenated code or several words are matched whole."""
-        words = index_words(term)
-        if not words:
-            return 0
-        phrase = " " + " ".join(words) + ("" if prefix and term.isalpha() else " ")
-        if phrase not in self._df:
-            self._df[phrase] = sum(phrase in t for t in self.texts)
-        return self._df[phrase]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chunks.sqlite"
+        write_store([("memory", "", 0, len(t), t) for t in texts], path)
+        return ChunkStore(data=path.read_bytes())
 
 
 def windows_layout(
