@@ -1,5 +1,5 @@
 """The decline trade-off: declines of unanswerable questions against false declines of
-answerable ones, across evidence thresholds (runtime/ask/evidence.py), without generating.
+answerable ones, across evidence thresholds (runtime/ask/rank.py), without generating.
 
     .venv/bin/python benchmarks/decline_curve.py BUNDLE:QUESTIONS [BUNDLE:QUESTIONS ...] \
         [--png docs/img/decline-curve.png]
@@ -16,7 +16,7 @@ import numpy as np
 
 from outpost.runtime.ask.assistant import CANDIDATES, open_assistant
 from outpost.runtime.ask.evaluate import load_questions
-from outpost.runtime.ask.evidence import read
+from outpost.runtime.ask.rank import read
 
 THRESHOLDS = np.round(np.arange(0.30, 0.81, 0.05), 2)
 

@@ -20,7 +20,8 @@ import time
 
 from outpost.runtime.ask.assistant import CANDIDATES, open_assistant
 from outpost.runtime.ask.evaluate import load_questions, source_matches
-from outpost.runtime.ask.evidence import quotes, read
+from outpost.runtime.ask.quote import quotes
+from outpost.runtime.ask.rank import read
 from outpost.runtime.ask.support import normalise
 from outpost.runtime.config import AskConfig
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/line_rank.py BUNDLE:QUESTIONS [BUNDLE:QUESTIONS ...] [--json]
 
 For each answerable question: retrieve the candidates as `ask` does, rank their lines
-(runtime/ask/evidence.py) and find the first line holding every answer keyword (NFKC, case-blind),
+(runtime/ask/rank.py) and find the first line holding every answer keyword (NFKC, case-blind),
 alone ("line") or with its neighbours ("window", what the quote shows). Reports top-1 and
 top-3 for both, whether any candidate line holds the answer at all ("reachable"), and the
 ranking time per question.
@@ -18,7 +18,7 @@ import time
 
 from outpost.runtime.ask.assistant import CANDIDATES, open_assistant
 from outpost.runtime.ask.evaluate import load_questions
-from outpost.runtime.ask.evidence import read
+from outpost.runtime.ask.rank import read
 from outpost.runtime.ask.support import normalise
 
 

@@ -16,7 +16,7 @@ from outpost.export.llm.base import EMBEDDED_LLM
 from outpost.runtime.bundle.manifest import ADAPTER_NAME
 from outpost.runtime.config import trusted_keys
 from outpost.runtime.errors import InputError, UsageError
-from outpost.runtime.language import LANGUAGES
+from outpost.runtime.language.detect import LANGUAGES
 from outpost.runtime.settings import setting
 
 EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"

@@ -3,7 +3,7 @@
 On a device these are runtime/bundle/store.py's `ChunkStore` and runtime/ask/embed.py's `Embedder`. The
 trainer lays out its training windows with the same reader over the same `ChunkStore` built in
 memory (`memory_store`) and `SentenceEmbedder` (the bundle's embedder through
-sentence-transformers), both in trainer/data.py. The functions that take a store or an embedder (runtime/ask/evidence.py,
+sentence-transformers), both in trainer/data.py. The functions that take a store or an embedder (runtime/ask/terms.py, rank.py,
 runtime/ask/names.py, runtime/ask/retrieve.py, trainer/data.py) are typed with these, so `make types`
 checks every one of them against what it is given.
 """

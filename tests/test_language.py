@@ -9,19 +9,15 @@ import pytest
 from conftest import export, outpost
 from outpost.export.documents.chunk import Chunk
 from outpost.export.documents.languages import chunk_languages, declared
-from outpost.runtime.ask.evidence import coverage, question_terms, terms
 from outpost.runtime.ask.names import unknown_names
 from outpost.runtime.ask.retrieve import keyword_terms
+from outpost.runtime.ask.terms import coverage, question_terms, terms
 from outpost.runtime.bundle.store import ChunkStore, write_store
-from outpost.runtime.language import (
-    ChunkLanguages,
-    detect,
-    lexicon,
-    question_language,
-    say,
-    split_compound,
-    wants,
-)
+from outpost.runtime.language.compounds import split_compound
+from outpost.runtime.language.detect import ChunkLanguages, detect, question_language
+from outpost.runtime.language.kinds import wants
+from outpost.runtime.language.lexicon import lexicon
+from outpost.runtime.language.texts import say
 
 
 @pytest.mark.parametrize(

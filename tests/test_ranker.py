@@ -158,7 +158,8 @@ def test_a_restating_line_gives_way_to_the_line_that_completes_it(smol_bundle):
     """The quote policy: the line that shares the question's words but only restates it is not
     quoted first when the next line holds what is asked."""
     from outpost.runtime.ask.assistant import open_assistant
-    from outpost.runtime.ask.evidence import quotes, read
+    from outpost.runtime.ask.quote import quotes
+    from outpost.runtime.ask.rank import read
     from outpost.runtime.ask.retrieve import Hit
 
     a = open_assistant(smol_bundle)

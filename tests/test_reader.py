@@ -9,10 +9,12 @@ import pytest
 
 from conftest import outpost
 from outpost.runtime.ask.assistant import Shown
-from outpost.runtime.ask.evidence import FEATURES, coverage, line_features, split_units, terms
+from outpost.runtime.ask.rank import FEATURES, line_features
 from outpost.runtime.ask.retrieve import Hit
 from outpost.runtime.ask.support import NumberCopy, check, facts
-from outpost.runtime.language import lexicon
+from outpost.runtime.ask.terms import coverage, terms
+from outpost.runtime.ask.units import split_units
+from outpost.runtime.language.lexicon import lexicon
 
 
 def test_units_keep_exact_offsets():
@@ -257,7 +259,7 @@ def _reading(texts: list[str], scores_by_text: dict[str, float]):
     """A Reading over fake hits: each text one chunk; units scored as given (others 0)."""
     import numpy as np
 
-    from outpost.runtime.ask.evidence import Reading
+    from outpost.runtime.ask.rank import Reading
     from outpost.runtime.ask.retrieve import Hit
 
     hits = [Hit(i, 0.5, f"doc{i}.md", f"Manual > Part {i}", t) for i, t in enumerate(texts)]
@@ -267,7 +269,7 @@ def _reading(texts: list[str], scores_by_text: dict[str, float]):
 
 
 def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
-    from outpost.runtime.ask.evidence import quotes
+    from outpost.runtime.ask.quote import quotes
 
     table = "Service intervals:\nTask | Interval | Part\nReplace air filter | 2,000 hours | AF-750\nReplace oil filter | 4,000 hours | OF-750"
     steps = "To replace the filter:\n- Stop the pump.\n- Open the housing.\n- Fit element HF-2210."
@@ -291,7 +293,7 @@ def test_a_quote_carries_the_lines_it_needs_to_be_read_alone():
 
 
 def test_a_line_ending_in_a_colon_is_quoted_with_the_example_it_promises():
-    from outpost.runtime.ask.evidence import quotes
+    from outpost.runtime.ask.quote import quotes
 
     text = (
         "Linux host lookups return one address per name by default. This causes warnings "
@@ -308,7 +310,7 @@ def test_a_line_ending_in_a_colon_is_quoted_with_the_example_it_promises():
 
 
 def test_attribution_refuses_stitched_and_echoed_sentences():
-    from outpost.runtime.ask.evidence import attributable
+    from outpost.runtime.ask.attribute import attributable
 
     bgp = "bgpd 2605/tcp # BGPd vty"
     ospf = "ospfd 2604/tcp # OSPFd vty"
@@ -324,7 +326,7 @@ def test_attribution_refuses_stitched_and_echoed_sentences():
 def test_line_features_prefer_lines_that_answer_over_lines_that_restate():
     import numpy as np
 
-    from outpost.runtime.ask.evidence import FEATURES, line_features
+    from outpost.runtime.ask.rank import FEATURES, line_features
 
     reading, hits = _reading(
         ["Battery Charging Station CS-48\nA full charge from 20 % takes about 8 hours."], {}
@@ -356,7 +358,7 @@ def test_ask_json_says_how_the_answer_was_made(smol_bundle):
 def test_a_line_from_a_better_retrieved_chunk_wins_a_tie():
     import numpy as np
 
-    from outpost.runtime.ask.evidence import FEATURES, LINE_WEIGHTS, line_features
+    from outpost.runtime.ask.rank import FEATURES, LINE_WEIGHTS, line_features
 
     same = "Replace the filter every 500 hours."
     reading, hits = _reading([same, same], {})

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outpost.runtime.ask.evaluate import source_matches
-from outpost.runtime.ask.evidence import Window
 from outpost.runtime.ask.prompt import REFUSAL, Passage, build_messages
+from outpost.runtime.ask.rank import Window
 from outpost.runtime.ask.retrieve import Hit
 from outpost.runtime.errors import InputError
 from outpost.runtime.files import read_jsonl
@@ -304,10 +304,10 @@ def memory_store(texts: list[str]) -> ChunkStore:
 def windows_layout(
     question: str, hits: list[Hit], gold: int | None, embedder: TextEmbedder, store: TermStore
 ) -> tuple[list[Passage], int | None]:
-    """The runtime reader's windows over `hits` (runtime/ask/evidence.py), keeping one from the gold
+    """The runtime reader's windows over `hits` (runtime/ask/rank.py), keeping one from the gold
     chunk (its best unit) so the answer stays among what the model reads. Returns the passages
     and the gold window's position."""
-    from outpost.runtime.ask.evidence import read
+    from outpost.runtime.ask.rank import read
 
     reading = read(question, hits, embedder, store)  # the runtime's defaults
     chosen = list(reading.windows)

@@ -1,6 +1,6 @@
 """The language of each chunk, recorded in the manifest for the runtime.
 
-Each chunk is classified by py3langid (runtime/language.py) among the languages Outpost reads.
+Each chunk is classified by py3langid (runtime/language/detect.py) among the languages Outpost reads.
 A chunk too short to tell, or classified with little confidence, takes its document's language:
 the page's own `<html lang>` where it declares one, else the language most of its sure chunks
 are in, else the whole document's text classified at once. `--language` forces one language for everything. The manifest keeps the main language,
@@ -22,7 +22,7 @@ from typing import cast
 
 from outpost.runtime.bundle.manifest import Languages
 from outpost.runtime.files import open_plain
-from outpost.runtime.language import MAIN, code, detect
+from outpost.runtime.language.detect import MAIN, code, detect
 
 SURE = 0.9  # a chunk's own detection is kept at this probability or more
 DOCUMENT_SURE = 0.5  # a whole document's detection is used at this probability or more
@@ -101,7 +101,7 @@ def chunk_languages(chunks, documents: list[dict], forced: str | None, log) -> L
 
 def _also(chunks, found: list[str], among: tuple[str, ...]) -> dict[str, list[int]]:
     """Chunk ids per language that hold a share of it besides their own language."""
-    from outpost.runtime.ask.evidence import split_units
+    from outpost.runtime.ask.units import split_units
 
     also: dict[str, list[int]] = {}
     for i, c in enumerate(chunks):

@@ -29,7 +29,7 @@ import numpy as np
 from outpost.export.config import EMBEDDED_EMBEDDER
 from outpost.runtime.ask.embed import Embedder
 from outpost.runtime.errors import ModelError
-from outpost.runtime.language import code
+from outpost.runtime.language.detect import code
 
 INT8_MIN_COSINE = 0.97
 INT8_MAX_SELF_HIT_LOSS = 0.02

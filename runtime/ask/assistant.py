@@ -4,7 +4,7 @@
 2. find (`_find`): dense search fused with keyword search (runtime/ask/retrieve.py; a follow-up is
    searched with the previous question too) for CANDIDATES chunks with the windows reader (the
    top k with the chunks reader); the best score of the top k is the one the threshold reads;
-   the windows reader ranks the chunks' lines (runtime/ask/evidence.py, with the learned ranker
+   the windows reader ranks the chunks' lines (runtime/ask/rank.py, with the learned ranker
    when the bundle has one) and chooses the windows the model reads;
 3. quote the best lines (EVIDENCE_SPANS), the windows widened to hold them; fit the prompt;
 4. decline, in this order: `threshold`, `name` (a name no chunk holds), `evidence`;
@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
+from outpost.runtime.ask.attribute import attributable
 from outpost.runtime.ask.embed import open_embedder
-from outpost.runtime.ask.evidence import Reading, attributable, quotes, read, terms
 from outpost.runtime.ask.generate import GenerationSettings, Generator, LogitsProcessor, Run
 from outpost.runtime.ask.names import unknown_names
 from outpost.runtime.ask.prompt import (
@@ -38,12 +38,17 @@ from outpost.runtime.ask.prompt import (
     fit_messages,
     is_refusal,
 )
+from outpost.runtime.ask.quote import quotes
+from outpost.runtime.ask.rank import Reading, read
 from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.ask.support import SupportCheck, check, number_copy
+from outpost.runtime.ask.terms import terms
 from outpost.runtime.bundle.open import Bundle, open_store
 from outpost.runtime.config import AskConfig
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
-from outpost.runtime.language import bundle_languages, lexicon, question_language, say
+from outpost.runtime.language.detect import bundle_languages, question_language
+from outpost.runtime.language.lexicon import lexicon
+from outpost.runtime.language.texts import say
 
 CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
 # The learned ranker's logit (runtime/ask/rerank.py) in the decline, chosen on the training

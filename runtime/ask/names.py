@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from outpost.runtime.language import Lexicon, lexicon
+from outpost.runtime.language.lexicon import Lexicon, lexicon
 from outpost.runtime.protocols import TermStore
 
 ENGLISH = lexicon("en")

@@ -69,7 +69,7 @@ def build_messages(
     runtime's refusal gate watches for; the user reads the decline in their language)."""
     system = SYSTEM.format(refusal=REFUSAL)
     if language != "en":
-        from outpost.runtime.language import NAMES
+        from outpost.runtime.language.texts import NAMES
 
         system += f" Answer in {NAMES.get(language, language)}, the language of the question."
     messages = [{"role": "system", "content": system}]

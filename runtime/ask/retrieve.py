@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from outpost.runtime.bundle.store import ChunkStore
-from outpost.runtime.language import ENGLISH_STOPWORDS, Lexicon
+from outpost.runtime.language.lexicon import ENGLISH_STOPWORDS, Lexicon
 from outpost.runtime.protocols import TextEmbedder
 
 if TYPE_CHECKING:

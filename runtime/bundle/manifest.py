@@ -166,9 +166,9 @@ class GenerationInfo:
     repetition_penalty: float = 1.0
     refusal_min_p: float = DEFAULT_REFUSAL_P  # runtime refusal gate (runtime/ask/generate.py)
     min_evidence: float = (
-        DEFAULT_MIN_EVIDENCE  # decline below this evidence coverage (runtime/ask/evidence.py)
+        DEFAULT_MIN_EVIDENCE  # decline below this evidence coverage (runtime/ask/terms.py, rank.py)
     )
-    windows: int = DEFAULT_WINDOWS  # sentence windows the model reads (runtime/ask/evidence.py)
+    windows: int = DEFAULT_WINDOWS  # sentence windows the model reads (runtime/ask/rank.py)
     window_radius: int = DEFAULT_RADIUS  # sentences on each side of a window's best one
 
 

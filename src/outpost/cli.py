@@ -154,7 +154,7 @@ def _open(bundle: str, **options: object) -> Assistant:
 
 def _print_evidence(answer: Answer) -> None:
     """The manual's line under the answer (or, quoted, as the answer), with where it is."""
-    from outpost.runtime.language import say
+    from outpost.runtime.language.texts import say
 
     if answer.declined or not answer.evidence:
         if answer.declined_by == "support" and answer.support:
@@ -174,7 +174,7 @@ def _print_evidence(answer: Answer) -> None:
 
 
 def _print_sources(answer: Answer) -> None:
-    from outpost.runtime.language import say
+    from outpost.runtime.language.texts import say
 
     cited = answer.shown_citations()
     if not cited:

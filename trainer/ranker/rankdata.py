@@ -11,7 +11,7 @@ Two sources of questions, both over the documentation of the Debian packages iss
 The FAQ pairs of the last round (trainer/ranker/faq.py) are left out: their answers are explanations,
 not the lookups technicians ask.
 
-Candidates of a question are lines (runtime/ask/evidence.py `split_units`) of its document: the
+Candidates of a question are lines (runtime/ask/units.py `split_units`) of its document: the
 answering ones (holding the answer line, or part of it), then hard negatives: the lines that
 share most of the question's words (the line that restates the question, the neighbour of the
 answer) unless they hold all of its keywords, then a few lines of other documents of the same
@@ -49,7 +49,7 @@ _ENTRY = re.compile(r"^((?:/|~/|\$)[\w./~$-]+|[A-Z][A-Z0-9_]{2,})\s+(?=[A-Z])(.{
 
 def units_of(root: str, doc: str) -> list[tuple[str, str]]:
     """(heading, line) for every line of the document, in order."""
-    from outpost.runtime.ask.evidence import split_units
+    from outpost.runtime.ask.units import split_units
 
     out = []
     for b in read_blocks(root, doc):

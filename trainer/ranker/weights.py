@@ -1,4 +1,4 @@
-"""Fit the line ranker's weights (runtime/ask/evidence.py, LINE_WEIGHTS) on FAQ questions.
+"""Fit the line ranker's weights (runtime/ask/rank.py, LINE_WEIGHTS) on FAQ questions.
 
     make ranker             # data (trainer/ranker/faq.py), a bundle of the answers, then this fit
 
@@ -30,7 +30,7 @@ OPENING = 2  # sentences at the start of an answer that count as the line that a
 
 def _lines(a, question: str):
     from outpost.runtime.ask.assistant import CANDIDATES
-    from outpost.runtime.ask.evidence import line_inputs
+    from outpost.runtime.ask.rank import line_inputs
 
     hits = a.retriever.search(question, max(a.top_k, CANDIDATES))
     units, features, _ = line_inputs(question, hits, a.retriever.embedder, a.retriever.store)
@@ -39,8 +39,8 @@ def _lines(a, question: str):
 
 def collect(bundle: str, pairs_path: str) -> list[dict]:
     from outpost.runtime.ask.assistant import open_assistant
-    from outpost.runtime.ask.evidence import split_units
     from outpost.runtime.ask.support import normalise
+    from outpost.runtime.ask.units import split_units
 
     a = open_assistant(bundle)
     rows = []
@@ -144,7 +144,7 @@ def accuracy(rows: list[dict], weights: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from outpost.runtime.ask.evidence import FEATURES, LINE_WEIGHTS
+    from outpost.runtime.ask.rank import FEATURES, LINE_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, help="A bundle exported from data/faq/docs.")
