@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/find_page.py BUNDLE:QUESTIONS [BUNDLE:QUESTIONS ...] [--json]
 
-For each answerable question, as `ask` finds and ranks (runtime/ask/assistant.py `_find`):
+For each answerable question, as `ask` finds and ranks (runtime/ask/assistant.py `_search`, rank.py `read`):
 - retrieval: the rank of the first retrieved chunk that answers: from the question's
   `source_path` (or an `also_in` file) and holding every answer keyword (NFKC, case-blind);
   recall at 4 (the passages), at the line ranker's candidates, and deeper;
@@ -57,8 +57,7 @@ def stages(bundle: str, questions: str, candidates: int = CANDIDATES) -> list[di
                 a.retriever.store,
                 a.windows,
                 a.radius,
-                None,
-                reranker,
+                reranker=reranker,
             )
             took = time.perf_counter() - start
             shown = quotes(reading, hits, 1, q)

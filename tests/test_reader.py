@@ -9,8 +9,9 @@ import pytest
 
 from conftest import outpost
 from outpost.runtime.ask.assistant import Shown
+from outpost.runtime.ask.question import analyse, as_question
 from outpost.runtime.ask.rank import FEATURES, line_features
-from outpost.runtime.ask.retrieve import Hit
+from outpost.runtime.ask.retrieve import Hit, keyword_terms
 from outpost.runtime.ask.support import NumberCopy, check, facts
 from outpost.runtime.ask.terms import coverage, terms
 from outpost.runtime.ask.units import split_units
@@ -368,3 +369,39 @@ def test_a_line_from_a_better_retrieved_chunk_wins_a_tie():
     assert rows[0][col["chunk_rank"]] > rows[1][col["chunk_rank"]]
     weights = np.array([LINE_WEIGHTS[f] for f in FEATURES])
     assert rows[0] @ weights > rows[1] @ weights
+
+
+def test_a_question_is_analysed_once_for_every_stage():
+    history = [
+        {"role": "user", "content": "What is the site emergency number?"},
+        {"role": "assistant", "content": "Call 112."},
+    ]
+    follow_up = analyse("And who must be told?", history)
+    assert follow_up.query == "What is the site emergency number? And who must be told?"
+    assert follow_up.asked.text == "And who must be told?"  # quotes and attribution read this
+    assert follow_up.ranked.text == follow_up.query  # it names too little to rank lines alone
+    assert follow_up.keywords == tuple(keyword_terms(follow_up.query))
+    own = analyse("How many bar does the PX-200 pump reach?", history)
+    assert own.ranked is own.asked and "number" in own.asked.kinds
+    assert own.names == (("PX-200",),)
+    norwegian = analyse("Hvor ofte må filteret skiftes?", language="nb")
+    assert norwegian.lex is lexicon("nb") and "filter" in norwegian.asked.terms
+    # A plain string is what the stages took before: English, no history, every chunk.
+    assert as_question("Which port does bgpd use?") == analyse("Which port does bgpd use?")
+
+
+@pytest.mark.slow
+def test_an_off_topic_question_is_declined_before_any_line_is_ranked(smol_bundle, monkeypatch):
+    from outpost.runtime.ask import assistant as walk
+
+    def ranked(*args, **kwargs):
+        raise AssertionError("lines were ranked for a question declined by the threshold")
+
+    monkeypatch.setattr(walk, "rank", ranked)
+    a = walk.open_assistant(smol_bundle, walk.AskConfig(threads=1))
+    try:
+        answer = a.ask("Who is the best tennis player of all time?")
+    finally:
+        a.bundle.close()
+    assert answer.declined_by == "threshold" and not answer.grounded and answer.evidence == []
+    assert answer.evidence_score is not None  # the words were gauged: the row still reports it

@@ -11,6 +11,7 @@ from outpost.export.documents.chunk import Chunk
 from outpost.export.retrieval.index import build_index, calibrate_threshold
 from outpost.runtime.ask.assistant import Answer, cite, looping
 from outpost.runtime.ask.prompt import check_question
+from outpost.runtime.ask.question import analyse
 from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.bundle.install import Limits, _safe_members
 from outpost.runtime.bundle.store import write_store
@@ -68,9 +69,9 @@ def test_without_dense_weight_keyword_hits_come_first_and_dense_fills_up(small_i
     question = "what does E-305 mean"
     emb = FixedEmbedder({question: unit([0.9, 0.1, 0.4, 0])})
     r = Retriever(small_index / "index.usearch", small_index / "chunks.sqlite", 4, emb)
-    hits = r.search(question, 3, dense_weight=0.0)
+    hits = r.search(analyse(question, dense_weight=0.0), 3)
     assert [h.source for h in hits] == ["b.md", "a.md", "c.md"]
-    dense_only = r.search(question, 3, hybrid=False, dense_weight=0.0)
+    dense_only = r.search(analyse(question, dense_weight=0.0), 3, hybrid=False)
     assert [h.source for h in dense_only] == ["a.md", "c.md", "b.md"]  # nothing else to go by
 
 

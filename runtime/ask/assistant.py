@@ -1,16 +1,19 @@
-"""The ask pipeline (`Assistant.ask`), in its order:
+"""The ask pipeline (`Assistant.ask`), one walk in this order:
 
-1. check the question, and that it fits the context budget before any search; detect its language;
-2. find (`_find`): dense search fused with keyword search (runtime/ask/retrieve.py; a follow-up is
-   searched with the previous question too) for CANDIDATES chunks with the windows reader (the
-   top k with the chunks reader); the best score of the top k is the one the threshold reads;
-   the windows reader ranks the chunks' lines (runtime/ask/rank.py, with the learned ranker
-   when the bundle has one) and chooses the windows the model reads;
-3. quote the best lines (EVIDENCE_SPANS), the windows widened to hold them; fit the prompt;
-4. decline, in this order: `threshold`, `name` (a name no chunk holds), `evidence`;
+1. check the question, and that it fits the context budget (in its language's prompt) before
+   any search; detect its language; analyse it once (runtime/ask/question.py: the query with
+   the previous turn, its terms, answer kinds, keywords and names, which chunks may answer);
+2. search (`_search`, runtime/ask/retrieve.py): dense search fused with keyword search for
+   CANDIDATES chunks with the windows reader (the top k with the chunks reader); the best score
+   of the top k is the one the threshold reads; `gauge` (runtime/ask/rank.py) reads the
+   candidates' words: the answerability, no model run;
+3. decline before ranking (runtime/ask/decide.py): `threshold`, then `name`;
+4. rank the lines (`rank`, with the learned ranker when the bundle has one) and choose the
+   windows the model reads; quote the best lines (EVIDENCE_SPANS, runtime/ask/quote.py), the
+   windows widened to hold them; fit the prompt; decline by `evidence`;
 5. hand the quote to `on_quote` (the first text a screen shows), then generate (`_write`):
    with the support check on, each sentence is shown only once the passages support it and it
-   is attributable to the quote;
+   is attributable to the quote (runtime/ask/attribute.py);
 6. settle (`_settle`): the model's sentences (`generated`), the quote (`quoted`), or a decline
    (`model`, `support`); then cite the passages given, marking those the answer names.
 """
@@ -27,9 +30,9 @@ from pathlib import Path
 
 from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
 from outpost.runtime.ask.attribute import attributable
+from outpost.runtime.ask.decide import after_ranking, before_ranking, decline
 from outpost.runtime.ask.embed import open_embedder
 from outpost.runtime.ask.generate import GenerationSettings, Generator, LogitsProcessor, Run
-from outpost.runtime.ask.names import unknown_names
 from outpost.runtime.ask.prompt import (
     REFUSAL_OPENINGS,
     Passage,
@@ -38,23 +41,18 @@ from outpost.runtime.ask.prompt import (
     fit_messages,
     is_refusal,
 )
+from outpost.runtime.ask.question import Question, analyse
 from outpost.runtime.ask.quote import quotes
-from outpost.runtime.ask.rank import Reading, read
+from outpost.runtime.ask.rank import gauge, rank
 from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.ask.support import SupportCheck, check, number_copy
-from outpost.runtime.ask.terms import terms
 from outpost.runtime.bundle.open import Bundle, open_store
 from outpost.runtime.config import AskConfig
 from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
 from outpost.runtime.language.detect import bundle_languages, question_language
-from outpost.runtime.language.lexicon import lexicon
 from outpost.runtime.language.texts import say
 
 CANDIDATES = 24  # chunks whose lines the windows reader ranks (docs/quality.md, issue 29)
-# The learned ranker's logit (runtime/ask/rerank.py) in the decline, chosen on the training
-# questions' held-out packages and the dev sets (docs/quality.md, "The learned ranker").
-RERANK_DECLINE = -2.0  # its best line under this: no line answers
-RERANK_SURE = 0.5  # its best line over this: answered, whatever the word coverage says
 EVIDENCE_SPANS = 2  # quoted lines under an answer: the best and the next (answers often span two)
 
 
@@ -143,95 +141,71 @@ class Assistant:
         to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
         question = check_question(question)
         budget = self.max_context - self.settings.max_new_tokens
-        check_fits(question, self.generator.count_tokens, budget)  # before any search
+        count = self.generator.count_tokens
+        check_fits(question, count, budget)  # before any search, at a bounded cost
         language = question_language(question, self.languages, self.main_language)
+        if language != "en":  # the prompt in the question's language is a little longer
+            check_fits(question, count, budget, language)
         adapter = self.check_adapter(adapter) or self.adapter
         settings = dataclasses.replace(self.settings, adapter=adapter)
         if max_new_tokens is not None and max_new_tokens < settings.max_new_tokens:
             settings = dataclasses.replace(settings, max_new_tokens=max(1, max_new_tokens))
         answer = Answer(question=question, threshold=self.threshold, language=language)
         start = time.perf_counter()
-        hits, reading, shown_passages = self._find(question, history, answer)
-        evidence = []
-        if reading is not None:
-            evidence = quotes(reading, hits, EVIDENCE_SPANS, question, lexicon(answer.language))
-            shown_passages = cover(shown_passages, evidence)
+        q = self._analyse(question, history, language)
+        hits = self._search(q, answer)
+        store = self.retriever.store
+        found = gauge(q, hits, store) if self.reader == "windows" else None
+        if found is not None:
+            answer.evidence_score = found.answerability
+        if why := before_ranking(answer, q, store, self.threshold, self.min_evidence):
+            answer.retrieval_s = time.perf_counter() - start
+            return decline(answer, why, on_text)
+        reading, evidence = None, []
+        shown_passages = [(h, 0, len(h.text)) for h in hits]
+        if found is not None:
+            embedder, reranker = self.retriever.embedder, self.reranker
+            reading = rank(q, found, hits, embedder, self.windows, self.radius, reranker)
+            evidence = quotes(reading, hits, EVIDENCE_SPANS, q)
+            windows = [(hits[w.hit], w.start, w.end) for w in reading.windows]
+            shown_passages = cover(windows, evidence)
         answer.retrieval_s = time.perf_counter() - start
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
-        # Fit first: a question too long for the context is an error even when ungrounded.
-        messages, kept = fit_messages(
-            question, passages, history or [], self.generator.count_tokens, budget, language
-        )
-        if answer.best_score < self.threshold:
-            return self._decline(answer, "threshold", on_text, grounded=False)
-        if self.min_evidence > 0:  # --min-evidence 0 turns declining by what is missing off
-            answer.unknown = unknown_names(question, self.retriever.store, lexicon(language))
-        if answer.unknown:
-            return self._decline(answer, "name", on_text)
-        if reading is not None and self._lacks_evidence(reading):
-            return self._decline(answer, "evidence", on_text)
+        messages, kept = fit_messages(question, passages, history or [], count, budget, language)
+        if why := after_ranking(reading, self.min_evidence):
+            return decline(answer, why, on_text)
         given = answer.passages = [p.text for p in passages[:kept]]
         answer.evidence = evidence
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
-        shown, run = self._write(answer, messages, settings, given, on_text, should_stop)
+        shown, run = self._write(answer, q, messages, settings, given, on_text, should_stop)
         self._settle(answer, shown, run, given, on_text)
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
         return answer
 
-    def _lacks_evidence(self, reading: Reading) -> bool:
-        """Decline for what is missing: the passages hold too little of the question's weight,
-        unless the learned ranker is sure of a line (RERANK_SURE); or that ranker finds no line
-        likely to answer (its best logit under RERANK_DECLINE). --min-evidence 0: never."""
-        if self.min_evidence <= 0:
-            return False
-        best = reading.best_logit
-        if best is None:
-            return reading.answerability < self.min_evidence
-        return best < RERANK_DECLINE or (
-            reading.answerability < self.min_evidence and best < RERANK_SURE
-        )
-
-    def _find(
-        self, question: str, history: list[dict] | None, answer: Answer
-    ) -> tuple[list[Hit], Reading | None, list[tuple[Hit, int, int]]]:
-        """The candidate passages, the ranked lines (windows reader) and the passages the model
-        will read, as (hit, start, end); sets the answer's retrieval scores."""
-        # A follow-up ("and who must be told?") names little by itself: search with the
-        # previous question too, so retrieval and grounding see the topic of the conversation.
-        earlier = [m["content"] for m in (history or []) if m["role"] == "user"]
-        query = f"{earlier[-1]} {question}" if earlier else question
-        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
-        lex = lexicon(answer.language)
+    def _analyse(self, text: str, history: list[dict] | None, language: str) -> Question:
+        """The question as every stage reads it: in a bundle of several languages only the
+        manual in the question's language answers it; an embedder that does not read that
+        language gives no dense weight."""
         keep = None
-        if len(self.languages) > 1:  # the manual in the question's language answers it
-            keep = functools.partial(self.chunk_languages.holds, language=answer.language)
+        if len(self.languages) > 1:
+            keep = functools.partial(self.chunk_languages.holds, language=language)
         reads = self.embedder_languages
-        dense = 1.0 if reads is None or answer.language in reads else 0.0
-        hits = self.retriever.search(query, wanted, self.hybrid, lex, keep, dense)
+        dense = 1.0 if reads is None or language in reads else 0.0
+        return analyse(text, history, language, keep, dense)
+
+    def _search(self, q: Question, answer: Answer) -> list[Hit]:
+        """The candidate chunks; sets the answer's best retrieval score (of the top k)."""
+        wanted = max(self.top_k, CANDIDATES) if self.reader == "windows" else self.top_k
+        hits = self.retriever.search(q, wanted, self.hybrid)
         answer.best_score = max((h.score for h in hits[: self.top_k]), default=0.0)
-        if self.reader != "windows":
-            return hits, None, [(h, 0, len(h.text)) for h in hits]
-        # Lines are ranked for this question; the conversation only widened the search
-        # (a follow-up that names little by itself is ranked with the earlier question).
-        own = len(terms(question, lex)) >= 2
-        reading = read(
-            question if own else query,
-            hits,
-            self.retriever.embedder,
-            self.retriever.store,
-            self.windows,
-            self.radius,
-            lex,
-            self.reranker,
-        )
-        answer.evidence_score = reading.answerability
-        return hits, reading, [(hits[w.hit], w.start, w.end) for w in reading.windows]
+        return hits
 
     def _write(
         self,
         answer: Answer,
+        q: Question,
         messages: list[dict],
         settings: GenerationSettings,
         given: list[str],
@@ -240,7 +214,7 @@ class Assistant:
     ) -> tuple[Shown, Run]:
         """Generate, showing each sentence only when the passages support it and it is
         attributable to the first quote; stops at the first that is not."""
-        question, lex = answer.question, lexicon(answer.language)
+        question = q.text
         # The model's sentences must come from the ranker's best window, the quote shown first:
         # attributing to any window let a tuned model lift a wrong line over the right one.
         window = answer.evidence[0].words() if answer.evidence else None
@@ -253,7 +227,7 @@ class Assistant:
 
         def supported(sentence: str) -> SupportCheck:
             result = check(sentence, given, question)
-            if result.ok and window and not attributable(sentence, window, question, lex):
+            if result.ok and window and not attributable(sentence, window, q):
                 result.unsupported.append("(not attributable to the quoted line)")
             return result
 
@@ -303,18 +277,6 @@ class Assistant:
             answer.text, answer.declined, answer.declined_by = withheld, True, "support"
             if on_text:
                 on_text(withheld)
-
-    def _decline(
-        self, answer: Answer, why: str, on_text: Callable[[str], None] | None, grounded: bool = True
-    ) -> Answer:
-        answer.grounded, answer.declined, answer.declined_by = grounded, True, why
-        answer.text = say(answer.language, "declined")
-        if answer.unknown:
-            names = ", ".join(answer.unknown)
-            answer.text += " " + say(answer.language, "never_named").format(names=names)
-        if on_text:
-            on_text(answer.text)
-        return answer
 
 
 class Shown:

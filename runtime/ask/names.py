@@ -11,23 +11,47 @@ on the dev, example and Norwegian/Dutch sets: 14 of 30 unanswerable questions ca
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from outpost.runtime.language.lexicon import Lexicon, lexicon
 from outpost.runtime.protocols import TermStore
+
+if TYPE_CHECKING:
+    from outpost.runtime.ask.question import Question
 
 ENGLISH = lexicon("en")
 _SENTENCE_END = re.compile(r"[.!?]\s*[\"'»”)]*\s*$")
 _NAME = re.compile(r"[\w][\w.\-/+]*[\w+]|\w")
 
 
-def unknown_names(question: str, store: TermStore, lex: Lexicon | None = None) -> list[str]:
-    """The names a question uses that no chunk holds: a word with a capital letter that is not
-    the first of a sentence ("Moodle", "AirPrint", "Wi-Fi"), or with a capital inside it or
-    digits anywhere ("iPad", "E3372"). Capitalised words in a row are one name ("Microsoft
-    Active Directory"), known as `_known_name` says. In German every noun has a capital, so only inner capitals
-    and digits count there. Paths (the user's own) and acronyms of three letters (vocabulary:
-    "ACL", "LTE") are left out."""
-    lex = lex or ENGLISH
+def unknown_names(
+    question: Question | str, store: TermStore, lex: Lexicon | None = None
+) -> list[str]:
+    """The names a question uses (`asked_names`) that no chunk holds. Capitalised words in a row
+    are one name ("Microsoft Active Directory"), known as `_known_name` says."""
+    if isinstance(question, str):
+        lex = lex or ENGLISH
+        names = asked_names(question, lex)
+    else:
+        lex, names = question.lex, question.names
+    missing = []
+    for name in names:
+        if len(name) == 1:
+            known = _known(name[0], store, lex)
+        else:
+            known = _known_name(name, store, lex)
+        if not known:
+            missing.append(" ".join(name))
+    return list(dict.fromkeys(missing))
+
+
+def asked_names(question: str, lex: Lexicon) -> tuple[tuple[str, ...], ...]:
+    """The names a question uses: a word with a capital letter that is not the first of a
+    sentence ("Moodle", "AirPrint", "Wi-Fi"), or with a capital inside it or digits anywhere
+    ("iPad", "E3372"); capitalised words in a row are one name. In German every noun has a
+    capital, so only inner capitals and digits count there. Paths (the user's own) and acronyms
+    of three letters (vocabulary: "ACL", "LTE") are left out."""
     names: list[list[str]] = []
     last = -2
     for m in _NAME.finditer(question):
@@ -45,15 +69,7 @@ def unknown_names(question: str, store: TermStore, lex: Lexicon | None = None) -
         else:
             names.append([word])
         last = m.end()
-    missing = []
-    for name in names:
-        if len(name) == 1:
-            known = _known(name[0], store, lex)
-        else:
-            known = _known_name(name, store, lex)
-        if not known:
-            missing.append(" ".join(name))
-    return list(dict.fromkeys(missing))
+    return tuple(tuple(n) for n in names)
 
 
 # A host name the user writes ("ws12.sales.example.com", "SMTP.corp.local"): three or more
@@ -75,7 +91,7 @@ def _distinctive(word: str) -> bool:
     )
 
 
-def _known_name(name: list[str], store: TermStore, lex: Lexicon) -> bool:
+def _known_name(name: Sequence[str], store: TermStore, lex: Lexicon) -> bool:
     """A name of several words is known when the manuals hold it as written; or, when some of
     its words are names by their spelling (a model number, a product), when they hold one of
     those ("AutomationDirect GS2": the manual says GS2; "Huawei E3372" stays unknown); or else

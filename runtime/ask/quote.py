@@ -12,12 +12,12 @@ import re
 import numpy as np
 
 from outpost.runtime.ask.answer import Evidence, Span
+from outpost.runtime.ask.question import Question, as_question
 from outpost.runtime.ask.rank import Reading
 from outpost.runtime.ask.retrieve import Hit
 from outpost.runtime.ask.support import facts, normalise
-from outpost.runtime.ask.terms import ENGLISH, NUMBER, REFERENCE, terms, was_asked
+from outpost.runtime.ask.terms import NUMBER, REFERENCE, terms, was_asked
 from outpost.runtime.ask.units import Unit
-from outpost.runtime.language.kinds import wants
 from outpost.runtime.language.lexicon import Lexicon
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa]|\d{1,2}[.)])\s")
@@ -65,12 +65,14 @@ def _context(units: list[Unit], k: int) -> tuple[int | None, int, int]:
 _OPTION_TOKEN = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*(?:=[^\s,;]+)?")
 
 
-def asked_value(question: str, text: str, lex: Lexicon | None = None) -> tuple[int, int] | None:
+def asked_value(
+    question: Question | str, text: str, lex: Lexicon | None = None
+) -> tuple[int, int] | None:
     """Where `text` gives the value the question asks for: a number (with its unit) for a
     how-many question, a name, path or option for a which-question, a place for a where-
     question; the first one the question does not already hold. None when it asks for none."""
-    lex = lex or ENGLISH
-    wanted, asked = wants(question, lex), normalise(question)
+    q = as_question(question, lex)
+    wanted, asked = q.asked.kinds, q.asked.normal
     if "number" in wanted:
         for m in NUMBER.finditer(text):
             if m.group() in asked or REFERENCE.search(text[max(0, m.start() - 12) : m.start()]):
@@ -92,21 +94,18 @@ QUOTE_CHARS = 400  # a line and the one that completes it, at most
 QUOTE_MIN_CHARS = 180  # a shorter run is shown with the line after it
 
 
-def _completes(question: str, units: list[Unit], k: int, lex: Lexicon | None = None) -> bool:
+def _completes(q: Question, units: list[Unit], k: int) -> bool:
     """Whether the line after units[k] completes it: units[k] does not give what the question
     asks for (a value, an option; or, asking for none, adds little the question did not say)
     and the next line does, and the two stay short enough to read at a glance."""
     line, nxt = units[k].text, units[k + 1].text
     if len(line) + len(nxt) > QUOTE_CHARS:
         return False
-    kinds = wants(question, lex or ENGLISH) & {"number", "name", "place"}
-    if kinds:
-        return (
-            asked_value(question, line, lex) is None and asked_value(question, nxt, lex) is not None
-        )
-    asked, have = terms(question, lex), terms(line, lex)
+    if q.asked.kinds & {"number", "name", "place"}:
+        return asked_value(q, line) is None and asked_value(q, nxt) is not None
+    asked, have = q.asked.terms, terms(line, q.lex)
     novelty = sum(not was_asked(t, asked) for t in have) / max(len(have), 1)
-    return novelty < RESTATES and any(not was_asked(t, asked) for t in terms(nxt, lex))
+    return novelty < RESTATES and any(not was_asked(t, asked) for t in terms(nxt, q.lex))
 
 
 RESTATES = 0.35  # a line whose words are mostly the question's only restates it
@@ -137,13 +136,15 @@ def quotes(
     reading: Reading,
     hits: list[Hit],
     limit: int = 2,
-    question: str = "",
+    question: Question | str = "",
     lex: Lexicon | None = None,
 ) -> list[Evidence]:
     """The best-ranked lines, each with the neighbours it needs, quoted verbatim with offsets
     (best first; windows that overlap an earlier one are skipped). `text` is the chunk's text
     from `start` to `end`; `lead`, when the run needs one it does not touch (a table's header,
-    a list's lead-in), is quoted the same way."""
+    a list's lead-in), is quoted the same way. Without a question, no line is completed by the
+    next and no value is marked."""
+    q = as_question(question, lex) if question else None
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(reading.units):
         by_hit.setdefault(u.hit, []).append(j)
@@ -157,7 +158,7 @@ def quotes(
         units = [reading.units[i] for i in row]
         k = row.index(int(j))
         lead, lo, hi = _context(units, k)
-        if question and hi == k and hi + 1 < len(units) and _completes(question, units, k, lex):
+        if q and hi == k and hi + 1 < len(units) and _completes(q, units, k):
             hi += 1  # the line restates the question; the next one says what it asks
         hit = hits[u.hit]
         promised = _promised(hit.text, units, lo, hi)
@@ -177,7 +178,7 @@ def quotes(
         head = None if lead is None else Span(units[lead].start, units[lead].end, units[lead].text)
         score = round(float(reading.scores[int(j)]), 4)
         text = hit.text[start:end]
-        at = asked_value(question, text, lex) if question else None
+        at = asked_value(q, text) if q else None
         mark = None if at is None else Span(start + at[0], start + at[1], text[at[0] : at[1]])
         out.append(
             Evidence(hit.chunk_id, start, end, text, hit.source, hit.heading, score, head, mark)

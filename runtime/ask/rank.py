@@ -2,7 +2,8 @@
 
 Each unit (units.py) gets the feature row FEATURES: the bundle's embedder's cosine, how much of
 the question's weight it and its chunk's heading cover (terms.py), its neighbours' cosine,
-whether it gives the kind of answer asked for, and a few more. `read` scores the rows with
+whether it gives the kind of answer asked for, and a few more. `gauge` reads the candidates'
+words only (the answerability the declines before ranking report); `rank` scores the rows with
 LINE_WEIGHTS, lets the bundle's learned ranker (rerank.py) reorder the best lines, and picks
 the windows (the best lines with their neighbours) the model reads instead of whole chunks: a
 shorter prompt that a small model reads better and prefills faster.
@@ -16,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from outpost.runtime.ask.question import Question, as_question
 from outpost.runtime.ask.retrieve import Hit
 from outpost.runtime.ask.support import facts, normalise
 from outpost.runtime.ask.terms import (
-    ENGLISH,
     NUMBER,
     REFERENCE,
     coverage,
@@ -31,7 +32,7 @@ from outpost.runtime.ask.terms import (
 )
 from outpost.runtime.ask.units import Unit, split_units
 from outpost.runtime.bundle.manifest import DEFAULT_RADIUS, DEFAULT_WINDOWS
-from outpost.runtime.language.kinds import gives_reason, wants
+from outpost.runtime.language.kinds import gives_reason
 from outpost.runtime.language.lexicon import Lexicon
 from outpost.runtime.protocols import TermStore, TextEmbedder
 
@@ -62,7 +63,7 @@ FEATURES = (
 
 
 def line_features(
-    question: str,
+    question: Question | str,
     units: list[Unit],
     hits: list[Hit],
     dense: np.ndarray,
@@ -70,9 +71,8 @@ def line_features(
     lex: Lexicon | None = None,
 ) -> np.ndarray:
     """One row per unit: how well it answers the question, by each feature in FEATURES."""
-    asked_terms = terms(question, lex)
-    asked = normalise(question)
-    wanted = wants(question, lex or ENGLISH)
+    q = as_question(question, lex)
+    lex, asked_terms, asked, wanted = q.lex, q.ranked.terms, q.ranked.normal, q.ranked.kinds
     wants_number, wants_name = "number" in wanted, "name" in wanted
     headings = {i: (terms(h.heading, lex), normalise(h.heading)) for i, h in enumerate(hits)}
     rows = np.zeros((len(units), len(FEATURES)), dtype=np.float32)
@@ -102,7 +102,7 @@ def line_features(
                 (wants_number and bool(new_numbers))
                 or (wants_name and bool(new_names))
                 or ("place" in wanted and bool(_PLACE.search(u.text)))
-                or ("reason" in wanted and gives_reason(u.text, lex or ENGLISH))
+                or ("reason" in wanted and gives_reason(u.text, lex))
             ),
             novelty,
             float(novelty < 0.2),
@@ -112,8 +112,33 @@ def line_features(
     return rows
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The candidate chunks' lines and what the question's words say of them, before any
+    embedding: enough for the threshold and name declines, and the answerability they report."""
+
+    units: list[Unit]
+    weights: dict[str, float]  # the question's terms' IDF weights in the chunk store
+    answerability: float  # the question's weight found in the candidate chunks (with headings)
+
+
+def gauge(question: Question | str, hits: list[Hit], store: TermStore) -> Candidates:
+    """The candidates' units, the question's weights and its answerability: cheap (words and
+    the store's document frequencies, no model)."""
+    q = as_question(question)
+    units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
+    weights = idf_weights(question_terms(q.ranked.text, store, q.lex), store)
+    if not units:
+        return Candidates(units, weights, 0.0)
+    # Answerability: the question's weight found anywhere in the candidates (headings included).
+    # Measured against the windows alone it separated answerable from unanswerable questions
+    # less well (docs/quality.md).
+    found = " ".join(f"{h.heading} {h.text}" for h in hits)
+    return Candidates(units, weights, coverage(weights, found, q.lex))
+
+
 def line_inputs(
-    question: str,
+    question: Question | str,
     hits: list[Hit],
     embedder: TextEmbedder,
     store: TermStore,
@@ -121,10 +146,15 @@ def line_inputs(
 ) -> tuple[list[Unit], np.ndarray, dict[str, float]]:
     """The candidates' units, their feature rows and the question's IDF weights: what the
     ranker scores (and what trainer/ranker/weights.py fits)."""
-    units = [u for i, h in enumerate(hits) for u in split_units(h.text, i)]
-    weights = idf_weights(question_terms(question, store, lex), store)
+    q = as_question(question, lex)
+    found = gauge(q, hits, store)
+    return found.units, _rows(q, found, hits, embedder), found.weights
+
+
+def _rows(q: Question, found: Candidates, hits: list[Hit], embedder: TextEmbedder) -> np.ndarray:
+    units, weights, lex = found.units, found.weights, q.lex
     if not units:
-        return units, np.zeros((0, len(FEATURES)), dtype=np.float32), weights
+        return np.zeros((0, len(FEATURES)), dtype=np.float32)
     # Embedding every line of many candidates costs more than the rest of the answer: past
     # EMBED_LINES, only the lines whose words (and chunk's rank) say most are embedded; the
     # others rank on their words alone (dense 0).
@@ -136,11 +166,10 @@ def line_inputs(
             for u in units
         ]
         embedded = sorted(np.argsort(-np.asarray(cheap))[:EMBED_LINES].tolist())
-    vectors = embedder.embed([question] + [units[j].text for j in embedded])
+    vectors = embedder.embed([q.ranked.text] + [units[j].text for j in embedded])
     dense = np.zeros(len(units), dtype=np.float32)
     dense[embedded] = vectors[1:] @ vectors[0]
-    rows = line_features(question, units, hits, dense, weights, lex)
-    return units, rows, weights
+    return line_features(q, units, hits, dense, weights)
 
 
 # The first eight were chosen by a grid search over the dev and example questions
@@ -176,24 +205,37 @@ class Reading:
 
 
 def read(
-    question: str,
+    question: Question | str,
     hits: list[Hit],
     embedder: TextEmbedder,
     store: TermStore,
     windows: int = DEFAULT_WINDOWS,
     radius: int = DEFAULT_RADIUS,
-    lex: Lexicon | None = None,
     reranker: Reranker | None = None,
 ) -> Reading:
-    """Rank the units of `hits` for the question and pick the windows the model will read;
+    """`gauge` and `rank` in one: the lines of `hits` ranked for the question, and the windows."""
+    q = as_question(question)
+    return rank(q, gauge(q, hits, store), hits, embedder, windows, radius, reranker)
+
+
+def rank(
+    question: Question,
+    found: Candidates,
+    hits: list[Hit],
+    embedder: TextEmbedder,
+    windows: int = DEFAULT_WINDOWS,
+    radius: int = DEFAULT_RADIUS,
+    reranker: Reranker | None = None,
+) -> Reading:
+    """Rank the candidates' units for the question and pick the windows the model will read;
     with a `reranker` (the bundle's learned ranker), its order decides among the best lines."""
-    units, rows, weights = line_inputs(question, hits, embedder, store, lex)
+    units = found.units
     if not units:
         return Reading([], np.zeros(0), [], 0.0)
-    scores = rows @ _WEIGHTS
+    scores = _rows(question, found, hits, embedder) @ _WEIGHTS
     best = None
     if reranker is not None:
-        scores, best = rerank(question, units, hits, scores, reranker)
+        scores, best = rerank(question.ranked.text, units, hits, scores, reranker)
     chosen: list[Window] = []
     by_hit: dict[int, list[int]] = {}
     for j, u in enumerate(units):
@@ -218,11 +260,7 @@ def read(
             merged.start, merged.end = min(merged.start, window.start), max(merged.end, window.end)
         else:
             chosen.append(window)
-    # Answerability: the question's weight found anywhere in the candidates (headings included).
-    # Measured against the windows alone it separated answerable from unanswerable questions
-    # less well (docs/quality.md).
-    found = " ".join(f"{h.heading} {h.text}" for h in hits)
-    return Reading(units, scores, chosen, coverage(weights, found, lex), best)
+    return Reading(units, scores, chosen, found.answerability, best)
 
 
 def rerank(

@@ -12,7 +12,6 @@ documents are taken not to cover the question.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,8 @@ from outpost.runtime.protocols import TextEmbedder
 
 if TYPE_CHECKING:
     from usearch.index import Index
+
+    from outpost.runtime.ask.question import Question
 
 RRF_K = 60
 
@@ -87,20 +88,18 @@ class Retriever:
         self.store = store if isinstance(store, ChunkStore) else ChunkStore(store)
         self.embedder = embedder
 
-    def search(
-        self,
-        question: str,
-        k: int,
-        hybrid: bool = True,
-        lex: Lexicon | None = None,
-        keep: Callable[[int], bool] | None = None,
-        dense_weight: float = 1.0,
-    ) -> list[Hit]:
-        """The k best chunks, dense and keyword results fused; `keep(chunk_id)` drops
-        the others (the question's language in a bundle of several) when any candidate is kept.
-        `dense_weight` 0 (an embedder that does not read the question's language): keyword
-        results first, dense results only fill up."""
-        query = self.embedder.embed([question])[0]
+    def search(self, question: Question | str, k: int, hybrid: bool = True) -> list[Hit]:
+        """The k best chunks for the question's query, dense and keyword results fused; chunks
+        the question's `keep` rejects (another language in a bundle of several) are dropped when
+        any candidate is kept. `dense_weight` 0 (an embedder that does not read the question's
+        language): keyword results first, dense results only fill up. A plain string is searched
+        as an English question."""
+        if isinstance(question, str):
+            text, keywords, keep, dense_weight = question, keyword_terms(question), None, 1.0
+        else:
+            text, keywords = question.query, list(question.keywords)
+            keep, dense_weight = question.keep, question.dense_weight
+        query = self.embedder.embed([text])[0]
         pool = max(4 * k, 20)
         found = self.index.search(query, min(pool, len(self.index)), exact=self.exact)
         dense_ids = [int(x) for x in found.keys]
@@ -109,7 +108,7 @@ class Retriever:
         for rank, cid in enumerate(dense_ids):
             fused[cid] = fused.get(cid, 0.0) + dense_weight / (RRF_K + rank)
         if hybrid:
-            found_kw = self.store.keyword_search(keyword_terms(question, lex), pool)
+            found_kw = self.store.keyword_search(keywords, pool)
             for rank, cid in enumerate(found_kw):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         ranked = sorted(fused, key=lambda c: -fused[c])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Set as AbstractSet
 
 from outpost.runtime.ask.support import normalise
 from outpost.runtime.language.compounds import split_compound
@@ -81,7 +82,7 @@ REFERENCE = re.compile(
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
 
 
-def was_asked(term: str, asked: set[str]) -> bool:
+def was_asked(term: str, asked: AbstractSet[str]) -> bool:
     """The term, or a form of it (charging ~ charge: one a prefix of the other), was asked."""
     return term in asked or any(
         min(len(term), len(a)) >= 4 and (a.startswith(term) or term.startswith(a)) for a in asked
