@@ -2,6 +2,9 @@
 question's judgement beside it; the keys tools read stay."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +12,8 @@ from conftest import EXAMPLES, outpost
 from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
 from outpost.runtime.ask.evaluate import judge
 from outpost.runtime.ask.generate import Timings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # What eval rows have carried, read by tools and docs: none may go or change its meaning.
 ROW_KEYS = {
@@ -132,3 +137,27 @@ def test_eval_json_rows_hold_what_ask_json_gives(tiny_bundle, tmp_path):
         done = outpost("ask", str(tiny_bundle), json.loads(line)["question"], "--json")
         assert done.returncode == 0, done.stderr[-2000:]
         shared_fields_agree(row, json.loads(done.stdout))
+
+
+def test_eval_diff_sees_an_answer_change_and_not_a_timing_change(tmp_path):
+    row = {"id": "q1", "answer": "280 bar", "timings": {"total_s": 1.0}, "first_shown_s": 0.3}
+    report = {"rows": [row], "right": 1.0, "median_first_shown_s": 0.3}
+    slower = {**report, "rows": [{**row, "timings": {"total_s": 2.0}, "first_shown_s": 0.5}]}
+    changed = {**report, "rows": [{**row, "answer": "250 bar"}]}
+    paths = {}
+    for name, value in (("a", report), ("slower", slower), ("changed", changed)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(value))
+    script = ROOT / "benchmarks" / "eval_diff.py"
+
+    def diff(other):
+        return subprocess.run(
+            [sys.executable, str(script), str(paths["a"]), str(paths[other])],
+            capture_output=True,
+            text=True,
+        )
+
+    same = diff("slower")
+    assert same.returncode == 0 and "0 differences" in same.stdout
+    found = diff("changed")
+    assert found.returncode == 1 and "q1 answer" in found.stdout
