@@ -102,3 +102,62 @@ def kit(as_json, **options):
             f"{out}: {len(manifest['wheels'])} wheels, {manifest['wheels_bytes'] / 1e6:.1f} MB; "
             f"on the device: sh {out}/install.sh [PREFIX]"
         )
+
+
+@click.command("report")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--bundle",
+    type=click.Path(),
+    help="Group questions by meaning with this bundle's embedder (otherwise by shared words).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--html", "html_out", type=click.Path(), help="Write the report as one HTML page to PATH."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="CPU threads for --bundle's embedder (0: onnxruntime's default).",
+)
+def feedback_report(
+    files: tuple[str, ...], bundle: str | None, as_json: bool, html_out: str | None, threads: int
+) -> None:
+    """What the manuals did not answer, and the answer quality per document and per week, from
+    FILES (`outpost feedback export` files of one or more devices)."""
+    from outpost.export.field.report import as_html, as_text, build_report, open_meaning
+    from outpost.runtime.errors import OutpostError, UsageError, one_line
+    from outpost.runtime.field import exchange
+    from outpost.runtime.files import write_atomic
+
+    if as_json and html_out:
+        raise click.UsageError("give --json or --html, not both")
+    if html_out and any(Path(html_out).resolve() == Path(f).resolve() for f in files):
+        raise click.UsageError(f"--html {html_out} is one of the FILES; name a new file")
+    try:
+        rows, counts = exchange.merge(files)
+        embed, languages = open_meaning(bundle, threads) if bundle else (None, None)
+        report = build_report(rows, counts, embed, languages)
+    except OutpostError as e:  # one `Error: …` line, also where no outpost group runs it
+        message = one_line(str(e))
+        if isinstance(e, UsageError):
+            raise click.UsageError(message) from None
+        raise click.ClickException(message) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif html_out:
+        try:
+            write_atomic(Path(html_out), as_html(report))
+        except OSError as e:
+            raise click.ClickException(
+                f"cannot write {html_out} ({e.strerror}); name a file in a folder you can write"
+            ) from None
+        click.echo(
+            f"{html_out}: {report['totals']['answers']} answers, "
+            f"{len(report['unanswered'])} groups of unanswered questions",
+            err=True,
+        )
+    else:
+        click.echo(as_text(report), nl=False)

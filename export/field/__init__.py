@@ -1,0 +1,1 @@
+"""export/field/: README.md here says what each file does."""
