@@ -19,7 +19,9 @@ from outpost.export.config import ChunkConfig, ExportConfig, KitConfig, LlmConfi
 from outpost.runtime.config import (
     AskConfig,
     EvalConfig,
+    FeedbackConfig,
     InstallConfig,
+    RecordConfig,
     RollbackConfig,
     ServeConfig,
     VerifyConfig,
@@ -32,6 +34,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = {
     "ask": ((AskConfig,), "OUTPOST_"),  # ask, chat and eval
     "eval": ((EvalConfig,), "OUTPOST_"),  # eval's own, besides ask's
+    "record": ((RecordConfig,), "OUTPOST_"),  # ask's and chat's --log
+    "feedback": ((FeedbackConfig,), "OUTPOST_"),  # feedback export, info, rate, wipe
     "serve": ((ServeConfig,), "OUTPOST_"),
     "verify": ((VerifyConfig,), "OUTPOST_"),
     "install": ((InstallConfig,), "OUTPOST_"),

@@ -125,6 +125,20 @@ class ServeConfig:
         "en", "Kiosk page language (a page can ask for another with ?lang=).", choices=LANGUAGES
     )
     log_questions: bool = setting(False, "Put the question text in the access log.")
+    feedback: bool = setting(
+        True,
+        "Record each question, its answer and the reader's verdict in the field log (the kiosk "
+        "asks after each answer; POST /v1/feedback); docs/feedback.md.",
+    )
+    feedback_dir: str | None = setting(
+        None,
+        "Folder of the field log [default: BUNDLES/feedback for a bundles folder, else "
+        "$XDG_STATE_HOME/outpost/feedback].",
+        path=True,
+    )
+    feedback_max_mb: int = setting(
+        16, "Largest field log in MiB; past it the oldest entries go first.", low=1, high=4096
+    )
     watch: float = setting(
         2.0,
         "Seconds between looks at a bundles folder's `current` for a new release.",
@@ -202,6 +216,37 @@ class ServeConfig:
                 )
         if self.api_key is not None and len(self.api_key) < 8:
             raise UsageError("--api-key must be at least 8 characters")
+
+
+@dataclass(kw_only=True)
+class RecordConfig:
+    """What `ask` and `chat` take to record in the field log."""
+
+    log: str | None = setting(
+        None,
+        "Record each question and answer in the field log in this folder (docs/feedback.md).",
+        path=True,
+    )
+
+
+@dataclass(kw_only=True)
+class FeedbackConfig:
+    """Which field log `outpost feedback export`, `info`, `rate` and `wipe` read."""
+
+    bundles: str | None = setting(
+        None, "Bundles folder on the device: its log is BUNDLES/feedback.", path=True
+    )
+    log: str | None = setting(
+        None, "The field log's folder (serve --feedback-dir, ask --log).", path=True
+    )
+
+    def folder(self) -> str:
+        if (self.bundles is None) == (self.log is None):
+            raise UsageError("give the field log as --bundles DIR or --log DIR (one of them)")
+        from outpost.runtime.field.log import folder_for
+
+        given = self.log if self.log is not None else f"{self.bundles}/feedback"
+        return str(folder_for(given, given))
 
 
 @dataclass(kw_only=True)

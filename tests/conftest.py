@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_home(tmp_path_factory):
+    """What a device keeps in the user's state folder (the field log of a served bundle folder)
+    goes to a folder of this run, never the home of whoever runs the tests."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+
+
 def outpost(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 900):
     """Run the real CLI in a subprocess; returns CompletedProcess with text output."""
     return subprocess.run(

@@ -180,12 +180,18 @@ def test_every_flag_an_error_names_is_an_option_of_a_command():
 
     from outpost.cli import cli
 
-    context = click.Context(cli)
     flags = {"--help"}
-    for name in cli.list_commands(context):
-        for p in cli.get_command(context, name).params:
-            if isinstance(p, click.Option):
-                flags |= {*p.opts, *p.secondary_opts}
+    groups = [cli]
+    while groups:  # every command, those of groups (`outpost feedback …`) included
+        group = groups.pop()
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            if isinstance(command, click.Group):
+                groups.append(command)
+            for p in command.params:
+                if isinstance(p, click.Option):
+                    flags |= {*p.opts, *p.secondary_opts}
     unknown = [
         f"{path.relative_to(ROOT)}:{line}: {flag}"
         for folder in ("runtime", "export", "trainer", "src")

@@ -73,8 +73,15 @@ def test_build_commands_are_registered_not_named():
         "install",
         "rollback",
         "serve",
+        "feedback",
         *registered,
     }
+    # `outpost feedback report` is the build side's too: the device has the rest of the group.
+    extra = {ep.name: ep.value for ep in metadata.entry_points(group="outpost.feedback_commands")}
+    assert extra == {"report": "outpost.export.cli:feedback_report"}
+    done = outpost("feedback", "--help")
+    listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].strip().splitlines()}
+    assert listed == {"export", "merge", "info", "rate", "wipe", *extra}
 
 
 def test_help_imports_nothing_heavy():

@@ -735,3 +735,63 @@ def test_the_quote_streams_before_any_generated_text(smol_server):
         assert text == quote["text"] == final["evidence"][0]["text"]
     else:
         assert text and quote["text"] in {e["text"] for e in final["evidence"]}
+
+
+# --- feedback ---------------------------------------------------------------------------------
+
+
+def test_a_verdict_on_an_answer_is_kept_in_the_field_log(smol_server):
+    from outpost.runtime.field.log import FieldLog
+
+    r = httpx.post(
+        f"{smol_server}/v1/chat/completions",
+        json=ask_body(PRESSURE, max_tokens=8, user="kiosk"),
+        timeout=120,
+    )
+    answer_id, bundle = r.json()["id"], httpx.get(f"{smol_server}/health").json()["bundle"]
+    feedback = f"{smol_server}/v1/feedback"
+    ok = httpx.post(feedback, json={"id": answer_id, "helpful": False, "note": "the ram's force"})
+    assert ok.status_code == 200 and ok.json() == {
+        "id": answer_id,
+        "object": "feedback",
+        "recorded": True,
+    }
+    log = FieldLog(Path(os.environ["XDG_STATE_HOME"]) / "outpost" / "feedback")
+    mine = [e for e in log.entries() if e.get("id") == answer_id]
+    assert [e["kind"] for e in mine] == ["answer", "verdict"]
+    kept, verdict = mine
+    assert kept["via"] == "kiosk" and kept["bundle"] == bundle and kept["question"] == PRESSURE
+    assert "280" in kept["quote"]["text"] and len(kept["candidates"]) == 6
+    assert verdict["helpful"] is False and verdict["note"] == "the ram's force"
+    # Malformed, unknown, oversized and foreign: each refused in one line, nothing kept.
+    for body, status in (
+        ({"id": answer_id}, 400),
+        ({"id": "chatcmpl-123", "helpful": True}, 400),
+        ({"id": answer_id, "helpful": "maybe"}, 400),
+        ({"id": answer_id, "helpful": True, "rating": 5}, 400),
+        ({"id": answer_id, "helpful": True, "note": "n" * 501}, 400),
+        ({"id": "chatcmpl-" + "0" * 24, "helpful": True}, 404),
+    ):
+        refused = httpx.post(feedback, json=body)
+        assert refused.status_code == status, (body, refused.text)
+        assert refused.json()["error"]["message"]
+    big = httpx.post(feedback, content=b'{"note": "' + b"x" * 70_000 + b'"}')
+    assert big.status_code == 413
+    port = smol_server.rsplit(":", 1)[1]
+    foreign = httpx.post(
+        feedback,
+        json={"id": answer_id, "helpful": True},
+        headers={"Origin": f"http://attacker.example:{port}"},
+    )
+    assert foreign.status_code == 403
+    assert len([e for e in log.entries() if e.get("id") == answer_id]) == 2
+
+
+def test_a_server_without_feedback_keeps_nothing(tiny_bundle, tmp_path):
+    with running(tiny_bundle, "--no-feedback", "--feedback-dir", str(tmp_path / "log")) as (url, _):
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=ask_body(PRESSURE, max_tokens=4), timeout=120
+        )
+        refused = httpx.post(f"{url}/v1/feedback", json={"id": r.json()["id"], "helpful": True})
+    assert refused.status_code == 404 and "--no-feedback" in refused.json()["error"]["message"]
+    assert not (tmp_path / "log").exists()

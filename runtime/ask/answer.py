@@ -98,6 +98,9 @@ class Answer:
     answer_mode: str | None = None
     first_shown_s: float = 0.0  # question in -> the first text a screen can show (the quote)
     language: str = "en"  # the question's, which the shown texts follow
+    # The lines the ranker rated best after the first quote, (source, heading, line): what the
+    # field log keeps as a confirmed quote's negatives (docs/feedback.md); not serialised.
+    candidates: list[tuple[str, str, str]] = field(default_factory=list)
 
     def shown_citations(self) -> list[Citation]:
         """The citations shown with an answer: those it names, else every passage given."""

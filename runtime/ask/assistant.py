@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
 from outpost.runtime.ask.attribute import attributable
 from outpost.runtime.ask.decide import after_ranking, before_ranking, decline
@@ -43,7 +45,7 @@ from outpost.runtime.ask.prompt import (
 )
 from outpost.runtime.ask.question import Question, analyse
 from outpost.runtime.ask.quote import quotes
-from outpost.runtime.ask.rank import gauge, rank
+from outpost.runtime.ask.rank import Reading, gauge, rank
 from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.ask.support import SupportCheck, check, number_copy
 from outpost.runtime.bundle.open import Bundle, open_store
@@ -167,6 +169,7 @@ class Assistant:
             embedder, reranker = self.retriever.embedder, self.reranker
             reading = rank(q, found, hits, embedder, self.windows, self.radius, reranker)
             evidence = quotes(reading, hits, EVIDENCE_SPANS, q)
+            answer.candidates = runners_up(reading, hits, evidence)
             windows = [(hits[w.hit], w.start, w.end) for w in reading.windows]
             shown_passages = cover(windows, evidence)
         answer.retrieval_s = time.perf_counter() - start
@@ -351,6 +354,24 @@ def cite(hits: list[Hit], text: str) -> list[Citation]:
         Citation(i, h.source, h.heading, round(h.score, 4), h.chunk_id, i in named)
         for i, h in enumerate(hits, 1)
     ]
+
+
+RUNNERS_UP = 6  # lines after the first quote the field log keeps (a confirmed quote's negatives)
+
+
+def runners_up(reading: Reading, hits: list[Hit], evidence: list[Evidence]) -> list[tuple]:
+    """The best-ranked lines outside the first quote, as (source, heading, line)."""
+    first = evidence[0] if evidence else None
+    out: list[tuple[str, str, str]] = []
+    for j in np.argsort(-reading.scores):
+        u = reading.units[int(j)]
+        hit = hits[u.hit]
+        inside = first and hit.chunk_id == first.chunk_id and first.start <= u.start < first.end
+        if not inside:
+            out.append((hit.source, hit.heading, u.text))
+        if len(out) >= RUNNERS_UP:
+            break
+    return out
 
 
 def cover(passages: list[tuple], evidence: list[Evidence]) -> list[tuple]:

@@ -111,6 +111,7 @@ class Bundle:
     manifest_bytes: bytes = b""  # the exact bytes parsed (what a signature covers)
     source: Path | None = None  # the folder the user named
     pinned: Pinned | None = None
+    signed_by: str | None = None  # the trusted key that verified its signature, when one did
 
     def file(self, relative: str) -> Path:
         return self.path / relative

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -144,6 +145,19 @@ def check_signature(
     return signature_problem(raw, manifest_bytes, trusted)
 
 
+def signer(root: Path, trusted: dict[str, Ed25519PublicKey], manifest_bytes: bytes) -> str | None:
+    """The id of the trusted key whose signature of exactly `manifest_bytes` bundle.sig holds
+    (read and checked again here), or None."""
+    try:
+        raw = read_plain(root / SIGNATURE, MAX_KEY_BYTES, follow=False)
+        key_id = json.loads(raw)["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(key_id, str) or signature_problem(raw, manifest_bytes, trusted) is not None:
+        return None
+    return key_id
+
+
 def signature_problem(
     signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, Ed25519PublicKey]
 ) -> Problem | None:
@@ -263,6 +277,10 @@ def open_verified(
                 f"bundle {bundle.folder} is damaged: {'; '.join(map(str, problems))}; "
                 "copy the bundle again or re-export it"
             )
+        if trusted_paths:  # which trusted key signed it, for what the device records
+            keys = load_public_keys(list(trusted_paths))
+            key = signer(bundle.folder, keys, bundle.manifest_bytes)
+            bundle = dataclasses.replace(bundle, signed_by=key)
     except BaseException:
         bundle.close()
         raise

@@ -1,16 +1,19 @@
 """The HTTP API's parts, one router per concern: the OpenAI-compatible API (/v1/chat/completions,
-/v1/embeddings, /v1/models), passages (/v1/passages/{id}), health (/health) and the kiosk
+/v1/embeddings, /v1/models), passages (/v1/passages/{id}), feedback (/v1/feedback: the
+reader's verdict on an answer, kept in the field log), health (/health) and the kiosk
 page's assets. Request models are declared here once; the routes reach the answering side only
 through `Server` (the releases and the scheduler) and `Release` (ask, passage, embed).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
+import asyncio
 import hmac
 import json
-import secrets
+import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -20,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from outpost.runtime.ask.answer import Answer
 from outpost.runtime.config import LANGUAGES, ServeConfig
+from outpost.runtime.field.entry import NOTE_CHARS, answer_entry, new_id, verdict_entry
+from outpost.runtime.field.log import FieldLog, FieldLogError
 from outpost.runtime.serve.releases import Release, Releases
 from outpost.runtime.serve.scheduler import ApiError, Done, Failed, Job, Quote, Scheduler, Text
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 KIOSK = Path(__file__).parent / "kiosk"
 MAX_MESSAGES = 64  # messages in one chat request
 MAX_EMBEDDING_INPUTS = 64  # texts in one embeddings request
+REMEMBERED = 4096  # answers of this server run a verdict may still be given for
 
 
 class Message(BaseModel):
@@ -66,6 +72,16 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    user: str | None = Field(default=None, max_length=64)  # OpenAI's end-user id; "kiosk"
+
+
+class FeedbackRequest(BaseModel):
+    """The reader's verdict on one answer: did it answer the question?"""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern="^chatcmpl-[0-9a-f]{24}$")
+    helpful: bool
+    note: str | None = Field(default=None, max_length=NOTE_CHARS)
 
 
 class EmbeddingRequest(BaseModel):
@@ -92,11 +108,37 @@ class EmbeddingRequest(BaseModel):
 
 @dataclass
 class Server:
-    """What the routes share: the settings, the releases followed and the scheduler."""
+    """What the routes share: the settings, the releases followed, the scheduler and the field
+    log (None with --no-feedback)."""
 
     config: ServeConfig
     releases: Releases
     scheduler: Scheduler
+    feedback_log: FieldLog | None = None
+    answered: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    field_errors: int = 0  # entries the log could not take (a full disk): answers go on
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, entry: dict) -> bool:
+        """Append one entry to the field log; False (counted) when it cannot be written."""
+        if self.feedback_log is None:
+            return False
+        try:
+            self.feedback_log.append(entry)
+        except (OSError, ValueError, FieldLogError):
+            with self._lock:
+                self.field_errors += 1
+            return False
+        if entry["kind"] == "answer":
+            with self._lock:
+                self.answered[entry["id"]] = None
+                while len(self.answered) > REMEMBERED:
+                    self.answered.popitem(last=False)
+        return True
+
+    def answered_here(self, answer_id: str) -> bool:
+        with self._lock:
+            return answer_id in self.answered
 
     def serving(self) -> Release:
         release = self.releases.current
@@ -193,7 +235,26 @@ class Reply:
 
     def __init__(self, release: Release, max_tokens: int, log: dict, model: str):
         self.release, self.max_tokens, self.log, self.model = release, max_tokens, log, model
-        self.id, self.created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
+        self.id, self.created = new_id(), int(time.time())
+        self.on_done: Callable[[Answer], Awaitable[None]] | None = None  # once it is whole
+
+    async def keep(
+        self, server: Server, answer: Answer, via: str, adapter: str | None, follow_up: bool
+    ) -> None:
+        """The answer in the field log, under this completion's id (off the event loop: the
+        log syncs each entry to the disk)."""
+        if server.feedback_log is None:
+            return
+        entry = answer_entry(
+            answer,
+            id=self.id,
+            via=via,
+            bundle=self.release.content_id,
+            signed_by=self.release.signed_by,
+            adapter=adapter,
+            follow_up=follow_up,
+        )
+        await asyncio.to_thread(server.keep, entry)
 
     def record(self, answer: Answer) -> None:
         self.log.update(
@@ -252,6 +313,8 @@ class Reply:
                 elif isinstance(event, Done):
                     answer = cast(Answer, event.result)  # a question's job ends with its answer
                     self.record(answer)
+                    if self.on_done is not None:
+                        await self.on_done(answer)
                     if answer.answer_mode == "quoted":  # the line is the answer's content
                         yield self.chunk({"content": answer.text})
                     extra = {"outpost": outpost_field(answer, self.release)}
@@ -387,13 +450,21 @@ def openai_router(server: Server) -> APIRouter:
         if isinstance(first, Failed):  # no slot came free in time
             raise ApiError(first.status, first.message)
         reply = Reply(release, max_tokens, request.state.log, release.shown_model(adapter))
+        via = "kiosk" if body.user == "kiosk" else "api"
+
+        async def keep(answer: Answer) -> None:
+            await reply.keep(server, answer, via, adapter, bool(history))
+
+        reply.on_done = keep
         if config.log_questions:
             reply.log["question"] = question
         if not body.stream:
             last = await job.last(request)
             if isinstance(last, Failed):
                 raise ApiError(last.status, last.message)
-            return reply.whole(cast(Answer, last.result))
+            answer = cast(Answer, last.result)
+            await keep(answer)
+            return reply.whole(answer)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             reply.stream(job, include_usage),
@@ -404,9 +475,40 @@ def openai_router(server: Server) -> APIRouter:
     return router
 
 
+def feedback_router(server: Server) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest, request: Request):
+        """The reader's verdict on an answer this server gave (its completion id): kept in the
+        field log; a later verdict on the same answer replaces the earlier one."""
+        if server.feedback_log is None:
+            raise ApiError(404, "this server keeps no feedback (it runs with --no-feedback)")
+        if not server.answered_here(body.id):
+            raise ApiError(
+                404,
+                f"no answer {body.id} here: a verdict is taken for the last {REMEMBERED} "
+                "answers this server gave",
+            )
+        via = "kiosk" if request.headers.get("x-outpost-client") == "kiosk" else "api"
+        request.state.log = {"helpful": body.helpful}
+        if not await asyncio.to_thread(
+            server.keep, verdict_entry(body.id, body.helpful, body.note, via)
+        ):
+            raise ApiError(503, "the field log cannot be written (is the disk full?)")
+        return {"id": body.id, "object": "feedback", "recorded": True}
+
+    return router
+
+
 def kiosk_router(config: ServeConfig) -> APIRouter:
     router = APIRouter()
-    settings = {"idleReset": config.idle_reset, "lang": config.lang, "languages": LANGUAGES}
+    settings = {
+        "idleReset": config.idle_reset,
+        "lang": config.lang,
+        "languages": LANGUAGES,
+        "feedback": config.feedback,
+    }
     page = (KIOSK / "index.html").read_text(encoding="utf-8")
     page = page.replace("/*SETTINGS*/{}", json.dumps(settings))
     assets = {p.name for p in KIOSK.iterdir() if p.is_file()} - {"index.html"}

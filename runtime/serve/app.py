@@ -3,6 +3,8 @@
     POST /v1/chat/completions   answers (streamed as server-sent events or not), with citations and
                                 quoted evidence in an extra `outpost` field
     POST /v1/embeddings         the bundle's embedder
+    POST /v1/feedback           the reader's verdict on an answer ({id, helpful, note}), kept in
+                                the field log beside the installed bundles (docs/feedback.md)
     GET  /v1/models             the one model served
     GET  /v1/passages/{id}      a passage's text (the kiosk page shows it when a source is tapped)
     GET  /health                as llama.cpp's: 503 with an error object while loading,
@@ -50,6 +52,7 @@ def create_app(
 
     from outpost.runtime.serve.api import (
         Server,
+        feedback_router,
         health_router,
         kiosk_router,
         openai_router,
@@ -58,7 +61,15 @@ def create_app(
 
     config.check()
     say = say or _stderr
-    server = Server(config, releases or Releases(config, say), Scheduler(config))
+    field = None
+    if config.feedback:
+        from outpost.runtime.field.log import FieldLog, folder_for
+
+        field = FieldLog(
+            folder_for(config.source, config.feedback_dir), config.feedback_max_mb << 20
+        )
+        field.check()  # a folder it cannot use is an error now, not at the first answer
+    server = Server(config, releases or Releases(config, say), Scheduler(config), field)
     stop = threading.Event()
 
     @contextlib.asynccontextmanager
@@ -110,6 +121,7 @@ def create_app(
         health_router(server),
         openai_router(server),
         passages_router(server),
+        feedback_router(server),
         kiosk_router(config),
     ):
         app.include_router(router)

@@ -43,6 +43,11 @@ class Release:
         return self.assistant.adapters
 
     @property
+    def signed_by(self) -> str | None:
+        """The trusted key that verified this release's signature (serve --trust), or None."""
+        return self.assistant.bundle.signed_by
+
+    @property
     def models(self) -> list[str]:
         """What /v1/models lists: the base model's id, then each adapter by name."""
         return [self.model, *self.adapters]

@@ -17,7 +17,9 @@ from outpost.runtime.config import (
     TRUST_VARIABLE,
     AskConfig,
     EvalConfig,
+    FeedbackConfig,
     InstallConfig,
+    RecordConfig,
     RollbackConfig,
     ServeConfig,
     VerifyConfig,
@@ -28,14 +30,16 @@ if TYPE_CHECKING:
     from outpost.runtime.ask.answer import Answer
     from outpost.runtime.ask.assistant import Assistant
     from outpost.runtime.bundle.manifest import Languages
+    from outpost.runtime.field.log import FieldLog
 
 PLUGINS = "outpost.commands"  # entry-point group: build-side packages add commands here
+FEEDBACK_PLUGINS = "outpost.feedback_commands"  # and `outpost feedback` subcommands (report)
 
 
 @functools.cache
-def _plugins() -> dict[str, metadata.EntryPoint]:
+def _plugins(group: str = PLUGINS) -> dict[str, metadata.EntryPoint]:
     """Commands other packages register (e.g. export, train); loaded only when used."""
-    return {ep.name: ep for ep in metadata.entry_points(group=PLUGINS)}
+    return {ep.name: ep for ep in metadata.entry_points(group=group)}
 
 
 class Group(click.Group):
@@ -46,13 +50,15 @@ class Group(click.Group):
     its help is shown. The runtime does not name them.
     """
 
+    plugins = PLUGINS
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(_plugins()))
+        return sorted(set(super().list_commands(ctx)) | set(_plugins(self.plugins)))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
-        if command is None and name in _plugins():
-            command = _plugins()[name].load()
+        if command is None and name in _plugins(self.plugins):
+            command = _plugins(self.plugins)[name].load()
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -233,20 +239,66 @@ def _read_stdin() -> str:
     help="Print the answer, citations, scores and timings as JSON.",
 )
 @click.option("--timings", is_flag=True, help="Print time to first token and tokens/s on stderr.")
-def ask(bundle: str, question: str | None, as_json: bool, timings: bool, **options: object) -> None:
+@settings.options(RecordConfig)
+def ask(
+    bundle: str,
+    question: str | None,
+    as_json: bool,
+    timings: bool,
+    log: str | None,
+    **options: object,
+) -> None:
     """Answer QUESTION (or stdin) from the documents in BUNDLE, with citations."""
     from outpost.runtime.ask.prompt import check_question
 
     if question is None or question == "-":
         question = "" if sys.stdin.isatty() else _read_stdin()
     question = check_question(question)
+    field = _field_log(log)
     assistant = _open(bundle, **options)
     stream = None if as_json else lambda piece: click.echo(safe(piece, newlines=True), nl=False)
     answer = assistant.ask(question, on_text=stream)
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
-        return
-    _print_after(answer, timings)
+    else:
+        _print_after(answer, timings)
+    if field is not None:
+        answer_id = _record(field, assistant, answer, "ask", follow_up=False)
+        click.echo(
+            f"(recorded as {answer_id}; rate it: outpost feedback rate --log {log} {answer_id} yes|no)",
+            err=True,
+        )
+
+
+def _field_log(folder: str | None) -> FieldLog | None:
+    """The field log `--log` names (checked before any question is answered), or None."""
+    if folder is None:
+        return None
+    from outpost.runtime.field.log import FieldLog, folder_for
+
+    field = FieldLog(folder_for(folder, folder))
+    field.check()
+    return field
+
+
+def _record(
+    field: FieldLog, assistant: Assistant, answer: Answer, via: str, follow_up: bool
+) -> str:
+    from outpost.runtime.field.entry import answer_entry, new_id
+
+    answer_id = new_id()
+    b = assistant.bundle
+    entry = answer_entry(
+        answer,
+        id=answer_id,
+        via=via,
+        bundle=b.content_id,
+        signed_by=b.signed_by,
+        adapter=assistant.adapter,
+        follow_up=follow_up,
+    )
+    field.append(entry)
+    return answer_id
 
 
 @cli.command()
@@ -255,14 +307,17 @@ def ask(bundle: str, question: str | None, as_json: bool, timings: bool, **optio
 @click.option(
     "--timings", is_flag=True, help="Print time to first token and tokens/s after each answer."
 )
-def chat(bundle: str, timings: bool, **options: object) -> None:
+@settings.options(RecordConfig)
+def chat(bundle: str, timings: bool, log: str | None, **options: object) -> None:
     """Ask several questions in a row; earlier turns are kept within the context budget.
 
-    Ctrl-C stops the current answer; Ctrl-D or /quit ends the chat.
+    Ctrl-C stops the current answer; Ctrl-D or /quit ends the chat. With --log, /yes or
+    /no [what you were looking for] rates the last answer.
     """
-
+    field = _field_log(log)
     assistant = _open(bundle, **options)
     history: list[dict] = []
+    last: str | None = None  # the last answer's id in the field log
     interactive = sys.stdin.isatty()
     while True:
         try:
@@ -281,6 +336,17 @@ def chat(bundle: str, timings: bool, **options: object) -> None:
             break
         if not question:
             continue
+        verdict, _, note = question.partition(" ")
+        if verdict in ("/yes", "/no"):
+            if field is None or last is None:
+                why = "start chat with --log DIR to record" if field is None else "no answer yet"
+                click.echo(f"(nothing to rate: {why})", err=True)
+                continue
+            from outpost.runtime.field.entry import verdict_entry
+
+            field.append(verdict_entry(last, verdict == "/yes", note, "chat"))
+            click.echo("(thank you: recorded)", err=True)
+            continue
         try:
             answer = assistant.ask(
                 question, history, on_text=lambda p: click.echo(safe(p, newlines=True), nl=False)
@@ -292,6 +358,8 @@ def chat(bundle: str, timings: bool, **options: object) -> None:
             click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
         _print_after(answer, timings)
+        if field is not None:
+            last = _record(field, assistant, answer, "chat", follow_up=bool(history))
         history += [
             {"role": "user", "content": question},
             {"role": "assistant", "content": answer.text},
@@ -503,6 +571,107 @@ def eval_cmd(bundle: str, as_json: bool, **options: object) -> None:
     for r in report["rows"]:
         if r["answerable"] and not r["correct"]:
             click.echo(f"  miss {r['id']}: {r['answer'][:100]!r}")
+
+
+class FeedbackGroup(Group):
+    plugins = FEEDBACK_PLUGINS  # `outpost feedback report` comes with the build side
+
+
+@cli.group(cls=FeedbackGroup)
+def feedback() -> None:
+    """The field log: what was asked at this device and whether it helped (docs/feedback.md).
+
+    \b
+    At the device:       outpost feedback export --bundles DIR --out FILE
+    At the workstation:  outpost feedback merge FILE... --out ALL
+                         outpost feedback report ALL [--html report.html]
+    """
+
+
+def _log_of(options: dict[str, Any]) -> FieldLog:
+    from outpost.runtime.field.log import FieldLog
+
+    return FieldLog(settings.build(FeedbackConfig, options).folder())
+
+
+@feedback.command("export")
+@settings.options(FeedbackConfig)
+@click.option("--out", "-o", required=True, type=click.Path(), help="The file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the file's header as JSON.")
+def feedback_export(out: str, as_json: bool, **options: Any) -> None:
+    """Write the field log as one file with a checksum, for the workstation."""
+    from outpost.runtime.field import exchange
+
+    log = _log_of(options)
+    header = exchange.export(log, out)
+    if as_json:
+        click.echo(json.dumps(header, indent=2))
+    else:
+        click.echo(
+            f"{header['entries']} answers written to {out} (sha256 {header['sha256'][:12]}…)"
+        )
+
+
+@feedback.command("merge")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="The merged file to write.")
+def feedback_merge(files: tuple[str, ...], out: str) -> None:
+    """Merge the exports of many devices into one, each answer once (its latest verdict)."""
+    from outpost.runtime.field import exchange
+
+    rows, counts = exchange.merge(files)
+    exchange.write(rows, out, counts["dropped"], device="merged")
+    click.echo(
+        f"{counts['kept']} answers from {counts['files']} files written to {out} "
+        f"({counts['duplicates']} duplicates dropped)"
+    )
+
+
+@feedback.command("info")
+@settings.options(FeedbackConfig)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def feedback_info(as_json: bool, **options: Any) -> None:
+    """How much the field log holds: entries, bytes, files, dropped and torn lines."""
+    import dataclasses
+
+    log = _log_of(options)
+    stats = {"folder": str(log.folder), **dataclasses.asdict(log.stats())}
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:8} {value}")
+
+
+@feedback.command("rate")
+@settings.options(FeedbackConfig)
+@click.argument("answer_id")
+@click.argument("verdict", type=click.Choice(["yes", "no"]))
+@click.option("--note", default=None, help="What you were looking for.")
+def feedback_rate(answer_id: str, verdict: str, note: str | None, **options: Any) -> None:
+    """Say whether the answer ANSWER_ID (as `ask --log` printed it) answered your question."""
+    from outpost.runtime.errors import InputError
+    from outpost.runtime.field.entry import verdict_entry
+
+    log = _log_of(options)
+    if not any(e.get("kind") == "answer" and e.get("id") == answer_id for e in log.entries()):
+        raise InputError(
+            f"no answer {answer_id} in the field log {log.folder}; give an id `ask --log` printed"
+        )
+    log.append(verdict_entry(answer_id, verdict == "yes", note, "ask"))
+    click.echo("recorded", err=True)
+
+
+@feedback.command("wipe")
+@settings.options(FeedbackConfig)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+def feedback_wipe(yes: bool, **options: Any) -> None:
+    """Remove every entry of the field log (the questions people typed)."""
+    log = _log_of(options)
+    if not yes:
+        click.confirm(f"Remove every entry of the field log in {log.folder}?", abort=True)
+    removed = log.wipe()
+    click.echo(f"removed {removed} log files from {log.folder}", err=True)
 
 
 def main() -> None:

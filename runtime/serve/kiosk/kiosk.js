@@ -1,5 +1,6 @@
 // Kiosk page: asks /v1/chat/completions (streamed), shows the answer as it arrives, the quoted
-// evidence and the sources; clears the conversation after an idle time. No external assets.
+// evidence and the sources, then asks whether it answered the question (/v1/feedback, kept in
+// the device's field log); clears the conversation after an idle time. No external assets.
 "use strict";
 (function () {
   const STRINGS = {
@@ -10,6 +11,7 @@
       evidence: "From the manual", sources: "Sources", busy: "Busy answering someone else. Trying again…",
       failed: "Something went wrong. Please ask again.", cleared: "The conversation was cleared.", close: "Close",
       source: "Read the passage", you: "You asked",
+      helpedAsk: "Did this answer your question?", yes: "Yes", no: "No", lookingFor: "What were you looking for? (optional)", send: "Send", thanks: "Thank you.",
     },
     de: {
       title: "Fragen Sie die Handbücher", subtitle: "Antworten kommen nur aus den Handbüchern auf diesem Gerät, mit der Zeile, aus der sie stammen.",
@@ -18,6 +20,7 @@
       evidence: "Aus dem Handbuch", sources: "Quellen", busy: "Gerade belegt. Neuer Versuch…",
       failed: "Etwas ist schiefgegangen. Bitte fragen Sie noch einmal.", cleared: "Das Gespräch wurde gelöscht.", close: "Schließen",
       source: "Abschnitt lesen", you: "Ihre Frage",
+      helpedAsk: "Hat das Ihre Frage beantwortet?", yes: "Ja", no: "Nein", lookingFor: "Wonach haben Sie gesucht? (optional)", send: "Senden", thanks: "Danke.",
     },
     fr: {
       title: "Interrogez les manuels", subtitle: "Les réponses viennent uniquement des manuels de cet appareil, avec la ligne d'origine.",
@@ -26,6 +29,7 @@
       evidence: "Extrait du manuel", sources: "Sources", busy: "Occupé avec une autre question. Nouvel essai…",
       failed: "Une erreur est survenue. Veuillez reposer la question.", cleared: "La conversation a été effacée.", close: "Fermer",
       source: "Lire le passage", you: "Votre question",
+      helpedAsk: "Cela a-t-il répondu à votre question ?", yes: "Oui", no: "Non", lookingFor: "Que cherchiez-vous ? (facultatif)", send: "Envoyer", thanks: "Merci.",
     },
     es: {
       title: "Pregunte a los manuales", subtitle: "Las respuestas salen solo de los manuales de este equipo, con la línea de origen.",
@@ -34,6 +38,7 @@
       evidence: "Del manual", sources: "Fuentes", busy: "Ocupado con otra pregunta. Reintentando…",
       failed: "Algo salió mal. Vuelva a preguntar.", cleared: "La conversación se ha borrado.", close: "Cerrar",
       source: "Leer el pasaje", you: "Su pregunta",
+      helpedAsk: "¿Ha respondido esto a su pregunta?", yes: "Sí", no: "No", lookingFor: "¿Qué buscaba? (opcional)", send: "Enviar", thanks: "Gracias.",
     },
     nb: {
       title: "Spør håndbøkene", subtitle: "Svarene kommer bare fra håndbøkene på denne enheten, med linjen de kommer fra.",
@@ -42,6 +47,7 @@
       evidence: "Fra håndboken", sources: "Kilder", busy: "Svarer noen andre. Prøver igjen…",
       failed: "Noe gikk galt. Spør igjen.", cleared: "Samtalen ble slettet.", close: "Lukk",
       source: "Les avsnittet", you: "Du spurte",
+      helpedAsk: "Svarte dette på spørsmålet ditt?", yes: "Ja", no: "Nei", lookingFor: "Hva lette du etter? (valgfritt)", send: "Send", thanks: "Takk.",
     },
     nl: {
       title: "Vraag het de handleidingen", subtitle: "Antwoorden komen alleen uit de handleidingen op dit apparaat, met de regel waar ze vandaan komen.",
@@ -50,6 +56,7 @@
       evidence: "Uit de handleiding", sources: "Bronnen", busy: "Bezig met een andere vraag. Opnieuw proberen…",
       failed: "Er ging iets mis. Stel de vraag opnieuw.", cleared: "Het gesprek is gewist.", close: "Sluiten",
       source: "Lees de passage", you: "Uw vraag",
+      helpedAsk: "Heeft dit uw vraag beantwoord?", yes: "Ja", no: "Nee", lookingFor: "Waar zocht u naar? (optioneel)", send: "Versturen", thanks: "Dank u.",
     },
   };
   const settings = window.OUTPOST || {};
@@ -77,7 +84,7 @@
   $("passage-close").textContent = T.close;
 
   function headers() {
-    const h = { "Content-Type": "application/json" };
+    const h = { "Content-Type": "application/json", "X-Outpost-Client": "kiosk" };
     if (key) h.Authorization = "Bearer " + key;
     return h;
   }
@@ -143,7 +150,50 @@
     return box;
   }
 
-  function finish(item, answerEl, info) {
+  // "Did this answer your question?": one tap records the verdict; after No, one optional
+  // line says what was wanted. It never takes the focus from the question box.
+  function verdict(id, helpful, note) {
+    return fetch("/v1/feedback", {
+      method: "POST", headers: headers(), body: JSON.stringify({ id, helpful, note: note || null }),
+    }).catch(() => {});
+  }
+
+  function feedbackBox(id) {
+    const box = el("div", "feedback");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", T.helpedAsk);
+    box.append(el("span", "feedback-ask", T.helpedAsk));
+    const thanks = () => { box.replaceChildren(el("span", "feedback-thanks", T.thanks)); box.dataset.state = "thanked"; };
+    for (const [label, helpful] of [[T.yes, true], [T.no, false]]) {
+      const b = el("button", "secondary verdict", label);
+      b.type = "button";
+      b.dataset.helpful = String(helpful);
+      b.addEventListener("click", () => {
+        verdict(id, helpful);
+        if (helpful) return thanks();
+        const form = el("form", "feedback-note");
+        const input = el("input");
+        input.type = "text";
+        input.maxLength = 500;
+        input.placeholder = T.lookingFor;
+        input.setAttribute("aria-label", T.lookingFor);
+        const send = el("button", "secondary", T.send);
+        send.type = "submit";
+        form.append(input, send);
+        form.addEventListener("submit", (e) => {
+          e.preventDefault();
+          if (input.value.trim()) verdict(id, false, input.value.trim());
+          thanks();
+        });
+        box.replaceChildren(form);
+        box.dataset.state = "asking";
+      });
+      box.append(b);
+    }
+    return box;
+  }
+
+  function finish(item, answerEl, info, id) {
     item.querySelectorAll(".provisional").forEach((b) => b.remove());
     if (info.declined) {  // a decline stands alone: quotes under it would read as a contradiction
       answerEl.textContent = T.declined;
@@ -174,6 +224,7 @@
       }
       item.append(list);
     }
+    if (settings.feedback && id) item.append(feedbackBox(id));
   }
 
   async function ask(text, attempt) {
@@ -188,11 +239,11 @@
     document.body.dataset.state = "busy";
     controller = new AbortController();
     const messages = history.concat([{ role: "user", content: text }]);
-    let info = null, written = "";
+    let info = null, written = "", id = null;
     try {
       const r = await fetch("/v1/chat/completions", {
         method: "POST", headers: headers(), signal: controller.signal,
-        body: JSON.stringify({ messages, stream: true }),
+        body: JSON.stringify({ messages, stream: true, user: "kiosk" }),
       });
       if (r.status === 429 || r.status === 503) {
         item.remove();
@@ -218,6 +269,7 @@
           if (data === "[DONE]") continue;
           const event = JSON.parse(data);
           if (event.error) throw new Error(event.error.message);
+          if (event.id) id = event.id;  // the completion's id: what a verdict names
           const delta = event.choices[0].delta || {};
           if (event.outpost && event.outpost.quote) {  // ranked before generation: show it now
             item.append(quoteBox(event.outpost.quote, true));
@@ -229,7 +281,7 @@
         }
       }
       if (!info) throw new Error("incomplete answer");
-      finish(item, answerEl, info);
+      finish(item, answerEl, info, id);
       if (!info.declined) history.push({ role: "user", content: text }, { role: "assistant", content: written });
       history = history.slice(-8);
       status.textContent = "";
