@@ -127,7 +127,9 @@ def feedback_report(
 ) -> None:
     """What the manuals did not answer, and the answer quality per document and per week, from
     FILES (`outpost feedback export` files of one or more devices)."""
-    from outpost.export.field.report import as_html, as_text, build_report, open_meaning
+    from outpost.export.field.html import as_html
+    from outpost.export.field.report import as_text, build_report
+    from outpost.export.field.similar import open_meaning
     from outpost.runtime.errors import OutpostError, UsageError, one_line
     from outpost.runtime.field import exchange
     from outpost.runtime.files import write_atomic

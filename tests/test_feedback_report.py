@@ -1,5 +1,6 @@
-"""The field report (export/field/report.py) and its command (`feedback_report` in
-export/cli.py), over a log written here with the exchange's own writer: no bundle, no model."""
+"""The field report (export/field/: similar.py, report.py, html.py) and its command
+(`feedback_report` in export/cli.py), over a log written here with the exchange's own writer: no
+bundle, no model."""
 
 import json
 
@@ -8,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from outpost.export.cli import feedback_report
-from outpost.export.field.report import as_html, as_text, build_report, chart_weeks
+from outpost.export.field.html import as_html, chart_weeks
+from outpost.export.field.report import as_text, build_report
 from outpost.runtime.field import exchange
 
 FIRMWARE = "How do I flash the firmware over Bluetooth?"
