@@ -73,11 +73,16 @@ bench: install
 # The learned line ranker (docs/quality.md, "The learned ranker"): the training packages issue 29
 # names (apt-get download, no install), the written questions checked, the training groups, then
 # the cross-encoder and its int8 ONNX file in export/models/ranker/ (about 1 h on 2 cores).
+# FEEDBACK="a.jsonl b.jsonl" adds field-log exports (docs/feedback.md); TRUST=KEY.pub keeps only
+# the answers of releases that key signed.
 RANKER_ROOT ?= .outpost-cache/train
+FEEDBACK ?=
+TRUST ?=
 ranker-data: install
 	$(BIN)/python -m outpost.trainer.ranker.trainset --root $(RANKER_ROOT)
 	$(BIN)/python -m outpost.trainer.ranker.questions --docs $(RANKER_ROOT)
-	$(BIN)/python -m outpost.trainer.ranker.rankdata --docs $(RANKER_ROOT) --out data/ranker
+	$(BIN)/python -m outpost.trainer.ranker.rankdata --docs $(RANKER_ROOT) --out data/ranker \
+	  $(if $(FEEDBACK),--feedback $(FEEDBACK)) $(if $(TRUST),--trust $(TRUST))
 
 ranker: ranker-data
 	$(BIN)/python -m outpost.trainer.ranker.crossrank --groups data/ranker/groups.jsonl --seed 0

@@ -1,6 +1,8 @@
 """The kiosk page in Debian's chromium (headless, through chromium-driver): a question typed and
-answered as a stream with evidence and sources, a passage opened from a source, a decline for an
-off-topic question, and the page cleared after the idle time. Nothing is downloaded."""
+answered as a stream with evidence and sources, the answer rated ("Did this answer your
+question?" No, with what was wanted: kept in the field log), a passage opened from a source, a
+decline for an off-topic question, and the page cleared after the idle time. Nothing is
+downloaded."""
 
 import os
 import shutil
@@ -58,10 +60,24 @@ def ask(driver, question: str):
     box.send_keys(Keys.ENTER)
 
 
+def _entries(folder, keep, timeout: float = 10):
+    """The field log's entries that `keep` takes, once there are any (the verdict's POST is not
+    awaited by the page)."""
+    from outpost.runtime.field.log import FieldLog
+
+    end = time.monotonic() + timeout
+    while True:
+        found = [e for e in FieldLog(folder).entries() if keep(e)]
+        if found or time.monotonic() > end:
+            return found
+        time.sleep(0.1)
+
+
 def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    with running(smol_bundle, "--idle-reset", "30") as (url, _):
+    log = tmp_path / "feedback"
+    with running(smol_bundle, "--idle-reset", "30", "--feedback-dir", str(log)) as (url, _):
         browser.get(f"{url}/?idle=8")
         assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Your question"
         assert (
@@ -95,6 +111,22 @@ def test_kiosk_page_streams_a_cited_answer_declines_and_resets(smol_bundle, brow
             browser.save_screenshot(os.environ["OUTPOST_SCREENSHOT"])
         browser.save_screenshot(str(tmp_path / "kiosk.png"))
         assert (tmp_path / "kiosk.png").stat().st_size > 10_000
+
+        # "Did this answer your question?": No, then what was wanted; the focus stays put.
+        box = turn.find_element(By.CSS_SELECTOR, ".feedback")
+        assert box.get_attribute("aria-label") == "Did this answer your question?"
+        box.find_element(By.CSS_SELECTOR, "button[data-helpful=false]").click()
+        note = wait_for(browser, "return document.querySelector('.feedback-note input')")
+        note.send_keys("the ram force")
+        box.find_element(By.CSS_SELECTOR, ".feedback-note button").click()
+        wait_for(browser, "return document.querySelector('.feedback[data-state=thanked]')")
+        assert box.text == "Thank you."
+        entries = _entries(log, lambda e: e["kind"] == "verdict" and e.get("note"))
+        (kept,) = _entries(log, lambda e: e["kind"] == "answer")
+        assert kept["via"] == "kiosk" and kept["question"] == PRESSURE
+        assert [(e["id"], e["helpful"], e["note"]) for e in entries] == [
+            (kept["id"], False, "the ram force")
+        ]
 
         # Tap a source: the passage opens with the quoted line highlighted.
         quoted = [b for b in sources if "px200-overview" in b.text] or sources

@@ -146,6 +146,25 @@ def test_output_folder_with_a_different_run_is_refused(run_dir, tiny_phi3, chat_
     assert done.returncode == 1 and "pass --resume" in done.stderr
 
 
+def test_feedback_from_the_field_is_trained_on(tiny_phi3, chat_file, tmp_path):
+    from test_feedback_train import row
+
+    from outpost.runtime.field import exchange
+
+    exchange.write(
+        [row(1, True), row(2, True, mode="declined"), row(3, False)], tmp_path / "f.jsonl"
+    )
+    quick = ("--general", "0", "--max-steps", "2")  # the last of a repeated option wins
+    feedback = ("--feedback", str(tmp_path / "f.jsonl"))
+    done = outpost(*train_args(tiny_phi3, chat_file, tmp_path / "run", *feedback, *quick))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "feedback: 2 examples from 3 answers" in done.stderr
+    broken = tmp_path / "cut.jsonl"
+    broken.write_text((tmp_path / "f.jsonl").read_text()[:-40])
+    done = outpost(*train_args(tiny_phi3, chat_file, tmp_path / "run2", "--feedback", str(broken)))
+    assert done.returncode == 1 and "checksum does not match" in done.stderr
+
+
 def test_qlora_without_cuda_is_a_clear_error(tiny_phi3, chat_file, tmp_path):
     import torch
 

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from outpost.export.llm.base import EMBEDDED_LLM
+from outpost.runtime.config import trusted_keys
 from outpost.runtime.errors import InputError, UsageError
 from outpost.runtime.settings import setting
 from outpost.trainer.general import PROMPTS
@@ -95,6 +96,18 @@ class TrainConfig:
     )
     general: int = setting(
         0, "General prompts answered by the base model and replayed (0: none).", identity=True
+    )
+    feedback: list[str] = setting(
+        [],
+        "Field-log export (outpost feedback export): confirmed answers and declines become "
+        "examples; repeatable.",
+        identity=True,
+        path=True,
+        multiple=True,
+    )
+    trust: list[str] = trusted_keys(
+        "With --feedback, use only answers of releases this key signed (file or folder of .pub "
+        "files)."
     )
     save_every: int = setting(50, "Checkpoint every N steps.")
     eval_every: int = setting(25, "Eval loss every N steps.")

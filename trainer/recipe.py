@@ -116,6 +116,13 @@ def _examples(config: TrainConfig, tokenizer, path: str):
         )
     else:
         conversations = load_conversations(path)
+    if config.feedback:  # the field loop: what technicians confirmed (trainer/feedback.py)
+        from outpost.trainer import feedback
+
+        rows, counts = feedback.load(config.feedback, config.trust)
+        taught, made = feedback.conversations(rows)
+        log(f"feedback: {len(taught)} examples from {counts['rows']} answers ({dict(made)})")
+        conversations = [*conversations, *taught]
     examples = _rows(config, tokenizer, conversations, path)
     if not examples:
         raise InputError(f"{path}: no example keeps an assistant token within --max-length")

@@ -28,6 +28,7 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from outpost.runtime.ask.rerank import pair_text
@@ -152,7 +153,9 @@ def generated_rows(root: str, index: list[dict], rng) -> list[dict]:
     return rows
 
 
-def build(root: str, out: Path, seed: int = 0) -> dict:
+def build(
+    root: str, out: Path, seed: int = 0, feedback: Sequence[str] = (), trust: Sequence[str] = ()
+) -> dict:
     rng = random.Random(seed)
     index = [json.loads(line) for line in open(Path(root) / "text" / "index.jsonl")]
     package_of = {d["file"]: d["package"] for d in index}
@@ -185,6 +188,14 @@ def build(root: str, out: Path, seed: int = 0) -> dict:
         counts[
             f"{g['split']} {row['source']} {'answerable' if any(g['labels']) else 'unanswerable'}"
         ] += 1
+    if feedback:  # the field loop (trainer/feedback.py): confirmed and rejected quotes
+        from outpost.trainer import feedback as field
+
+        rows, loaded = field.load(feedback, trust)
+        taught, made = field.ranker_groups(rows)
+        groups += taught
+        counts.update({f"train feedback {k}": v for k, v in made.items()})
+        counts["feedback untrusted"] += loaded["untrusted"]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "groups.jsonl", "w", encoding="utf-8") as fh:
         for g in groups:
@@ -205,8 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", default=".outpost-cache/train", help="The training root.")
     ap.add_argument("--out", default="data/ranker", help="Where groups.jsonl goes.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--feedback", nargs="*", default=[], help="Field-log exports: their verdicts as groups."
+    )
+    ap.add_argument(
+        "--trust", action="append", default=[], help="Only feedback from releases this key signed."
+    )
     args = ap.parse_args(argv)
-    print(json.dumps(build(args.docs, Path(args.out), args.seed), indent=2), file=sys.stderr)
+    summary = build(args.docs, Path(args.out), args.seed, args.feedback, args.trust)
+    print(json.dumps(summary, indent=2), file=sys.stderr)
 
 
 if __name__ == "__main__":
