@@ -243,10 +243,10 @@ class FeedbackConfig:
     def folder(self) -> str:
         if (self.bundles is None) == (self.log is None):
             raise UsageError("give the field log as --bundles DIR or --log DIR (one of them)")
-        from outpost.runtime.field.log import folder_for
+        from outpost.runtime.field.log import outside_bundles
 
         given = self.log if self.log is not None else f"{self.bundles}/feedback"
-        return str(folder_for(given, given))
+        return str(outside_bundles(given))
 
 
 @dataclass(kw_only=True)

@@ -130,3 +130,50 @@ def test_api_in_process_health_while_loading_is_llama_cpp_shaped(tmp_path):
         "type": "unavailable_error",
     }
     assert chat.status_code == 503 and "loading" in chat.json()["error"]["message"]
+
+
+def test_feedback_is_taken_only_for_answers_this_server_gave(tmp_path):
+    from outpost.runtime.field.entry import new_id
+    from outpost.runtime.field.log import FieldLog
+
+    (tmp_path / "bundle").mkdir()
+    log = tmp_path / "log"
+    app, _ = _app(tmp_path / "bundle", loaded=False, feedback_dir=str(log))
+    given = new_id()
+    app.state.server.keep({"v": 1, "kind": "answer", "id": given, "question": "why?"})
+    ok, again, unknown, malformed, extra, long_note = _call(
+        app,
+        ("POST", "/v1/feedback", {"id": given, "helpful": False}),
+        ("POST", "/v1/feedback", {"id": given, "helpful": True, "note": "found it below"}),
+        ("POST", "/v1/feedback", {"id": new_id(), "helpful": True}),
+        ("POST", "/v1/feedback", {"id": given, "helpful": "yes please"}),
+        ("POST", "/v1/feedback", {"id": given, "helpful": True, "stars": 5}),
+        ("POST", "/v1/feedback", {"id": given, "helpful": True, "note": "x" * 501}),
+    )
+    assert ok.status_code == again.status_code == 200 and ok.json()["recorded"] is True
+    assert (
+        unknown.status_code == 404 and "no answer chatcmpl-" in unknown.json()["error"]["message"]
+    )
+    for refused in (malformed, extra, long_note):
+        assert refused.status_code == 400 and refused.json()["error"]["message"]
+    verdicts = [
+        (e["helpful"], e["note"]) for e in FieldLog(log).entries() if e["kind"] == "verdict"
+    ]
+    assert verdicts == [(False, None), (True, "found it below")]  # the later one is kept too
+
+    off, _ = _app(
+        tmp_path / "bundle", loaded=False, feedback=False, feedback_dir=str(tmp_path / "x")
+    )
+    (refused,) = _call(off, ("POST", "/v1/feedback", {"id": given, "helpful": True}))
+    assert refused.status_code == 404 and "--no-feedback" in refused.json()["error"]["message"]
+    assert not (tmp_path / "x").exists()  # nothing made for a log that is off
+
+
+def test_a_field_log_inside_a_bundle_stops_serve_at_start(tmp_path):
+    from outpost.runtime.field.log import FieldLogError
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text("{}")
+    with pytest.raises(FieldLogError, match="inside the bundle"):
+        _app(bundle, loaded=False, feedback_dir=str(bundle / "feedback"))

@@ -205,6 +205,12 @@ def folder_for(source: str | Path, given: str | Path | None = None) -> Path:
     else:
         state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         folder = Path(state) / "outpost" / "feedback"
+    return outside_bundles(folder)
+
+
+def outside_bundles(folder: str | Path) -> Path:
+    """`folder`, refused (FieldLogError) when it is inside a bundle."""
+    folder = Path(folder)
     resolved = folder.resolve()
     for parent in (resolved, *resolved.parents):
         if (parent / "bundle.json").is_file():

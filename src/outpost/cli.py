@@ -274,9 +274,9 @@ def _field_log(folder: str | None) -> FieldLog | None:
     """The field log `--log` names (checked before any question is answered), or None."""
     if folder is None:
         return None
-    from outpost.runtime.field.log import FieldLog, folder_for
+    from outpost.runtime.field.log import FieldLog, outside_bundles
 
-    field = FieldLog(folder_for(folder, folder))
+    field = FieldLog(outside_bundles(folder))
     field.check()
     return field
 
