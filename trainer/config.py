@@ -188,10 +188,10 @@ def resolve_config(recipe: str | None, flags: dict) -> TrainConfig:
         values["target_modules"] = [
             t.strip() for t in values["target_modules"].split(",") if t.strip()
         ]
-    if "docs" in values:
-        values["docs"] = (
-            [values["docs"]] if isinstance(values["docs"], str) else list(values["docs"])
-        )
+    for f in fields(TrainConfig):  # a repeatable setting is a list, given once or many times
+        if f.metadata.get("multiple") and f.name in values:
+            given = values[f.name]
+            values[f.name] = [given] if isinstance(given, str) else list(given)
     config = TrainConfig(**values)
     _check_types(config)
     config.check()
