@@ -1,7 +1,8 @@
 """Files -> documents: each document is a list of blocks (text with its heading path).
 
-The readers, one per format, are in export/documents/readers/ (Markdown, Word, plain text, HTML, PDF). A block is a paragraph, a list item, a table, a code
-block or a definition term. Navigation, scripts and page furniture are dropped; when an HTML
+The readers, one per format, are in export/documents/readers/ (Markdown, Word, OpenDocument
+text, EPUB, plain text, HTML, PDF). A block is a paragraph, a list item, a table, a code block
+or a definition term. Navigation, scripts and page furniture are dropped; when an HTML
 page marks its main content (<main>, role="main", <article>), only that is kept.
 """
 
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from outpost.export.documents.document import Document, Skipped
+from outpost.export.documents.readers.epub import read_epub
 from outpost.export.documents.readers.html_page import read_html
 from outpost.export.documents.readers.markdown import read_markdown
+from outpost.export.documents.readers.odt import read_odt
 from outpost.export.documents.readers.pdf import read_pdf
 from outpost.export.documents.readers.plain import read_text
 from outpost.export.documents.readers.word import read_docx
@@ -36,12 +39,17 @@ SUPPORTED = {
     ".htm": "html",
     ".pdf": "pdf",
     ".docx": "docx",
+    ".odt": "odt",
+    ".epub": "epub",
 }
+
+# The zipped formats: their reader takes the open file (each checks the archive first).
+ARCHIVES = {"docx": read_docx, "odt": read_odt, "epub": read_epub}
 
 
 # Files larger than this are skipped (a manual is rarely over a few MB of text; a dump is).
 MAX_TEXT_BYTES = 16 * 2**20
-MAX_PDF_BYTES = 256 * 2**20
+MAX_PDF_BYTES = 256 * 2**20  # and the zipped formats' (ARCHIVES)
 MAX_LINE_CHARS = 100_000  # longer lines are split by the chunker, with a note
 # A run of characters without white space longer than this is no word, number, path or URL a
 # reader could quote (a long URL is about 2,000): encoded data, a dump or a flood. It is left
@@ -207,7 +215,7 @@ def read_document(path: Path, source: str) -> Document:
 def _read_open(f: BinaryIO, doc: Document) -> Document:
     kind = doc.kind
     size = os.fstat(f.fileno()).st_size
-    limit = MAX_PDF_BYTES if kind in ("pdf", "docx") else MAX_TEXT_BYTES
+    limit = MAX_PDF_BYTES if kind == "pdf" or kind in ARCHIVES else MAX_TEXT_BYTES
     if size > limit:
         raise InputError(
             f"{size / 2**20:.0f} MB, over the {limit // 2**20} MB limit for {kind} files; split it"
@@ -215,8 +223,8 @@ def _read_open(f: BinaryIO, doc: Document) -> Document:
     runs: list[int] = []  # lengths of the runs without white space left out
     if kind == "pdf":
         doc.blocks = read_pdf(f)
-    elif kind == "docx":
-        doc.blocks = read_docx(f)
+    elif kind in ARCHIVES:  # zipped XML: the reader checks the archive before it parses it
+        doc.blocks = ARCHIVES[kind](f)
     else:
         try:
             raw = f.read(limit + 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html.parser
 import re
+from collections.abc import Sequence
 
 from outpost.export.documents.document import Block, clean
 
@@ -84,7 +85,7 @@ def _is_main(tag: str, attrs: dict) -> bool:
 
 
 class _HtmlBlocks(html.parser.HTMLParser):
-    def __init__(self, main_only: bool):
+    def __init__(self, main_only: bool, headings: Sequence[tuple[int, str]] = ()):
         super().__init__(convert_charrefs=True)
         self.main_only = main_only
         self.stack: list[tuple[str, bool, bool]] = []  # (tag, skip, main)
@@ -94,7 +95,7 @@ class _HtmlBlocks(html.parser.HTMLParser):
         self.mains = 0
         self.open: dict[str, int] = {}
         self.blocks: list[Block] = []
-        self.headings: list[tuple[int, str]] = []
+        self.headings: list[tuple[int, str]] = list(headings)  # (level, title)
         self.buf: list[str] = []
         self.buf_text = False  # whether buf holds more than white space
         self.heading_level = 0
@@ -198,16 +199,24 @@ class _HtmlBlocks(html.parser.HTMLParser):
 
 def read_html(text: str) -> list[Block]:
     """Blocks of a page, in time linear in its length whatever its markup."""
+    return read_html_part(text)[0]
+
+
+def read_html_part(
+    text: str, headings: Sequence[tuple[int, str]] = ()
+) -> tuple[list[Block], list[tuple[int, str]]]:
+    """Blocks of a page that continues another (an EPUB's next chapter): its blocks start under
+    `headings`, (level, title) pairs, and the heading path at its end is returned with them."""
     text = _linear(text)
-    probe = _HtmlBlocks(main_only=False)
+    probe = _HtmlBlocks(main_only=False, headings=headings)
     probe.feed(text)
     probe.close()
     if not probe.saw_main:
-        return probe.blocks
-    parser = _HtmlBlocks(main_only=True)
+        return probe.blocks, probe.headings
+    parser = _HtmlBlocks(main_only=True, headings=headings)
     parser.feed(text)
     parser.close()
-    return parser.blocks
+    return parser.blocks, parser.headings
 
 
 # --- PDF ----------------------------------------------------------------------------------

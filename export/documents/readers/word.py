@@ -8,34 +8,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from outpost.export.documents.document import Block, clean
+from outpost.export.documents.readers.archive import check_zip
 from outpost.runtime.errors import InputError
-
-MAX_DOCX_UNPACKED = 256 * 2**20  # a 500-page manual's XML is a few tens of MB
-MAX_DOCX_RATIO = 200  # text XML compresses ~10x; a zip bomb ~1000x
-
-
-def _check_zip(file: Path | BinaryIO) -> None:
-    """Refuse a .docx whose parts would unpack to more than MAX_DOCX_UNPACKED (or compress
-    like a bomb) before python-docx reads any of it."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(file) as z:
-            parts = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise InputError(f"unreadable Word file ({type(e).__name__}: {e})") from None
-    total = sum(p.file_size for p in parts)
-    if total > MAX_DOCX_UNPACKED:
-        raise InputError(
-            f"the Word file unpacks to {total / 2**20:.0f} MB, over {MAX_DOCX_UNPACKED // 2**20} MB; "
-            "split it or save it again"
-        )
-    for p in parts:
-        if p.file_size > 2**20 and p.file_size > MAX_DOCX_RATIO * max(p.compress_size, 1):
-            raise InputError(
-                f"the Word file's part {p.filename} unpacks {p.file_size // max(p.compress_size, 1)}x; "
-                "refusing what looks like a zip bomb"
-            )
 
 
 def read_docx(file: Path | BinaryIO) -> list[Block]:
@@ -49,7 +23,7 @@ def read_docx(file: Path | BinaryIO) -> list[Block]:
         raise InputError(
             "reading .docx needs python-docx: pip install 'outpost-llm[export]'"
         ) from None
-    _check_zip(file)
+    check_zip(file, "Word")
     try:
         document = docx.Document(str(file) if isinstance(file, Path) else file)
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: one line
