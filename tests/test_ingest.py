@@ -74,7 +74,7 @@ def test_pdf_text_and_headings(tmp_path):
 def test_pdf_without_text_is_refused(tmp_path):
     pdf = tmp_path / "scan.pdf"
     load_make_pdf().write_pdf(pdf, [])
-    with pytest.raises(InputError, match="no text found .*OCR"):
+    with pytest.raises(InputError, match="no text found.*OCR"):
         read_document(pdf, "scan.pdf")
 
 

@@ -222,7 +222,7 @@ def _read_open(f: BinaryIO, doc: Document) -> Document:
         )
     runs: list[int] = []  # lengths of the runs without white space left out
     if kind == "pdf":
-        doc.blocks = read_pdf(f)
+        doc.blocks = read_pdf(f, doc.notes)
     elif kind in ARCHIVES:  # zipped XML: the reader checks the archive before it parses it
         doc.blocks = ARCHIVES[kind](f)
     else:
@@ -257,7 +257,12 @@ def _read_open(f: BinaryIO, doc: Document) -> Document:
     if not doc.blocks:
         raise InputError(
             "no text found"
-            + (" (a scanned PDF? run OCR first)" if kind == "pdf" else "")
+            + (
+                "; its pages are blank or OCR read nothing (a scanned PDF needs tesseract-ocr "
+                "and poppler-utils: make system-deps)"
+                if kind == "pdf"
+                else ""
+            )
             + (f"; {left_out}" if left_out else "")
         )
     return doc

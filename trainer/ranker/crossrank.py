@@ -39,7 +39,7 @@ def _pairs(
     """Every answering line of every training question, and of its negatives at most `keep`
     per role (near: the answer's neighbours, hard: the lines sharing the question's words,
     easy: lines of other documents); `generated` of the generated questions (a share), and
-    each written one `written_weight` times."""
+    each written or field one `written_weight` times."""
     pairs = []
     for g in groups:
         if g["source"] == "generated" and rng.random() >= generated:
@@ -51,7 +51,9 @@ def _pairs(
                 continue
             taken[role] = taken.get(role, 0) + 1
             kept.append((g["question"], line, float(label)))
-        pairs += kept * (written_weight if g["source"] == "written" else 1)
+        # A question a person asked counts `written_weight` times: written ones, and the field's
+        # (trainer/feedback.py: what technicians confirmed or rejected at a device).
+        pairs += kept * (written_weight if g["source"] in ("written", "feedback") else 1)
     rng.shuffle(pairs)
     return pairs
 

@@ -1,45 +1,208 @@
-"""PDF (pypdf) -> blocks, one paragraph at a time, with the section heading and page number."""
+"""PDF -> blocks, one paragraph at a time, under the section heading, with the page number.
+
+- Text: poppler's `pdftotext`, chosen by measurement (docs/decisions.md, "PDF text": of the
+  words of a manual's HTML version, it kept 0.96-1.00 intact where pypdf kept 0.16-0.96);
+  pypdf when poppler is not installed (the export says so).
+- Clean: running headers and footers dropped, look-alikes normalised and line-end hyphenation
+  resolved (pdf_clean.py).
+- Headings: the PDF's outline (its bookmarks) when it has one: a line that reads as the next
+  outline entry's title (section numbers aside) starts that section, and a section whose title
+  line is not found starts with its page. Without an outline, numbered lines ("2.3 Filters",
+  "Chapter 4") are headings, as before.
+- Scanned pages (no text layer) are recognised by OCR when tesseract is installed (ocr.py); their
+  chunks say so in the page label ("p. 3, scanned, OCR 91%").
+"""
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from outpost.export.documents.document import Block, clean
+from outpost.export.documents.readers.pdf_clean import normalise, running, without_running
 from outpost.runtime.errors import InputError
 
 PDF_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|Chapter \d+|Section \d+)\s+\S.{0,70}$")
+_NUMBERING = re.compile(
+    r"^(?:chapter\s+\w+\s+|appendix\s+\w+\s+)?(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+", re.I
+)
+MIN_TEXT = 20  # characters a page needs to count as having a text layer
+TIMEOUT = 300  # seconds for pdftotext over one file
 
 
-def read_pdf(file: Path | BinaryIO) -> list[Block]:
-    """Blocks of a PDF, from its path or an open binary file (export/documents/ingest.py opens it)."""
+@dataclass(frozen=True)
+class Section:
+    page: int  # 0-based
+    path: tuple[str, ...]  # the outline's titles from the top down to this one
+
+
+def read_pdf(file: Path | BinaryIO, notes: list[str] | None = None) -> list[Block]:
+    """Blocks of a PDF, from its path or an open binary file (export/documents/ingest.py opens
+    it); what a user should know (the extractor, pages recognised) goes to `notes`."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError:  # pragma: no cover - pypdf is part of the [export] extra
         raise InputError("reading PDF needs pypdf: pip install 'outpost-llm[export]'") from None
+    data = file.read_bytes() if isinstance(file, Path) else file.read()
+    notes = notes if notes is not None else []
     try:
-        reader = PdfReader(file)
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, OSError, ValueError, KeyError) as e:
+        reader = PdfReader(io.BytesIO(data))
+        count = len(reader.pages)
+        sections = outline(reader)
+        pages = _pdftotext(data, count) if shutil.which("pdftotext") else None
+        if pages is None:
+            notes.append("read with pypdf: install poppler-utils for cleaner PDF text")
+            pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, OSError, ValueError, KeyError, RecursionError) as e:
         raise InputError(f"unreadable PDF ({e})") from None
-    blocks: list[Block] = []
-    heading = ""
-    for number, page in enumerate(pages, 1):
+    labels = [f"p. {n}" for n in range(1, count + 1)]
+    blank = [i for i, p in enumerate(pages) if len(p.strip()) < MIN_TEXT]
+    if blank:
+        pages, labels = _recognise(data, pages, labels, blank, notes)
+    found = running(pages)
+    pages = [without_running(p, i, found) for i, p in enumerate(pages)]
+    pages = normalise("\f".join(pages)).split("\f")
+    return blocks(pages, labels, sections)
+
+
+def _pdftotext(data: bytes, count: int) -> list[str] | None:
+    """The pages' text, in reading order; None when poppler fails on the file."""
+    try:
+        done = subprocess.run(
+            ["pdftotext", "-enc", "UTF-8", "-eol", "unix", "-", "-"],
+            input=data,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    pages = done.stdout.decode("utf-8", "replace").split("\f")
+    return (pages + [""] * count)[:count]  # a form feed ends each page, the last one too
+
+
+def _recognise(
+    data: bytes, pages: list[str], labels: list[str], blank: list[int], notes: list[str]
+) -> tuple[list[str], list[str]]:
+    from outpost.export.documents.readers import ocr
+
+    if not ocr.available():
+        notes.append(
+            f"{len(blank)} pages have no text layer (scanned?): install tesseract-ocr and "
+            "poppler-utils to read them"
+        )
+        return pages, labels
+    start = time.perf_counter()
+    found = ocr.recognise(data, [i + 1 for i in blank])
+    pages, labels = list(pages), list(labels)
+    for i in blank:
+        page = found.get(i + 1)
+        if page is not None and len(page.text.strip()) >= MIN_TEXT:
+            pages[i] = page.text
+            labels[i] = f"p. {i + 1}, scanned, OCR {page.confidence:.0f}%"
+    read = sum(1 for i in blank if "scanned" in labels[i])
+    notes.append(
+        f"{read} of {len(blank)} pages without a text layer recognised by OCR "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return pages, labels
+
+
+def outline(reader) -> list[Section]:
+    """The outline's entries in document order, each with its page and heading path."""
+    found: list[Section] = []
+
+    def walk(items: list, path: tuple[str, ...]) -> None:
+        last: tuple[str, ...] = path
+        for item in items:
+            if isinstance(item, list):
+                walk(item, last)
+                continue
+            title = clean(str(getattr(item, "title", "") or ""))
+            try:
+                page = reader.get_destination_page_number(item)
+            except Exception:  # noqa: BLE001 - a broken bookmark: leave it out
+                page = None
+            if not title or page is None or page < 0:
+                continue
+            last = (*path, title)
+            found.append(Section(page, last))
+
+    try:
+        walk(reader.outline, ())
+    except Exception:  # noqa: BLE001 - a damaged outline: fall back to numbered lines
+        return []
+    return sorted(found, key=lambda s: s.page)  # stable: the outline's order within a page
+
+
+def _title(line: str) -> str:
+    return " ".join(_NUMBERING.sub("", line.strip()).split()).casefold()
+
+
+def blocks(pages: list[str], labels: list[str], sections: list[Section]) -> list[Block]:
+    """Paragraphs under their section: the outline's when there is one, else numbered lines."""
+    out: list[Block] = []
+    heading: tuple[str, ...] = ()
+    pending = 0  # the next outline entry not yet started
+    for number, page in enumerate(pages):
         para: list[str] = []
+        while pending < len(sections) and sections[pending].page < number:
+            heading = sections[pending].path  # its title line was not found: from its page on
+            pending += 1
+        keys = {_title(line) for line in page.split("\n")}
+        heading, pending = _unfound(sections, pending, number, keys, heading)
         for line in [*page.split("\n"), ""]:  # the trailing "" ends the page's last paragraph
             s = line.strip()
-            is_heading = (
-                bool(PDF_HEADING.match(s)) and not s.endswith((".", ",", ";")) and len(s) < 80
-            )
-            if s and not is_heading:
+            starts = None
+            if sections:
+                key = _title(s)
+                for k in range(pending, len(sections)):
+                    if sections[k].page > number:
+                        break
+                    if key and key == sections[k].path[-1].casefold():
+                        starts = k
+                        break
+            elif PDF_HEADING.match(s) and not s.endswith((".", ",", ";")) and len(s) < 80:
+                starts = -1
+            if starts is not None:
+                _flush(out, para, heading, labels[number])
+                if starts >= 0:
+                    heading, pending = sections[starts].path, starts + 1
+                    heading, pending = _unfound(sections, pending, number, keys, heading)
+                else:
+                    heading = (clean(s),)
+                continue
+            if s:
                 para.append(s)
-            long_enough = s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300
-            if para and (not s or is_heading or long_enough):
-                label = (heading, f"p. {number}") if heading else (f"p. {number}",)
-                blocks.append(Block(clean(" ".join(para)), label))
-                para = []
-            if is_heading:
-                heading = clean(s)
-    return blocks
+            if para and (not s or (s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300)):
+                _flush(out, para, heading, labels[number])
+    return out
+
+
+def _unfound(
+    sections: list[Section], pending: int, page: int, keys: set[str], heading: tuple[str, ...]
+) -> tuple[tuple[str, ...], int]:
+    """Sections of this page whose title line is not on it start where the last one did: the
+    heading and the next pending section after them."""
+    while (
+        pending < len(sections)
+        and sections[pending].page == page
+        and sections[pending].path[-1].casefold() not in keys
+    ):
+        heading, pending = sections[pending].path, pending + 1
+    return heading, pending
+
+
+def _flush(out: list[Block], para: list[str], heading: tuple[str, ...], label: str) -> None:
+    """The paragraph so far as one block under its heading and page; `para` emptied."""
+    if para:
+        out.append(Block(clean(" ".join(para)), (*heading, label)))
+        para.clear()

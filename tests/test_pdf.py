@@ -1,0 +1,125 @@
+"""PDF text as a technician's search needs it (export/documents/readers/pdf.py, pdf_clean.py,
+ocr.py): the outline's headings, running headers and footers dropped, look-alikes normalised,
+and scanned pages read by OCR with their page numbers."""
+
+import io
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import EXAMPLES, load_make_pdf
+from outpost.export.documents.readers.pdf import Section, blocks, read_pdf
+from outpost.export.documents.readers.pdf_clean import normalise, running, without_running
+
+OCR = shutil.which("tesseract") and shutil.which("pdftoppm")
+
+
+def test_lookalikes_and_line_end_hyphenation_are_what_a_search_finds():
+    text = (
+        "Use \u2212f to force. The config\u00aduration is read.\n"
+        "Edit the config-\nuration file. Set the command-\nline flag; a command-line tool.\n"
+        "An unknown split-\nword stays hyphenated."
+    )
+    out = normalise(text)
+    assert "Use -f to force" in out and "configuration is read" in out
+    assert "Edit the configuration file" in out  # written whole elsewhere: joined
+    assert "command-line flag" in out  # written hyphenated elsewhere: the hyphen stays
+    assert "split-word" in out  # never made into a word the document does not have
+
+
+def test_running_headers_and_page_numbered_footers_are_dropped():
+    pages = [
+        f"Verilator, Release 5.006\nPage {'ABCDEFGH'[i]} begins here.\nA line of page {i}.\n"
+        f"The line after it.\nThe end of {'ABCDEFGH'[i]}.\n2.{i % 3}. Section Two {i + 3}"
+        for i in range(8)
+    ]
+    found = running(pages)
+    assert "verilator, release #.#" in found.keys and found.offset == 3
+    kept = without_running(pages[5], 5, found)
+    assert kept == "Page F begins here.\nA line of page 5.\nThe line after it.\nThe end of F."
+    # A line inside the page that looks like a footer stays: only the edges are touched.
+    inner = "Verilator, Release 5.006\nA\nVerilator, Release 5.006 is new.\nB\nC\n8"
+    assert "is new" in without_running(inner, 5, found)
+
+
+def test_outline_sections_start_at_their_title_line_or_their_page():
+    sections = [
+        Section(0, ("Installation",)),
+        Section(0, ("Installation", "Git Quick Install")),
+        Section(1, ("Installation", "Detailed Build")),  # its title line is not in the text
+    ]
+    pages = [
+        "CHAPTER TWO\nINSTALLATION\nThis section is about installing.\n\n2.2 Git Quick Install\n"
+        "Clone the repository.",
+        "Build it with make.",
+    ]
+    found = {b.text: b.headings for b in blocks(pages, ["p. 10", "p. 11"], sections)}
+    assert found["This section is about installing."] == ("Installation", "p. 10")
+    assert found["Clone the repository."] == ("Installation", "Git Quick Install", "p. 10")
+    assert found["Build it with make."] == ("Installation", "Detailed Build", "p. 11")
+
+
+def _with_outline(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    plain = tmp_path / "plain.pdf"
+    lines = ["Chapter One", "The valve V-9 is covered here.", ""] * 20
+    lines += ["Service", "Grease the valve every 300 hours.", ""] * 20
+    load_make_pdf().write_pdf(plain, lines, per_page=60)
+    writer = PdfWriter()
+    for page in PdfReader(plain).pages:
+        writer.add_page(page)
+    top = writer.add_outline_item(title="Chapter One", page_number=0)
+    writer.add_outline_item(title="Service", page_number=1, parent=top)
+    out = tmp_path / "outlined.pdf"
+    with open(out, "wb") as f:
+        writer.write(f)
+    return out
+
+
+def test_a_pdf_with_an_outline_takes_its_headings(tmp_path):
+    notes = []
+    found = read_pdf(_with_outline(tmp_path), notes)
+    heads = {b.headings for b in found if "300 hours" in b.text}
+    assert heads == {("Chapter One", "Service", "p. 2")}
+    if not shutil.which("pdftotext"):
+        assert any("poppler-utils" in n for n in notes)
+
+
+def scanned(source, tmp_path, name="scanned.pdf"):
+    """`source` with every page an image: rendered by poppler, rebuilt without a text layer."""
+    from PIL import Image
+
+    subprocess.run(
+        ["pdftoppm", "-r", "200", "-gray", "-png", str(source), str(tmp_path / "pg")], check=True
+    )
+    images = [Image.open(p).convert("L") for p in sorted(tmp_path.glob("pg*.png"))]
+    out = tmp_path / name
+    images[0].save(out, save_all=True, append_images=images[1:], resolution=200)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OCR, reason="needs tesseract-ocr and poppler-utils (make system-deps)")
+def test_a_scanned_pdf_is_read_by_ocr_with_its_page_numbers(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    source = EXAMPLES / "docs" / "forklift" / "charging-station.pdf"
+    image_only = scanned(source, tmp_path)
+    assert not "".join(p.extract_text() or "" for p in PdfReader(image_only).pages).strip()
+    notes = []
+    found = read_pdf(image_only, notes)
+    text = " ".join(b.text for b in found)
+    assert "8 hours" in text and "C-09" in text
+    assert all(b.headings[-1].startswith("p. ") and "scanned, OCR" in b.headings[-1] for b in found)
+    assert any("recognised by OCR" in n for n in notes)
+    # A mixed PDF: its text page read as text, its scanned page by OCR.
+    writer = PdfWriter()
+    writer.add_page(PdfReader(source).pages[0])
+    writer.add_page(PdfReader(image_only).pages[0])
+    mixed = io.BytesIO()
+    writer.write(mixed)
+    mixed.seek(0)
+    labels = {b.headings[-1] for b in read_pdf(mixed)}
+    assert "p. 1" in labels and any(label.startswith("p. 2, scanned") for label in labels)
