@@ -37,7 +37,9 @@ def html_text(path: Path) -> str:
     from outpost.export.documents.readers.html_page import read_html
 
     pages = sorted(path.glob("*.html")) if path.is_dir() else [path]
-    return "\n".join(b.text for p in pages for b in read_html(p.read_bytes().decode("utf-8", "replace")))
+    return "\n".join(
+        b.text for p in pages for b in read_html(p.read_bytes().decode("utf-8", "replace"))
+    )
 
 
 def pypdf_plain(path: Path) -> list[str]:
