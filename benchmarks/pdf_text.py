@@ -17,6 +17,7 @@ HTML pages).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import shutil
@@ -94,6 +95,8 @@ def measure(folder: Path) -> list[dict]:
         for name, extract in EXTRACTORS.items():
             if name.startswith("pdftotext") and not shutil.which("pdftotext"):
                 continue
+            if name == "pypdfium2" and importlib.util.find_spec("pypdfium2") is None:
+                continue  # not a dependency: pip install pypdfium2 to measure it
             start = time.perf_counter()
             pages = extract(pdf)
             seconds = time.perf_counter() - start

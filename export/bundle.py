@@ -196,7 +196,7 @@ def _build(config, out: Path, previous, cpus: int, started: float) -> Manifest:
     if not found.documents:
         detail = f" ({skipped[0].path}: {skipped[0].reason})" if skipped else ""
         raise InputError(
-            f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html, .pdf or .docx files"
+            f"no readable documents in {', '.join(config.docs)}{detail}; add .md, .txt, .html, .pdf, .docx, .odt or .epub files"
         )
     log(f"{len(found.documents)} documents -> {len(chunks)} chunks ({len(skipped)} files skipped)")
     languages = chunk_languages(chunks, found.documents, config.language, log)

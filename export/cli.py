@@ -25,7 +25,7 @@ KIT_ENV = "OUTPOST_KIT_"
 @settings.options(ExportConfig, LlmConfig, ChunkConfig, prefix=EXPORT_ENV)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 def export_cmd(docs, as_json, **options):
-    """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf/.docx files)."""
+    """Build a bundle from DOCS (folders or .md/.txt/.html/.pdf/.docx/.odt/.epub files)."""
     from outpost.export.libraries import require_extra
 
     require_extra("export", "export")
