@@ -2,6 +2,8 @@
 "The field loop"): does what technicians confirm at a device teach the line ranker the device's
 manuals?
 
+    python benchmarks/field_loop.py docs --out DOCS               # the device's documents
+    outpost export DOCS --out B                                    # the device's bundle
     python benchmarks/field_loop.py replay --bundle B --work W   # serve B; ask, rate, export
     python benchmarks/field_loop.py fit --work W --bundle B [--sizes 0 0.5 1]  # refit, measure
     python benchmarks/field_loop.py plot --work W --svg docs/img/field_loop.svg
@@ -55,6 +57,23 @@ def questions(root: str) -> list[dict]:
     for r in rows:
         r["package"] = package_of.get(r["doc"], r["package"])
     return [r for r in rows if r["package"] in HELD_OUT]
+
+
+def write_docs(root: str, out: Path) -> int:
+    """The written questions' documents, as the training root holds them (compressed text
+    written out plain), in `out`: what the simulated device's bundle is exported from."""
+    import gzip
+
+    from outpost.trainer.ranker.questions import load
+
+    rows = load(sorted((ROOT / "trainer" / "ranker" / "questions").glob("*.jsonl")))
+    docs = sorted({r["doc"] for r in rows})
+    for doc in docs:
+        data = (Path(root) / doc).read_bytes()
+        target = out / (doc[: -len(".gz")] if doc.endswith(".gz") else doc)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(gzip.decompress(data) if doc.endswith(".gz") else data)
+    return len(docs)
 
 
 def holds_answer(row: dict, quote: str) -> bool:
@@ -216,31 +235,36 @@ def fit(
 
 
 def plot(work: Path, svg: Path) -> None:
-    """Top-1 and top-3 of the measured half against the feedback entries: one small SVG."""
+    """Top-1 and top-3 of the measured half (and the shown line, when measured) against the
+    feedback entries: one small SVG."""
     results = sorted(json.loads((work / "fits.json").read_text()), key=lambda r: r["share"])
     w, h, pad = 420, 220, 40
     xs = [r["feedback_entries"] for r in results]
     top = max(xs) or 1
     lines = []
-    for key, color in (("top1", "#1f5fa8"), ("top3", "#b5651d")):
+    series = [
+        ("ranker top-1", "#1f5fa8", lambda r: r["measured_half"]["top1"]),
+        ("ranker top-3", "#b5651d", lambda r: r["measured_half"]["top3"]),
+    ]
+    if all("shown_line" in r for r in results):
+        series.append(("shown line", "#2e7d32", lambda r: r["shown_line"]["first_quote_right"]))
+    for key, color, value in series:
         points = [
-            (pad + (w - 2 * pad) * x / top, h - pad - (h - 2 * pad) * r["measured_half"][key])
+            (pad + (w - 2 * pad) * x / top, h - pad - (h - 2 * pad) * value(r))
             for x, r in zip(xs, results)
         ]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
         lines += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in points]
-        last = points[-1]
-        lines.append(
-            f'<text x="{last[0] - 30:.1f}" y="{last[1] - 8:.1f}" fill="{color}">{key}</text>'
-        )
+        at = pad + 110 * sum(x.startswith("<text") for x in lines)  # a legend along the top
+        lines.append(f'<text x="{at}" y="30" fill="{color}">\u25cf {key}</text>')
     ticks = "".join(
         f'<text x="{pad + (w - 2 * pad) * x / top:.1f}" y="{h - pad + 16}" text-anchor="middle">{x}</text>'
         for x in xs
     )
     grid = "".join(
         f'<line x1="{pad}" x2="{w - pad}" y1="{h - pad - (h - 2 * pad) * v}" y2="{h - pad - (h - 2 * pad) * v}" stroke="#ddd"/>'
-        f'<text x="{pad - 6}" y="{h - pad - (h - 2 * pad) * v + 4}" text-anchor="end">{v:.1f}</text>'
+        f'<text x="{pad - 6}" y="{h - pad - (h - 2 * pad) * v + 4}" text-anchor="end">{v:.2f}</text>'
         for v in (0.0, 0.25, 0.5, 0.75, 1.0)
     )
     svg.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +278,8 @@ def plot(work: Path, svg: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("replay", "fit", "plot"))
+    ap.add_argument("step", choices=("docs", "replay", "fit", "plot"))
+    ap.add_argument("--out", type=Path, help="docs: the folder to write the documents to")
     ap.add_argument("--work", type=Path, default=Path("build/field-loop"))
     ap.add_argument("--bundle", help="replay: the bundle of the training documents")
     ap.add_argument("--root", default=os.environ.get("RANKER_ROOT", ".outpost-cache/train"))
@@ -262,7 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--svg", type=Path, default=ROOT / "docs" / "img" / "field_loop.svg")
     args = ap.parse_args(argv)
-    if args.step == "replay":
+    if args.step == "docs":
+        if not args.out:
+            ap.error("docs needs --out")
+        print(f"{write_docs(args.root, args.out)} documents in {args.out}")
+    elif args.step == "replay":
         if not args.bundle:
             ap.error("replay needs --bundle")
         print(json.dumps(replay(args.bundle, args.work, args.root, args.threads), indent=2))
