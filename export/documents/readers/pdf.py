@@ -1,14 +1,13 @@
 """PDF -> blocks, one paragraph at a time, under the section heading, with the page number.
 
-- Text: poppler's `pdftotext`, chosen by measurement (docs/decisions.md, "PDF text": of the
-  words of a manual's HTML version, it kept 0.96-1.00 intact where pypdf kept 0.16-0.96);
-  pypdf when poppler is not installed (the export says so).
-- Clean: running headers and footers dropped, look-alikes normalised and line-end hyphenation
-  resolved (pdf_clean.py).
-- Headings: the PDF's outline (its bookmarks) when it has one: a line that reads as the next
-  outline entry's title (section numbers aside) starts that section, and a section whose title
-  line is not found starts with its page. Without an outline, numbered lines ("2.3 Filters",
-  "Chapter 4") are headings, as before.
+- Text: pypdf's, by default. With `poppler=True`: poppler's `pdftotext` (of the words of a
+  manual's HTML version it kept 0.96-1.00 intact where pypdf kept 0.16-0.96), running headers
+  and footers dropped, look-alikes normalised and line-end hyphenation resolved (pdf_clean.py),
+  and headings from the PDF's outline (its bookmarks): a line that reads as the next outline
+  entry's title (section numbers aside) starts that section, and a section whose title line is
+  not found starts where the last one did or with its page. That route is not the default yet:
+  on dev2's Verilator manual it answered worse end to end (docs/decisions.md, "PDF text").
+- Headings by default, and without an outline: numbered lines ("2.3 Filters", "Chapter 4").
 - Scanned pages (no text layer) are recognised by OCR when tesseract is installed (ocr.py); their
   chunks say so in the page label ("p. 3, scanned, OCR 91%").
 """
@@ -42,9 +41,14 @@ class Section:
     path: tuple[str, ...]  # the outline's titles from the top down to this one
 
 
-def read_pdf(file: Path | BinaryIO, notes: list[str] | None = None) -> list[Block]:
+def read_pdf(
+    file: Path | BinaryIO, notes: list[str] | None = None, poppler: bool = False
+) -> list[Block]:
     """Blocks of a PDF, from its path or an open binary file (export/documents/ingest.py opens
-    it); what a user should know (the extractor, pages recognised) goes to `notes`."""
+    it); what a user should know (pages recognised) goes to `notes`. `poppler`: the cleaner
+    text (pdftotext, outline headings, running headers dropped, look-alikes normalised), not
+    the default yet: it keeps more of a manual's words intact but answered dev2's Verilator
+    questions worse end to end (docs/decisions.md, "PDF text")."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
@@ -55,10 +59,12 @@ def read_pdf(file: Path | BinaryIO, notes: list[str] | None = None) -> list[Bloc
     try:
         reader = PdfReader(io.BytesIO(data))
         count = len(reader.pages)
-        sections = outline(reader)
-        pages = _pdftotext(data, count) if shutil.which("pdftotext") else None
-        if pages is None:
+        sections = outline(reader) if poppler else []
+        pages = _pdftotext(data, count) if poppler and shutil.which("pdftotext") else None
+        if poppler and pages is None:
             notes.append("read with pypdf: install poppler-utils for cleaner PDF text")
+        if pages is None:
+            poppler = False
             pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, OSError, ValueError, KeyError, RecursionError) as e:
         raise InputError(f"unreadable PDF ({e})") from None
@@ -66,9 +72,10 @@ def read_pdf(file: Path | BinaryIO, notes: list[str] | None = None) -> list[Bloc
     blank = [i for i, p in enumerate(pages) if len(p.strip()) < MIN_TEXT]
     if blank:
         pages, labels = _recognise(data, pages, labels, blank, notes)
-    found = running(pages)
-    pages = [without_running(p, i, found) for i, p in enumerate(pages)]
-    pages = normalise("\f".join(pages)).split("\f")
+    if poppler:
+        found = running(pages)
+        pages = [without_running(p, i, found) for i, p in enumerate(pages)]
+        pages = normalise("\f".join(pages)).split("\f")
     return blocks(pages, labels, sections)
 
 
