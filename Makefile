@@ -23,9 +23,9 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 install: $(VENV)/.installed
 
 # Debian packages some tests drive: chromium + chromium-driver (the kiosk page's browser test),
-# qemu-user-static + mmdebstrap (the aarch64 install kit under emulation), poppler-utils (PDF
-# text, chosen by measurement) and tesseract-ocr with the packs of Outpost's languages (scanned
-# PDF pages; the export falls back to pypdf and skips OCR without them). Installed here, once,
+# qemu-user-static + mmdebstrap (the aarch64 install kit under emulation), poppler-utils and
+# tesseract-ocr with the packs of Outpost's languages (scanned PDF pages, rendered by poppler and
+# read by tesseract; without them the export says how many pages it could not read). Installed here, once,
 # from the distribution; nothing downloads a browser, an emulator or an OCR model at run time.
 SYSTEM_DEPS := chromium chromium-driver qemu-user-static mmdebstrap poppler-utils tesseract-ocr \
   tesseract-ocr-nor tesseract-ocr-nld tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-spa
