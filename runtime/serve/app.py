@@ -29,12 +29,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from outpost.runtime.config import ServeConfig
 from outpost.runtime.errors import InputError, OutpostError, UsageError, one_line
 from outpost.runtime.serve.api import authorised_headers, error_response
 from outpost.runtime.serve.releases import Releases
 from outpost.runtime.serve.scheduler import ApiError, Scheduler
+
+if TYPE_CHECKING:
+    from outpost.runtime.field.log import FieldLog
 
 # --- the application -------------------------------------------------------------------------
 
@@ -61,15 +65,7 @@ def create_app(
 
     config.check()
     say = say or _stderr
-    field = None
-    if config.feedback:
-        from outpost.runtime.field.log import FieldLog, folder_for
-
-        field = FieldLog(
-            folder_for(config.source, config.feedback_dir), config.feedback_max_mb << 20
-        )
-        field.check()  # a folder it cannot use is an error now, not at the first answer
-    server = Server(config, releases or Releases(config, say), Scheduler(config), field)
+    server = Server(config, releases or Releases(config, say), Scheduler(config), field_log(config))
     stop = threading.Event()
 
     @contextlib.asynccontextmanager
@@ -532,6 +528,18 @@ def limit_malloc_arenas(count: int = 2) -> bool:
         return bool(ctypes.CDLL("libc.so.6").mallopt(-8, count))  # M_ARENA_MAX
     except (OSError, AttributeError):
         return False
+
+
+def field_log(config: ServeConfig) -> "FieldLog | None":
+    """The field log serve keeps (None with --no-feedback), its folder checked: one it cannot
+    use (inside a bundle, another user's) is an error at start, not at the first answer."""
+    if not config.feedback:
+        return None
+    from outpost.runtime.field.log import FieldLog, folder_for
+
+    log = FieldLog(folder_for(config.source, config.feedback_dir), config.feedback_max_mb << 20)
+    log.check()
+    return log
 
 
 def check_adapter(config: ServeConfig) -> None:

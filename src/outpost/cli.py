@@ -525,7 +525,7 @@ def serve(bundle: str, **options: object) -> None:
     from pathlib import Path
 
     from outpost.runtime.errors import InputError
-    from outpost.runtime.serve.app import address, check_adapter, listen
+    from outpost.runtime.serve.app import address, check_adapter, field_log, listen
     from outpost.runtime.serve.app import serve as run_server
 
     if not Path(bundle).exists():
@@ -539,6 +539,7 @@ def serve(bundle: str, **options: object) -> None:
         # no key found: an error now, not per release
         load_public_keys([Path(t) for t in config.ask.trust])
     check_adapter(config)
+    field_log(config)  # a log folder it cannot use: one error line, before "serving"
     sock = listen(config)  # a port in use: one error line, before "serving"
     where = address(config.host, sock.getsockname()[1])
     click.echo(
