@@ -46,7 +46,7 @@ def test_only_unsupported_files(tmp_path):
     (tmp_path / "docs" / "manual.xlsx").write_bytes(b"PK\x03\x04")
     done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
     assert "skipped manual.xlsx: unsupported type '.xlsx'" in done.stderr
-    assert_clean_error(done, match="add .md, .txt, .html, .pdf or .docx")
+    assert_clean_error(done, match="add .md, .txt, .html, .pdf, .docx, .odt or .epub")
     assert nothing_written(tmp_path) == []
 
 
@@ -55,7 +55,7 @@ def test_pdf_without_text(tmp_path):
     (tmp_path / "docs").mkdir()
     load_make_pdf().write_pdf(tmp_path / "docs" / "scan.pdf", [])
     done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
-    assert_clean_error(done, match="scan.pdf: no text found (a scanned PDF? run OCR first)")
+    assert_clean_error(done, match="scan.pdf: no text found; its pages are blank or OCR read nothing")
     assert nothing_written(tmp_path) == []
 
 
