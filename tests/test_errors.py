@@ -55,7 +55,9 @@ def test_pdf_without_text(tmp_path):
     (tmp_path / "docs").mkdir()
     load_make_pdf().write_pdf(tmp_path / "docs" / "scan.pdf", [])
     done = outpost("export", str(tmp_path / "docs"), "--out", str(tmp_path / "out"))
-    assert_clean_error(done, match="scan.pdf: no text found; its pages are blank or OCR read nothing")
+    assert_clean_error(
+        done, match="scan.pdf: no text found; its pages are blank or OCR read nothing"
+    )
     assert nothing_written(tmp_path) == []
 
 
