@@ -77,14 +77,14 @@ def write_docs(root: str, out: Path) -> int:
 
 
 def holds_answer(row: dict, quote: str) -> bool:
+    """rankdata's test for an answering line, or every keyword in the quote."""
     from outpost.trainer.ranker.questions import fold
+    from outpost.trainer.ranker.rankdata import answers
 
-    answer, text = fold(row.get("answer", "")), fold(quote)
+    text = fold(quote)
     keys = [fold(k) for k in row.get("keywords", [])]
-    return bool(answer) and (
-        answer in text
-        or (len(text) >= 25 and text in answer and len(text) >= 0.3 * len(answer))
-        or (bool(keys) and all(k in text for k in keys))
+    return answers(fold(row.get("answer", "")), text) or (
+        bool(keys) and all(k in text for k in keys)
     )
 
 

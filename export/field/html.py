@@ -139,6 +139,26 @@ def week_chart(weeks: list[dict]) -> str:
     return "".join(parts)
 
 
+COUNTS_BY_DOCUMENT = ("answers", "rated", "helpful", "unhelpful")
+COUNTS_BY_WEEK = ("answers", "declined", "rated", "helpful")
+
+
+def _counts_table(
+    rows: list[dict], label: str, key: str, counts: tuple, isolate: bool
+) -> list[str]:
+    """One table of counts per row (a document, a week) and the helpful share."""
+    head = "".join(f'<th class="n">{c}</th>' for c in counts)
+    out = [f'<table><tr><th>{label}</th>{head}<th class="n">helpful share</th></tr>']
+    for r in rows:
+        name = f"<bdi>{esc(r[key])}</bdi>" if isolate else esc(r[key])
+        cells = "".join(f'<td class="n">{r[c]}</td>' for c in counts)
+        out.append(
+            f'<tr><td>{name}</td>{cells}<td class="n">{percent(r["helpful_share"])}</td></tr>'
+        )
+    out.append("</table>")
+    return out
+
+
 def as_html(report: dict) -> str:
     """One self-contained page: no external assets, no scripts (its policy refuses both), every
     text from the log escaped."""
@@ -204,37 +224,9 @@ def as_html(report: dict) -> str:
         "marked unhelpful first.</p>"
     )
     if report["by_document"]:
-        out.append(
-            '<table><tr><th>document</th><th class="n">answers</th><th class="n">rated</th>'
-            '<th class="n">helpful</th><th class="n">unhelpful</th>'
-            '<th class="n">helpful share</th></tr>'
-        )
-        for d in report["by_document"]:
-            out.append(
-                f"<tr><td><bdi>{esc(d['source'])}</bdi></td>"
-                + "".join(
-                    f'<td class="n">{d[k]}</td>'
-                    for k in ("answers", "rated", "helpful", "unhelpful")
-                )
-                + f'<td class="n">{percent(d["helpful_share"])}</td></tr>'
-            )
-        out.append("</table>")
+        out += _counts_table(report["by_document"], "document", "source", COUNTS_BY_DOCUMENT, True)
     out.append("<h2>By week</h2>")
     if report["by_week"]:
-        out.append(
-            '<table><tr><th>week</th><th class="n">answers</th><th class="n">declined</th>'
-            '<th class="n">rated</th><th class="n">helpful</th>'
-            '<th class="n">helpful share</th></tr>'
-        )
-        for w in report["by_week"]:
-            out.append(
-                f"<tr><td>{esc(w['week'])}</td>"
-                + "".join(
-                    f'<td class="n">{w[k]}</td>'
-                    for k in ("answers", "declined", "rated", "helpful")
-                )
-                + f'<td class="n">{percent(w["helpful_share"])}</td></tr>'
-            )
-        out.append("</table>")
+        out += _counts_table(report["by_week"], "week", "week", COUNTS_BY_WEEK, False)
     out.append("</body></html>")
     return "\n".join(out) + "\n"

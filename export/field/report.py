@@ -20,7 +20,6 @@ bundle's embedder (`open_meaning`).
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable
 
@@ -206,21 +205,30 @@ def distinct(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v.strip()))
 
 
-_BIDI = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
-
-
 def terminal_safe(value: str, clip: int = 0) -> str:
-    """Log text as a terminal should show it: control characters (escape sequences, carriage
-    returns, newlines) and bidirectional overrides escaped, so a question cannot forge output or
-    drive the terminal; with `clip`, at most that many characters and an ellipsis."""
+    """Log text as a terminal should show it (the CLI's `safe`: control characters and
+    bidirectional overrides escaped, so a question cannot forge output or drive the terminal);
+    with `clip`, at most that many characters and an ellipsis."""
+    from outpost.cli import safe
+
     if clip and len(value) > clip:
         value = value[: clip - 1] + "…"
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(ch) == "Cc" or ord(ch) in _BIDI
-        else ch
-        for ch in value
-    )
+    return safe(value)
+
+
+def _counts_lines(rows: list[dict], key: str, counts: tuple, clip: int = 0) -> list[str]:
+    """A table of counts per row (a document, a week) and the helpful share, or "none"."""
+    if not rows:
+        return ["  none"]
+    cells = [
+        [
+            terminal_safe(str(r[key]), clip),
+            *(str(r[c]) for c in counts),
+            percent(r["helpful_share"]),
+        ]
+        for r in rows
+    ]
+    return ["  " + line for line in table([key, *counts, "helpful share"], cells)]
 
 
 def percent(value: float | None) -> str:
@@ -305,45 +313,9 @@ def as_text(report: dict) -> str:
         if len(q["notes"]) > TEXT_NOTES:
             lines.append(f"        and {len(q['notes']) - TEXT_NOTES} more notes")
     lines += ["", "By document (answers that quoted it)"]
-    if report["by_document"]:
-        lines += [
-            "  " + line
-            for line in table(
-                ["source", "answers", "rated", "helpful", "unhelpful", "helpful share"],
-                [
-                    [
-                        terminal_safe(d["source"], 60),
-                        str(d["answers"]),
-                        str(d["rated"]),
-                        str(d["helpful"]),
-                        str(d["unhelpful"]),
-                        percent(d["helpful_share"]),
-                    ]
-                    for d in report["by_document"]
-                ],
-            )
-        ]
-    else:
-        lines.append("  none")
+    lines += _counts_lines(
+        report["by_document"], "source", ("answers", "rated", "helpful", "unhelpful"), 60
+    )
     lines += ["", "By week"]
-    if report["by_week"]:
-        lines += [
-            "  " + line
-            for line in table(
-                ["week", "answers", "declined", "rated", "helpful", "helpful share"],
-                [
-                    [
-                        w["week"],
-                        str(w["answers"]),
-                        str(w["declined"]),
-                        str(w["rated"]),
-                        str(w["helpful"]),
-                        percent(w["helpful_share"]),
-                    ]
-                    for w in report["by_week"]
-                ],
-            )
-        ]
-    else:
-        lines.append("  none")
+    lines += _counts_lines(report["by_week"], "week", ("answers", "declined", "rated", "helpful"))
     return "\n".join(lines) + "\n"

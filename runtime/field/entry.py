@@ -14,7 +14,6 @@ from outpost.runtime.field.log import now
 QUESTION_CHARS = 2000
 TEXT_CHARS = 1000
 NOTE_CHARS = 500
-VIA = ("kiosk", "api", "ask", "chat")
 
 
 def new_id() -> str:

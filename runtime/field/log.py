@@ -64,7 +64,7 @@ class FieldLog:
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         if len(line) > self.segment_bytes:
             raise ValueError(f"a field-log entry of {len(line)} bytes is over one file's size")
-        self._ready()
+        self.check()
         with self._locked():
             files = self._files()
             current = files[-1] if files else self._path(1)
@@ -159,11 +159,8 @@ class FieldLog:
         return self.folder / f"field-{n:08d}.jsonl"
 
     def check(self) -> None:
-        """The folder can be used: made if missing, this user's, closed to others."""
-        self._ready()
-
-    def _ready(self) -> None:
-        """The folder exists, is a real folder of this user's, and only they can read it."""
+        """The folder can be used: made if missing, a real folder of this user's, closed to
+        others."""
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = os.lstat(self.folder)

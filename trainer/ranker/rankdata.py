@@ -72,16 +72,19 @@ def _lexical(question: str, lines: list[str], df: Counter, n: int) -> list[float
     return scores
 
 
+def answers(answer: str, line: str) -> bool:
+    """Whether a line (folded) is the answer line (folded) or a large enough part of it."""
+    return bool(answer) and (
+        answer in line or (len(line) >= 25 and line in answer and len(line) >= 0.3 * len(answer))
+    )
+
+
 def group_of(row: dict, root: str, units: list[tuple[str, str]], others: list, rng) -> dict:
     """One question's candidates and labels (1: the line answers)."""
     answer = fold(row.get("answer", ""))
     keywords = [fold(k) for k in row.get("keywords", [])]
     folded = [fold(t) for _, t in units]
-    positive = [
-        bool(answer)
-        and (answer in f or (len(f) >= 25 and f in answer and len(f) >= 0.3 * len(answer)))
-        for f in folded
-    ]
+    positive = [answers(answer, f) for f in folded]
     df = Counter(w for f in folded for w in set(_words(f)))
     lexical = _lexical(row["question"], folded, df, len(folded))
     holds_all = [bool(keywords) and all(k in f for k in keywords) for f in folded]
