@@ -9,6 +9,7 @@ module imports nothing heavy, so `outpost --help` stays instant.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,16 @@ class AskConfig:
             raise UsageError(f"--reader must be one of {', '.join(READERS)}")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether serve's --host is reachable from this device only: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to, not known to be loopback
+
+
 @dataclass(kw_only=True)
 class ServeConfig:
     """How `outpost serve` runs; each field but `source` is an option, and `ask` gives serve
@@ -103,7 +114,9 @@ class ServeConfig:
         "127.0.0.1", "Address to listen on (0.0.0.0: every interface; use with --api-key)."
     )
     port: int = setting(8080, "TCP port (0: any free one).")
-    api_key: str | None = setting(None, "Require 'Authorization: Bearer KEY' on /v1/.", secret=True)
+    api_key: str | None = setting(
+        None, "Require 'Authorization: Bearer KEY' on /v1/ and /metrics.", secret=True
+    )
     allow_host: list[str] = setting(
         [],
         "Also answer requests whose Host (and Origin) names this: NAME (any port) or NAME:PORT; "
@@ -125,6 +138,11 @@ class ServeConfig:
         "en", "Kiosk page language (a page can ask for another with ?lang=).", choices=LANGUAGES
     )
     log_questions: bool = setting(False, "Put the question text in the access log.")
+    metrics: bool = setting(
+        True,
+        "Prometheus metrics at /metrics (docs/serving.md); on a --host other than loopback only "
+        "with --api-key, for callers that send it.",
+    )
     feedback: bool = setting(
         True,
         "Record each question, its answer and the reader's verdict in the field log (the kiosk "
@@ -216,6 +234,18 @@ class ServeConfig:
                 )
         if self.api_key is not None and len(self.api_key) < 8:
             raise UsageError("--api-key must be at least 8 characters")
+
+    def metrics_refusal(self) -> str | None:
+        """Why /metrics is not served, naming the flag to change; None when it is (with an
+        --api-key, to callers that send it: app.py's `Guard` asks for the key)."""
+        if not self.metrics:
+            return "metrics are off: the server runs with --no-metrics"
+        if self.api_key is None and not is_loopback(self.host):
+            return (
+                f"metrics are served on --host {self.host} only with --api-key, to callers that "
+                "send 'Authorization: Bearer KEY'"
+            )
+        return None
 
 
 @dataclass(kw_only=True)

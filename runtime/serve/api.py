@@ -1,8 +1,9 @@
 """The HTTP API's parts, one router per concern: the OpenAI-compatible API (/v1/chat/completions,
 /v1/embeddings, /v1/models), passages (/v1/passages/{id}), feedback (/v1/feedback: the
-reader's verdict on an answer, kept in the field log), health (/health) and the kiosk
-page's assets. Request models are declared here once; the routes reach the answering side only
-through `Server` (the releases and the scheduler) and `Release` (ask, passage, embed).
+reader's verdict on an answer, kept in the field log), health (/health), metrics (/metrics,
+for Prometheus: runtime/serve/metrics.py) and the kiosk page's assets. Request models are
+declared here once; the routes reach the answering side only through `Server` (the releases,
+the scheduler and the metrics) and `Release` (ask, passage, embed).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
@@ -18,13 +19,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from outpost.runtime.ask.answer import Answer
 from outpost.runtime.config import LANGUAGES, ServeConfig
 from outpost.runtime.field.entry import NOTE_CHARS, answer_entry, new_id, verdict_entry
 from outpost.runtime.field.log import FieldLog, FieldLogError
+from outpost.runtime.serve.metrics import CONTENT_TYPE, Metrics, exposition, serving
 from outpost.runtime.serve.releases import Release, Releases
 from outpost.runtime.serve.scheduler import ApiError, Done, Failed, Job, Quote, Scheduler, Text
 
@@ -108,13 +116,14 @@ class EmbeddingRequest(BaseModel):
 
 @dataclass
 class Server:
-    """What the routes share: the settings, the releases followed, the scheduler and the field
-    log (None with --no-feedback)."""
+    """What the routes share: the settings, the releases followed, the scheduler, the field
+    log (None with --no-feedback) and what /metrics shows."""
 
     config: ServeConfig
     releases: Releases
     scheduler: Scheduler
     feedback_log: FieldLog | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     answered: OrderedDict[str, None] = field(default_factory=OrderedDict)
     field_errors: int = 0  # entries the log could not take (a full disk): answers go on
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -231,10 +240,18 @@ def _authorised(request: Request, key: str) -> bool:
 
 class Reply:
     """One chat completion in OpenAI's shapes, whole or as server-sent events, with Outpost's
-    `outpost` field; what it answered goes into the request's access-log line."""
+    `outpost` field; what it answered goes into the request's access-log line and `metrics`."""
 
-    def __init__(self, release: Release, max_tokens: int, log: dict, model: str):
+    def __init__(
+        self,
+        release: Release,
+        max_tokens: int,
+        log: dict,
+        model: str,
+        metrics: Metrics | None = None,
+    ):
         self.release, self.max_tokens, self.log, self.model = release, max_tokens, log, model
+        self.metrics = metrics
         self.id, self.created = new_id(), int(time.time())
         self.on_done: Callable[[Answer], Awaitable[None]] | None = None  # once it is whole
 
@@ -269,6 +286,8 @@ class Reply:
                 "answer_mode": answer.answer_mode,
             }
         )
+        if self.metrics is not None:
+            self.metrics.answered(answer)
 
     def whole(self, answer: Answer) -> dict:
         self.record(answer)
@@ -371,6 +390,25 @@ def health_router(server: Server) -> APIRouter:
     return router
 
 
+def metrics_router(server: Server) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics():
+        """Prometheus's scrape, in its text format (runtime/serve/metrics.py). 404 with the
+        reason when not served (--no-metrics, or a --host other than loopback without
+        --api-key); with --api-key, `Guard` has already asked for the key (401)."""
+        refusal = server.config.metrics_refusal()
+        if refusal is not None:
+            raise ApiError(404, refusal)
+        families = [*server.metrics.families(), *serving(server.scheduler, server.releases)]
+        return PlainTextResponse(
+            exposition(families), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"}
+        )
+
+    return router
+
+
 def passages_router(server: Server) -> APIRouter:
     router = APIRouter()
 
@@ -449,7 +487,8 @@ def openai_router(server: Server) -> APIRouter:
         first = await job.next(request)
         if isinstance(first, Failed):  # no slot came free in time
             raise ApiError(first.status, first.message)
-        reply = Reply(release, max_tokens, request.state.log, release.shown_model(adapter))
+        shown = release.shown_model(adapter)
+        reply = Reply(release, max_tokens, request.state.log, shown, server.metrics)
         via = "kiosk" if body.user == "kiosk" else "api"
 
         async def keep(answer: Answer) -> None:

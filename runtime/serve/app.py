@@ -9,15 +9,17 @@
     GET  /v1/passages/{id}      a passage's text (the kiosk page shows it when a source is tapped)
     GET  /health                as llama.cpp's: 503 with an error object while loading,
                                 200 {"status": "ok", ...} with the bundle's content id when ready
+    GET  /metrics               Prometheus's text format: requests, answers, declines, answer
+                                times, the queue and slots, the bundle (runtime/serve/metrics.py)
     GET  /                      the kiosk page (every asset served from here: no internet needed)
 
 Where things are: the routes and request models in runtime/serve/api.py (one router per concern),
 the answer slots, queue and each question's typed events in runtime/serve/scheduler.py, the releases
 followed (a bundle or a bundles folder's `current`) in runtime/serve/releases.py, the settings in
 runtime/config.py. This module puts them together behind `Guard` (Host and Origin check, request
-ids, body limits, the API key, the access log, one-line 500s) and runs uvicorn with
-`guarded_protocol` (head and body deadlines, connection caps with the operator's reserve,
-half-closed clients) on a socket bound by `listen` before anything is said to be served.
+ids, body limits, the API key, the access log and request counts, one-line 500s) and runs
+uvicorn with `guarded_protocol` (head and body deadlines, connection caps with the operator's
+reserve, half-closed clients) on a socket bound by `listen` before anything is said to be served.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models from the signatures.
@@ -28,7 +30,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from outpost.runtime.config import ServeConfig
@@ -39,6 +41,7 @@ from outpost.runtime.serve.scheduler import ApiError, Scheduler
 
 if TYPE_CHECKING:
     from outpost.runtime.field.log import FieldLog
+    from outpost.runtime.serve.metrics import Metrics
 
 # --- the application -------------------------------------------------------------------------
 
@@ -59,6 +62,7 @@ def create_app(
         feedback_router,
         health_router,
         kiosk_router,
+        metrics_router,
         openai_router,
         passages_router,
     )
@@ -107,32 +111,46 @@ def create_app(
     @app.exception_handler(ApiError)
     async def busy(request, exc: ApiError):
         headers = {"Retry-After": "2"} if exc.status in (429, 503) else None
+        if exc.status == 429:
+            server.metrics.busy()
         kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
         if exc.status >= 500:
             kind = "server_error"
         return error_response(exc.status, exc.message, kind, headers)
 
-    app.add_middleware(Guard, config=config, say=say)
-    for router in (
+    routers = (
         health_router(server),
+        metrics_router(server),
         openai_router(server),
         passages_router(server),
         feedback_router(server),
         kiosk_router(config),
-    ):
+    )
+    # Each route with its path template, for Guard to count a request under its route.
+    routes = [*app.routes, *(route for router in routers for route in router.routes)]
+    app.add_middleware(Guard, config=config, say=say, metrics=server.metrics, routes=routes)
+    for router in routers:
         app.include_router(router)
     return app
 
 
 class Guard:
     """Pure ASGI middleware (so a handler sees its client leave): the Host and Origin check,
-    request id, body limits, API key on /v1/, one access-log line per request (when a stream's
-    last byte has gone; 499 when the client left before it, 408 when its body came too slowly),
-    and any error a handler did not expect answered as a one-line OpenAI-shaped 500, logged the
-    same."""
+    request id, body limits, API key on /v1/ and /metrics, one access-log line per request (when
+    a stream's last byte has gone; 499 when the client left before it, 408 when its body came
+    too slowly) and its count in `metrics` by route and that status, and any error a handler did
+    not expect answered as a one-line OpenAI-shaped 500, logged the same."""
 
-    def __init__(self, app, config: ServeConfig, say: Callable[[dict], None]):
+    def __init__(
+        self,
+        app,
+        config: ServeConfig,
+        say: Callable[[dict], None],
+        metrics: "Metrics | None" = None,
+        routes: Sequence = (),
+    ):
         self.app, self.config, self.say = app, config, say
+        self.metrics, self.routes = metrics, routes  # the app's routes, to name a refused path's
         self.hosts = HostCheck(config)
 
     async def __call__(self, scope, receive, send):
@@ -181,12 +199,14 @@ class Guard:
                     500, "internal error; the server log has the request id", "server_error"
                 )(scope, receive, send_with_id)
         finally:
+            shown = status[0] or 500
+            if state.get("timed_out"):
+                shown = 408
+            elif state.get("left"):
+                shown = 499
+            if self.metrics is not None:
+                self.metrics.request(self._route(scope), shown)
             if scope["path"] != "/health":
-                shown = status[0] or 500
-                if state.get("timed_out"):
-                    shown = 408
-                elif state.get("left"):
-                    shown = 499
                 self.say(
                     {
                         "event": "request",
@@ -199,6 +219,17 @@ class Guard:
                     }
                 )
 
+    def _route(self, scope) -> str:
+        """The request's route as its path template (`/v1/passages/{chunk_id}`), matched as the
+        router matches (a path served for another method too: 405), refused before it or not:
+        one label per route whatever the ids asked for; "other" for a path no route serves."""
+        from starlette.routing import Match
+
+        found: dict[Match, str] = {}
+        for route in self.routes:
+            found.setdefault(route.matches(scope)[0], route.path)
+        return found.get(Match.FULL) or found.get(Match.PARTIAL) or "other"
+
     def _refusal(self, scope, headers: dict, length: int):
         """The one-line answer for a request refused before its body is read, else None. A
         body that will not be read closes the connection after the answer, so it is never
@@ -210,11 +241,8 @@ class Guard:
         if length > config.max_body or length < 0:
             message = f"request body over {config.max_body} bytes; send less"
             return error_response(413, message, headers=unread)
-        if (
-            config.api_key
-            and scope["path"].startswith("/v1/")
-            and not authorised_headers(headers, config.api_key)
-        ):
+        keyed = scope["path"].startswith("/v1/") or scope["path"] == "/metrics"
+        if config.api_key and keyed and not authorised_headers(headers, config.api_key):
             return error_response(
                 401,
                 "missing or wrong API key: send 'Authorization: Bearer KEY'",

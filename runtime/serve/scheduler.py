@@ -121,6 +121,7 @@ class Scheduler:
 
     def __init__(self, config: ServeConfig):
         self.sem = threading.Semaphore(config.max_concurrent)
+        self.slots = config.max_concurrent
         self.limit = config.max_concurrent + config.queue
         self.timeout, self.request_timeout = config.queue_timeout, config.request_timeout
         self.inside = 0  # running or waiting
@@ -140,6 +141,15 @@ class Scheduler:
     def leave(self) -> None:
         with self.lock:
             self.inside -= 1
+
+    def occupancy(self) -> tuple[int, int]:
+        """(answering, waiting) now, for /metrics: jobs in an answer slot, and jobs admitted
+        that wait for one. Read only; a job between its slot and `leave` counts as waiting for
+        that moment."""
+        with self.lock:
+            inside = self.inside
+        answering = self.slots - self.sem._value  # the semaphore's free slots: read, never set
+        return answering, max(0, inside - answering)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
