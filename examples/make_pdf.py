@@ -3,7 +3,9 @@
     python examples/make_pdf.py SOURCE.txt OUT.pdf
 
 Used to make docs/forklift/charging-station.pdf from charging-station.txt, and by the tests
-to make a PDF that has no text at all (`write_pdf(path, [])` draws only a rectangle).
+to make a PDF that has no text at all (`write_pdf(path, [])` draws only a rectangle). A line
+that starts with "|" is a table row ("| Model | Charge time |"): consecutive rows are drawn as
+a ruled table, one cell per column, with its grid lines.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def write_pdf(path: str | Path, lines: list[str], per_page: int = 48) -> None:
     page_ids = []
     contents = []
     for page in pages:
-        if page:
+        if any(line.startswith("|") for line in page):
+            ops = _with_tables(page)
+        elif page:
             ops = ["BT", "/F1 11 Tf", "14 TL", "56 790 Td"]
             ops += [f"({_escape(line)}) Tj T*" for line in page]
             ops.append("ET")
@@ -57,6 +61,35 @@ def write_pdf(path: str | Path, lines: list[str], per_page: int = 48) -> None:
         f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     )
     Path(path).write_bytes(bytes(out))
+
+
+def _with_tables(page: list[str], left: int = 56, width: int = 480) -> list[str]:
+    """A page's lines at 14 pt apart, its "|" rows as ruled tables."""
+    ops = ["0.5 w"]
+    top = 790
+    run: list[tuple[int, list[str]]] = []  # the table being drawn: (baseline, cells)
+    for k, line in enumerate([*page, ""]):
+        y = top - 14 * k
+        if line.startswith("|"):
+            run.append((y, [c.strip() for c in line.strip().strip("|").split("|")]))
+            continue
+        if run:
+            columns = max(len(cells) for _, cells in run)
+            step = width // columns
+            for base, cells in run:
+                for j, cell in enumerate(cells):
+                    ops.append(
+                        f"BT /F1 11 Tf {left + j * step + 4} {base} Td ({_escape(cell)}) Tj ET"
+                    )
+            edges = [run[0][0] + 11] + [base - 3 for base, _ in run]
+            for e in edges:
+                ops.append(f"{left} {e} m {left + width} {e} l S")
+            for j in range(columns + 1):
+                ops.append(f"{left + j * step} {edges[0]} m {left + j * step} {edges[-1]} l S")
+            run = []
+        if line:
+            ops.append(f"BT /F1 11 Tf {left} {y} Td ({_escape(line)}) Tj ET")
+    return ops
 
 
 def text_to_lines(text: str, width: int = 88) -> list[str]:

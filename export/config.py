@@ -46,6 +46,13 @@ class ChunkConfig:
         old_env="OUTPOST_EXPORT_OVERLAP_CHARS",
     )
     min_chars: int = 200
+    pdf_text: str = setting(
+        "pypdf",
+        "How PDF text is read: pypdf (default), or poppler's pdftotext with the outline's "
+        "headings, running headers dropped and ruled tables as rows (docs/decisions.md, "
+        '"PDF text").',
+        choices=("pypdf", "poppler"),
+    )
 
     def check(self) -> None:
         if self.target_chars < 100:

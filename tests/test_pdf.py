@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import EXAMPLES, load_make_pdf
-from outpost.export.documents.readers.pdf import Section, blocks, read_pdf
+from outpost.export.documents.readers.pdf import Section, blocks, read_pdf, with_terms
 from outpost.export.documents.readers.pdf_clean import normalise, running, without_running
 
 OCR = shutil.which("tesseract") and shutil.which("pdftoppm")
@@ -19,13 +19,15 @@ def test_lookalikes_and_line_end_hyphenation_are_what_a_search_finds():
     text = (
         "Use \u2212f to force. The config\u00aduration is read.\n"
         "Edit the config-\nuration file. Set the command-\nline flag; a command-line tool.\n"
-        "An unknown split-\nword stays hyphenated."
+        "An unknown split-\nword stays hyphenated. With \u2013trace (see pages 3\u20135, A\u2013B)."
     )
     out = normalise(text)
     assert "Use -f to force" in out and "configuration is read" in out
     assert "Edit the configuration file" in out  # written whole elsewhere: joined
     assert "command-line flag" in out  # written hyphenated elsewhere: the hyphen stays
     assert "split-word" in out  # never made into a word the document does not have
+    # LaTeX sets an option's "--" as one en dash; ranges and pairs keep theirs.
+    assert "With --trace (see pages 3\u20135, A\u2013B)" in out
 
 
 def test_running_headers_and_page_numbered_footers_are_dropped():
@@ -41,6 +43,8 @@ def test_running_headers_and_page_numbered_footers_are_dropped():
     # A line inside the page that looks like a footer stays: only the edges are touched.
     inner = "Verilator, Release 5.006\nA\nVerilator, Release 5.006 is new.\nB\nC\n8"
     assert "is new" in without_running(inner, 5, found)
+    # A block split over two pages says so; that line is furniture wherever it stands.
+    assert without_running("A\nB\n(continued from previous page)\nC\nD", 5, found) == "A\nB\nC\nD"
 
 
 def test_outline_sections_start_at_their_title_line_or_their_page():
@@ -58,6 +62,28 @@ def test_outline_sections_start_at_their_title_line_or_their_page():
     assert found["This section is about installing."] == ("Installation", "p. 10")
     assert found["Clone the repository."] == ("Installation", "Git Quick Install", "p. 10")
     assert found["Build it with make."] == ("Installation", "Detailed Build", "p. 11")
+
+
+def test_a_started_sections_title_again_is_its_running_header_and_terms_join_their_text():
+    sections = [Section(0, ("Environment",)), Section(1, ("Environment", "Files"))]
+    pages = [
+        "Environment\nVERILATOR_GDB\n\nIf set, the command to run with --gdb.\n\n"
+        "A sentence that ends.\n\nMore text here.",
+        "Environment\nThe next page goes on.\n\nFiles\nThe files are listed.",
+    ]
+    found = with_terms(blocks(pages, ["p. 1", "p. 2"], sections))
+    texts = [b.text for b in found]
+    # The term and its description are one line; a sentence that ends is not a term.
+    assert "VERILATOR_GDB If set, the command to run with --gdb." in texts
+    assert "A sentence that ends." in texts and "More text here." in texts
+    # "Environment" atop page 2 is the running header of a started section: dropped, and the
+    # section of the same name further on still starts at its own title line.
+    assert "Environment" not in " ".join(texts[1:])
+    assert {b.text: b.headings for b in found}["The files are listed."] == (
+        "Environment",
+        "Files",
+        "p. 2",
+    )
 
 
 def _with_outline(tmp_path):
@@ -157,3 +183,43 @@ def test_a_scanned_manual_is_exported_and_answered_from_its_ocr_text(tiny_phi3, 
         assert holding, (q["question"], [e["text"] for e in quotes])
         where = holding[0]["heading"].split(" > ")[-1]
         assert where.startswith("p. 1, scanned, OCR "), where  # its page, and how it was read
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")
+def test_a_ruled_table_is_read_as_rows_under_its_header(tmp_path):
+    pdf = tmp_path / "charging.pdf"
+    load_make_pdf().write_pdf(
+        pdf,
+        [
+            "Charge the battery after each shift.",
+            "| Model | Charge time | Socket |",
+            "| FX-20 | 6 hours | 32 A |",
+            "| FX-30 | 8 hours | 63 A |",
+            "Close the cover after charging.",
+            "| A framed line of code: one column, not a table |",
+        ],
+    )
+    notes = []
+    found = read_pdf(pdf, notes, poppler=True)
+    texts = [b.text for b in found]
+    table = "Model | Charge time | Socket\nFX-20 | 6 hours | 32 A\nFX-30 | 8 hours | 63 A"
+    assert table in texts  # one block, header row first, each row one line, in reading order
+    assert texts.index(table) == 1 and "Charge the battery" in texts[0]
+    assert sum("6 hours" in t for t in texts) == 1  # its cells are not read twice as text
+    assert any("Close the cover" in t for t in texts[2:])
+    assert any("framed line of code" in t and "|" not in t for t in texts)
+    assert len(notes) == 1 and notes[0].startswith("1 table on 1 page read as rows in ")
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")
+def test_the_export_reads_pdfs_the_way_pdf_text_says(tmp_path):
+    from outpost.export.config import ChunkConfig
+    from outpost.export.documents.ingest import read_chunks
+
+    pdf = tmp_path / "sockets.pdf"
+    rows = ["| Model | Socket |", "| FX-20 | 32 A |", "| FX-30 | 63 A |"]
+    load_make_pdf().write_pdf(pdf, ["Sockets by model.", *rows])
+    _, _, _, poppler = read_chunks(pdf, "sockets.pdf", ChunkConfig(pdf_text="poppler"))
+    _, _, _, default = read_chunks(pdf, "sockets.pdf", ChunkConfig())
+    assert any("FX-20 | 32 A\nFX-30 | 63 A" in c.text for c in poppler)
+    assert not any("FX-20 | 32 A" in c.text for c in default)  # pypdf: cells as words

@@ -205,14 +205,15 @@ def _drop_long_runs(text: str) -> tuple[str, list[int]]:
     return _LONG_RUN.sub(drop, text), runs
 
 
-def read_document(path: Path, source: str) -> Document:
-    """Raise InputError with the reason when the file cannot give text."""
+def read_document(path: Path, source: str, pdf_text: str = "pypdf") -> Document:
+    """Raise InputError with the reason when the file cannot give text. `pdf_text`: pypdf or
+    poppler (ChunkConfig.pdf_text, `--pdf-text`)."""
     kind = SUPPORTED[path.suffix.lower()]
     with open_document(path) as f:
-        return _read_open(f, Document(source, path, kind))
+        return _read_open(f, Document(source, path, kind), pdf_text)
 
 
-def _read_open(f: BinaryIO, doc: Document) -> Document:
+def _read_open(f: BinaryIO, doc: Document, pdf_text: str = "pypdf") -> Document:
     kind = doc.kind
     size = os.fstat(f.fileno()).st_size
     limit = MAX_PDF_BYTES if kind == "pdf" or kind in ARCHIVES else MAX_TEXT_BYTES
@@ -222,7 +223,7 @@ def _read_open(f: BinaryIO, doc: Document) -> Document:
         )
     runs: list[int] = []  # lengths of the runs without white space left out
     if kind == "pdf":
-        doc.blocks = read_pdf(f, doc.notes)
+        doc.blocks = read_pdf(f, doc.notes, poppler=pdf_text == "poppler")
     elif kind in ARCHIVES:  # zipped XML: the reader checks the archive before it parses it
         doc.blocks = ARCHIVES[kind](f)
     else:
@@ -274,7 +275,7 @@ def read_chunks(path: Path, source: str, config) -> tuple[str, list[str], str, l
     from outpost.export.documents.chunk import chunk_document
 
     try:
-        doc = read_document(path, source)
+        doc = read_document(path, source, getattr(config, "pdf_text", "pypdf"))
         return doc.kind, doc.notes, "", chunk_document(doc, config)
     except InputError as e:
         return "", [], str(e), []

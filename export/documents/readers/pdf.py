@@ -1,12 +1,15 @@
 """PDF -> blocks, one paragraph at a time, under the section heading, with the page number.
 
-- Text: pypdf's, by default. With `poppler=True`: poppler's `pdftotext` (of the words of a
-  manual's HTML version it kept 0.96-1.00 intact where pypdf kept 0.16-0.96), running headers
-  and footers dropped, look-alikes normalised and line-end hyphenation resolved (pdf_clean.py),
-  and headings from the PDF's outline (its bookmarks): a line that reads as the next outline
-  entry's title (section numbers aside) starts that section, and a section whose title line is
-  not found starts where the last one did or with its page. That route is not the default yet:
-  on dev2's Verilator manual it answered worse end to end (docs/decisions.md, "PDF text").
+- Text: pypdf's, by default. With `poppler=True` (`outpost export --pdf-text poppler`):
+  poppler's `pdftotext` (of the words of a manual's HTML version it kept 0.96-1.00 intact where
+  pypdf kept 0.16-0.96), running headers and footers dropped, look-alikes normalised and
+  line-end hyphenation resolved (pdf_clean.py), ruled tables as rows (pdf_tables.py), a
+  definition's term joined to its description (`with_terms`), and headings from the PDF's
+  outline (its bookmarks): a line that reads as the next outline entry's title (section
+  numbers aside) starts that section, a section whose title line is not found starts where the
+  last one did or with its page, and a started section's title met again is its running
+  header. That route is not the default: on dev2's Verilator manual it found the answering
+  line as often but answered worse end to end (docs/decisions.md, "PDF text").
 - Headings by default, and without an outline: numbered lines ("2.3 Filters", "Chapter 4").
 - Scanned pages (no text layer) are recognised by OCR when tesseract is installed (ocr.py); their
   chunks say so in the page label ("p. 3, scanned, OCR 91%").
@@ -25,6 +28,7 @@ from typing import BinaryIO
 
 from outpost.export.documents.document import Block, clean
 from outpost.export.documents.readers.pdf_clean import normalise, running, without_running
+from outpost.export.documents.readers.pdf_tables import ROW
 from outpost.runtime.errors import InputError
 
 PDF_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.|Chapter \d+|Section \d+)\s+\S.{0,70}$")
@@ -45,10 +49,8 @@ def read_pdf(
     file: Path | BinaryIO, notes: list[str] | None = None, poppler: bool = False
 ) -> list[Block]:
     """Blocks of a PDF, from its path or an open binary file (export/documents/ingest.py opens
-    it); what a user should know (pages recognised) goes to `notes`. `poppler`: the cleaner
-    text (pdftotext, outline headings, running headers dropped, look-alikes normalised), not
-    the default yet: it keeps more of a manual's words intact but answered dev2's Verilator
-    questions worse end to end (docs/decisions.md, "PDF text")."""
+    it); what a user should know (pages recognised, tables read) goes to `notes`. `poppler`:
+    the cleaner text of the module docstring, not the default (docs/decisions.md, "PDF text")."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
@@ -63,6 +65,8 @@ def read_pdf(
         pages = _pdftotext(data, count) if poppler and shutil.which("pdftotext") else None
         if poppler and pages is None:
             notes.append("read with pypdf: install poppler-utils for cleaner PDF text")
+        elif poppler and pages is not None:
+            pages = _with_tables(data, pages, notes)
         if pages is None:
             poppler = False
             pages = [page.extract_text() or "" for page in reader.pages]
@@ -76,7 +80,8 @@ def read_pdf(
         found = running(pages)
         pages = [without_running(p, i, found) for i, p in enumerate(pages)]
         pages = normalise("\f".join(pages)).split("\f")
-    return blocks(pages, labels, sections)
+    read = blocks(pages, labels, sections)
+    return with_terms(read) if poppler else read
 
 
 def _pdftotext(data: bytes, count: int) -> list[str] | None:
@@ -94,6 +99,26 @@ def _pdftotext(data: bytes, count: int) -> list[str] | None:
         return None
     pages = done.stdout.decode("utf-8", "replace").split("\f")
     return (pages + [""] * count)[:count]  # a form feed ends each page, the last one too
+
+
+def _with_tables(data: bytes, pages: list[str], notes: list[str]) -> list[str]:
+    """`pages` with the pages that hold ruled tables read again, the tables as ROW lines."""
+    from outpost.export.documents.readers import pdf_tables
+
+    start = time.perf_counter()
+    found = pdf_tables.find(data)
+    pages = list(pages)
+    for index, tables in found.items():
+        text = pdf_tables.page_text(data, index, tables) if index < len(pages) else None
+        if text is not None:
+            pages[index] = text
+    if found:
+        count = sum(len(t) for t in found.values())
+        notes.append(
+            f"{count} table{'s' * (count != 1)} on {len(found)} page{'s' * (len(found) != 1)} read as rows "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
+    return pages
 
 
 def _recognise(
@@ -159,6 +184,7 @@ def blocks(pages: list[str], labels: list[str], sections: list[Section]) -> list
     out: list[Block] = []
     heading: tuple[str, ...] = ()
     pending = 0  # the next outline entry not yet started
+    started: set[str] = set()  # the titles of the sections started so far (on their line)
     for number, page in enumerate(pages):
         para: list[str] = []
         while pending < len(sections) and sections[pending].page < number:
@@ -166,7 +192,17 @@ def blocks(pages: list[str], labels: list[str], sections: list[Section]) -> list
             pending += 1
         keys = {_title(line) for line in page.split("\n")}
         heading, pending = _unfound(sections, pending, number, keys, heading)
+        table: list[str] = []
         for line in [*page.split("\n"), ""]:  # the trailing "" ends the page's last paragraph
+            if line.startswith(ROW):  # a table's row (pdf_tables.py): the table is one block
+                _flush(out, para, heading, labels[number])
+                table.append(line[len(ROW) :].strip())
+                continue
+            if table:
+                out.append(
+                    Block(clean("\n".join(table), keep_lines=True), (*heading, labels[number]))
+                )
+                table = []
             s = line.strip()
             starts = None
             if sections:
@@ -177,12 +213,15 @@ def blocks(pages: list[str], labels: list[str], sections: list[Section]) -> list
                     if key and key == sections[k].path[-1].casefold():
                         starts = k
                         break
+                if starts is None and key in started:  # a started title again: a running header
+                    continue
             elif PDF_HEADING.match(s) and not s.endswith((".", ",", ";")) and len(s) < 80:
                 starts = -1
             if starts is not None:
                 _flush(out, para, heading, labels[number])
                 if starts >= 0:
                     heading, pending = sections[starts].path, starts + 1
+                    started.update(_title(t) for t in heading)
                     heading, pending = _unfound(sections, pending, number, keys, heading)
                 else:
                     heading = (clean(s),)
@@ -191,6 +230,33 @@ def blocks(pages: list[str], labels: list[str], sections: list[Section]) -> list
                 para.append(s)
             if para and (not s or (s.endswith((".", ":", "?", "!")) and len(" ".join(para)) > 300)):
                 _flush(out, para, heading, labels[number])
+    return out
+
+
+TERM_WORDS, TERM_CHARS = 4, 48
+_TERM_END = (".", ",", ";", ":", "?", "!", ")")
+
+
+def with_terms(found: list[Block]) -> list[Block]:
+    """A definition's term joined to its description. pdftotext sets the term of a definition
+    list apart ("VERILATOR_GDB", then "If set, the command to run…"), where a line reads them
+    together; alone, the term's line says nothing and the description does not name it. A
+    term is a paragraph of at most TERM_WORDS words with no sentence stop, followed on the same
+    page and under the same heading by a paragraph; a table row is never one."""
+    out: list[Block] = []
+    for block in found:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.headings == block.headings
+            and "\n" not in last.text + block.text[:1]
+            and len(last.text) <= TERM_CHARS
+            and len(last.text.split()) <= TERM_WORDS
+            and not last.text.endswith(_TERM_END)
+        ):
+            out[-1] = Block(f"{last.text} {block.text}", block.headings)
+            continue
+        out.append(block)
     return out
 
 

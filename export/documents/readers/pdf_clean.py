@@ -2,13 +2,15 @@
 headers and footers a typeset manual repeats on every page.
 
 - `normalise`: U+2212 (the minus groff and TeX set for an option's dash: "−f") and the Unicode
-  hyphens become "-", soft hyphens go, and a word hyphenated at a line end is joined again when
+  hyphens become "-", an en dash that starts a word is the "--" LaTeX set as one ("–trace",
+  Sphinx's PDFs) and becomes "--" again, soft hyphens go, and a word hyphenated at a line end is joined again when
   the document writes it whole elsewhere ("config-\\nuration" → "configuration"), or keeps its
   hyphen when the document writes it hyphenated ("command-\\nline" → "command-line"). A split
   the document never resolves keeps its hyphen: nothing is joined into a word the manual does
   not have. Ligatures (ﬁ, ﬂ) are left to `clean`'s NFKC (export/documents/document.py).
 - `running`: the lines a page starts or ends with that recur on many pages once digits are set
-  aside ("Verilator, Release 5.006", "Chapter 3. Installation 27"): the header and footer.
+  aside ("Verilator, Release 5.006", "Chapter 3. Installation 27"): the header and footer;
+  `without_running` drops them, and the "(continued from previous page)" of a split block.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 LOOKALIKES = str.maketrans({"\u2212": "-", "\u2010": "-", "\u2011": "-", "\u00ad": None})
+_OPTION_DASH = re.compile(r"(?<![\w\u2013-])\u2013(?=[A-Za-z])")  # "–trace", not "3–5" or "a–b"
 _HYPHENATED = re.compile(r"(\w+)-[ \t]*\r?\n[ \t]*([a-z]\w*)")
 _WORD = re.compile(r"\w+(?:-\w+)*")
+CONTINUED = re.compile(r"\s*\(?continued (?:from|on) (?:the )?(?:previous|next) page\)?\s*$", re.I)
 EDGE = 2  # lines at a page's top and bottom that may be its header or footer
 RUNNING = 0.4  # share of the pages a line must recur on to be a running header or footer
 MIN_PAGES = 4
@@ -27,7 +31,7 @@ MIN_PAGES = 4
 
 def normalise(text: str) -> str:
     """`text` with the look-alikes replaced and line-end hyphenation resolved (module docstring)."""
-    text = text.replace("\r\n", "\n").translate(LOOKALIKES)
+    text = _OPTION_DASH.sub("--", text.replace("\r\n", "\n").translate(LOOKALIKES))
     known = Counter(_WORD.findall(text))
 
     def join(m: re.Match) -> str:
@@ -92,4 +96,5 @@ def without_running(page: str, index: int, found: Running) -> str:
             return True
         return found.offset is not None and index + found.offset in _numbers(line)
 
-    return "\n".join(line for i, line in enumerate(lines) if i not in edges or not runs(line))
+    kept = (line for i, line in enumerate(lines) if i not in edges or not runs(line))
+    return "\n".join(line for line in kept if not CONTINUED.match(line))
