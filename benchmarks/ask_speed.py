@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 NEW_TOKENS = 64
+DRAFT_TOKENS = 4
 
 
 def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
@@ -48,20 +49,37 @@ def prompts(bundle: str, questions: str, n: int) -> list[list[int]]:
     return out
 
 
-def run_onnx(bundle: str, ids_list, threads: int) -> dict:
+def run_onnx(bundle: str, ids_list, threads: int, draft_tokens: int = 0) -> dict:
     from outpost.runtime.ask.generate import GenerationSettings, Generator
     from outpost.runtime.bundle.open import open_bundle
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
     loaded, cold = time.time() - SPAWNED, None
-    ttft, tps = [], []
+    ttft, tps, outputs, drafted, accepted = [], [], [], 0, 0
     for ids in ids_list:
-        settings = GenerationSettings(NEW_TOKENS, extra={"min_length": len(ids) + NEW_TOKENS})
-        timings = gen.run(ids, settings).complete().timings
+        settings = GenerationSettings(
+            NEW_TOKENS,
+            draft_tokens=draft_tokens,
+            extra={"min_length": len(ids) + NEW_TOKENS},
+        )
+        result = gen.run(ids, settings).complete()
+        timings = result.timings
         cold = cold or time.time() - SPAWNED - (timings.total_s - timings.first_token_s)
         ttft.append(timings.first_token_s)
         tps.append(timings.tokens_per_s)
-    return summary(ids_list, ttft, tps, loaded, cold)
+        outputs.append(result.token_ids)
+        drafted, accepted = drafted + timings.drafted, accepted + timings.accepted
+    out = summary(ids_list, ttft, tps, loaded, cold)
+    out["outputs"] = outputs
+    if draft_tokens:
+        out["drafted"], out["accepted"] = drafted, accepted
+        out["acceptance"] = round(accepted / drafted, 3) if drafted else 0.0
+    return out
+
+
+def run_onnx_lookup(bundle: str, ids_list, threads: int) -> dict:
+    """The same model with speculative decoding by prompt lookup (runtime/ask/speculative.py)."""
+    return run_onnx(bundle, ids_list, threads, DRAFT_TOKENS)
 
 
 def run_torch(bundle: str, ids_list, threads: int) -> dict:
@@ -96,14 +114,8 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
     """The bundle's base GGUF (the embedded default ships one) in llama.cpp, greedy, same ids."""
     from llama_cpp import Llama
 
-    from outpost.export.llm.base import resolve_base
-    from outpost.runtime.bundle.open import open_bundle
-
-    base = resolve_base(open_bundle(bundle).manifest.model.source)
-    if not base.gguf_file:
-        raise SystemExit("llama.cpp needs a GGUF base model; this bundle's base has none")
     llm = Llama(
-        str(Path(base.location) / base.gguf_file),
+        os.environ["OUTPOST_BENCH_GGUF"],
         n_ctx=2048,
         n_threads=threads,
         n_threads_batch=threads,
@@ -113,6 +125,15 @@ def run_llamacpp(bundle: str, ids_list, threads: int) -> dict:
     loaded = time.time() - SPAWNED
     ttft, tps, cold = llamacpp_greedy(llm, ids_list, NEW_TOKENS, SPAWNED)
     return summary(ids_list, ttft, tps, loaded, cold)
+
+
+def gguf_of(bundle: str) -> str | None:
+    """The GGUF the bundle's base model came from (the embedded default ships one)."""
+    from outpost.export.llm.base import resolve_base
+    from outpost.runtime.bundle.open import open_bundle
+
+    base = resolve_base(open_bundle(bundle).manifest.model.source)
+    return str(Path(base.location) / base.gguf_file) if base.gguf_file else None
 
 
 def llamacpp_greedy(llm, ids_list, new_tokens: int, spawned: float):
@@ -179,7 +200,12 @@ def cold_ask(bundle: str, question: str, threads: int, runs: int = 3) -> dict:
     }
 
 
-ENGINES = {"onnx": run_onnx, "llamacpp": run_llamacpp, "torch": run_torch}
+ENGINES = {
+    "onnx": run_onnx,
+    "onnx_lookup": run_onnx_lookup,
+    "llamacpp": run_llamacpp,
+    "torch": run_torch,
+}
 
 
 def child(engine: str, bundle: str, ids_path: str, threads: int) -> None:
@@ -205,6 +231,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-n", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--llama-python",
+        default=sys.executable,
+        help="the Python that has llama-cpp-python (it may live in a venv of its own)",
+    )
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -214,11 +245,16 @@ def main() -> None:
     ids_path = Path("/tmp/outpost-bench-ids.json")
     ids_path.write_text(json.dumps(ids_list))
     rows = {}
+    gguf = gguf_of(args.bundle)
     for engine in ENGINES:
+        if engine == "llamacpp" and not gguf:
+            print("llamacpp: not measured (this bundle's base has no GGUF)", file=sys.stderr)
+            continue
         env = {**os.environ, "OUTPOST_BENCH_SPAWNED": repr(time.time())}
+        env["OUTPOST_BENCH_GGUF"] = gguf or ""
         done = subprocess.run(
             [
-                sys.executable,
+                args.llama_python if engine == "llamacpp" else sys.executable,
                 __file__,
                 args.bundle,
                 "--threads",
@@ -237,6 +273,11 @@ def main() -> None:
             )
             continue
         rows[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "onnx" in rows and "onnx_lookup" in rows:  # greedy output, plain against speculative
+        pairs = zip(rows["onnx"]["outputs"], rows["onnx_lookup"]["outputs"])
+        rows["onnx_lookup"]["identical"] = sum(a == b for a, b in pairs)
+    for r in rows.values():
+        r.pop("outputs", None)
     first_question = json.loads(Path(args.questions).read_text().splitlines()[0])["question"]
     ask = cold_ask(args.bundle, first_question, args.threads)
     mean_prompt = statistics.mean(len(x) for x in ids_list)
@@ -248,15 +289,16 @@ def main() -> None:
         "engines": rows,
         "outpost_ask": ask,
     }
-    o = rows.get("onnx")
     report["ratios"] = {
-        name: {
+        f"{mine}/{name}": {
             "ttft": round(o["ttft_s"] / t["ttft_s"], 2),
             "decode": round(o["tokens_per_s"] / t["tokens_per_s"], 2),
             "memory": round(o["peak_rss_mib"] / t["peak_rss_mib"], 2),
         }
+        for mine in ("onnx", "onnx_lookup")
+        if (o := rows.get(mine))
         for name, t in rows.items()
-        if o and name != "onnx"
+        if not name.startswith("onnx")
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -272,6 +314,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, label in (
         ("onnx", "outpost (onnxruntime-genai, bundle model int4)"),
+        ("onnx_lookup", f"outpost, speculative by prompt lookup (--draft-tokens {DRAFT_TOKENS})"),
         ("llamacpp", "llama.cpp (llama-cpp-python, GGUF Q4_1)"),
         ("torch", "transformers fp32 (PyTorch)"),
     ):
@@ -283,8 +326,13 @@ def main() -> None:
                 f"{r['cold_first_token_s']:.1f} |"
             )
     for name, r in report["ratios"].items():
+        print(f"ratios {name}: TTFT {r['ttft']}x, decode {r['decode']}x, memory {r['memory']}x")
+    if "onnx_lookup" in rows:
+        r = rows["onnx_lookup"]
         print(
-            f"ratios outpost/{name}: TTFT {r['ttft']}x, decode {r['decode']}x, memory {r['memory']}x"
+            f"speculative: {r['accepted']} of {r['drafted']} drafted tokens accepted "
+            f"({r['acceptance']:.0%}); greedy output identical to plain decoding on "
+            f"{r['identical']} of {len(ids_list)} prompts"
         )
     print(
         f"`outpost ask` from a fresh process: first byte of the answer {ask['first_byte_s']} s, "

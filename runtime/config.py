@@ -46,6 +46,14 @@ class AskConfig:
     )
     max_context: int | None = setting(None, "Token budget for prompt + answer.")
     max_new_tokens: int | None = setting(None, "Longest answer in tokens.")
+    draft_tokens: int = setting(
+        0,
+        "Speculative decoding: up to this many tokens guessed from the passages, checked in "
+        "one pass (0: off). Faster; with an int4 model's int8 compute the answer may differ "
+        "from plain decoding after some tokens (docs/benchmarks.md).",
+        low=0,
+        high=16,
+    )
     threads: int = setting(0, "CPU threads (0: onnxruntime's default).")
     adapter: str | None = setting(
         None, "Answer with this adapter of the bundle (`outpost info` lists them) [default: base]."
@@ -189,13 +197,14 @@ class ServeConfig:
         low=0.1,
         high=3600,
     )
-    # How each release answers; serve takes four of ask's settings, worded for serving.
+    # How each release answers; serve takes five of ask's settings, worded for serving.
     ask: AskConfig = nested(
         AskConfig,
         "threads",
         "adapter",
         "verify",
         "trust",
+        "draft_tokens",
         help={
             "adapter": "Adapter for requests that name no `model`, and the kiosk's (`outpost "
             "info` lists them) [default: base].",

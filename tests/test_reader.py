@@ -324,6 +324,42 @@ def test_attribution_refuses_stitched_and_echoed_sentences():
     assert not attributable("The answer is: [1].", bgp, q)  # says nothing
 
 
+def test_a_sentence_is_given_up_once_a_finished_fact_cannot_be_attributed():
+    from outpost.runtime.ask.attribute import attributable, doomed
+
+    bgp = "bgpd 2605/tcp # BGPd vty"
+    q = "Which TCP port does the BGP daemon's VTY use?"
+    assert doomed("The BGPd vty uses port 2604 and", bgp, q)  # 2604 is finished and not there
+    assert not doomed("The BGPd vty uses port 260", bgp, q)  # "260" may still become 2605
+    assert not doomed("The BGPd vty uses port 2605 and", bgp, q)
+    assert not doomed('The "BGP 2604', bgp, q)  # inside an open quote nothing is decided
+    assert not doomed("The TCP port is", bgp, q)  # TCP: from the question
+    # What it gives up on would have failed whole, however the sentence went on.
+    for ending in (" then.", " 2605.", " or 2605/tcp."):
+        assert not attributable("The BGPd vty uses port 2604 and" + ending, bgp, q)
+
+
+def test_writing_stops_at_a_hopeless_sentence_and_shows_the_same():
+    from outpost.runtime.ask.attribute import doomed
+
+    bgp = "bgpd 2605/tcp # BGPd vty"
+    pieces = ["The", " BGPd", " uses", " 2605.", " Not", " 2604", " or", " more", " words."]
+
+    def checked(text):
+        return check(text, [bgp])
+
+    eager, patient = [], []
+    early = Shown(eager.append, checked, lambda prefix: doomed(prefix, bgp))
+    late = Shown(patient.append, checked)
+    used = next((i for i, p in enumerate(pieces) if not early.add(p)), len(pieces))
+    for p in pieces:
+        if not late.add(p):
+            break
+    late.finish()
+    assert eager == patient == ["The BGPd uses 2605. "]
+    assert used == 6 and early.failed == "Not 2604 or"  # stopped at " or", 3 pieces sooner
+
+
 def test_line_features_prefer_lines_that_answer_over_lines_that_restate():
     import numpy as np
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from outpost.runtime.ask.answer import Answer, Citation, Evidence, SupportReport
-from outpost.runtime.ask.attribute import attributable
+from outpost.runtime.ask.attribute import attributable, doomed
 from outpost.runtime.ask.decide import after_ranking, before_ranking, decline
 from outpost.runtime.ask.embed import open_embedder
 from outpost.runtime.ask.generate import GenerationSettings, Generator, LogitsProcessor, Run
@@ -99,6 +99,7 @@ class Assistant:
         self.settings = GenerationSettings(
             max_new_tokens=config.max_new_tokens or m.generation.max_new_tokens,
             repetition_penalty=m.generation.repetition_penalty,
+            draft_tokens=config.draft_tokens,
         )
         refusal_p = m.generation.refusal_min_p if config.refusal_p is None else config.refusal_p
         self.gate = self.generator.refusal_gate(REFUSAL_OPENINGS, refusal_p)
@@ -234,7 +235,10 @@ class Assistant:
                 result.unsupported.append("(not attributable to the quoted line)")
             return result
 
-        shown = Shown(on_text, supported if self.support else None)
+        def hopeless(prefix: str) -> bool:  # the sentence being written will not be shown
+            return bool(window) and doomed(prefix, window or "", q)
+
+        shown = Shown(on_text, supported if self.support else None, hopeless)
         for piece in run:
             if not shown.add(piece):
                 break  # a sentence the passages or the quote do not back: stop writing
@@ -292,12 +296,15 @@ class Shown:
         self,
         on_text: Callable[[str], None] | None,
         check_sentence: Callable[[str], SupportCheck] | None = None,
+        hopeless: Callable[[str], bool] | None = None,
     ):
-        self.on_text, self.check = on_text, check_sentence
+        self.on_text, self.check, self.hopeless = on_text, check_sentence, hopeless
         self.text, self.pending = "", ""
         self.failed: str | None = None  # the sentence that was not shown
 
     def add(self, piece: str) -> bool:
+        """False once writing on cannot show more: a sentence failed its check, or (with
+        `hopeless`) the one being written can no longer pass it."""
         if self.check is None:
             return self._show(piece)
         self.pending += piece
@@ -305,6 +312,9 @@ class Shown:
             sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
             if not self._checked(sentence):
                 return False
+        if self.hopeless and piece[:1].isspace() and self.hopeless(self.pending):
+            self.failed = self.pending  # stopped mid-sentence: it would have failed whole
+            return False
         return True
 
     def finish(self) -> bool:

@@ -57,6 +57,8 @@ class Timings:
     new_tokens: int = 0
     first_token_s: float = 0.0
     total_s: float = 0.0
+    drafted: int = 0  # tokens guessed by the prompt lookup (speculative decoding)
+    accepted: int = 0  # of them, those the model chose itself
 
     @property
     def tokens_per_s(self) -> float:
@@ -70,6 +72,7 @@ class Timings:
             "time_to_first_token_s": round(self.first_token_s, 4),
             "total_s": round(self.total_s, 4),
             "tokens_per_s": round(self.tokens_per_s, 2),
+            **({"drafted": self.drafted, "accepted": self.accepted} if self.drafted else {}),
         }
 
 
@@ -78,6 +81,7 @@ class GenerationSettings:
     max_new_tokens: int = 256
     repetition_penalty: float = 1.0
     adapter: str | None = None  # one of the Generator's adapters, active for this run only
+    draft_tokens: int = 0  # >0: speculative decoding, up to this many tokens copied from the prompt
     extra: dict = field(default_factory=dict)
 
 
@@ -198,6 +202,9 @@ class Run:
                 return
             generator.append_tokens(self.ids[at : at + PREFILL_CHUNK])
         new_ids = result.token_ids
+        if self.settings.draft_tokens > 0:
+            yield from self._speculate(generator, decoder, start)
+            return
         while not generator.is_done():
             if self.should_stop():
                 result.finish_reason = "stopped"
@@ -218,6 +225,86 @@ class Run:
             result.finish_reason = "end"
         for p in self.processors:
             result.measured.update(p.measured())
+
+    def _speculate(self, generator: Any, decoder: Any, start: float) -> Iterator[str]:
+        """Greedy decoding that drafts from the prompt (speculative.py): each step feeds the
+        chosen token and up to `draft_tokens` tokens that followed the same words in the
+        prompt, keeps the drafted ones the model would have chosen itself and rewinds the rest.
+        Tokens are chosen as generate_next_token does (processors, then the repetition penalty,
+        then the first maximum), so the answer is the same token for token."""
+        from outpost.runtime.ask.speculative import Lookup, penalised
+
+        result, timings, new_ids = self.result, self.result.timings, self.result.token_ids
+        eos, penalty = self.owner.eos_ids, self.settings.repetition_penalty
+        limit = min(self.owner.context_length, len(self.ids) + self.settings.max_new_tokens)
+        lookup, seen = Lookup(self.ids), set(self.ids)
+
+        least = int(self.settings.extra.get("min_length", 0))  # no end of text before it
+
+        def choose(row: np.ndarray) -> int:
+            row = penalised(self._processed(row, new_ids), seen, penalty)
+            if len(self.ids) + len(new_ids) < least:
+                row = np.array(row)
+                row[list(eos)] = np.finfo(np.float32).min
+            return int(row.argmax())
+
+        def take(token: int) -> tuple[str, bool]:
+            """The token kept: its text, and whether the answer is complete with it."""
+            new_ids.append(token)
+            seen.add(token)
+            lookup.add(token)
+            timings.new_tokens += 1
+            if timings.new_tokens == 1:
+                timings.first_token_s = time.perf_counter() - start
+            timings.total_s = time.perf_counter() - start
+            piece = decoder.decode(token) or ""
+            result.text += piece
+            return piece, token in eos or len(self.ids) + len(new_ids) >= limit
+
+        token = choose(np.array(generator.get_logits(), dtype=np.float32).reshape(-1))
+        result.finish_reason = "end"
+        while True:
+            if self.should_stop():
+                result.finish_reason = "stopped"
+                break
+            piece, done = take(token)
+            if piece:
+                yield piece
+            if done:
+                break
+            room = limit - len(self.ids) - len(new_ids) - 1
+            draft = lookup.draft(min(self.settings.draft_tokens, room))
+            generator.append_tokens([token, *draft])
+            rows = np.array(generator.get_output("logits"), dtype=np.float32)
+            rows = rows.reshape(len(draft) + 1, -1)
+            timings.drafted += len(draft)
+            kept = 0
+            while True:  # the drafted tokens the model would have chosen, in order
+                token = choose(rows[kept])
+                if kept == len(draft) or token != draft[kept]:
+                    break
+                kept += 1
+                piece, done = take(token)
+                if piece:
+                    yield piece
+                if done:
+                    break
+            timings.accepted += kept
+            if done:
+                break
+            if kept < len(draft):  # the drafted tokens after the first miss leave the cache
+                generator.rewind_to(len(self.ids) + len(new_ids))
+        for p in self.processors:
+            result.measured.update(p.measured())
+
+    def _processed(self, row: np.ndarray, new_ids: list[int]) -> np.ndarray:
+        """One position's logits after the processors that act at this step."""
+        for p in self.processors:
+            if p.wants(new_ids):
+                out = p(new_ids, row)
+                if out is not None:
+                    row = np.asarray(out, dtype=np.float32).reshape(-1)
+        return row
 
     def _process(self, generator: Any, new_ids: list[int]) -> None:
         active = [p for p in self.processors if p.wants(new_ids)]
@@ -262,6 +349,8 @@ class Generator:
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
         self.vocab_size = int(genai["model"].get("vocab_size", 0))
+        eos = genai["model"].get("eos_token_id", [])
+        self.eos_ids = frozenset(int(e) for e in (eos if isinstance(eos, list) else [eos]))
         self._digits: tuple[np.ndarray, dict[int, str], frozenset[int]] | None = None
 
     def digit_tokens(self) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
