@@ -1,6 +1,7 @@
 // Kiosk page: asks /v1/chat/completions (streamed), shows the answer as it arrives, the quoted
 // evidence and the sources, then asks whether it answered the question (/v1/feedback, kept in
-// the device's field log); clears the conversation after an idle time. No external assets.
+// the device's field log); clears the conversation after an idle time. The next question may
+// be asked once the quote is shown: it stops the answer still finishing. No external assets.
 "use strict";
 (function () {
   const STRINGS = {
@@ -12,6 +13,7 @@
       failed: "Something went wrong. Please ask again.", cleared: "The conversation was cleared.", close: "Close",
       source: "Read the passage", you: "You asked",
       helpedAsk: "Did this answer your question?", yes: "Yes", no: "No", lookingFor: "What were you looking for? (optional)", send: "Send", thanks: "Thank you.",
+      finishing: "Still finishing the answer. You can ask your next question.", stopped: "Stopped for your next question; this answer was not finished.",
     },
     de: {
       title: "Fragen Sie die Handbücher", subtitle: "Antworten kommen nur aus den Handbüchern auf diesem Gerät, mit der Zeile, aus der sie stammen.",
@@ -21,6 +23,7 @@
       failed: "Etwas ist schiefgegangen. Bitte fragen Sie noch einmal.", cleared: "Das Gespräch wurde gelöscht.", close: "Schließen",
       source: "Abschnitt lesen", you: "Ihre Frage",
       helpedAsk: "Hat das Ihre Frage beantwortet?", yes: "Ja", no: "Nein", lookingFor: "Wonach haben Sie gesucht? (optional)", send: "Senden", thanks: "Danke.",
+      finishing: "Die Antwort wird noch fertiggestellt. Sie können schon die nächste Frage stellen.", stopped: "Für Ihre nächste Frage angehalten; diese Antwort wurde nicht fertiggestellt.",
     },
     fr: {
       title: "Interrogez les manuels", subtitle: "Les réponses viennent uniquement des manuels de cet appareil, avec la ligne d'origine.",
@@ -30,6 +33,7 @@
       failed: "Une erreur est survenue. Veuillez reposer la question.", cleared: "La conversation a été effacée.", close: "Fermer",
       source: "Lire le passage", you: "Votre question",
       helpedAsk: "Cela a-t-il répondu à votre question ?", yes: "Oui", no: "Non", lookingFor: "Que cherchiez-vous ? (facultatif)", send: "Envoyer", thanks: "Merci.",
+      finishing: "La réponse se termine. Vous pouvez déjà poser la question suivante.", stopped: "Arrêtée pour votre question suivante ; cette réponse n'a pas été terminée.",
     },
     es: {
       title: "Pregunte a los manuales", subtitle: "Las respuestas salen solo de los manuales de este equipo, con la línea de origen.",
@@ -39,6 +43,7 @@
       failed: "Algo salió mal. Vuelva a preguntar.", cleared: "La conversación se ha borrado.", close: "Cerrar",
       source: "Leer el pasaje", you: "Su pregunta",
       helpedAsk: "¿Ha respondido esto a su pregunta?", yes: "Sí", no: "No", lookingFor: "¿Qué buscaba? (opcional)", send: "Enviar", thanks: "Gracias.",
+      finishing: "Terminando la respuesta. Ya puede hacer la siguiente pregunta.", stopped: "Detenida por su siguiente pregunta; esta respuesta no se terminó.",
     },
     nb: {
       title: "Spør håndbøkene", subtitle: "Svarene kommer bare fra håndbøkene på denne enheten, med linjen de kommer fra.",
@@ -48,6 +53,7 @@
       failed: "Noe gikk galt. Spør igjen.", cleared: "Samtalen ble slettet.", close: "Lukk",
       source: "Les avsnittet", you: "Du spurte",
       helpedAsk: "Svarte dette på spørsmålet ditt?", yes: "Ja", no: "Nei", lookingFor: "Hva lette du etter? (valgfritt)", send: "Send", thanks: "Takk.",
+      finishing: "Svaret gjøres ferdig. Du kan allerede stille neste spørsmål.", stopped: "Stoppet for ditt neste spørsmål; dette svaret ble ikke ferdig.",
     },
     nl: {
       title: "Vraag het de handleidingen", subtitle: "Antwoorden komen alleen uit de handleidingen op dit apparaat, met de regel waar ze vandaan komen.",
@@ -57,6 +63,7 @@
       failed: "Er ging iets mis. Stel de vraag opnieuw.", cleared: "Het gesprek is gewist.", close: "Sluiten",
       source: "Lees de passage", you: "Uw vraag",
       helpedAsk: "Heeft dit uw vraag beantwoord?", yes: "Ja", no: "Nee", lookingFor: "Waar zocht u naar? (optioneel)", send: "Versturen", thanks: "Dank u.",
+      finishing: "Het antwoord wordt nog afgemaakt. U kunt al de volgende vraag stellen.", stopped: "Gestopt voor uw volgende vraag; dit antwoord is niet afgemaakt.",
     },
   };
   const settings = window.OUTPOST || {};
@@ -70,6 +77,8 @@
   const turns = $("turns"), form = $("ask"), question = $("question"), send = $("send");
   const status = $("status"), dialog = $("passage");
   let history = [];
+  // The latest question's request: aborted by the next question (which may be asked once this
+  // one's quote is on screen) and by "Start over".
   let controller = null;
   let idleTimer = null;
 
@@ -98,6 +107,8 @@
 
   function reset(announce) {
     if (controller) controller.abort();
+    controller = null;
+    send.disabled = false;
     history = [];
     turns.replaceChildren();
     question.value = "";
@@ -227,6 +238,16 @@
     if (settings.feedback && id) item.append(feedbackBox(id));
   }
 
+  // A turn the next question stopped before its last event: what it showed stays, the quote
+  // no longer provisional (it is the manual's line as ranked), but it is marked unfinished: no
+  // sources, no verdict (the server kept no answer to rate), and not in the history.
+  function stopped(item, answerEl) {
+    item.dataset.state = "stopped";
+    item.querySelectorAll(".provisional").forEach((b) => b.classList.remove("provisional"));
+    if (!answerEl.textContent) answerEl.remove();
+    item.append(el("p", "stopped-note", T.stopped));
+  }
+
   async function ask(text, attempt) {
     const item = el("li", "turn");
     item.dataset.state = "streaming";
@@ -237,19 +258,38 @@
     $("empty").hidden = true;
     status.textContent = T.thinking;
     document.body.dataset.state = "busy";
-    controller = new AbortController();
+    const mine = controller = new AbortController();
+    const current = () => controller === mine;  // not stopped by a later question or a reset
+    // Once the quote (or the first text) is on screen the next question may be asked; the
+    // turn stays "streaming" until its last event, and the status line says so.
+    let freed = false;
+    const free = () => {
+      if (freed || !current()) return;
+      freed = true;
+      send.disabled = false;
+      document.body.dataset.state = "streaming";
+      status.textContent = T.finishing;
+    };
     const messages = history.concat([{ role: "user", content: text }]);
-    let info = null, written = "", id = null;
+    let info = null, written = "", id = null, retrying = false;
+    const whole = () => {  // the last event came: the checked answer, its sources, its verdict
+      finish(item, answerEl, info, id);
+      if (!info.declined) history.push({ role: "user", content: text }, { role: "assistant", content: written });
+      history = history.slice(-8);
+    };
     try {
       const r = await fetch("/v1/chat/completions", {
-        method: "POST", headers: headers(), signal: controller.signal,
+        method: "POST", headers: headers(), signal: mine.signal,
         body: JSON.stringify({ messages, stream: true, user: "kiosk" }),
       });
       if (r.status === 429 || r.status === 503) {
         item.remove();
-        status.textContent = T.busy;
         const wait = Number(r.headers.get("Retry-After") || 2) * 1000;
-        if (attempt < 5) return setTimeout(() => ask(text, attempt + 1), wait);
+        if (attempt < 5) {  // the Ask button stays disabled while it waits
+          retrying = true;
+          status.textContent = T.busy;
+          return setTimeout(() => { if (current()) ask(text, attempt + 1); }, wait);
+        }
         throw new Error("busy");
       }
       if (!r.ok) throw new Error("HTTP " + r.status);
@@ -273,26 +313,32 @@
           const delta = event.choices[0].delta || {};
           if (event.outpost && event.outpost.quote) {  // ranked before generation: show it now
             item.append(quoteBox(event.outpost.quote, true));
-            status.textContent = "";
+            free();
             continue;
           }
-          if (delta.content) { written += delta.content; answerEl.textContent = written; }
+          if (delta.content) { written += delta.content; answerEl.textContent = written; free(); }
           if (event.outpost) info = event.outpost;
         }
       }
       if (!info) throw new Error("incomplete answer");
-      finish(item, answerEl, info, id);
-      if (!info.declined) history.push({ role: "user", content: text }, { role: "assistant", content: written });
-      history = history.slice(-8);
-      status.textContent = "";
+      whole();
+      if (current()) status.textContent = "";
     } catch (e) {
-      if (e.name === "AbortError") return;
+      if (e.name === "AbortError") {  // stopped by the next question, or cleared with the page
+        if (!item.isConnected) return;
+        if (info) whole();  // only [DONE] was still to come
+        else stopped(item, answerEl);  // its unfinished text is not kept in the history
+        return;
+      }
       item.dataset.state = "failed";
       answerEl.textContent = T.failed;
-      status.textContent = "";
+      if (current()) status.textContent = "";
     } finally {
-      document.body.dataset.state = "idle";
-      send.disabled = false;
+      if (current() && !retrying) {
+        controller = null;
+        document.body.dataset.state = "idle";
+        send.disabled = false;
+      }
       touch();
     }
   }
@@ -301,6 +347,7 @@
     e.preventDefault();
     const text = question.value.trim();
     if (!text || send.disabled) return;
+    if (controller) controller.abort();  // the previous answer, still finishing: stopped as it is
     send.disabled = true;
     question.value = "";
     ask(text, 0);
