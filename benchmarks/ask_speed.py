@@ -1,9 +1,15 @@
 """Device-side speed: time to first token, decode tokens/s and peak memory of the bundle's
 onnxruntime-genai model against llama.cpp (llama-cpp-python on the same model's GGUF, the peer
 people compare with) and plain PyTorch transformers (the peer the export replaces), on the same
-prompts, measured in the same run, each in its own process.
+prompts, measured in the same run, each in its own process. The bundle's model runs twice:
+plainly, and with speculative decoding by prompt lookup (`--draft-tokens`, DRAFT_TOKENS), with
+its acceptance rate and on how many prompts its greedy output is the plain one's.
 
-    .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2] [--json]
+    .venv/bin/python benchmarks/ask_speed.py BUNDLE [--questions examples/questions.jsonl] [--threads 2]
+        [--llama-python llamavenv/bin/python] [--json]
+
+llama-cpp-python may live in a venv of its own (`--llama-python`; docs/benchmarks.md says how
+it was built); its child process imports nothing of Outpost.
 
 The prompts are the real `outpost ask` prompts (retrieved passages, the bundle's context budget),
 rendered once and fed to every engine as token ids; greedy decoding, 64 new tokens. Per engine:
