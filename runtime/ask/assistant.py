@@ -13,7 +13,8 @@
    windows widened to hold them; fit the prompt; decline by `evidence`;
 5. hand the quote to `on_quote` (the first text a screen shows), then generate (`_write`):
    with the support check on, each sentence is shown only once the passages support it and it
-   is attributable to the quote (runtime/ask/attribute.py);
+   is attributable to the quote (runtime/ask/attribute.py), and the writing stops at the first
+   that is not, or as soon as the one being written can no longer be (`doomed`);
 6. settle (`_settle`): the model's sentences (`generated`), the quote (`quoted`), or a decline
    (`model`, `support`); then cite the passages given, marking those the answer names.
 """
