@@ -116,3 +116,25 @@ def tiny_bundle_b(tiny_phi3, signing_key, tmp_path_factory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
+
+
+def example_corpus() -> list[str]:
+    """The text the tiny models' tokenizers are trained on: the example documents, four times."""
+    return [p.read_text(errors="ignore") for p in (EXAMPLES / "docs").rglob("*.md")] * 4
+
+
+@pytest.fixture(scope="session")
+def tiny_phi35(tmp_path_factory) -> Path:
+    """A random Phi-3.5-mini in miniature: LongRoPE switching from short to long factors at 64
+    tokens (export/llm/random_model.py)."""
+    from outpost.export.llm.random_model import build_tiny_phi35
+
+    return build_tiny_phi35(tmp_path_factory.mktemp("phi35") / "model", example_corpus())
+
+
+@pytest.fixture(scope="session")
+def tiny_phi4(tmp_path_factory) -> Path:
+    """A random Phi-4-mini in miniature: partial rotary, GQA, tied embeddings over 2048 tokens."""
+    from outpost.export.llm.random_model import build_tiny_phi4
+
+    return build_tiny_phi4(tmp_path_factory.mktemp("phi4") / "model", example_corpus())

@@ -1,0 +1,138 @@
+"""Phi-3.5-mini and Phi-4-mini, first-class as the tiny Phi-3 is: a random model of each, built
+from its real configuration's distinguishing parameters (LongRoPE factors; partial rotary, GQA,
+tied embeddings and a larger vocabulary: export/llm/random_model.py says where each comes from),
+through `outpost export` at fp32 and int4 (the conversion gate's numbers in bundle.json), `ask`,
+and, for long prompts, the exported fp32 model's logits against PyTorch on both sides of
+LongRoPE's switch from short to long factors.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, export, outpost
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("phi35", "phi4")
+PRECISIONS = ("fp32", "int4")
+QUESTION = "How often must the hydraulic filter be replaced?"
+
+
+@pytest.fixture(scope="session")
+def phi_family(tiny_phi35, tiny_phi4) -> dict:
+    return {"phi35": tiny_phi35, "phi4": tiny_phi4}
+
+
+@pytest.fixture(scope="session")
+def phi_bundles(phi_family, tmp_path_factory) -> dict:
+    """One export per model and precision, made on first use: {(model, precision): bundle}."""
+    made: dict = {}
+
+    def get(name: str, precision: str):
+        if (name, precision) not in made:
+            out = tmp_path_factory.mktemp(f"{name}-{precision}") / "bundle"
+            done = export(
+                EXAMPLES / "docs" / "press",
+                out,
+                "--base",
+                str(phi_family[name]),
+                "--precision",
+                precision,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            made[name, precision] = out
+        return made[name, precision]
+
+    return get
+
+
+def manifest(bundle) -> dict:
+    return json.loads((bundle / "bundle.json").read_text())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fp32_export_is_the_pytorch_model(phi_bundles, name):
+    m = manifest(phi_bundles(name, "fp32"))
+    assert m["model"]["type"] == "phi3"
+    conversion = m["checks"]["conversion"]
+    assert conversion["passed"] and conversion["precision"] == "fp32", conversion
+    assert conversion["top1_agreement"] >= 0.99 and conversion["mean_kl"] < 1e-4, conversion
+    assert abs(conversion["perplexity_ratio"] - 1) < 1e-3, conversion
+    assert conversion["greedy_token_agreement"] >= 0.95, conversion
+    assert conversion["chat_template_match"] is True
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_int4_export_passes_the_gate(phi_bundles, name):
+    m = manifest(phi_bundles(name, "int4"))
+    assert m["model"]["quantization"]["precision"] == "int4"
+    conversion = m["checks"]["conversion"]
+    assert conversion["passed"] and conversion["precision"] == "int4", conversion
+    assert conversion["chat_template_match"] is True
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name", MODELS)
+def test_ask_answers_from_the_bundle(phi_bundles, name, precision):
+    bundle = phi_bundles(name, precision)
+    done = outpost("ask", str(bundle), QUESTION, "--json", "--max-new-tokens", "16")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert {"answer", "refused", "grounded", "citations", "timings"} <= out.keys(), out
+    if out["refused"]:
+        assert out["timings"]["new_tokens"] >= 0
+    else:
+        assert out["timings"]["new_tokens"] > 0
+        assert out["citations"][0]["source"] == "px200-maintenance.md"
+
+
+@pytest.fixture(scope="session")
+def long_prompt_ids(phi_family) -> list[int]:
+    """The press documents' text as token ids: more than enough for any length below."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(phi_family["phi35"])
+    text = " ".join(p.read_text() for p in sorted((EXAMPLES / "docs" / "press").rglob("*.md")))
+    return tokenizer(text).input_ids
+
+
+def reference_logits(model_dir, ids: list[int]) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("tokens", [40, 200], ids=["short", "long"])
+def test_longrope_logits_match_pytorch(phi_family, phi_bundles, long_prompt_ids, name, tokens):
+    """A prompt below the switch (64 tokens here, 4096 in the real models) and one three times
+    past it: the exported fp32 model's teacher-forced logits are PyTorch's, the last positions
+    within 1e-3 and every position's first choice the same."""
+    from transformers import AutoConfig
+
+    from outpost.runtime.ask.generate import Generator
+    from outpost.runtime.bundle.open import open_bundle
+
+    switch = AutoConfig.from_pretrained(phi_family[name]).original_max_position_embeddings
+    assert (tokens > switch) == (tokens == 200)
+    ids = long_prompt_ids[:tokens]
+    assert len(ids) == tokens
+    ref = reference_logits(phi_family[name], ids)
+    got = Generator(open_bundle(phi_bundles(name, "fp32")).model_dir).logits(ids)
+    assert got.shape == ref.shape
+    assert np.abs(got[-8:] - ref[-8:]).max() < 1e-3
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_phi35_long_prompt_uses_the_long_factors(phi_family, long_prompt_ids):
+    """The long-prompt test above is a test of LongRoPE: past the switch PyTorch rotates every
+    position with the long factors, so the first 40 positions' logits differ from the same 40
+    tokens read alone (short factors)."""
+    short = reference_logits(phi_family["phi35"], long_prompt_ids[:40])
+    long = reference_logits(phi_family["phi35"], long_prompt_ids[:200])[:40]
+    assert np.abs(short - long).max() > 1e-2
