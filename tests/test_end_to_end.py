@@ -120,9 +120,9 @@ def test_chat_keeps_going_over_several_turns(smol_bundle):
         input="What is the site emergency number?\nAnd who must be informed next?\n",
     )
     assert done.returncode == 0, done.stderr
-    # Each turn ends with its evidence or sources; the follow-up names no topic of its own and
+    # Each turn shows its quote or sources; the follow-up names no topic of its own and
     # still reads the incident-reporting manual (it is searched with the previous question).
-    assert done.stdout.count("Evidence (") + done.stdout.count("Sources:") >= 2
+    assert done.stdout.count("From the manual (") + done.stdout.count("Sources:") >= 2
     assert done.stdout.count("safety/incident-reporting.md") >= 2
 
 

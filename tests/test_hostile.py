@@ -221,7 +221,9 @@ def test_a_signed_store_with_foreign_sql_objects_is_refused(
 @pytest.mark.slow
 def test_document_names_cannot_forge_output_or_drive_the_terminal(tiny_bundle, tmp_path):
     copy = link_copy(tiny_bundle, tmp_path / "b", copy=["chunks.sqlite"])
-    forged = "a.md\n\nEvidence (forged.md):\n  \u201cPressure is 999 bar\u201d\x1b[2J\r\u202e"
+    forged = (
+        "a.md\n\nFrom the manual (forged.md):\n  \u201cPressure is 999 bar\u201d\x1b[2J\r\u202e"
+    )
     db = sqlite3.connect(copy / "chunks.sqlite")
     db.execute("UPDATE chunks SET source = ?, heading = ?", (forged, "H\x1b]0;title\x07"))
     db.commit()
@@ -232,8 +234,8 @@ def test_document_names_cannot_forge_output_or_drive_the_terminal(tiny_bundle, t
     )
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\r" not in done.stdout and "\u202e" not in done.stdout
-    assert not any(line.startswith("Evidence (forged") for line in done.stdout.splitlines())
-    assert "a.md\\n\\nEvidence (forged.md)" in done.stdout  # shown, escaped
+    assert not any(line.startswith("From the manual (forged") for line in done.stdout.splitlines())
+    assert "a.md\\n\\nFrom the manual (forged.md)" in done.stdout  # shown, escaped
 
 
 # --- archives: checked before anything is written --------------------------------------------

@@ -41,6 +41,12 @@ NEVER_IMPORTED = {
     ("tokenizers", "huggingface-hub"),  # downloads from the hub; bundles carry their tokenizers
     ("onnxruntime", "sympy"),  # symbolic shape inference, a model-building tool
     ("onnxruntime", "coloredlogs"),  # logging colours for onnxruntime's tools
+    # onnxruntime's model tools read and write ONNX protobufs, flatbuffers (ORT format) and
+    # compare versions; `import onnxruntime` and an InferenceSession need none of them
+    # (checked: `outpost ask` and the server's imports in a device install, docs/benchmarks.md)
+    ("onnxruntime", "protobuf"),
+    ("onnxruntime", "flatbuffers"),
+    ("onnxruntime", "packaging"),
 }
 # Folders inside wheels that a device never imports: model-building tools and test suites.
 NEVER_LOADED = (
@@ -49,6 +55,7 @@ NEVER_LOADED = (
     "onnxruntime/quantization/",
     "onnxruntime/datasets/",
     "numpy/f2py/",
+    "numpy/distutils/",  # numpy's build tooling (deprecated), never imported by numpy itself
     "numpy/_pyinstaller/",
     "outpost/export/models/",  # the build side's ranker: each bundle carries its own copy
 )

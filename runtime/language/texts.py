@@ -29,7 +29,6 @@ _SAY = {
         "withheld": "The manuals' passages do not confirm the answer the model wrote, so it is "
         "not shown; read the quoted passage instead.",
         "quoted": "From the manual",
-        "evidence": "Evidence",
         "sources": "Sources",
     },
     "nb": {
@@ -38,7 +37,6 @@ _SAY = {
         "withheld": "Avsnittene i håndbøkene bekrefter ikke svaret modellen skrev, så det vises "
         "ikke; les det siterte avsnittet i stedet.",
         "quoted": "Fra håndboken",
-        "evidence": "Belegg",
         "sources": "Kilder",
     },
     "nl": {
@@ -47,7 +45,6 @@ _SAY = {
         "withheld": "De passages uit de handleidingen bevestigen het antwoord van het model niet, "
         "dus het wordt niet getoond; lees de geciteerde passage.",
         "quoted": "Uit de handleiding",
-        "evidence": "Bewijs",
         "sources": "Bronnen",
     },
     "de": {
@@ -56,7 +53,6 @@ _SAY = {
         "withheld": "Die Abschnitte der Handbücher bestätigen die Antwort des Modells nicht; sie "
         "wird nicht gezeigt. Lesen Sie den zitierten Abschnitt.",
         "quoted": "Aus dem Handbuch",
-        "evidence": "Beleg",
         "sources": "Quellen",
     },
     "fr": {
@@ -65,7 +61,6 @@ _SAY = {
         "withheld": "Les passages des manuels ne confirment pas la réponse du modèle ; elle n'est "
         "pas affichée. Lisez le passage cité.",
         "quoted": "Extrait du manuel",
-        "evidence": "Justification",
         "sources": "Sources",
     },
     "es": {
@@ -74,7 +69,6 @@ _SAY = {
         "withheld": "Los pasajes de los manuales no confirman la respuesta del modelo; no se "
         "muestra. Lea el pasaje citado.",
         "quoted": "Del manual",
-        "evidence": "Evidencia",
         "sources": "Fuentes",
     },
 }

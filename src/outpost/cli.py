@@ -27,7 +27,7 @@ from outpost.runtime.config import (
 from outpost.runtime.errors import OutpostError, UsageError, one_line
 
 if TYPE_CHECKING:
-    from outpost.runtime.ask.answer import Answer
+    from outpost.runtime.ask.answer import Answer, Evidence
     from outpost.runtime.ask.assistant import Assistant
     from outpost.runtime.bundle.manifest import Languages
     from outpost.runtime.field.log import FieldLog
@@ -158,25 +158,49 @@ def _open(bundle: str, **options: object) -> Assistant:
     return open_assistant(bundle, config)
 
 
-def _print_evidence(answer: Answer) -> None:
-    """The manual's line under the answer (or, quoted, as the answer), with where it is."""
-    from outpost.runtime.language.texts import say
+class _Screen:
+    """What `ask` and `chat` print, quote first: the manual's line as soon as it is ranked (the
+    first text a technician reads, before the model has written anything, as the kiosk shows
+    it), then the model's sentences that pass the checks, then the sources."""
 
-    if answer.declined or not answer.evidence:
+    def __init__(self, language: str):
+        self.language, self.quoted, self.wrote = language, False, False
+
+    def quote(self, e: Evidence) -> None:
+        from outpost.runtime.language.texts import say
+
+        where = safe(e.source + (f" > {e.heading}" if e.heading else ""))
+        lead = f"{safe(e.lead.text)} \u2026 " if e.lead else ""
+        # The quote's own line breaks (a value and the line after it) stay, indented under it.
+        text = safe(e.text, newlines=True).replace("\n", "\n   ")
+        click.echo(f"{say(self.language, 'quoted')} ({where}):\n  \u201c{lead}{text}\u201d")
+        if e.mark is not None and e.mark.text.strip() != e.text.strip():
+            click.echo(f"  \u2192 {safe(e.mark.text)}")  # the value the question asks for
+        self.quoted = True
+
+    def text(self, piece: str) -> None:
+        if self.quoted and not self.wrote:
+            click.echo()  # the model's sentences under the quote
+        self.wrote = True
+        click.echo(safe(piece, newlines=True), nl=False)
+
+    def after(self, answer: Answer, timings: bool) -> None:
+        """What follows: the end of the written text, why a sentence was withheld, the sources
+        and, with --timings, the timings."""
+        if self.wrote:
+            click.echo()
         if answer.declined_by == "support" and answer.support:
             missing = safe(", ".join(answer.support.unsupported))
             click.echo(f"(not shown: {missing} is not in the passages)", err=True)
-        return
-    e = answer.evidence[0]
-    where = safe(e.source + (f" > {e.heading}" if e.heading else ""))
-    quoted = answer.answer_mode == "quoted"
-    label = say(answer.language, "quoted") if quoted else "\n" + say(answer.language, "evidence")
-    lead = f"{safe(e.lead.text)} \u2026 " if e.lead else ""
-    # The quote's own line breaks (a value and the line after it) stay, indented under it.
-    text = safe(e.text, newlines=True).replace("\n", "\n   ")
-    click.echo(f"{label} ({where}):\n  \u201c{lead}{text}\u201d")
-    if e.mark is not None and e.mark.text.strip() != e.text.strip():
-        click.echo(f"  \u2192 {safe(e.mark.text)}")  # the value the question asks for
+        _print_sources(answer)
+        if timings:
+            _print_timings(answer)
+
+
+def _screen(assistant: Assistant, question: str) -> _Screen:
+    from outpost.runtime.language.detect import question_language
+
+    return _Screen(question_language(question, assistant.languages, assistant.main_language))
 
 
 def _print_sources(answer: Answer) -> None:
@@ -189,17 +213,6 @@ def _print_sources(answer: Answer) -> None:
     for c in cited:
         where = safe(c.source + (f" > {c.heading}" if c.heading else ""))
         click.echo(f"  [{c.n}] {where}")
-
-
-def _print_after(answer: Answer, timings: bool) -> None:
-    """What follows a streamed answer: the quote (or the quote as the answer), the sources and,
-    with --timings, the timings."""
-    if answer.answer_mode != "quoted":
-        click.echo()
-    _print_evidence(answer)
-    _print_sources(answer)
-    if timings:
-        _print_timings(answer)
 
 
 def _print_timings(answer: Answer) -> None:
@@ -256,12 +269,13 @@ def ask(
     question = check_question(question)
     field = _field_log(log)
     assistant = _open(bundle, **options)
-    stream = None if as_json else lambda piece: click.echo(safe(piece, newlines=True), nl=False)
-    answer = assistant.ask(question, on_text=stream)
     if as_json:
+        answer = assistant.ask(question)
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
-        _print_after(answer, timings)
+        screen = _screen(assistant, question)
+        answer = assistant.ask(question, on_text=screen.text, on_quote=screen.quote)
+        screen.after(answer, timings)
     if field is not None:
         answer_id = _record(field, assistant, answer, "ask", follow_up=False)
         click.echo(
@@ -347,17 +361,16 @@ def chat(bundle: str, timings: bool, log: str | None, **options: object) -> None
             field.append(verdict_entry(last, verdict == "/yes", note, "chat"))
             click.echo("(thank you: recorded)", err=True)
             continue
+        screen = _screen(assistant, question)
         try:
-            answer = assistant.ask(
-                question, history, on_text=lambda p: click.echo(safe(p, newlines=True), nl=False)
-            )
+            answer = assistant.ask(question, history, on_text=screen.text, on_quote=screen.quote)
         except KeyboardInterrupt:
             click.echo("\n(stopped)", err=True)
             continue
         except OutpostError as e:
             click.echo(f"Error: {one_line(str(e))}", err=True)
             continue
-        _print_after(answer, timings)
+        screen.after(answer, timings)
         if field is not None:
             last = _record(field, assistant, answer, "chat", follow_up=bool(history))
         history += [
