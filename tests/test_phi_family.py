@@ -3,7 +3,9 @@ from its real configuration's distinguishing parameters (LongRoPE factors; parti
 tied embeddings and a larger vocabulary: export/llm/random_model.py says where each comes from),
 through `outpost export` at fp32 and int4 (the conversion gate's numbers in bundle.json), `ask`,
 and, for long prompts, the exported fp32 model's logits against PyTorch on both sides of
-LongRoPE's switch from short to long factors.
+LongRoPE's switch from short to long factors. Decoding across the switch one token at a time
+does not match PyTorch (onnxruntime-genai keeps the short-factor cache): a strict xfail records
+the difference until the runtime handles it.
 """
 
 import json
@@ -136,3 +138,31 @@ def test_phi35_long_prompt_uses_the_long_factors(phi_family, long_prompt_ids):
     short = reference_logits(phi_family["phi35"], long_prompt_ids[:40])
     long = reference_logits(phi_family["phi35"], long_prompt_ids[:200])[:40]
     assert np.abs(short - long).max() > 1e-2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="onnxruntime-genai 0.18 keeps the key/value cache rotated with the short factors when "
+    "decoding crosses the switch, where transformers recomputes it with the long ones "
+    "(Phi3ForCausalLM.prepare_inputs_for_generation): measured max |logit difference| 0.0125-0.027 "
+    "at each of the 16 positions past the switch (fp32; 5e-7 in one pass)",
+)
+def test_decoding_across_the_switch_matches_pytorch(phi_family, phi_bundles, long_prompt_ids):
+    """A 56-token prompt, then one token at a time to 80: past the switch (64) each step's
+    logits should be those of PyTorch reading the whole text with the long factors."""
+    from outpost.runtime.ask.generate import Generator
+    from outpost.runtime.bundle.open import open_bundle
+
+    ids, prompt, switch = long_prompt_ids[:80], 56, 64
+    gen = Generator(open_bundle(phi_bundles("phi35", "fp32")).model_dir)
+    params = gen.og.GeneratorParams(gen.model)
+    params.set_search_options(max_length=len(ids) + 1)
+    generator = gen.og.Generator(gen.model, params)
+    generator.append_tokens(ids[:prompt])
+    steps = []
+    for token in ids[prompt:]:
+        generator.append_tokens([token])
+        steps.append(np.array(generator.get_output("logits"))[0, -1])
+    ref = reference_logits(phi_family["phi35"], ids)[prompt:]
+    past = slice(switch - prompt, None)  # positions at and after the switch
+    assert np.abs(np.array(steps)[past] - ref[past]).max() < 1e-3
