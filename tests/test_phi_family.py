@@ -166,3 +166,21 @@ def test_decoding_across_the_switch_matches_pytorch(phi_family, phi_bundles, lon
     ref = reference_logits(phi_family["phi35"], ids)[prompt:]
     past = slice(switch - prompt, None)  # positions at and after the switch
     assert np.abs(np.array(steps)[past] - ref[past]).max() < 1e-3
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_phi4_keeps_one_embedding_matrix(phi_bundles, precision):
+    """Tied embeddings stay tied without builder options (its shared_embeddings follows
+    tie_word_embeddings): the token embedding is gathered from the LM head's weight, the only
+    initializer of vocabulary size (int4 with k_quant_mixed: that weight in int8 blocks)."""
+    import onnx
+
+    from outpost.runtime.bundle.open import open_bundle
+
+    model_dir = open_bundle(phi_bundles("phi4", precision)).model_dir
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer if 2048 in i.dims and len(i.dims) >= 2}
+    assert len([w for w in weights if not w.endswith(("_scale", "_zp"))]) == 1, weights
+    gather = next(n for n in graph.node if n.name.startswith("/model/embed_tokens/Gather"))
+    source = next(n for n in graph.node if gather.input[0] in n.output)
+    assert source.input[0] in weights and source.input[0].startswith("lm_head.")
