@@ -233,7 +233,7 @@ def test_serve_holds_asks_settings_instead_of_declaring_them_again():
     ask_fields = {f.name for f in fields(AskConfig)}
     assert not ask_fields & {f.name for f in fields(ServeConfig)}
     taken = {s.name: s for s in settings.declared(ServeConfig) if s.owner is AskConfig}
-    assert list(taken) == ["threads", "adapter", "verify", "trust"]
+    assert list(taken) == ["draft_tokens", "threads", "adapter", "verify", "trust"]
     own = {s.name: s for s in settings.declared(AskConfig)}
     for name, s in taken.items():  # the same flag, variable and default; serve's own words
         assert (s.flag, s.env, s.default) == (own[name].flag, own[name].env, own[name].default)
