@@ -20,14 +20,18 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from outpost.export.documents.document import Block, clean
-from outpost.export.documents.readers.pdf_clean import normalise, running, without_running
+from outpost.export.documents.readers.pdf_clean import (
+    normalise,
+    pdftotext,
+    running,
+    without_running,
+)
 from outpost.export.documents.readers.pdf_tables import ROW
 from outpost.runtime.errors import InputError
 
@@ -86,18 +90,10 @@ def read_pdf(
 
 def _pdftotext(data: bytes, count: int) -> list[str] | None:
     """The pages' text, in reading order; None when poppler fails on the file."""
-    try:
-        done = subprocess.run(
-            ["pdftotext", "-enc", "UTF-8", "-eol", "unix", "-", "-"],
-            input=data,
-            capture_output=True,
-            timeout=TIMEOUT,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    text = pdftotext(data, ["-eol", "unix"], TIMEOUT)
+    if text is None:
         return None
-    if done.returncode != 0:
-        return None
-    pages = done.stdout.decode("utf-8", "replace").split("\f")
+    pages = text.split("\f")
     return (pages + [""] * count)[:count]  # a form feed ends each page, the last one too
 
 

@@ -16,6 +16,7 @@ headers and footers a typeset manual repeats on every page.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 
@@ -98,3 +99,18 @@ def without_running(page: str, index: int, found: Running) -> str:
 
     kept = (line for i, line in enumerate(lines) if i not in edges or not runs(line))
     return "\n".join(line for line in kept if not CONTINUED.match(line))
+
+
+def pdftotext(data: bytes, options: list[str], timeout: float) -> str | None:
+    """poppler's `pdftotext OPTIONS - -` over the PDF's bytes, as UTF-8 text; None when poppler
+    is missing, fails on the file or takes longer than `timeout` seconds."""
+    try:
+        done = subprocess.run(
+            ["pdftotext", *options, "-enc", "UTF-8", "-", "-"],
+            input=data,
+            capture_output=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None

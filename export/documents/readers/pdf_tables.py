@@ -15,8 +15,9 @@ from __future__ import annotations
 import html
 import io
 import re
-import subprocess
 from dataclasses import dataclass
+
+from outpost.export.documents.readers.pdf_clean import pdftotext
 
 ROW = "\x1f"  # starts a line of page text that is a table row (pdf.py's blocks() reads it)
 MIN_ROWS = 2
@@ -107,18 +108,9 @@ def _within(word: tuple[float, float, float, float, str], box: Box) -> bool:
 def _words(data: bytes, index: int) -> list[list[tuple[float, float, float, float, str]]] | None:
     """Page `index`'s lines in poppler's reading order, each its words with their boxes."""
     page = str(index + 1)
-    try:
-        done = subprocess.run(
-            ["pdftotext", "-bbox-layout", "-enc", "UTF-8", "-f", page, "-l", page, "-", "-"],
-            input=data,
-            capture_output=True,
-            timeout=TIMEOUT,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    text = pdftotext(data, ["-bbox-layout", "-f", page, "-l", page], TIMEOUT)
+    if text is None:
         return None
-    if done.returncode != 0:
-        return None
-    text = done.stdout.decode("utf-8", "replace")
     return [
         [
             (float(a), float(b), float(c), float(d), html.unescape(w))
