@@ -103,7 +103,8 @@ def open_previous(
         previous = Previous(
             path=folder,
             documents={d["path"]: d for d in m.sources.documents if isinstance(d, dict)},
-            chunker={k: v for k, v in m.chunker.items() if k != "chunks"},
+            # A bundle from before `--pdf-text` read PDFs with pypdf: the same settings as now.
+            chunker={"pdf_text": "pypdf", **{k: v for k, v in m.chunker.items() if k != "chunks"}},
             embedder_sha256=m.index.embedder.sha256,
             index_dtype=m.index.dtype,
             index_file=bundle.file(m.index.file),
