@@ -231,7 +231,10 @@ class Run:
         chosen token and up to `draft_tokens` tokens that followed the same words in the
         prompt, keeps the drafted ones the model would have chosen itself and rewinds the rest.
         Tokens are chosen as generate_next_token does (processors, then the repetition penalty,
-        then the first maximum), so the answer is the same token for token."""
+        then the first maximum), so the answer is the same token for token wherever the model
+        computes a pass of several tokens as it computes one. MatMulNBits at int8 compute (the
+        int4 bundles) does not, by up to ~1 in a logit: there the answer may part after some
+        tokens, and `--draft-tokens` is off by default (docs/benchmarks.md)."""
         from outpost.runtime.ask.speculative import Lookup, penalised
 
         result, timings, new_ids = self.result, self.result.timings, self.result.token_ids
