@@ -6,62 +6,9 @@ import shutil
 
 import pytest
 
-from conftest import EXAMPLES, outpost
+from conftest import EXAMPLES, outpost, train_args
 
 pytestmark = pytest.mark.slow
-
-CHAT = [
-    {
-        "messages": [
-            {"role": "user", "content": "How often is the filter replaced?"},
-            {"role": "assistant", "content": "Every 500 hours."},
-        ]
-    },
-    {"prompt": "What is the service PIN?", "completion": "The PIN is 4711."},
-    {
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Emergency number?"},
-            {"role": "assistant", "content": "Call 2222."},
-        ]
-    },
-]
-
-
-@pytest.fixture(scope="module")
-def chat_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "chat.jsonl"
-    path.write_text("\n".join(json.dumps(x) for x in CHAT) + "\n")
-    return path
-
-
-def train_args(base, data, out, *extra):
-    return (
-        "train",
-        "--base",
-        str(base),
-        "--data",
-        str(data),
-        "--eval",
-        str(data),
-        "--out",
-        str(out),
-        "--max-steps",
-        "16",
-        "--lr",
-        "1e-2",
-        "--grad-accum",
-        "3",
-        "--save-every",
-        "8",
-        "--eval-every",
-        "8",
-        "--seed",
-        "1",
-        "--general",
-        "2",
-        *extra,
-    )
 
 
 @pytest.fixture(scope="module")
