@@ -58,9 +58,9 @@ lint: install types
 TYPES := build/types/outpost
 types: install
 	@rm -rf $(TYPES) && mkdir -p $(TYPES)
-	@for p in src/outpost/* runtime export trainer; do ln -s "$(CURDIR)/$$p" $(TYPES)/; done
+	@for p in src/outpost/* runtime export trainer models; do ln -s "$(CURDIR)/$$p" $(TYPES)/; done
 	@$(BIN)/mypy > build/types/report; status=$$?; \
-	  sed -E 's#^$(TYPES)/(runtime|export|trainer)/#\1/#; s#^$(TYPES)/#src/outpost/#' build/types/report; \
+	  sed -E 's#^$(TYPES)/(runtime|export|trainer|models)/#\1/#; s#^$(TYPES)/#src/outpost/#' build/types/report; \
 	  exit $$status
 
 # The contributors' fast loop (CONTRIBUTING.md): lint (ruff and types), then every test not
@@ -75,7 +75,7 @@ bench: install
 
 # The learned line ranker (docs/quality.md, "The learned ranker"): the training packages issue 29
 # names (apt-get download, no install), the written questions checked, the training groups, then
-# the cross-encoder and its int8 ONNX file in export/models/ranker/ (about 1 h on 2 cores).
+# the cross-encoder and its int8 ONNX file in models/ranker/ (about 1 h on 2 cores).
 # FEEDBACK="a.jsonl b.jsonl" adds field-log exports (docs/feedback.md); TRUST=KEY.pub keeps only
 # the answers of releases that key signed.
 RANKER_ROOT ?= .outpost-cache/train

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "export" / "models" / "ranker"
+SHIPPED = ROOT / "models" / "ranker"
 
 
 def field_half(question_id: str) -> bool:

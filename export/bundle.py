@@ -18,6 +18,7 @@ from typing import cast
 
 import numpy as np
 
+import outpost.models
 from outpost.export.config import ExportConfig
 from outpost.export.documents.chunk import Chunk
 from outpost.export.documents.ingest import Skipped, discover, hash_documents, read_chunks
@@ -436,9 +437,8 @@ def _manifest(config, found: Collected, retrieval: RetrievalPart, model: ModelPa
     )
 
 
-RANKER = (
-    Path(__file__).resolve().parent / "models" / "ranker"
-)  # trainer/ranker/crossrank.py writes it
+# The shipped ranker (repo models/ranker/, installed as outpost.models): crossrank.py writes it.
+RANKER = Path(outpost.models.__file__).resolve().parent / "ranker"
 RANKER_FILES = ("model.onnx", "tokenizer.json", "ranker.json")
 
 

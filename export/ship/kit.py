@@ -57,7 +57,7 @@ NEVER_LOADED = (
     "numpy/f2py/",
     "numpy/distutils/",  # numpy's build tooling (deprecated), never imported by numpy itself
     "numpy/_pyinstaller/",
-    "outpost/export/models/",  # the build side's ranker: each bundle carries its own copy
+    "outpost/models/",  # the build side's ranker: each bundle carries its own copy
 )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 MAX_TOKENS = 96
 LAYERS = 3
 KEEP = {"near": 1, "hard": 4, "easy": 1}  # negatives per training question, by role
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "export" / "models" / "ranker"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "models" / "ranker"
 
 
 def load_groups(path: Path) -> list[dict]:
