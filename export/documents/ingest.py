@@ -17,7 +17,7 @@ import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from outpost.export.documents.document import Document, Skipped
 from outpost.export.documents.readers.epub import read_epub
@@ -28,6 +28,9 @@ from outpost.export.documents.readers.pdf import read_pdf
 from outpost.export.documents.readers.plain import read_text
 from outpost.export.documents.readers.word import read_docx
 from outpost.runtime.ask.prompt import strip_controls
+
+if TYPE_CHECKING:
+    from outpost.export.config import ChunkConfig
 from outpost.runtime.errors import InputError
 from outpost.runtime.files import kind_of, open_plain
 
@@ -269,13 +272,13 @@ def _read_open(f: BinaryIO, doc: Document, pdf_text: str = "pypdf") -> Document:
     return doc
 
 
-def read_chunks(path: Path, source: str, config) -> tuple[str, list[str], str, list]:
+def read_chunks(path: Path, source: str, config: ChunkConfig) -> tuple[str, list[str], str, list]:
     """One document read and chunked: (kind, notes, "", chunks), or ("", [], why it was
     skipped, []). The unit of work of both engines (here, and Ray's in export/engines/ray_data.py)."""
     from outpost.export.documents.chunk import chunk_document
 
     try:
-        doc = read_document(path, source, getattr(config, "pdf_text", "pypdf"))
+        doc = read_document(path, source, config.pdf_text)
         return doc.kind, doc.notes, "", chunk_document(doc, config)
     except InputError as e:
         return "", [], str(e), []
