@@ -5,7 +5,7 @@
 Benchmarks (docs/benchmarks.md has their results and what they compare):
     ask_speed   bundle's model: outpost vs llama.cpp vs transformers fp32 (TTFT, prefill, decode,
                 memory, cold start) and `outpost ask` from a fresh process
-    phi3_cpu    Phi-3-mini shape (random weights) through the export vs llama.cpp Q4_0 / Q4_K_M,
+    phi_cpu     Phi-3-mini shape (random weights) through the export vs llama.cpp Q4_0 / Q4_K_M,
                 with the share of measured memory bandwidth (builds ~14 GB once, cached)
     retrieval_scale  usearch f32/f16/i8 vs exact search on 60k chunks of Debian's documentation
     embed_speed torch fp32 vs ONNX fp32 vs ONNX int8 embedder: texts/s, cosine, retrieval hit@4
@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 NAMES = (
     "ask_speed",
-    "phi3_cpu",
+    "phi_cpu",
     "retrieval_scale",
     "embed_speed",
     "general",
@@ -48,7 +48,7 @@ def commands(bundle: str, threads: int) -> dict[str, list[str]]:
         pass
     return {
         "ask_speed": [py, str(HERE / "ask_speed.py"), bundle, "--threads", str(threads)],
-        "phi3_cpu": [py, str(HERE / "phi3_cpu.py"), "--threads", str(threads)],
+        "phi_cpu": [py, str(HERE / "phi_cpu.py"), "--threads", str(threads)],
         "retrieval_scale": [py, str(HERE / "retrieval_scale.py"), "--bundle", bundle],
         "embed_speed": [
             py,

@@ -3,9 +3,8 @@ from its real configuration's distinguishing parameters (LongRoPE factors; parti
 tied embeddings and a larger vocabulary: export/llm/random_model.py says where each comes from),
 through `outpost export` at fp32 and int4 (the conversion gate's numbers in bundle.json), `ask`,
 and, for long prompts, the exported fp32 model's logits against PyTorch on both sides of
-LongRoPE's switch from short to long factors. Decoding across the switch one token at a time
-does not match PyTorch (onnxruntime-genai keeps the short-factor cache): a strict xfail records
-the difference until the runtime handles it.
+LongRoPE's switch from short to long factors: read in one pass, read in pieces, and decoded
+across the switch (where the runtime reads the whole sequence again, as transformers does).
 """
 
 import json
@@ -140,32 +139,73 @@ def test_phi35_long_prompt_uses_the_long_factors(phi_family, long_prompt_ids):
     assert np.abs(short - long).max() > 1e-2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="onnxruntime-genai 0.18 keeps the key/value cache rotated with the short factors when "
-    "decoding crosses the switch, where transformers recomputes it with the long ones "
-    "(Phi3ForCausalLM.prepare_inputs_for_generation): measured max |logit difference| 0.0125-0.027 "
-    "at each of the 16 positions past the switch (fp32; 5e-7 in one pass)",
-)
-def test_decoding_across_the_switch_matches_pytorch(phi_family, phi_bundles, long_prompt_ids):
-    """A 56-token prompt, then one token at a time to 80: past the switch (64) each step's
-    logits should be those of PyTorch reading the whole text with the long factors."""
-    from outpost.runtime.ask.generate import Generator
+class Recorder:
+    """A logits processor that changes nothing and keeps every step's next-token logits."""
+
+    def __init__(self):
+        self.rows: list[np.ndarray] = []
+
+    def wants(self, new_ids):
+        return True
+
+    def __call__(self, new_ids, logits):
+        self.rows.append(np.array(logits, dtype=np.float32).reshape(-1))
+
+    def measured(self):
+        return {}
+
+
+def test_the_export_records_where_longrope_switches(phi_family, tiny_phi3):
+    from outpost.export.llm.convert import long_rope_switch
+
+    assert long_rope_switch(phi_family["phi35"]) == 64
+    assert long_rope_switch(phi_family["phi4"]) == 64
+    assert long_rope_switch(tiny_phi3) == 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_decoding_across_the_switch_matches_pytorch(phi_family, phi_bundles, long_prompt_ids, name):
+    """A 56-token prompt and 24 greedy tokens: the sequence crosses the switch (64) while
+    decoding. At every step the logits the runtime chooses from are PyTorch's generation's:
+    the short factors up to 64 tokens, then (transformers recomputes its cache there) one pass
+    over the whole text with the long ones. Speculative decoding, whose passes of several
+    tokens cross the switch too, chooses the same tokens."""
+    from outpost.runtime.ask.generate import GenerationSettings, Generator
     from outpost.runtime.bundle.open import open_bundle
 
-    ids, prompt, switch = long_prompt_ids[:80], 56, 64
-    gen = Generator(open_bundle(phi_bundles("phi35", "fp32")).model_dir)
-    params = gen.og.GeneratorParams(gen.model)
-    params.set_search_options(max_length=len(ids) + 1)
-    generator = gen.og.Generator(gen.model, params)
-    generator.append_tokens(ids[:prompt])
-    steps = []
-    for token in ids[prompt:]:
-        generator.append_tokens([token])
-        steps.append(np.array(generator.get_output("logits"))[0, -1])
-    ref = reference_logits(phi_family["phi35"], ids)[prompt:]
-    past = slice(switch - prompt, None)  # positions at and after the switch
-    assert np.abs(np.array(steps)[past] - ref[past]).max() < 1e-3
+    prompt, switch, new = 56, 64, 24
+    gen = Generator(open_bundle(phi_bundles(name, "fp32")).model_dir)
+    assert gen.long_rope_switch == switch
+    seen = Recorder()
+    settings = GenerationSettings(new, extra={"min_length": prompt + new})
+    run = gen.run(long_prompt_ids[:prompt], settings, [seen]).complete()
+    sequence = long_prompt_ids[:prompt] + run.token_ids
+    assert len(seen.rows) == new
+    short = reference_logits(phi_family[name], sequence[:switch])
+    long = reference_logits(phi_family[name], sequence[: prompt + new - 1])
+    for step, row in enumerate(seen.rows):
+        total = prompt + step  # tokens read when this step's logits were computed
+        ref = short if total <= switch else long
+        assert np.abs(row - ref[total - 1]).max() < 1e-3, step
+    drafted = GenerationSettings(new, draft_tokens=4, extra={"min_length": prompt + new})
+    assert gen.run(long_prompt_ids[:prompt], drafted).complete().token_ids == run.token_ids
+
+
+def test_a_long_prompt_in_pieces_is_read_as_one_pass(
+    phi_family, phi_bundles, long_prompt_ids, monkeypatch
+):
+    """A prompt past the switch fed in pieces smaller than the switch (as Phi-3.5-mini's 4096
+    is to the 128-token pieces) gets the logits of one pass over it: its first piece crosses."""
+    from outpost.runtime.ask import generate
+    from outpost.runtime.bundle.open import open_bundle
+
+    monkeypatch.setattr(generate, "PREFILL_CHUNK", 16)
+    gen = generate.Generator(open_bundle(phi_bundles("phi35", "fp32")).model_dir)
+    ids = long_prompt_ids[:100]
+    seen = Recorder()
+    gen.run(ids, generate.GenerationSettings(1), [seen]).complete()
+    ref = reference_logits(phi_family["phi35"], ids)[-1]
+    assert np.abs(seen.rows[0] - ref).max() < 1e-3
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

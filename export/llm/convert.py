@@ -21,6 +21,7 @@ from pathlib import Path
 
 from outpost.export.config import LlmConfig
 from outpost.export.llm.base import LoadedBase, load_causal_lm, load_tokenizer
+from outpost.runtime.ask.generate import MODEL_FACTS
 from outpost.runtime.errors import ModelError
 from outpost.runtime.files import sha256_files
 
@@ -128,7 +129,23 @@ def build_onnx(
     if returncode != 0 or not (out_dir / "genai_config.json").is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ModelError(f"the model builder failed: {' | '.join(tail)}")
+    switch = long_rope_switch(hf_dir)
+    if switch:
+        (out_dir / MODEL_FACTS).write_text(json.dumps({"long_rope_switch": switch}) + "\n")
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
+
+
+def long_rope_switch(hf_dir: Path) -> int:
+    """Where a LongRoPE model (Phi-3.5-mini, Phi-4-mini) turns from its short factors to its
+    long ones (original_max_position_embeddings), or 0. The runtime reads the whole sequence
+    again when generation crosses it (runtime/ask/generate.py)."""
+    config = json.loads((hf_dir / "config.json").read_text())
+    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if rope.get("rope_type", rope.get("type")) != "longrope":
+        return 0
+    return int(
+        rope.get("original_max_position_embeddings") or config["original_max_position_embeddings"]
+    )
 
 
 def chat_template_match(tokenizer, generator) -> bool:

@@ -98,6 +98,18 @@ PHI4_MINI = dict(
     original_max_position_embeddings=4096,
     tie_word_embeddings=True,
 )
+# microsoft/Phi-3-mini-4k-instruct: no scaling (its 4k context is the short range).
+PHI3_MINI = dict(
+    vocab_size=32064,
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=4096,
+    original_max_position_embeddings=4096,
+    tie_word_embeddings=False,
+)
 TINY_ORIGINAL_CONTEXT = 64  # where a tiny LongRoPE model switches from short to long factors
 TINY_PHI4_VOCAB = 2048  # the trained tokenizer padded with placeholders: tied embeddings matter
 
@@ -255,3 +267,48 @@ def build_tiny_phi4(out: Path, corpus: list[str], layers: int = 2, seed: int = 0
     return build_tiny_phi(
         out, corpus, tiny_phi4_sizes(), layers, seed, pad_vocab=True, template=PHI4_TEMPLATE
     )
+
+
+def real_shape(name: str) -> tuple[dict, int, str]:
+    """(Phi3Config arguments, layers, chat template) of a real model's shape, for benchmarks
+    with random weights: "phi3-mini", "phi35-mini" (LongRoPE, 48 factors per list) or
+    "phi4-mini" (partial rotary, GQA, tied embeddings, 200064 tokens)."""
+    shapes = {"phi3-mini": PHI3_MINI, "phi35-mini": PHI35_MINI, "phi4-mini": PHI4_MINI}
+    if name not in shapes:
+        raise ValueError(f"unknown shape {name!r}; choose one of {', '.join(shapes)}")
+    shape = dict(shapes[name])
+    layers = shape.pop("num_hidden_layers")
+    head_dim = shape["hidden_size"] // shape["num_attention_heads"]
+    if name == "phi35-mini":
+        shape["rope_scaling"] = longrope(PHI35_MINI_SHORT_FACTOR, PHI35_MINI_LONG_FACTOR, head_dim)
+    if name == "phi4-mini":
+        rotary = int(head_dim * PHI4_MINI["partial_rotary_factor"])
+        shape["rope_scaling"] = longrope(PHI4_MINI_ROPE_FACTOR, PHI4_MINI_ROPE_FACTOR, rotary)
+    return shape, layers, PHI4_TEMPLATE if name == "phi4-mini" else PHI3_TEMPLATE
+
+
+def build_real_shape(
+    out: Path,
+    corpus: list[str],
+    name: str,
+    dtype=None,
+    device: str = "cpu",
+    layers: int | None = None,
+) -> Path:
+    """A random model of a real one's shape (`real_shape`), its tokenizer padded with
+    placeholders to the real vocabulary, saved to `out`. With `dtype` the weights are made in
+    that type (bf16: 7.7 GB for the 3.8B shapes, where fp32 would need 15 GB); `layers` fewer
+    than the real count make a quick smoke model."""
+    import torch
+
+    shape, real_layers, template = real_shape(name)
+    layers = layers or real_layers
+    default = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        return build_tiny_phi(
+            out, corpus, shape, layers, device=device, pad_vocab=True, template=template
+        )
+    finally:
+        torch.set_default_dtype(default)

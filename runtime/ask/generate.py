@@ -33,6 +33,10 @@ import numpy as np
 # (docs/benchmarks.md, "Memory"). Greedy output is the same token for token.
 PREFILL_CHUNK = 128
 
+# Beside genai_config.json (which refuses keys it does not know), written by the export:
+# {"long_rope_switch": N} for a LongRoPE model (original_max_position_embeddings).
+MODEL_FACTS = "outpost.json"
+
 # Official onnxruntime-genai builds send telemetry unless this is set before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -173,6 +177,7 @@ class Run:
         self.processors, self.should_stop = list(processors), should_stop
         self.result = Generation()
         self._pieces: Iterator[str] | None = None
+        self._long = False  # the cache is rotated with LongRoPE's long factors
 
     def __iter__(self) -> Iterator[str]:
         """The text pieces; iterating again (or `complete()`) continues where it stopped."""
@@ -196,11 +201,12 @@ class Run:
             generator.set_active_adapter(self.owner.adapters, self.settings.adapter)
         decoder = self.owner.tokenizer.create_stream()
         start = time.perf_counter()
-        for at in range(0, len(self.ids), PREFILL_CHUNK):
+        for piece in self._prompt_pieces():
             if self.should_stop():  # a client that left stops the prompt too, between pieces
                 result.finish_reason = "stopped"
                 return
-            generator.append_tokens(self.ids[at : at + PREFILL_CHUNK])
+            generator.append_tokens(piece)
+        self._long = self._past_switch(len(self.ids))
         new_ids = result.token_ids
         if self.settings.draft_tokens > 0:
             yield from self._speculate(generator, decoder, start)
@@ -209,6 +215,8 @@ class Run:
             if self.should_stop():
                 result.finish_reason = "stopped"
                 break
+            if self._crosses(len(self.ids) + len(new_ids)):  # the token chosen last crossed
+                self._recompute(generator, self.ids + new_ids)
             self._process(generator, new_ids)
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
@@ -277,9 +285,12 @@ class Run:
                 break
             room = limit - len(self.ids) - len(new_ids) - 1
             draft = lookup.draft(min(self.settings.draft_tokens, room))
-            generator.append_tokens([token, *draft])
+            if self._crosses(len(self.ids) + len(new_ids) + len(draft)):
+                self._recompute(generator, self.ids + new_ids + draft)
+            else:
+                generator.append_tokens([token, *draft])
             rows = np.array(generator.get_output("logits"), dtype=np.float32)
-            rows = rows.reshape(len(draft) + 1, -1)
+            rows = rows.reshape(-1, rows.shape[-1])[-(len(draft) + 1) :]  # all, if recomputed
             timings.drafted += len(draft)
             kept = 0
             while True:  # the drafted tokens the model would have chosen, in order
@@ -299,6 +310,37 @@ class Run:
                 generator.rewind_to(len(self.ids) + len(new_ids))
         for p in self.processors:
             result.measured.update(p.measured())
+
+    # LongRoPE (Phi-3.5-mini, Phi-4-mini): the model rotates every position with its short
+    # factors while the whole sequence is within `long_rope_switch` tokens and with its long ones
+    # past it (the graph chooses by the total length of each pass). Keys already in the cache
+    # keep the factors they were computed with, so a sequence that crosses the switch is read
+    # again whole, as transformers does (Phi3ForCausalLM.prepare_inputs_for_generation drops
+    # the cache): the logits are those of one pass over the whole text, on both sides.
+
+    def _past_switch(self, total: int) -> bool:
+        switch = self.owner.long_rope_switch
+        return bool(switch) and total > switch
+
+    def _crosses(self, total: int) -> bool:
+        """A sequence of `total` tokens needs other factors than the cache was computed with."""
+        return self._past_switch(total) != self._long
+
+    def _recompute(self, generator: Any, sequence: list[int]) -> None:
+        generator.rewind_to(0)
+        generator.append_tokens(sequence)
+        self._long = self._past_switch(len(sequence))
+
+    def _prompt_pieces(self) -> list[list[int]]:
+        """The prompt in PREFILL_CHUNK pieces. A LongRoPE prompt past the switch goes first in
+        one piece that crosses it, so no position is rotated with the short factors."""
+        if not self.ids:
+            return []
+        first = PREFILL_CHUNK
+        if self._past_switch(len(self.ids)):
+            first = max(first, self.owner.long_rope_switch + 1)
+        rest = range(first, len(self.ids), PREFILL_CHUNK)
+        return [self.ids[:first], *(self.ids[at : at + PREFILL_CHUNK] for at in rest)]
 
     def _processed(self, row: np.ndarray, new_ids: list[int]) -> np.ndarray:
         """One position's logits after the processors that act at this step."""
@@ -354,6 +396,9 @@ class Generator:
         self.vocab_size = int(genai["model"].get("vocab_size", 0))
         eos = genai["model"].get("eos_token_id", [])
         self.eos_ids = frozenset(int(e) for e in (eos if isinstance(eos, list) else [eos]))
+        facts = model_dir / MODEL_FACTS  # what genai_config.json has no key for
+        facts_read = json.loads(facts.read_text()) if facts.is_file() else {}
+        self.long_rope_switch = int(facts_read.get("long_rope_switch", 0))  # 0: no LongRoPE
         self._digits: tuple[np.ndarray, dict[int, str], frozenset[int]] | None = None
 
     def digit_tokens(self) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:

@@ -1,22 +1,31 @@
-"""The Phi-3-mini shape on this CPU: Outpost's int4 export against llama.cpp on the same weights.
+"""The Phi shapes on this CPU: Outpost's int4 export against llama.cpp on the same weights.
 
-    .venv/bin/python benchmarks/phi3_cpu.py [--threads 2] [--prompt-tokens 512] [--json]
+    .venv/bin/python benchmarks/phi_cpu.py [--shape phi3-mini|phi35-mini|phi4-mini]
+        [--threads 2] [--prompt-tokens 512] [--json]
 
-A random-weight Phi-3 with Phi-3-mini's sizes (3.8B parameters, 32 layers; the real weights
-cannot be fetched here) is made once and cached in .outpost-cache/phi3-mini-cpu/ (about 14 GB:
-the bf16 checkpoint, our int4 ONNX export with the export's defaults, and two GGUFs, Q4_0 and
-Q4_K_M, made with gguf-py and llama.cpp's own quantiser from the same tensors). Each engine then
-runs in its own process on the same token ids, greedy, with the same threads: time to first token
-for a RAG-sized prompt, prefill and decode tokens/s, peak RSS, and cold start (process start to
-the first token, page cache warm). Decode of a model this size is bound by memory bandwidth, so
-the table also gives the share of this machine's read bandwidth (numpy, same threads, measured
-in the same run) that each engine's decode reaches: weight bytes read per token x tokens/s.
+A random-weight model with a real one's shape (export/llm/random_model.py, `real_shape`:
+Phi-3-mini, Phi-3.5-mini with LongRoPE, Phi-4-mini with partial rotary, GQA, tied embeddings and
+200064 tokens; 3.8B parameters each, 32 layers; the real weights cannot be fetched here) is made
+once and cached in .outpost-cache/<shape>-cpu/ (14-20 GB: the bf16 checkpoint, our int4 ONNX
+export with the export's defaults, and two GGUFs, Q4_0 and Q4_K_M, made with gguf-py and
+llama.cpp's own quantiser from the same tensors). Each engine then runs in its own process on
+the same token ids, greedy, with the same threads: time to first token for a RAG-sized prompt,
+prefill and decode tokens/s, peak RSS, and cold start (process start to the first token, page
+cache warm). Decode of a model this size is bound by memory bandwidth, so the table also gives
+the share of this machine's read bandwidth (numpy, same threads, measured in the same run) that
+each engine's decode reaches: weight bytes read per token x tokens/s. The model's files on disk
+(the bundle's model size) are reported beside it: with tied embeddings the token table is the
+LM head's weight, stored once.
+
+`--layers N` and `--quant-algo default` make a quick smoke run of the pipeline (not a number to
+report).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -26,34 +35,32 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".outpost-cache" / "phi3-mini-cpu"
 NEW_TOKENS = 32
+CACHE = ROOT / ".outpost-cache" / "phi3-mini-cpu"  # set by main() from --shape
 
 
 def log(msg: str) -> None:
-    print(f"[phi3_cpu] {msg}", file=sys.stderr, flush=True)
+    print(f"[phi_cpu] {msg}", file=sys.stderr, flush=True)
 
 
-def hf_model() -> Path:
-    """Random Phi-3-mini-shaped checkpoint (bf16) with a 32,064-entry tokenizer."""
+def hf_model(shape: str, layers: int | None) -> Path:
+    """Random checkpoint of `shape` (bf16) with a tokenizer padded to its vocabulary."""
     out = CACHE / "hf"
     if (out / "config.json").is_file():
         return out
     import torch
-    from train_speed import PHI3_MINI
 
-    from outpost.export.llm.random_model import build_tiny_phi3
+    from outpost.export.llm.random_model import build_real_shape
 
-    log("making the random Phi-3-mini checkpoint (bf16, ~7.6 GB)")
+    log(f"making the random {shape} checkpoint (bf16)")
     corpus = [p.read_text(errors="replace") for p in sorted((ROOT / "examples/docs").rglob("*.md"))]
-    torch.set_default_dtype(torch.bfloat16)  # build in bf16: fp32 would need 15 GB
     tmp = out.with_suffix(".tmp")
-    build_tiny_phi3(tmp, corpus, sizes=PHI3_MINI, dtype=torch.bfloat16, pad_vocab=True)
+    build_real_shape(tmp, corpus, shape, dtype=torch.bfloat16, layers=layers)
     tmp.rename(out)
     return out
 
 
-def onnx_model(hf: Path) -> Path:
+def onnx_model(hf: Path, quant_algo: str) -> Path:
     """The int4 ONNX model through the export's own builder step and defaults."""
     out = CACHE / "onnx"
     if (out / "genai_config.json").is_file():
@@ -61,32 +68,40 @@ def onnx_model(hf: Path) -> Path:
     from outpost.export.llm.convert import LlmConfig, build_onnx
 
     tmp = CACHE / "onnx.tmp"
-    build_onnx(hf, tmp, CACHE / "builder-cache", LlmConfig(), log)
+    started = time.time()
+    build_onnx(hf, tmp, CACHE / "builder-cache", LlmConfig(quant_algo=quant_algo), log)
+    log(f"int4 export built in {time.time() - started:.0f} s")
     tmp.rename(out)
     return out
 
 
-def gguf_models(hf: Path) -> dict[str, Path]:
+def gguf_models(hf: Path, llama_python: str) -> dict[str, Path]:
     """Q8_0 GGUF written from the checkpoint with gguf-py, requantised by llama.cpp itself."""
-    q8 = CACHE / "phi3-mini-q8_0.gguf"
+    q8 = CACHE / "q8_0.gguf"
     if not q8.is_file():
         log("writing the Q8_0 GGUF (gguf-py)")
         write_gguf(hf, q8)
     out = {}
-    import llama_cpp
-
     for name, ftype in (("Q4_0", 2), ("Q4_K_M", 15)):  # llama_ftype: MOSTLY_Q4_0, MOSTLY_Q4_K_M
-        path = CACHE / f"phi3-mini-{name.lower()}.gguf"
+        path = CACHE / f"{name.lower()}.gguf"
         if not path.is_file():
             log(f"quantising to {name} (llama.cpp)")
-            params = llama_cpp.llama_model_quantize_default_params()
-            params.ftype, params.nthread, params.allow_requantize = ftype, os.cpu_count(), True
             tmp = path.with_suffix(".tmp")
-            if llama_cpp.llama_model_quantize(str(q8).encode(), str(tmp).encode(), params) != 0:
+            cmd = [llama_python, __file__, "--quantize", str(q8), str(tmp), str(ftype)]
+            if subprocess.run(cmd).returncode != 0:
                 raise SystemExit(f"llama.cpp could not quantise to {name}")
             tmp.rename(path)
         out[name] = path
     return out
+
+
+def quantize(source: str, target: str, ftype: int) -> int:
+    """llama.cpp's own quantiser (run with the Python that has llama-cpp-python)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread, params.allow_requantize = ftype, os.cpu_count(), True
+    return llama_cpp.llama_model_quantize(source.encode(), target.encode(), params)
 
 
 def write_gguf(hf: Path, path: Path) -> None:
@@ -105,7 +120,9 @@ def write_gguf(hf: Path, path: Path) -> None:
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    rotary = int(head_dim * getattr(cfg, "partial_rotary_factor", 1.0))
+    w.add_rope_dimension_count(rotary)
     w.add_rope_freq_base(
         cfg.rope_parameters["rope_theta"]
         if getattr(cfg, "rope_parameters", None)
@@ -127,6 +144,16 @@ def write_gguf(hf: Path, path: Path) -> None:
     w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
     w.add_bos_token_id(tok.bos_token_id)
     w.add_eos_token_id(tok.eos_token_id)
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type")) == "longrope":  # as convert_hf_to_gguf.py writes it
+        scale = cfg.max_position_embeddings / cfg.original_max_position_embeddings
+        w.add_rope_scaling_orig_ctx_len(cfg.original_max_position_embeddings)
+        orig = cfg.original_max_position_embeddings
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)))
+        for kind in ("long", "short"):
+            w.add_tensor(
+                f"rope_factors_{kind}.weight", np.array(rope[f"{kind}_factor"], np.float32)
+            )
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.PHI3, cfg.num_hidden_layers)
     files = sorted(hf.glob("*.safetensors"))
     for f in files:
@@ -228,17 +255,40 @@ def weight_bytes_per_token(engine: str, path: Path) -> int:
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    return sum(int(t.n_bytes) for t in reader.tensors if not t.name.startswith("token_embd"))
+    tied = not any(t.name == "output.weight" for t in reader.tensors)  # the LM head is token_embd
+    return sum(
+        int(t.n_bytes) for t in reader.tensors if tied or not t.name.startswith("token_embd")
+    )
+
+
+def files_mb(path: Path) -> int:
+    """The model's size on disk (a folder's files or one GGUF)."""
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    return round(sum(f.stat().st_size for f in files) / 1e6)
 
 
 def main() -> None:
+    global CACHE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--shape", default="phi3-mini", choices=("phi3-mini", "phi35-mini", "phi4-mini")
+    )
+    ap.add_argument("--layers", type=int, help="fewer layers than the shape's: a smoke run")
+    ap.add_argument("--quant-algo", default="k_quant_mixed", help="the export's default")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--llama-python",
+        default=sys.executable,
+        help="a Python with llama-cpp-python (docs/benchmarks.md says how it was built)",
+    )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--quantize", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quantize:
+        raise SystemExit(quantize(args.quantize[0], args.quantize[1], int(args.quantize[2])))
     if args.child:
         engine, model, ids_path = args.child
         run = run_onnx if engine == "onnx" else run_llamacpp
@@ -256,9 +306,13 @@ def main() -> None:
 
     import numpy as np
 
+    suffix = (f"-{args.layers}l" if args.layers else "") + (
+        f"-{args.quant_algo}" if args.quant_algo != "k_quant_mixed" else ""
+    )
+    CACHE = ROOT / ".outpost-cache" / f"{args.shape}{suffix}-cpu"
     CACHE.mkdir(parents=True, exist_ok=True)
-    hf = hf_model()
-    models = {"onnx": onnx_model(hf), **gguf_models(hf)}
+    hf = hf_model(args.shape, args.layers)
+    models = {"onnx": onnx_model(hf, args.quant_algo), **gguf_models(hf, args.llama_python)}
     rng = np.random.default_rng(0)
     # ids from the trained part of the vocabulary, so they decode like text
     ids_list = [rng.integers(10, 500, args.prompt_tokens).tolist() for _ in range(args.prompts)]
@@ -273,7 +327,7 @@ def main() -> None:
         env = {**os.environ, "OUTPOST_BENCH_SPAWNED": repr(time.time())}
         done = subprocess.run(
             [
-                sys.executable,
+                args.llama_python if engine == "llamacpp" else sys.executable,
                 __file__,
                 "--threads",
                 str(args.threads),
@@ -291,11 +345,15 @@ def main() -> None:
             continue
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["weight_mb_per_token"] = round(weight_bytes_per_token(engine, path) / 1e6)
+        row["model_mb"] = files_mb(path)
         row["bandwidth_share"] = round(
             row["decode_tokens_per_s"] * row["weight_mb_per_token"] / 1e3 / bandwidth, 3
         )
         rows[name] = row
     report = {
+        "shape": args.shape,
+        "layers": args.layers,
+        "quant_algo": args.quant_algo,
         "threads": args.threads,
         "prompt_tokens": args.prompt_tokens,
         "prompts": args.prompts,
@@ -317,16 +375,16 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"Phi-3-mini shape (3.8B, random weights), {args.prompts} prompts of {args.prompt_tokens} "
+        f"{args.shape} shape (random weights), {args.prompts} prompts of {args.prompt_tokens} "
         f"tokens, {NEW_TOKENS} new tokens, {args.threads} threads, read bandwidth {bandwidth:.1f} GB/s"
     )
     print(
         "| engine | TTFT s | prefill tok/s | decode tok/s | weights read/token | bandwidth share | "
-        "load s | cold start to first token s | peak RSS MiB |"
+        "load s | cold start to first token s | peak RSS MiB | model on disk |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     labels = {
-        "onnx": "outpost (int4 k_quant_mixed, onnxruntime-genai)",
+        "onnx": f"outpost (int4 {args.quant_algo}, onnxruntime-genai)",
         "Q4_0": "llama.cpp Q4_0",
         "Q4_K_M": "llama.cpp Q4_K_M",
     }
@@ -335,7 +393,7 @@ def main() -> None:
             f"| {labels[name]} | {r['ttft_s']:.2f} | {r['prefill_tokens_per_s']:.0f} | "
             f"{r['decode_tokens_per_s']:.2f} | {r['weight_mb_per_token']} MB | "
             f"{r['bandwidth_share']:.0%} | {r['load_s']:.1f} | {r['cold_first_token_s']:.1f} | "
-            f"{r['peak_rss_mib']} |"
+            f"{r['peak_rss_mib']} | {r['model_mb']} MB |"
         )
     for name, r in report.get("ratios", {}).items():
         print(f"outpost / llama.cpp {name}: TTFT {r['ttft']}x, decode {r['decode']}x")
