@@ -93,7 +93,7 @@ class Assistant:
         self.adapter = config.adapter
         self.check_adapter(self.adapter)
         files = {name: bundle.file(a.file) for name, a in m.model.adapters.items()}
-        with loading(m.model.dir + "/"):
+        with loading(m.model.dir + "/"):  # the tokenizer now, the weights in load_model
             self.generator = Generator(bundle.model_dir, config.threads, files)
         limit = self.generator.context_length
         self.max_context = min(config.max_context or m.generation.max_context, limit)
@@ -109,13 +109,22 @@ class Assistant:
             m.generation.min_evidence if config.min_evidence is None else config.min_evidence
         )
         self.windows, self.radius = m.generation.windows, m.generation.window_radius
-        if self.support:
-            self.generator.digit_tokens()  # the vocabulary scan (~0.1 s) at load, not in a question
         if self.settings.max_new_tokens >= self.max_context:
             raise UsageError(
                 f"--max-new-tokens ({self.settings.max_new_tokens}) leaves no room for the prompt "
                 f"in --max-context ({self.max_context})"
             )
+
+    def load_model(self) -> None:
+        """The LLM's weights (~0.3 s for the embedded model) and the vocabulary scan for the
+        number copy (~0.1 s), once. A question loads them after its quote is shown, so a fresh
+        `ask` prints the manual's line sooner; the server loads them with the release."""
+        if self.generator.loaded:
+            return
+        with loading(self.bundle.manifest.model.dir + "/"):
+            self.generator.load()
+        if self.support:
+            self.generator.digit_tokens()
 
     def check_adapter(self, name: str | None) -> str | None:
         """`name` if the bundle has that adapter (None: the default); else a one-line error."""
@@ -175,17 +184,21 @@ class Assistant:
             windows = [(hits[w.hit], w.start, w.end) for w in reading.windows]
             shown_passages = cover(windows, evidence)
         answer.retrieval_s = time.perf_counter() - start
-        passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
-        messages, kept = fit_messages(question, passages, history or [], count, budget, language)
         if why := after_ranking(reading, self.min_evidence):
             return decline(answer, why, on_text)
-        given = answer.passages = [p.text for p in passages[:kept]]
         answer.evidence = evidence
         answer.first_shown_s = time.perf_counter() - start
         if on_quote and answer.evidence:
             on_quote(answer.evidence[0])
+        passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
+        messages, kept = fit_messages(question, passages, history or [], count, budget, language)
+        given = answer.passages = [p.text for p in passages[:kept]]
+        self.load_model()
+        writing = time.perf_counter() - start  # the first question of a process loads the LLM
         shown, run = self._write(answer, q, messages, settings, given, on_text, should_stop)
         self._settle(answer, shown, run, given, on_text)
+        if not answer.evidence:  # nothing was shown before the model's first token
+            answer.first_shown_s = writing + answer.timings.first_token_s
         answer.citations = cite([h for h, _, _ in shown_passages[:kept]], answer.text)
         return answer
 
@@ -258,8 +271,6 @@ class Assistant:
         """What the answer is, from what was written and shown: the model's sentences
         (`generated`), the quote (`quoted`), or a decline (by the model, or withheld)."""
         answer.timings = run.result.timings
-        if not answer.evidence:
-            answer.first_shown_s = answer.timings.first_token_s + answer.retrieval_s
         answer.generated = run.result.text.strip()
         answer.text = shown.text.strip()
         answer.refusal_p = run.result.measured.get("refusal_p") if self.gate else None

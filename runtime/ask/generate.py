@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -371,8 +372,11 @@ class Run:
 
 
 class Generator:
-    """One model in memory; its runtime-switchable adapters (name -> .onnx_adapter file) are
-    loaded beside it, and each run chooses one or none."""
+    """One model; its runtime-switchable adapters (name -> .onnx_adapter file) are loaded beside
+    it, and each run chooses one or none.
+
+    The tokenizer is read at once (counting a prompt needs it); the model's weights load on
+    first use or with `load()`, so `ask` can show the manual's line before paying for them."""
 
     def __init__(self, model_dir: Path, threads: int = 0, adapters: dict[str, Path] | None = None):
         os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -384,13 +388,12 @@ class Generator:
         if threads:
             overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
             config.overlay(json.dumps(overlay))
-        self.model = og.Model(config)
-        self.tokenizer = og.Tokenizer(self.model)
-        self.adapters, self.adapter_names = None, tuple(sorted(adapters or {}))
-        if adapters:
-            self.adapters = og.Adapters(self.model)
-            for name, path in adapters.items():
-                self.adapters.load(str(path), name)
+        self._config, self._adapter_files = config, dict(adapters or {})
+        self._model: Any = None
+        self._adapters: Any = None
+        self._lock = threading.Lock()
+        self.tokenizer = og.Tokenizer(config)
+        self.adapter_names = tuple(sorted(self._adapter_files))
         genai = json.loads((model_dir / "genai_config.json").read_text())
         self.context_length = int(genai["model"]["context_length"])
         self.vocab_size = int(genai["model"].get("vocab_size", 0))
@@ -400,6 +403,35 @@ class Generator:
         facts_read = json.loads(facts.read_text()) if facts.is_file() else {}
         self.long_rope_switch = int(facts_read.get("long_rope_switch", 0))  # 0: no LongRoPE
         self._digits: tuple[np.ndarray, dict[int, str], frozenset[int]] | None = None
+
+    def load(self) -> None:
+        """The model's weights (and its adapters) into memory, once; safe from any thread."""
+        with self._lock:
+            if self._model is not None:
+                return
+            model = self.og.Model(self._config)
+            adapters = None
+            if self._adapter_files:
+                adapters = self.og.Adapters(model)
+                for name, path in self._adapter_files.items():
+                    adapters.load(str(path), name)
+            self._model, self._adapters = model, adapters
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self.load()
+        return self._model
+
+    @property
+    def adapters(self) -> Any:
+        if self._model is None:
+            self.load()
+        return self._adapters
 
     def digit_tokens(self) -> tuple[np.ndarray, dict[int, str], frozenset[int]]:
         """(ids of tokens holding a digit, {id: digits} of pure-digit tokens, ids ending in "["),

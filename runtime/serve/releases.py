@@ -108,6 +108,11 @@ def load_release(path: Path, config: ServeConfig) -> Release:
     from outpost.runtime.ask.assistant import open_assistant
 
     assistant = open_assistant(path, config.ask)
+    try:
+        assistant.load_model()  # a release is whole before it serves
+    except BaseException:
+        assistant.bundle.close()
+        raise
     cid = assistant.bundle.content_id
     return Release(assistant, path, cid, f"outpost-{cid[:12]}", time.time())
 
