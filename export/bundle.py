@@ -365,6 +365,7 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> Mode
         f"conversion check: {what} against full precision on {len(prompts)} of the bundle's prompts"
     )
     conversion = gate.judge(gate.measure(model, tokenizer, generator, prompts), llm.precision)
+    gate.check_rope(conversion, model.config.to_dict(), tmp / "model")
     conversion["chat_template_match"] = chat_template_match(tokenizer, generator)
     log(conversion_in_words(conversion))
     gate.enforce(conversion, what, llm.allow_degraded_model)

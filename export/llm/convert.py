@@ -129,23 +129,41 @@ def build_onnx(
     if returncode != 0 or not (out_dir / "genai_config.json").is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ModelError(f"the model builder failed: {' | '.join(tail)}")
-    switch = long_rope_switch(hf_dir)
+    switch = graph_rope_switch(out_dir)
     if switch:
         (out_dir / MODEL_FACTS).write_text(json.dumps({"long_rope_switch": switch}) + "\n")
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
 
 
-def long_rope_switch(hf_dir: Path) -> int:
+def long_rope_switch(config: dict) -> int:
     """Where a LongRoPE model (Phi-3.5-mini, Phi-4-mini) turns from its short factors to its
-    long ones (original_max_position_embeddings), or 0. The runtime reads the whole sequence
-    again when generation crosses it (runtime/ask/generate.py)."""
-    config = json.loads((hf_dir / "config.json").read_text())
+    long ones (original_max_position_embeddings), from its config.json as a dict, or 0."""
     rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if rope.get("rope_type", rope.get("type")) != "longrope":
         return 0
     return int(
         rope.get("original_max_position_embeddings") or config["original_max_position_embeddings"]
     )
+
+
+def graph_rope_switch(model_dir: Path) -> int:
+    """The total length past which the exported graph rotates with the long factors (the
+    builder's rope-cache subgraph compares it with a constant), or 0: no LongRoPE in it. The
+    runtime reads the whole sequence again when generation crosses it (runtime/ask/generate.py)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    constants = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            constants[node.output[0]] = node.attribute[0].t
+    for node in graph.node:
+        if node.op_type == "Greater" and "rope_caches" in node.name:
+            value = constants.get(node.input[1])
+            if value is not None:
+                return int(numpy_helper.to_array(value).reshape(-1)[0])
+    return 0
 
 
 def chat_template_match(tokenizer, generator) -> bool:

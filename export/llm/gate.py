@@ -194,6 +194,23 @@ def judge(report: dict, precision: str) -> dict:
     }
 
 
+def check_rope(gate: dict, config: dict, model_dir) -> dict:
+    """A LongRoPE model's export must switch to the long factors where the model does. The
+    teacher-forced numbers cannot always tell: on the tiny random Phi-3.5-mini an int4 export
+    read as plain RoPE agrees 80 % (a right one 81 %), so the graph is read as well."""
+    from outpost.export.llm.convert import graph_rope_switch, long_rope_switch
+
+    expected, found = long_rope_switch(config), graph_rope_switch(model_dir)
+    gate["long_rope_switch"] = {"model": expected, "export": found}
+    if expected != found:
+        said = f"at {found} tokens" if found else "not at all"
+        gate["failures"].append(
+            f"LongRoPE switches to its long factors {said}, the model at {expected or 'none'}"
+        )
+        gate["passed"] = False
+    return gate
+
+
 def enforce(gate: dict, what: str, allow: bool) -> None:
     """Raise the one-line error for a failed gate unless `allow` (the override flag)."""
     if gate["passed"] or allow:
