@@ -127,3 +127,25 @@ def test_prompt_in_pieces_gives_the_same_answer(tiny_bundle, monkeypatch):
     pieces, piece_logits = run(7)
     assert len(whole) == 8 and pieces == whole
     assert np.allclose(whole_logits, piece_logits, atol=1e-3)
+
+
+def test_the_model_loads_after_the_quote_and_a_last_question_lets_search_go(tiny_bundle):
+    """`outpost ask` shows the quote before the LLM's weights load, and, asking nothing more,
+    lets the embedder and ranker go before they load: the same answer either way."""
+    from outpost.runtime.ask.assistant import open_assistant
+    from outpost.runtime.config import AskConfig
+
+    question = "How often must the hydraulic filter be replaced?"
+    config = AskConfig(max_new_tokens=24)
+    kept = open_assistant(tiny_bundle, config)
+    assert not kept.generator.loaded  # opening reads the tokenizer, not the weights
+    loaded_at_quote = []
+    before = kept.ask(question, on_quote=lambda e: loaded_at_quote.append(kept.generator.loaded))
+    assert loaded_at_quote == [False] and kept.generator.loaded
+    last = open_assistant(tiny_bundle, config)
+    after = last.ask(question, last=True)
+    assert last.retriever.embedder is None and last.reranker is None
+    assert after.to_dict()["answer"] == before.to_dict()["answer"]
+    assert after.evidence == before.evidence and after.answer_mode == before.answer_mode
+    with pytest.raises(RuntimeError, match="last question"):
+        last.ask(question)

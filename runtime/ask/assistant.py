@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +127,11 @@ class Assistant:
         if self.support:
             self.generator.digit_tokens()
 
+    def _let_go_of_search(self) -> None:
+        self.retriever.embedder = None  # type: ignore[assignment]
+        self.reranker = None
+        gc.collect()
+
     def check_adapter(self, name: str | None) -> str | None:
         """`name` if the bundle has that adapter (None: the default); else a one-line error."""
         if name is not None and name not in self.adapters:
@@ -145,14 +151,21 @@ class Assistant:
         max_new_tokens: int | None = None,
         on_quote: Callable[[Evidence], None] | None = None,
         adapter: str | None = None,
+        last: bool = False,
     ) -> Answer:
         """Answer one question; `max_new_tokens` may shorten (never lengthen) this answer.
 
         Extractive first: once the lines are ranked, the best line (with the neighbours it
         needs) is the quote, handed to `on_quote` before anything is generated. The model's
         sentences reach `on_text` only when each is supported by the passages and attributable
-        to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted")."""
+        to a quoted window; when none is, the quote is the answer (`answer_mode` "quoted").
+
+        `last`: the process asks nothing after this (`outpost ask`). The embedder and the ranker
+        are let go once the lines are ranked, before the LLM loads, so the two never share the
+        memory; the Assistant cannot search again."""
         question = check_question(question)
+        if self.retriever.embedder is None:
+            raise RuntimeError("this Assistant answered its last question (ask(last=True))")
         budget = self.max_context - self.settings.max_new_tokens
         count = self.generator.count_tokens
         check_fits(question, count, budget)  # before any search, at a bounded cost
@@ -177,8 +190,9 @@ class Assistant:
         reading, evidence = None, []
         shown_passages = [(h, 0, len(h.text)) for h in hits]
         if found is not None:
-            embedder, reranker = self.retriever.embedder, self.reranker
-            reading = rank(q, found, hits, embedder, self.windows, self.radius, reranker)
+            embedder, ranker = self.retriever.embedder, self.reranker  # no local outlives this
+            reading = rank(q, found, hits, embedder, self.windows, self.radius, ranker)
+            del embedder, ranker
             evidence = quotes(reading, hits, EVIDENCE_SPANS, q)
             answer.candidates = runners_up(reading, hits, evidence)
             windows = [(hits[w.hit], w.start, w.end) for w in reading.windows]
@@ -193,6 +207,8 @@ class Assistant:
         passages = [Passage(h.source, h.heading, h.text[a:b]) for h, a, b in shown_passages]
         messages, kept = fit_messages(question, passages, history or [], count, budget, language)
         given = answer.passages = [p.text for p in passages[:kept]]
+        if last:
+            self._let_go_of_search()
         self.load_model()
         writing = time.perf_counter() - start  # the first question of a process loads the LLM
         shown, run = self._write(answer, q, messages, settings, given, on_text, should_stop)

@@ -270,11 +270,11 @@ def ask(
     field = _field_log(log)
     assistant = _open(bundle, **options)
     if as_json:
-        answer = assistant.ask(question)
+        answer = assistant.ask(question, last=True)
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
         screen = _screen(assistant, question)
-        answer = assistant.ask(question, on_text=screen.text, on_quote=screen.quote)
+        answer = assistant.ask(question, on_text=screen.text, on_quote=screen.quote, last=True)
         screen.after(answer, timings)
     if field is not None:
         answer_id = _record(field, assistant, answer, "ask", follow_up=False)
