@@ -60,6 +60,7 @@ def run_onnx(bundle: str, ids_list, threads: int, draft_tokens: int = 0) -> dict
     from outpost.runtime.bundle.open import open_bundle
 
     gen = Generator(open_bundle(bundle).model_dir, threads)
+    gen.load()  # the weights, which a Generator otherwise loads on first use
     loaded, cold = time.time() - SPAWNED, None
     ttft, tps, outputs, drafted, accepted = [], [], [], 0, 0
     for ids in ids_list:

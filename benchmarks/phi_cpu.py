@@ -197,6 +197,7 @@ def run_onnx(model: str, ids_list, threads: int, spawned: float) -> dict:
     from outpost.runtime.ask.generate import GenerationSettings, Generator
 
     gen = Generator(Path(model), threads)
+    gen.load()  # the weights, which a Generator otherwise loads on first use
     loaded = time.time() - spawned
     rows = []
     for ids in ids_list:

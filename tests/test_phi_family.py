@@ -156,18 +156,29 @@ class Recorder:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_the_export_records_where_longrope_switches(phi_bundles, name, tiny_phi3):
-    """The graph's switch (64 here) is in the gate's report and beside the model for the
-    runtime; a model without LongRoPE has neither."""
-    from transformers import AutoConfig
-
-    from outpost.export.llm.convert import long_rope_switch
-
+def test_the_export_records_where_longrope_switches(phi_bundles, name):
+    """The graph's switch (64 here) is in the gate's report, and beside the model for the
+    runtime where crossing it changes the rotation: Phi-4-mini's short and long factors are one
+    list, so its bundle has nothing to recompute."""
     bundle = phi_bundles(name, "fp32")
     conversion = manifest(bundle)["checks"]["conversion"]
     assert conversion["long_rope_switch"] == {"model": 64, "export": 64}
-    assert json.loads((bundle / "model" / "outpost.json").read_text()) == {"long_rope_switch": 64}
+    facts = bundle / "model" / "outpost.json"
+    if name == "phi35":
+        assert json.loads(facts.read_text()) == {"long_rope_switch": 64}
+    else:
+        assert not facts.exists()
+
+
+def test_a_model_without_longrope_has_no_switch(tiny_phi3, tiny_bundle):
+    from transformers import AutoConfig
+
+    from outpost.export.llm.convert import graph_rope_switch, long_rope_switch
+    from outpost.runtime.bundle.open import open_bundle
+
     assert long_rope_switch(AutoConfig.from_pretrained(tiny_phi3).to_dict()) == 0
+    model_dir = open_bundle(tiny_bundle).model_dir
+    assert graph_rope_switch(model_dir) == 0 and not (model_dir / "outpost.json").exists()
 
 
 def _export_mangled(base, out, monkeypatch, precision, mangle):
@@ -227,31 +238,44 @@ def test_a_conversion_that_loses_the_mechanism_fails_the_gate(
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_decoding_across_the_switch_matches_pytorch(phi_family, phi_bundles, long_prompt_ids, name):
+def test_decoding_across_the_switch_matches_pytorch(
+    phi_family, phi_bundles, long_prompt_ids, name, monkeypatch
+):
     """A 56-token prompt and 24 greedy tokens: the sequence crosses the switch (64) while
     decoding. At every step the logits the runtime chooses from are PyTorch's generation's:
     the short factors up to 64 tokens, then (transformers recomputes its cache there) one pass
-    over the whole text with the long ones. Speculative decoding, whose passes of several
-    tokens cross the switch too, chooses the same tokens."""
+    over the whole text with the long ones. Speculative decoding is held to the same, with drafts
+    that are the answer's own next tokens, so passes of 5 tokens run up to and past the switch.
+    (Phi-4-mini's factor lists are one list: it needs no recompute and must match all the same.)"""
+    from outpost.runtime.ask import speculative
     from outpost.runtime.ask.generate import GenerationSettings, Generator
     from outpost.runtime.bundle.open import open_bundle
 
     prompt, switch, new = 56, 64, 24
     gen = Generator(open_bundle(phi_bundles(name, "fp32")).model_dir)
-    assert gen.long_rope_switch == switch
+    assert gen.long_rope_switch == (switch if name == "phi35" else 0)
     seen = Recorder()
     settings = GenerationSettings(new, extra={"min_length": prompt + new})
     run = gen.run(long_prompt_ids[:prompt], settings, [seen]).complete()
     sequence = long_prompt_ids[:prompt] + run.token_ids
-    assert len(seen.rows) == new
     short = reference_logits(phi_family[name], sequence[:switch])
     long = reference_logits(phi_family[name], sequence[: prompt + new - 1])
-    for step, row in enumerate(seen.rows):
-        total = prompt + step  # tokens read when this step's logits were computed
-        ref = short if total <= switch else long
-        assert np.abs(row - ref[total - 1]).max() < 1e-3, step
-    drafted = GenerationSettings(new, draft_tokens=4, extra={"min_length": prompt + new})
-    assert gen.run(long_prompt_ids[:prompt], drafted).complete().token_ids == run.token_ids
+
+    def assert_pytorch(rows):
+        assert len(rows) == new
+        for step, row in enumerate(rows):
+            total = prompt + step  # tokens read when this step's logits were computed
+            ref = short if total <= switch else long
+            assert np.abs(row - ref[total - 1]).max() < 1e-3, step
+
+    assert_pytorch(seen.rows)
+    monkeypatch.setattr(
+        speculative.Lookup, "draft", lambda self, most: sequence[len(self.tokens) :][:most]
+    )
+    drafted, seen = GenerationSettings(new, draft_tokens=4, extra=settings.extra), Recorder()
+    fast = gen.run(long_prompt_ids[:prompt], drafted, [seen]).complete()
+    assert fast.token_ids == run.token_ids and fast.timings.accepted >= new // 2
+    assert_pytorch(seen.rows)
 
 
 def test_a_long_prompt_in_pieces_is_read_as_one_pass(

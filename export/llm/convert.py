@@ -129,8 +129,9 @@ def build_onnx(
     if returncode != 0 or not (out_dir / "genai_config.json").is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ModelError(f"the model builder failed: {' | '.join(tail)}")
+    hf_config = json.loads((hf_dir / "config.json").read_text())
     switch = graph_rope_switch(out_dir)
-    if switch:
+    if switch and long_factors_differ(hf_config):
         (out_dir / MODEL_FACTS).write_text(json.dumps({"long_rope_switch": switch}) + "\n")
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
 
@@ -144,6 +145,16 @@ def long_rope_switch(config: dict) -> int:
     return int(
         rope.get("original_max_position_embeddings") or config["original_max_position_embeddings"]
     )
+
+
+def long_factors_differ(config: dict) -> bool:
+    """Whether the long rotation differs from the short one: Phi-4-mini's two factor lists are
+    the same list (and the scale of both comes from the same lengths), so crossing its switch
+    changes nothing and the runtime need not read the sequence again."""
+    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    return rope.get("short_factor") != rope.get("long_factor") or rope.get(
+        "short_mscale"
+    ) != rope.get("long_mscale")
 
 
 def graph_rope_switch(model_dir: Path) -> int:

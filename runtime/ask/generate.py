@@ -285,13 +285,16 @@ class Run:
             if done:
                 break
             room = limit - len(self.ids) - len(new_ids) - 1
+            before_switch = self.owner.long_rope_switch - len(self.ids) - len(new_ids)
+            if self.owner.long_rope_switch and before_switch >= 0:  # no pass spans the switch
+                room = min(room, before_switch)
             draft = lookup.draft(min(self.settings.draft_tokens, room))
             if self._crosses(len(self.ids) + len(new_ids) + len(draft)):
                 self._recompute(generator, self.ids + new_ids + draft)
             else:
                 generator.append_tokens([token, *draft])
-            rows = np.array(generator.get_output("logits"), dtype=np.float32)
-            rows = rows.reshape(-1, rows.shape[-1])[-(len(draft) + 1) :]  # all, if recomputed
+            out = generator.get_output("logits")  # every position's, after a recompute
+            rows = np.asarray(out, dtype=np.float32).reshape(-1, out.shape[-1])[-(len(draft) + 1) :]
             timings.drafted += len(draft)
             kept = 0
             while True:  # the drafted tokens the model would have chosen, in order
@@ -312,12 +315,15 @@ class Run:
         for p in self.processors:
             result.measured.update(p.measured())
 
-    # LongRoPE (Phi-3.5-mini, Phi-4-mini): the model rotates every position with its short
-    # factors while the whole sequence is within `long_rope_switch` tokens and with its long ones
-    # past it (the graph chooses by the total length of each pass). Keys already in the cache
-    # keep the factors they were computed with, so a sequence that crosses the switch is read
-    # again whole, as transformers does (Phi3ForCausalLM.prepare_inputs_for_generation drops
-    # the cache): the logits are those of one pass over the whole text, on both sides.
+    # LongRoPE (Phi-3.5-mini): the model rotates every position with its short factors while
+    # the whole sequence is within `long_rope_switch` tokens and with its long ones past it (the
+    # graph chooses by the total length of each pass). Keys already in the cache keep the
+    # factors they were computed with, so a sequence that crosses the switch is read again
+    # whole, as transformers does (Phi3ForCausalLM.prepare_inputs_for_generation drops the
+    # cache): the logits are those of one pass over the whole text, on both sides. Speculative
+    # passes stop at the switch, so the crossing is always one token's step. The crossing pass is
+    # one pass over more than the switch's tokens (4097 logits rows: ~800 MB at 49k words); the
+    # default context (1,536) never gets there.
 
     def _past_switch(self, total: int) -> bool:
         switch = self.owner.long_rope_switch
@@ -415,7 +421,8 @@ class Generator:
                 adapters = self.og.Adapters(model)
                 for name, path in self._adapter_files.items():
                     adapters.load(str(path), name)
-            self._model, self._adapters = model, adapters
+            self._adapters = adapters
+            self._model = model  # last: a thread that sees the model sees its adapters
 
     @property
     def loaded(self) -> bool:
