@@ -33,6 +33,7 @@ from outpost.export.llm.convert import (
     chat_template_sha256,
     load_model,
     parameter_count,
+    reload_saved,
 )
 from outpost.export.llm.lora import ADAPTERS_DIR, SUFFIX, open_slots, template, write_adapter
 from outpost.export.retrieval.embedder import export_embedder
@@ -347,8 +348,11 @@ def _llm_part(tmp: Path, config: ExportConfig, base: LoadedBase, chunks) -> Mode
     log("saving full-precision weights for the model builder")
     model.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
+    del model  # the builder holds the weights twice; a third copy here would not fit beside them
+    gc.collect()
     lora = template(switchable) if switchable else None
     quant = build_onnx(hf_dir, tmp / "model", work / "cache", llm, log, lora=lora)
+    model = reload_saved(hf_dir)  # the same weights, for the gate
     shutil.rmtree(work)
     adapters, files = {}, {}
     if switchable:

@@ -8,6 +8,7 @@ across the switch (where the runtime reads the whole sequence again, as transfor
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -192,10 +193,12 @@ def _export_mangled(base, out, monkeypatch, precision, mangle):
     real = bundle.build_onnx
 
     def build_mangled(hf_dir, out_dir, *args, **kwargs):
-        config = json.loads((hf_dir / "config.json").read_text())
+        read = hf_dir.with_name("as-read")  # the export keeps the model it gates against
+        shutil.copytree(hf_dir, read)
+        config = json.loads((read / "config.json").read_text())
         mangle(config)
-        (hf_dir / "config.json").write_text(json.dumps(config))
-        return real(hf_dir, out_dir, *args, **kwargs)
+        (read / "config.json").write_text(json.dumps(config))
+        return real(read, out_dir, *args, **kwargs)
 
     monkeypatch.setattr(bundle, "build_onnx", build_mangled)
     args = ["export", str(EXAMPLES / "docs" / "press"), "--out", str(out), "--base", str(base)]

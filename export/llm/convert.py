@@ -110,6 +110,8 @@ def build_onnx(
     if options:
         cmd += ["--extra_options", *(f"{k}={v}" for k, v in options.items())]
     log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
+    if note := memory_note(hf_dir, config.precision):
+        log(note)
     env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
     cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cache_dir / "builder.log"
@@ -134,6 +136,47 @@ def build_onnx(
     if switch and long_factors_differ(hf_config):
         (out_dir / MODEL_FACTS).write_text(json.dumps({"long_rope_switch": switch}) + "\n")
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
+
+
+def builder_memory(hf_dir: Path, precision: str) -> int:
+    """Bytes the model builder is expected to hold at its peak: the weights as saved (fp32 from
+    the export) and, for int4/int8, the whole graph copied once more in fp32 before it is
+    quantised (`ir.to_proto` in onnxruntime-genai 0.18's builder). Measured: a 3.8B Phi-4-mini
+    shape from a bf16 checkpoint was killed at 23.3 GB, as (2 + 4) bytes x 3.84B predicts."""
+    weights = sum(f.stat().st_size for f in hf_dir.glob("*.safetensors"))
+    params = weights // 4  # the export saves fp32
+    copies = 4 if precision in ("int4", "int8") else 0
+    return weights + copies * params + 2**30
+
+
+def available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_note(hf_dir: Path, precision: str, available: int | None = None) -> str | None:
+    """A line for the log when the builder will likely not fit in memory (it is then killed
+    without a message of its own)."""
+    need, free = builder_memory(hf_dir, precision), available or available_memory()
+    if free is None or need <= free:
+        return None
+    return (
+        f"note: the model builder needs about {need / 1e9:.0f} GB of memory for this model and "
+        f"{free / 1e9:.0f} GB are available; if it is killed, export on a machine with more"
+    )
+
+
+def reload_saved(hf_dir: Path):
+    """The full-precision model as saved for the builder (the same weights), in fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
 
 
 def long_rope_switch(config: dict) -> int:
