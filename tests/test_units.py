@@ -241,14 +241,14 @@ def test_new_folder_replaces_all_at_once_or_not_at_all(tmp_path):
 
 
 def test_an_export_too_big_for_memory_says_so_before_the_builder_is_killed(tmp_path):
-    """The model builder holds the saved fp32 weights and, for int4/int8, one more fp32 copy of
-    the graph: 8 bytes a parameter (a 3.8B model: ~31 GB). Below that, the log says so."""
+    """The model builder holds the saved fp32 weights and, for int4/int8, 8 bytes a parameter
+    more (a 3.8B model: ~47 GB). Below that, the log says so."""
     from outpost.export.llm.convert import builder_memory, memory_note
 
     with open(tmp_path / "model.safetensors", "wb") as f:
         f.truncate(4 * 10**9)  # 1B parameters in fp32 (sparse: no disk used)
-    assert builder_memory(tmp_path, "int4") == 8 * 10**9 + 2**30
+    assert builder_memory(tmp_path, "int4") == 12 * 10**9 + 2**30
     assert builder_memory(tmp_path, "fp32") == 4 * 10**9 + 2**30
     note = memory_note(tmp_path, "int4", available=6 * 10**9)
-    assert note and "about 9 GB" in note and "6 GB are available" in note
-    assert memory_note(tmp_path, "int4", available=12 * 10**9) is None
+    assert note and "about 13 GB" in note and "6 GB are available" in note
+    assert memory_note(tmp_path, "int4", available=16 * 10**9) is None

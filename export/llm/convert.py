@@ -139,14 +139,16 @@ def build_onnx(
 
 
 def builder_memory(hf_dir: Path, precision: str) -> int:
-    """Bytes the model builder is expected to hold at its peak: the weights as saved (fp32 from
-    the export) and, for int4/int8, the whole graph copied once more in fp32 before it is
-    quantised (`ir.to_proto` in onnxruntime-genai 0.18's builder). Measured: a 3.8B Phi-4-mini
-    shape from a bf16 checkpoint was killed at 23.3 GB, as (2 + 4) bytes x 3.84B predicts."""
+    """Bytes the model builder is expected to hold at its peak, at least: the weights as saved
+    (fp32 from the export) and, for int4/int8, 8 bytes a parameter more (onnxruntime-genai
+    0.18's builder copies the whole graph to a protobuf in fp32, `ir.to_proto`, and the
+    quantiser works on it). Measured on this machine's 24 GB from bf16 checkpoints of the
+    Phi-4-mini shape: killed at 23.3 GB with 32 layers (3.84B) and at 20.5 GB with 16 (2.2B), so
+    more than 9.3 bytes a parameter for 2 bytes of weights."""
     weights = sum(f.stat().st_size for f in hf_dir.glob("*.safetensors"))
     params = weights // 4  # the export saves fp32
-    copies = 4 if precision in ("int4", "int8") else 0
-    return weights + copies * params + 2**30
+    more = 8 if precision in ("int4", "int8") else 0
+    return weights + more * params + 2**30
 
 
 def available_memory() -> int | None:
