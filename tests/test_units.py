@@ -241,14 +241,29 @@ def test_new_folder_replaces_all_at_once_or_not_at_all(tmp_path):
 
 
 def test_an_export_too_big_for_memory_says_so_before_the_builder_is_killed(tmp_path):
-    """The model builder holds the saved fp32 weights and, for int4/int8, 8 bytes a parameter
-    more (a 3.8B model: ~47 GB). Below that, the log says so."""
+    """The model builder holds the saved fp32 weights, at int4/int8 a second fp32 copy, and with
+    k-quant ~22 bytes for each parameter of the largest matrix (a 200k-token LM head). Past what
+    is available, the log says so."""
+    import json
+
     from outpost.export.llm.convert import builder_memory, memory_note
 
+    header = json.dumps(
+        {
+            "lm_head.weight": {
+                "dtype": "F32",
+                "shape": [10**4, 10**4],
+                "data_offsets": [0, 4 * 10**8],
+            }
+        }
+    ).encode()
     with open(tmp_path / "model.safetensors", "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
         f.truncate(4 * 10**9)  # 1B parameters in fp32 (sparse: no disk used)
-    assert builder_memory(tmp_path, "int4") == 12 * 10**9 + 2**30
-    assert builder_memory(tmp_path, "fp32") == 4 * 10**9 + 2**30
-    note = memory_note(tmp_path, "int4", available=6 * 10**9)
-    assert note and "about 13 GB" in note and "6 GB are available" in note
-    assert memory_note(tmp_path, "int4", available=16 * 10**9) is None
+    gib = 2**30
+    assert builder_memory(tmp_path, "fp32") == 4 * 10**9 + gib
+    assert builder_memory(tmp_path, "int4", "default") == 8 * 10**9 + gib
+    assert builder_memory(tmp_path, "int4", "k_quant_mixed") == 8 * 10**9 + 22 * 10**8 + gib
+    note = memory_note(tmp_path, "int4", "k_quant_mixed", available=6 * 10**9)
+    assert note and "about 11 GB" in note and "6 GB are available" in note
+    assert memory_note(tmp_path, "int4", "k_quant_mixed", available=16 * 10**9) is None

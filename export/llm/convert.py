@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -110,7 +111,7 @@ def build_onnx(
     if options:
         cmd += ["--extra_options", *(f"{k}={v}" for k, v in options.items())]
     log(f"building the {config.precision} ONNX model (onnxruntime-genai model builder)")
-    if note := memory_note(hf_dir, config.precision):
+    if note := memory_note(hf_dir, config.precision, config.quant_algo):
         log(note)
     env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -138,17 +139,31 @@ def build_onnx(
     return {"precision": config.precision, "execution_provider": "cpu", **extra}
 
 
-def builder_memory(hf_dir: Path, precision: str) -> int:
+def builder_memory(hf_dir: Path, precision: str, quant_algo: str = "default") -> int:
     """Bytes the model builder is expected to hold at its peak, at least: the weights as saved
-    (fp32 from the export) and, for int4/int8, 8 bytes a parameter more (onnxruntime-genai
-    0.18's builder copies the whole graph to a protobuf in fp32, `ir.to_proto`, and the
-    quantiser works on it). Measured on this machine's 24 GB from bf16 checkpoints of the
-    Phi-4-mini shape: killed at 23.3 GB with 32 layers (3.84B) and at 20.5 GB with 16 (2.2B), so
-    more than 9.3 bytes a parameter for 2 bytes of weights."""
-    weights = sum(f.stat().st_size for f in hf_dir.glob("*.safetensors"))
+    (fp32 from the export); for int4/int8 the whole graph copied to a protobuf in fp32 before it
+    is quantised (`ir.to_proto` in onnxruntime-genai 0.18's builder), and for the k-quant
+    methods the largest matrix's float64 work arrays. Measured on the 24 GB machine from bf16
+    checkpoints of the Phi-4-mini shape (docs/decisions.md): 10.5 GB for 8 of its 32 layers
+    until the k-quant of its 200064 x 3072 LM head, then killed past 23.4 GB; 22 bytes for each
+    of that matrix's parameters is what the jump says."""
+    weights, largest = 0, 0
+    for f in hf_dir.glob("*.safetensors"):
+        weights += f.stat().st_size
+        for shape in safetensors_shapes(f):
+            largest = max(largest, math.prod(shape))
     params = weights // 4  # the export saves fp32
-    more = 8 if precision in ("int4", "int8") else 0
-    return weights + more * params + 2**30
+    quantised = precision in ("int4", "int8")
+    k_quant = quantised and quant_algo.startswith("k_quant")
+    return weights + (4 * params if quantised else 0) + (22 * largest if k_quant else 0) + 2**30
+
+
+def safetensors_shapes(path: Path) -> list[list[int]]:
+    """The tensor shapes a .safetensors file's header declares (the header alone is read)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    return [v["shape"] for k, v in header.items() if k != "__metadata__"]
 
 
 def available_memory() -> int | None:
@@ -161,10 +176,12 @@ def available_memory() -> int | None:
     return None
 
 
-def memory_note(hf_dir: Path, precision: str, available: int | None = None) -> str | None:
+def memory_note(
+    hf_dir: Path, precision: str, quant_algo: str, available: int | None = None
+) -> str | None:
     """A line for the log when the builder will likely not fit in memory (it is then killed
     without a message of its own)."""
-    need, free = builder_memory(hf_dir, precision), available or available_memory()
+    need, free = builder_memory(hf_dir, precision, quant_algo), available or available_memory()
     if free is None or need <= free:
         return None
     return (
