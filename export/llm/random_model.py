@@ -24,6 +24,7 @@ are the real lists taken at even steps down to the tiny shape's rotated half-dim
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 PHI3_TEMPLATE = (
     "{% for message in messages %}"
@@ -273,7 +274,11 @@ def real_shape(name: str) -> tuple[dict, int, str]:
     """(Phi3Config arguments, layers, chat template) of a real model's shape, for benchmarks
     with random weights: "phi3-mini", "phi35-mini" (LongRoPE, 48 factors per list) or
     "phi4-mini" (partial rotary, GQA, tied embeddings, 200064 tokens)."""
-    shapes = {"phi3-mini": PHI3_MINI, "phi35-mini": PHI35_MINI, "phi4-mini": PHI4_MINI}
+    shapes: dict[str, dict[str, Any]] = {
+        "phi3-mini": PHI3_MINI,
+        "phi35-mini": PHI35_MINI,
+        "phi4-mini": PHI4_MINI,
+    }
     if name not in shapes:
         raise ValueError(f"unknown shape {name!r}; choose one of {', '.join(shapes)}")
     shape = dict(shapes[name])
