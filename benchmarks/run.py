@@ -5,8 +5,9 @@
 Benchmarks (docs/benchmarks.md has their results and what they compare):
     ask_speed   bundle's model: outpost vs llama.cpp vs transformers fp32 (TTFT, prefill, decode,
                 memory, cold start) and `outpost ask` from a fresh process
-    phi_cpu     Phi-3-mini shape (random weights) through the export vs llama.cpp Q4_0 / Q4_K_M,
-                with the share of measured memory bandwidth (builds ~14 GB once, cached)
+    phi_cpu     a Phi shape (random weights; --shape phi3-mini|phi35-mini|phi4-mini) through the
+                export vs llama.cpp Q4_0 / Q4_K_M, with the share of measured memory bandwidth
+                (builds ~14 GB once, cached)
     retrieval_scale  usearch f32/f16/i8 vs exact search on 60k chunks of Debian's documentation
     embed_speed torch fp32 vs ONNX fp32 vs ONNX int8 embedder: texts/s, cosine, retrieval hit@4
     general     the bundle's model on general questions (no passages)

@@ -28,11 +28,11 @@ from outpost.export.documents.readers.pdf import read_pdf
 from outpost.export.documents.readers.plain import read_text
 from outpost.export.documents.readers.word import read_docx
 from outpost.runtime.ask.prompt import strip_controls
+from outpost.runtime.errors import InputError
+from outpost.runtime.files import kind_of, open_plain
 
 if TYPE_CHECKING:
     from outpost.export.config import ChunkConfig
-from outpost.runtime.errors import InputError
-from outpost.runtime.files import kind_of, open_plain
 
 SUPPORTED = {
     ".md": "markdown",

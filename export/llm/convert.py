@@ -198,10 +198,15 @@ def reload_saved(hf_dir: Path):
     return AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
 
 
+def _rope(config: dict) -> dict:
+    """A config.json's rotary settings: `rope_scaling` (transformers 4) or `rope_parameters`."""
+    return config.get("rope_scaling") or config.get("rope_parameters") or {}
+
+
 def long_rope_switch(config: dict) -> int:
     """Where a LongRoPE model (Phi-3.5-mini, Phi-4-mini) turns from its short factors to its
     long ones (original_max_position_embeddings), from its config.json as a dict, or 0."""
-    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    rope = _rope(config)
     if rope.get("rope_type", rope.get("type")) != "longrope":
         return 0
     return int(
@@ -213,7 +218,7 @@ def long_factors_differ(config: dict) -> bool:
     """Whether the long rotation differs from the short one: Phi-4-mini's two factor lists are
     the same list (and the scale of both comes from the same lengths), so crossing its switch
     changes nothing and the runtime need not read the sequence again."""
-    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    rope = _rope(config)
     return rope.get("short_factor") != rope.get("long_factor") or rope.get(
         "short_mscale"
     ) != rope.get("long_mscale")

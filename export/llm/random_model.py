@@ -99,18 +99,8 @@ PHI4_MINI = dict(
     original_max_position_embeddings=4096,
     tie_word_embeddings=True,
 )
-# microsoft/Phi-3-mini-4k-instruct: no scaling (its 4k context is the short range).
-PHI3_MINI = dict(
-    vocab_size=32064,
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=32,
-    max_position_embeddings=4096,
-    original_max_position_embeddings=4096,
-    tie_word_embeddings=False,
-)
+# microsoft/Phi-3-mini-4k-instruct: Phi-3.5-mini's sizes without scaling (4k is its whole range).
+PHI3_MINI = {**PHI35_MINI, "max_position_embeddings": 4096}
 TINY_ORIGINAL_CONTEXT = 64  # where a tiny LongRoPE model switches from short to long factors
 TINY_PHI4_VOCAB = 2048  # the trained tokenizer padded with placeholders: tied embeddings matter
 
