@@ -86,7 +86,7 @@ class GenerationSettings:
     max_new_tokens: int = 256
     repetition_penalty: float = 1.0
     adapter: str | None = None  # one of the Generator's adapters, active for this run only
-    draft_tokens: int = 0  # >0: speculative decoding, up to this many tokens copied from the prompt
+    draft_tokens: int = 0  # speculative decoding: up to this many tokens copied from the prompt
     extra: dict = field(default_factory=dict)
 
 
@@ -208,49 +208,28 @@ class Run:
                 return
             generator.append_tokens(piece)
         self._long = self._past_switch(len(self.ids))
-        new_ids = result.token_ids
-        if self.settings.draft_tokens > 0:
-            yield from self._speculate(generator, decoder, start)
-            return
-        while not generator.is_done():
-            if self.should_stop():
-                result.finish_reason = "stopped"
-                break
-            if self._crosses(len(self.ids) + len(new_ids)):  # the token chosen last crossed
-                self._recompute(generator, self.ids + new_ids)
-            self._process(generator, new_ids)
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            new_ids.append(token)
-            timings.new_tokens += 1
-            if timings.new_tokens == 1:
-                timings.first_token_s = time.perf_counter() - start
-            timings.total_s = time.perf_counter() - start
-            piece = decoder.decode(token)
-            if piece:
-                result.text += piece
-                yield piece
-        else:
-            result.finish_reason = "end"
-        for p in self.processors:
-            result.measured.update(p.measured())
+        yield from self._decode(generator, decoder, start)
 
-    def _speculate(self, generator: Any, decoder: Any, start: float) -> Iterator[str]:
-        """Greedy decoding that drafts from the prompt (speculative.py): each step feeds the
-        chosen token and up to `draft_tokens` tokens that followed the same words in the
-        prompt, keeps the drafted ones the model would have chosen itself and rewinds the rest.
-        Tokens are chosen as generate_next_token does (processors, then the repetition penalty,
-        then the first maximum), so the answer is the same token for token wherever the model
-        computes a pass of several tokens as it computes one. MatMulNBits at int8 compute (the
-        int4 bundles) does not, by up to ~1 in a logit: there the answer may part after some
-        tokens, and `--draft-tokens` is off by default (docs/benchmarks.md)."""
+    def _decode(self, generator: Any, decoder: Any, start: float) -> Iterator[str]:
+        """Greedy decoding in passes of at least two tokens: each step feeds the chosen token and
+        a draft, keeps the drafted tokens the model would have chosen itself and rewinds the
+        rest. The draft is up to `draft_tokens` tokens that followed the same words in the
+        prompt (speculative.py); without one, a one-token guess.
+
+        A pass of one token is never run because onnxruntime computes it differently from a
+        pass of several: with the int4 model's int8 compute (MatMulNBits accuracy level 4), a
+        last-bit difference in attention is amplified to ~1 in a logit by the next layer's
+        quantized activations. Between passes of two tokens or more, every position's logits are
+        the same to the bit however the tokens are grouped (tests/test_speculative.py), so the
+        answer is the same token for token at any `draft_tokens`. Tokens are chosen as
+        onnxruntime-genai's `generate_next_token` chooses them: the processors, its repetition
+        penalty, then the first maximum."""
         from outpost.runtime.ask.speculative import Lookup, penalised
 
         result, timings, new_ids = self.result, self.result.timings, self.result.token_ids
         eos, penalty = self.owner.eos_ids, self.settings.repetition_penalty
         limit = min(self.owner.context_length, len(self.ids) + self.settings.max_new_tokens)
         lookup, seen = Lookup(self.ids), set(self.ids)
-
         least = int(self.settings.extra.get("min_length", 0))  # no end of text before it
 
         def choose(row: np.ndarray) -> int:
@@ -284,18 +263,25 @@ class Run:
                 yield piece
             if done:
                 break
-            room = limit - len(self.ids) - len(new_ids) - 1
+            # Tokens a pass may add after `token`: the cache holds `limit` (so one more than the
+            # answer may keep), and no pass spans LongRoPE's switch.
+            fits = limit - len(self.ids) - len(new_ids)
             before_switch = self.owner.long_rope_switch - len(self.ids) - len(new_ids)
-            if self.owner.long_rope_switch and before_switch >= 0:  # no pass spans the switch
-                room = min(room, before_switch)
-            draft = lookup.draft(min(self.settings.draft_tokens, room))
+            if self.owner.long_rope_switch and before_switch >= 0:
+                fits = min(fits, before_switch)
+            draft = lookup.draft(min(self.settings.draft_tokens, fits - 1))
+            if not draft and fits > 0:
+                draft, guessed = [lookup.guess()], True
+            else:
+                guessed = False
             if self._crosses(len(self.ids) + len(new_ids) + len(draft)):
                 self._recompute(generator, self.ids + new_ids + draft)
             else:
                 generator.append_tokens([token, *draft])
             out = generator.get_output("logits")  # every position's, after a recompute
             rows = np.asarray(out, dtype=np.float32).reshape(-1, out.shape[-1])[-(len(draft) + 1) :]
-            timings.drafted += len(draft)
+            if not guessed:
+                timings.drafted += len(draft)
             kept = 0
             while True:  # the drafted tokens the model would have chosen, in order
                 token = choose(rows[kept])
@@ -307,7 +293,8 @@ class Run:
                     yield piece
                 if done:
                     break
-            timings.accepted += kept
+            if not guessed:
+                timings.accepted += kept
             if done:
                 break
             if kept < len(draft):  # the drafted tokens after the first miss leave the cache
@@ -357,19 +344,6 @@ class Run:
                 if out is not None:
                     row = np.asarray(out, dtype=np.float32).reshape(-1)
         return row
-
-    def _process(self, generator: Any, new_ids: list[int]) -> None:
-        active = [p for p in self.processors if p.wants(new_ids)]
-        if not active:
-            return
-        logits = generator.get_logits()
-        changed = False
-        for p in active:
-            out = p(new_ids, logits)
-            if out is not None:
-                logits, changed = out, True
-        if changed:
-            generator.set_logits(np.asarray(logits, dtype=np.float32))
 
     def complete(self) -> Generation:
         for _ in self:

@@ -2,10 +2,11 @@
 passages, so the tokens that followed the answer's last few tokens in the prompt are a good guess
 at what comes next. The model checks a guess of several tokens in one forward pass, about what
 one token costs on a CPU, and keeps the tokens it would have chosen itself
-(runtime/ask/generate.py, `Run._speculate`): greedy output does not change.
+(runtime/ask/generate.py, `Run._decode`): greedy output does not change.
 
 - `Lookup`: the draft, the tokens that followed the most recent earlier occurrence of the last
-  NGRAM tokens (fewer when that finds none, down to MIN_NGRAM) in the prompt and the answer.
+  NGRAM tokens (fewer when that finds none, down to MIN_NGRAM) in the prompt and the answer;
+  `guess`, one token from a one-token match, for a pass that has no draft.
 - `penalised`: onnxruntime-genai's repetition penalty, as its CPU search applies it (every token
   of the prompt and the answer once: a positive logit divided by the penalty, a negative one
   multiplied), so a token is chosen as `generate_next_token` chooses it.
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-NGRAM, MIN_NGRAM = 3, 2  # a one-token match guesses badly (measured: docs/benchmarks.md)
+NGRAM, MIN_NGRAM = 3, 2  # a one-token match drafts badly (measured: docs/benchmarks.md)
 
 
 class Lookup:
@@ -32,7 +33,7 @@ class Lookup:
     def add(self, token: int) -> None:
         """One more token; the n-grams that end before it now point at it."""
         t, end = self.tokens, len(self.tokens)
-        for n in range(MIN_NGRAM, NGRAM + 1):
+        for n in range(1, NGRAM + 1):
             if end >= n:
                 self.last[tuple(t[end - n :])] = end
         t.append(token)
@@ -48,6 +49,13 @@ class Lookup:
             if at is not None and at < len(t):
                 return t[at : at + most]
         return []
+
+    def guess(self) -> int:
+        """One token: what followed the last token where it occurred before, else itself (the
+        second token of a pass that has no draft: runtime/ask/generate.py `Run._decode`)."""
+        t = self.tokens
+        at = self.last.get((t[-1],))
+        return t[at] if at is not None and at < len(t) else t[-1]
 
 
 def penalised(row: np.ndarray, seen: set[int], penalty: float) -> np.ndarray:
