@@ -47,7 +47,7 @@ def test_answers_are_the_same_token_for_token_with_and_without_drafts(tiny_bundl
     from outpost.runtime.ask.assistant import open_assistant
     from outpost.runtime.config import AskConfig
 
-    plain = open_assistant(tiny_bundle, AskConfig(max_new_tokens=40, support=False))
+    plain = open_assistant(tiny_bundle, AskConfig(max_new_tokens=40, support=False, draft_tokens=0))
     fast = open_assistant(tiny_bundle, AskConfig(max_new_tokens=40, support=False, draft_tokens=4))
     accepted = 0
     for question in _questions(6):
@@ -79,8 +79,8 @@ class Recorder:
 @pytest.mark.slow
 def test_smollm2_int4_logits_are_the_same_to_the_bit_at_any_draft(smol_bundle):
     """The shipped SmolLM2 (int4, MatMulNBits at int8 compute): every pass is of two tokens or
-    more, so each position's logits are the same to the bit however the drafts group the tokens,
-    and so is the answer. (A pass of one token differs from one of several by up to ~1 in a
+    more, so each position's logits are the same to the bit however the drafts and the prompt's
+    pieces group the tokens, and so is the answer. (A pass of one token differs from one of several by up to ~1 in a
     logit there, which parted greedy output on 3 of 8 benchmark prompts before.)"""
     import numpy as np
 
@@ -110,4 +110,8 @@ def test_smollm2_int4_logits_are_the_same_to_the_bit_at_any_draft(smol_bundle):
             assert all(np.array_equal(a, b) for a, b in zip(rows, other_rows))
             drafted += run.timings.drafted
         assert plain.timings.drafted == 0
+        # ... and they are the logits of one pass over the prompt and the answer, which the
+        # conversion gate compares with the full-precision model (export/llm/gate.py).
+        forced = gen.logits(ids + plain.token_ids[:-1])[len(ids) - 1 :]
+        assert all(np.array_equal(a, b) for a, b in zip(rows, forced))
     assert drafted > 0  # the drafts were really tried

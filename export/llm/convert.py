@@ -24,7 +24,7 @@ from outpost.export.config import LlmConfig
 from outpost.export.llm.base import LoadedBase, load_causal_lm, load_tokenizer
 from outpost.runtime.ask.generate import MODEL_FACTS
 from outpost.runtime.errors import ModelError
-from outpost.runtime.files import sha256_files
+from outpost.runtime.files import sha256_files, write_atomic
 
 PROBE = "How do I restart a stuck machine safely?"  # merge check input
 
@@ -132,6 +132,8 @@ def build_onnx(
     if returncode != 0 or not (out_dir / "genai_config.json").is_file():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ModelError(f"the model builder failed: {' | '.join(tail)}")
+    if embed_in_place(out_dir):
+        log("the embedding reads the LM head's weights in place (one copy less in memory)")
     hf_config = json.loads((hf_dir / "config.json").read_text())
     switch = graph_rope_switch(out_dir)
     if switch and long_factors_differ(hf_config):
@@ -222,6 +224,63 @@ def long_factors_differ(config: dict) -> bool:
     return rope.get("short_factor") != rope.get("long_factor") or rope.get(
         "short_mscale"
     ) != rope.get("long_mscale")
+
+
+def embed_in_place(model_dir: Path) -> bool:
+    """With tied embeddings the builder's graph looks up input tokens in the 8-bit LM head
+    through a Reshape of its [vocab, blocks, block] initializer to [vocab, hidden]. onnxruntime
+    folds that Reshape into a second copy of the table when it loads (28 MB for SmolLM2's 49k
+    words) and keeps the first resident for the head. Here the lookup reads the 3-D initializer
+    itself (blocks quantised along its last axis, then one Reshape of the looked-up rows): the
+    same numbers, the logits the same to the bit, one copy less. Returns whether it changed
+    the graph; a graph of another shape is left as it is."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = model_dir / "model.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    made = {o: n for n in graph.node for o in n.output}
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    gather = next((n for n in graph.node if n.op_type == "GatherBlockQuantized"), None)
+    if gather is None or len(gather.input) < 3:
+        return False
+    attrs = {a.name: helper.get_attribute_value(a) for a in gather.attribute}
+    reshape = made.get(gather.input[0])
+    if (
+        attrs.get("bits") != 8
+        or attrs.get("quantize_axis", 1) != 1
+        or attrs.get("gather_axis", 0) != 0
+        or reshape is None
+        or reshape.op_type != "Reshape"
+        or len(weights.get(reshape.input[0], [])) != 3
+        or weights[reshape.input[0]][2] != attrs.get("block_size")
+    ):
+        return False
+    nodes = []
+    for k in range(2, len(gather.input)):  # scales, zero points: [vocab, blocks] -> [.., .., 1]
+        name = gather.input[k]
+        shape = f"{name}/blocks_shape"
+        graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 1], np.int64), shape))
+        nodes.append(
+            helper.make_node("Reshape", [name, shape], [f"{name}/blocks"], f"{name}/Reshape")
+        )
+        gather.input[k] = f"{name}/blocks"
+    out = gather.output[0]
+    gather.input[0], gather.output[0] = reshape.input[0], f"{out}/blocks"
+    for a in gather.attribute:
+        if a.name == "quantize_axis":
+            a.i = 2
+    rows = f"{out}/rows_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), rows))
+    after = helper.make_node("Reshape", [f"{out}/blocks", rows], [out], f"{gather.name}/Rows")
+    for node in reversed(nodes):  # before the lookup, its Rows after it
+        graph.node.insert(list(graph.node).index(gather), node)
+    graph.node.insert(list(graph.node).index(gather) + 1, after)
+    graph.node.remove(reshape)
+    write_atomic(path, model.SerializeToString())
+    return True
 
 
 def graph_rope_switch(model_dir: Path) -> int:

@@ -30,13 +30,16 @@ import numpy as np
 
 # The prompt goes in this many tokens at a time. The graph computes logits for every token it is
 # fed (tokens x vocabulary x 4 bytes: 106 MB for a 540-token prompt with SmolLM2's 49k words);
-# in pieces of 128 the prefill peak falls by ~90 MB and the first token comes no later
-# (docs/benchmarks.md, "Memory"). Greedy output is the same token for token.
-PREFILL_CHUNK = 128
+# in pieces of 64 the prefill peak falls by ~130 MB against one piece and by ~40 MB against
+# pieces of 128, for 2-4 % on the first token; pieces of 32 cost 20 % (docs/benchmarks.md,
+# "Memory"). The logits are the same to the bit in pieces of any size of two tokens or more.
+PREFILL_CHUNK = 64
 
 # Beside genai_config.json (which refuses keys it does not know), written by the export:
 # {"long_rope_switch": N} for a LongRoPE model (original_max_position_embeddings).
 MODEL_FACTS = "outpost.json"
+
+MADV_PAGEOUT = 21  # <linux/mman.h>: reclaim these pages now
 
 # Official onnxruntime-genai builds send telemetry unless this is set before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -54,6 +57,35 @@ def available_cores() -> int:
     except (OSError, ValueError):
         pass
     return max(1, cores)
+
+
+def page_out(folder: Path) -> int:
+    """Hand back the pages this process maps from files in `folder` (Linux's MADV_PAGEOUT);
+    returns the bytes advised, 0 where the kernel has no such advice.
+
+    onnxruntime maps the model's data file and reads every weight once as it loads, to pre-pack
+    it into its compute layout; the pages read stay counted in the process's memory (28 MB for
+    SmolLM2's embedding table, used a row per token). The advice lets the kernel reclaim them
+    now rather than under pressure; a page read later comes back from the file. Data is never
+    lost: a page the process changed is written to swap or kept."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        maps = open("/proc/self/maps").read().splitlines()
+    except OSError:
+        return 0
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    inside, advised = os.path.realpath(folder) + os.sep, 0
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith(inside):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if madvise(start, end - start, MADV_PAGEOUT) != 0:
+                return advised  # an older kernel (before 5.4): nothing to gain from the rest
+            advised += end - start
+    return advised
 
 
 @dataclass
@@ -326,15 +358,19 @@ class Run:
         self._long = self._past_switch(len(sequence))
 
     def _prompt_pieces(self) -> list[list[int]]:
-        """The prompt in PREFILL_CHUNK pieces. A LongRoPE prompt past the switch goes first in
-        one piece that crosses it, so no position is rotated with the short factors."""
+        """The prompt in PREFILL_CHUNK pieces, the last of two tokens or more. A LongRoPE prompt
+        past the switch goes first in one piece that crosses it, so no position is rotated with
+        the short factors."""
         if not self.ids:
             return []
         first = PREFILL_CHUNK
         if self._past_switch(len(self.ids)):
             first = max(first, self.owner.long_rope_switch + 1)
         rest = range(first, len(self.ids), PREFILL_CHUNK)
-        return [self.ids[:first], *(self.ids[at : at + PREFILL_CHUNK] for at in rest)]
+        pieces = [self.ids[:first], *(self.ids[at : at + PREFILL_CHUNK] for at in rest)]
+        if len(pieces) > 1 and len(pieces[-1]) == 1:  # no pass of one token (`_decode`)
+            pieces[-2:] = [pieces[-2] + pieces[-1]]
+        return pieces
 
     def _processed(self, row: np.ndarray, new_ids: list[int]) -> np.ndarray:
         """One position's logits after the processors that act at this step."""
@@ -369,6 +405,7 @@ class Generator:
             overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
             config.overlay(json.dumps(overlay))
         self._config, self._adapter_files = config, dict(adapters or {})
+        self._model_dir = model_dir
         self._model: Any = None
         self._adapters: Any = None
         self._lock = threading.Lock()
@@ -396,6 +433,7 @@ class Generator:
                 for name, path in self._adapter_files.items():
                     adapters.load(str(path), name)
             self._adapters = adapters
+            page_out(self._model_dir)
             self._model = model  # last: a thread that sees the model sees its adapters
 
     @property
