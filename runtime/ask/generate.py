@@ -301,7 +301,8 @@ class Run:
             before_switch = self.owner.long_rope_switch - len(self.ids) - len(new_ids)
             if self.owner.long_rope_switch and before_switch >= 0:
                 fits = min(fits, before_switch)
-            draft = lookup.draft(min(self.settings.draft_tokens, fits - 1))
+            most = min(self.settings.draft_tokens, fits - 1)
+            draft = lookup.draft(most) if most > 0 else []
             if not draft and fits > 0:
                 draft, guessed = [lookup.guess()], True
             else:
