@@ -105,3 +105,20 @@ def test_the_pages_read_while_loading_are_handed_back(smol_bundle, tmp_path, mon
     ids = kept.encode([{"role": "user", "content": "How do I reset the KT-9 kiosk?"}])
     answer = kept.run(ids, generate.GenerationSettings(8)).complete()  # pages come back as read
     assert len(answer.token_ids) >= 1
+
+
+@pytest.mark.slow
+def test_a_pinned_bundles_model_is_handed_back_too(smol_bundle, monkeypatch):
+    """A bundle opens through a view of links to its files (runtime/bundle/open.py), and the
+    process maps the model's data file under whichever of its paths: it is found by inode."""
+    from outpost.runtime.ask import generate
+    from outpost.runtime.bundle.open import open_bundle
+
+    view = open_bundle(smol_bundle).model_dir
+    advised, real = [], generate.page_out
+    monkeypatch.setattr(generate, "page_out", lambda folder: advised.append(real(folder)) or 0)
+    generate.Generator(view, threads=2).load()
+    if advised == [0] and real(smol_bundle / "model") == 0:
+        pytest.skip("this kernel has no MADV_PAGEOUT (Linux before 5.4)")
+    data = sum(p.stat().st_size for p in view.glob("*.data"))
+    assert advised[0] >= data // 4  # the data file's mapped part: the table alone is a quarter

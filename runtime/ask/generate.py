@@ -73,14 +73,18 @@ def page_out(folder: Path) -> int:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         maps = open("/proc/self/maps").read().splitlines()
+        # By device and inode, as maps lists them: a bundle's pinned view links its files, and
+        # maps names a linked file by whichever of its paths the kernel has at hand.
+        stats = [p.stat() for p in Path(folder).iterdir() if p.is_file()]
     except OSError:
         return 0
+    files = {(f"{os.major(s.st_dev):02x}:{os.minor(s.st_dev):02x}", str(s.st_ino)) for s in stats}
     madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    inside, advised = os.path.realpath(folder) + os.sep, 0
+    advised = 0
     for line in maps:
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].startswith(inside):
+        if len(fields) >= 5 and (fields[3], fields[4]) in files:
             start, end = (int(x, 16) for x in fields[0].split("-"))
             if madvise(start, end - start, MADV_PAGEOUT) != 0:
                 return advised  # an older kernel (before 5.4): nothing to gain from the rest
