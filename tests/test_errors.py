@@ -129,6 +129,21 @@ def test_bundle_with_a_missing_file(tmp_path, smol_bundle):
 
 
 @pytest.mark.slow
+def test_a_damaged_model_file_opened_unverified_is_one_line(tmp_path, smol_bundle):
+    """With --no-verify nothing checks the hashes: the embedder that onnxruntime's C library
+    cannot parse is named, with what to do, in one line."""
+    copy = tmp_path / "copy"
+    shutil.copytree(smol_bundle, copy, copy_function=os.link)
+    embedder = copy / "embedder" / "model.onnx"
+    size = embedder.stat().st_size  # sizes are checked even so
+    embedder.unlink()  # a link: the bundle's own file stays as it is
+    embedder.write_bytes(b"\x07" * size)
+    done = outpost("ask", str(copy), "What?", "--no-verify")
+    line = assert_clean_error(done, match="cannot load embedder")
+    assert line.endswith("copy the bundle again or re-export it")
+
+
+@pytest.mark.slow
 def test_bundle_with_a_truncated_file(tmp_path, smol_bundle):
     copy = tmp_path / "copy"
     shutil.copytree(smol_bundle, copy)

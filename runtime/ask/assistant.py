@@ -52,7 +52,7 @@ from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.ask.support import SupportCheck, check, number_copy
 from outpost.runtime.bundle.open import Bundle, open_store
 from outpost.runtime.config import AskConfig
-from outpost.runtime.errors import BundleError, OutpostError, UsageError, one_line
+from outpost.runtime.errors import BundleError, ModelError, OutpostError, UsageError, one_line
 from outpost.runtime.language.detect import bundle_languages, question_language
 from outpost.runtime.language.texts import say
 
@@ -368,6 +368,10 @@ def loading(part: str) -> Iterator[None]:
     --no-verify) is one BundleError naming it, not a library traceback."""
     try:
         yield
+    except ModelError as e:  # onnx_session: the file is not a model onnxruntime can open
+        raise BundleError(
+            f"cannot load {part} ({one_line(str(e))[:200]}); copy the bundle again or re-export it"
+        ) from None
     except OutpostError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime, usearch and sqlite raise their own types

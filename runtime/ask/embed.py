@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.runtime.ask.onnx_session import Session
 from outpost.runtime.bundle.manifest import EmbedderInfo
 
 
@@ -22,25 +23,16 @@ class Embedder:
         threads: int = 0,
         prepack: bool = False,
     ):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        if not prepack:
-            # fp32: pre-packed copies of the weights cost ~28 MB resident and bought little speed
-            # here; int8: 2 MB for ~7 % (docs/benchmarks.md, "Memory").
-            options.add_session_config_entry("session.disable_prepacking", "1")
-        self.session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
+        # prepack False: for fp32, pre-packed copies of the weights cost ~28 MB resident and
+        # bought little speed here; int8: 2 MB for ~7 % (docs/benchmarks.md, "Memory").
+        self.session = Session(model_path, threads=threads, prepack=prepack, log_severity=3)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self.input_names = set(self.session.input_names)
+        self.dim = int(self.session.output_dims(0)[-1])
 
     def embed(
         self,
@@ -64,7 +56,7 @@ class Embedder:
                 ids[r, :n], mask[r, :n], types[r, :n] = e.ids, 1, e.type_ids
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             feeds = {k: v for k, v in feeds.items() if k in self.input_names}
-            out[rows] = self.session.run(None, feeds)[0]
+            out[rows] = self.session.run(feeds)[0]
             if progress:
                 progress(min(start + batch_size, len(order)), len(order))
         return out

@@ -1,5 +1,5 @@
 """The learned line ranker on the device: a cross-encoder ONNX model (trainer/ranker/crossrank.py) run
-with onnxruntime and `tokenizers`, no torch.
+with onnxruntime's C library (onnx_session) and `tokenizers`, no torch.
 
 A bundle carries its own copy (`ranker/model.onnx`, `ranker/tokenizer.json`, listed, hashed and
 signed in bundle.json like every other file); `Reranker.score(question, lines)` gives one logit
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.runtime.ask.onnx_session import Session
+
 MAX_TOKENS = 96  # as trained (trainer/ranker/crossrank.py)
 BATCH = 16
 
@@ -25,21 +27,14 @@ def pair_text(heading: str, line: str) -> str:
 
 class Reranker:
     def __init__(self, folder: Path, threads: int = 2):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         folder = Path(folder)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = Session(folder / "model.onnx", threads=threads, inter_threads=1)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS, strategy="longest_first")
         self.tokenizer.no_padding()
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.inputs = set(self.session.input_names)
 
     def score(self, question: str, lines: list[str]) -> np.ndarray:
         """One score per line (a logit: above 0, more likely than not the answering line)."""
@@ -57,5 +52,5 @@ class Reranker:
                 types[i, : len(e.ids)] = e.type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             feed = {k: v for k, v in feed.items() if k in self.inputs}
-            out[lo : lo + len(part)] = self.session.run(None, feed)[0].reshape(-1)
+            out[lo : lo + len(part)] = self.session.run(feed)[0].reshape(-1)
         return out

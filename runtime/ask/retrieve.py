@@ -52,9 +52,13 @@ def keyword_terms(question: str, lex: Lexicon | None = None) -> list[str]:
 
 
 def usearch_index() -> type[Index]:
-    """usearch's Index class, loaded after onnxruntime: with usearch 2.26.6 and onnxruntime 1.31.1
-    importing usearch first makes the later onnxruntime import crash the process (segfault)."""
-    import onnxruntime  # noqa: F401 - load order matters, see above
+    """usearch's Index class, loaded after onnxruntime's library: usearch 2.26.6's extension
+    carries its own libstdc++ and exports its locale symbols process-wide (GNU unique), so
+    onnxruntime 1.31.1's library loaded after it crashes the process (a segfault in libstdc++)
+    as it starts, through onnx_session as through `import onnxruntime`."""
+    from outpost.runtime.ask.onnx_session import load
+
+    load()  # before usearch is imported, see above
     from usearch.index import Index
 
     return Index
