@@ -56,6 +56,8 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     names = " ".join(manifest["wheels"])
     assert "onnxruntime_genai" in names and "usearch" in names and "fastapi" in names
     assert "huggingface-hub" in manifest["left_out"] and "huggingface_hub" not in names
+    # Signatures are checked with PyNaCl; cryptography signs on the build side only.
+    assert "pynacl" in names and "cryptography" not in names and "pycparser" not in names
     assert manifest["bundle"] == "bundle.tar" and (kit / "keys" / "release.pub").is_file()
     assert manifest["slimmed_bytes"] > 10_000_000  # debug symbols and tools left out
 
@@ -80,6 +82,7 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     site = next(prefix.glob("lib/python3.*/site-packages"))
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert "huggingface_hub" not in present and "pip" not in present and "torch" not in present
+    assert "nacl" in present and "cryptography" not in present and "pycparser" not in present
     assert (
         "ray" not in present and "pyarrow" not in present
     )  # export --engine ray's, not a device's
@@ -87,7 +90,8 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
         [
             str(prefix / "bin" / "python"),
             "-c",
-            "import outpost.cli, outpost.runtime.serve.app, fastapi, uvicorn, usearch.index, onnxruntime_genai",
+            "import outpost.cli, outpost.runtime.serve.app, fastapi, uvicorn, usearch.index, "
+            "onnxruntime_genai, nacl.signing",
         ],
         capture_output=True,
         text=True,

@@ -6,13 +6,15 @@
 On a machine with a package index: Outpost's own wheel is built, pip resolves and downloads the
 runtime's wheels for the target (binary wheels only; a device cannot compile), and what a device
 never imports is left out (the model-hub client that tokenizers pulls in, the symbolic-math and
-logging helpers onnxruntime lists). The kit holds `wheels/`, `requirements.txt` (each wheel
-pinned with its sha256), `install.sh` (checks the kit, installs the wheels with no index and
-`pip --require-hashes` into a virtual environment, then the bundle, then runs `outpost verify`
-and one question), `tools/check_kit.py` (export/ship/kit_check.py), `kit.json` (what is in it and for
-what, with the size and sha256 of every file) and, when given, the bundle as an archive, the
-trusted public key and `kit.sig` (`--sign`: an Ed25519 signature over kit.json). The folder is
-written beside its final name and renamed when complete; `--force` replaces only a kit.
+logging helpers onnxruntime lists, the C parser cffi lists; a device checks signatures with
+PyNaCl, so cryptography, the build side's signing library, is not in it). The kit holds
+`wheels/`, `requirements.txt` (each wheel pinned with its sha256), `install.sh` (checks the kit,
+installs the wheels with no index and `pip --require-hashes` into a virtual environment, then
+the bundle, then runs `outpost verify` and one question), `tools/check_kit.py`
+(export/ship/kit_check.py), `kit.json` (what is in it and for what, with the size and sha256 of
+every file) and, when given, the bundle as an archive, the trusted public key and `kit.sig`
+(`--sign`: an Ed25519 signature over kit.json). The folder is written beside its final name and
+renamed when complete; `--force` replaces only a kit.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ NEVER_IMPORTED = {
     ("onnxruntime", "protobuf"),
     ("onnxruntime", "flatbuffers"),
     ("onnxruntime", "packaging"),
+    # PyNaCl (the device's Ed25519 check) loads cffi's compiled `_cffi_backend` only; pycparser
+    # parses C declarations when a cffi module is built, never when one is loaded
+    ("cffi", "pycparser"),
 }
 # Folders inside wheels that a device never imports: model-building tools and test suites.
 NEVER_LOADED = (

@@ -1,4 +1,5 @@
-"""Signing keys and bundle signatures (build side; devices only verify: runtime/bundle/verify.py).
+"""Signing keys and bundle signatures (build side, with cryptography; devices only verify, with
+PyNaCl: runtime/bundle/verify.py).
 
 `bundle.sig` holds an Ed25519 signature over the exact bytes of bundle.json, which lists the
 sha256 of every other file, so signing the manifest signs the bundle.
@@ -10,15 +11,19 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.runtime.bundle.manifest import MANIFEST
 from outpost.runtime.bundle.open import SIGNATURE
-from outpost.runtime.bundle.verify import MAX_KEY_BYTES, fingerprint
+from outpost.runtime.bundle.verify import MAX_KEY_BYTES, fingerprint, public_key
 from outpost.runtime.errors import InputError, UsageError, one_line
 from outpost.runtime.files import read_plain
+
+if TYPE_CHECKING:
+    from nacl.signing import VerifyKey
 
 
 def _public_pem(key: Ed25519PrivateKey) -> bytes:
@@ -111,11 +116,12 @@ def _private_key(private_key: Path) -> Ed25519PrivateKey:
     return key
 
 
-def signer_of(private_key: Path) -> dict[str, Ed25519PublicKey]:
-    """The public half of a signing key, as `load_public_keys` gives trusted keys: what a
-    bundle built with `--sign KEY` trusts of the bundles it is built from (`--update`)."""
-    key = _private_key(private_key)
-    return {fingerprint(_public_pem(key)): key.public_key()}
+def signer_of(private_key: Path) -> dict[str, VerifyKey]:
+    """The public half of a signing key, as `load_public_keys` gives trusted keys (read from its
+    .pub's bytes, as a device reads them): what a bundle built with `--sign KEY` trusts of the
+    bundles it is built from (`--update`)."""
+    pem = _public_pem(_private_key(private_key))
+    return {fingerprint(pem): public_key(pem, f"--sign {private_key}")}
 
 
 def signature_record(data: bytes, private_key: Path) -> dict:

@@ -53,7 +53,7 @@ from outpost.runtime.errors import BundleError, InputError, OutpostError, one_li
 from outpost.runtime.files import BLOCK, fsync_dir, write_atomic
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from nacl.signing import VerifyKey
 
 ROOT_NAME = "bundle"  # every archive member lives under bundle/
 JOURNAL = ".switch.json"
@@ -188,9 +188,7 @@ class _Head:
     """bundle.json (and bundle.sig) read from the archive as soon as they come (`outpost pack`
     puts them first): every later member is checked against them before its data is read."""
 
-    def __init__(
-        self, tar: tarfile.TarFile, archive: Path, keys: dict[str, Ed25519PublicKey] | None
-    ):
+    def __init__(self, tar: tarfile.TarFile, archive: Path, keys: dict[str, VerifyKey] | None):
         self.tar, self.archive, self.keys = tar, archive, keys
         self.raw: bytes | None = None
         self.sig: bytes | None = None
@@ -490,7 +488,7 @@ def _install(
     archive: Path,
     bundles: Path,
     trusted: Sequence[Path],
-    keys: dict[str, Ed25519PublicKey] | None,
+    keys: dict[str, VerifyKey] | None,
     limits: Limits,
 ) -> Installed:
     releases = bundles / "releases"
@@ -534,7 +532,7 @@ def _install(
     return Installed(cid, already)
 
 
-def _problems(path: Path, keys: dict[str, Ed25519PublicKey] | None) -> str | None:
+def _problems(path: Path, keys: dict[str, VerifyKey] | None) -> str | None:
     """What is wrong with a release folder (hashes, binding, and its signature when `keys`),
     in one line; None when it verifies."""
     try:

@@ -7,6 +7,9 @@
   normalisation) over this chunk store (same count).
 - Signatures: `bundle.sig` holds an Ed25519 signature over the exact bytes of bundle.json
   (which lists the sha256 of every other file), so signing the manifest signs the bundle.
+  Checked with PyNaCl (libsodium); the build side signs with cryptography (export/ship/sign.py).
+  A trusted key is the PEM `outpost keygen` writes, parsed here: one PUBLIC KEY block whose DER
+  is Ed25519's SubjectPublicKeyInfo, nothing else.
 - On open: with trusted keys every file is hashed every time. Without, a bundle whose hashes
   were checked is remembered in a cache folder together with the device, inode, size, mtime and
   ctime of each of its files; any difference (a copy, an edit, a touched file) hashes it again.
@@ -16,13 +19,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from outpost.runtime.bundle.manifest import Manifest
@@ -39,9 +42,19 @@ from outpost.runtime.errors import BundleError, InputError, UsageError
 from outpost.runtime.files import read_plain, write_atomic
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from nacl.signing import VerifyKey
 
 MAX_KEY_BYTES = 64 * 1024
+PEM_BEGIN, PEM_END = b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----"
+# DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410): this prefix, then the 32-byte key.
+ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+# Algorithm OIDs (DER body) of the public keys a .pub may hold instead, to name what was given.
+OTHER_ALGORITHMS = {
+    bytes.fromhex("2a864886f70d010101"): "an RSA",
+    bytes.fromhex("2a8648ce3d0201"): "an EC",
+    bytes.fromhex("2b656e"): "an X25519",
+    bytes.fromhex("2b6571"): "an Ed448",
+}
 
 
 def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
@@ -73,16 +86,13 @@ def check_binding(root: Path, manifest: Manifest) -> list[Problem]:
 # --- signatures ---------------------------------------------------------------------------
 
 
-def _crypto() -> tuple[type[Exception], ModuleType, type[Ed25519PublicKey]]:
+def _nacl() -> tuple[type[VerifyKey], type[Exception]]:
     try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    except ImportError:  # pragma: no cover - cryptography is a base dependency
-        raise UsageError(
-            "signatures need the cryptography package: pip install cryptography"
-        ) from None
-    return InvalidSignature, serialization, Ed25519PublicKey
+        from nacl.exceptions import BadSignatureError
+        from nacl.signing import VerifyKey
+    except ImportError:  # pragma: no cover - PyNaCl is a base dependency
+        raise UsageError("signatures need the PyNaCl package: pip install pynacl") from None
+    return VerifyKey, BadSignatureError
 
 
 def fingerprint(public_pem: bytes) -> str:
@@ -99,10 +109,51 @@ def _read_key(f: Path) -> bytes:
         raise InputError(f"--trust {f}: {e}; pass a .pub file or a folder of them") from None
 
 
-def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
+def public_key(pem: bytes, where: str) -> VerifyKey:
+    """The Ed25519 key in a PEM public key as `outpost keygen` writes it: one PUBLIC KEY block
+    (surrounding whitespace aside), base64, whose DER is Ed25519's SubjectPublicKeyInfo with
+    exactly 32 key bytes. Anything else is an InputError naming `where` (`--trust FILE`)."""
+    VerifyKey, _ = _nacl()
+    fix = "pass the release key's .pub file (from `outpost keygen`)"
+    lines = pem.strip().splitlines()
+    if b"PRIVATE KEY-----" in pem:
+        raise InputError(f"{where} is a private key, which never goes to a device; {fix}")
+    if not lines or lines[0] != PEM_BEGIN:
+        raise InputError(
+            f"{where}: not a readable public key (it does not start with a "
+            f"'{PEM_BEGIN.decode()}' line); {fix}"
+        )
+    if lines[-1] != PEM_END:
+        raise InputError(
+            f"{where}: not a readable public key (it does not end with its "
+            f"'{PEM_END.decode()}' line: cut short, or with more after it); {fix}"
+        )
+    body = lines[1:-1]
+    if any(line.startswith(b"-----") for line in body):
+        raise InputError(f"{where}: not a readable public key (more than one PEM block); {fix}")
+    try:
+        der = base64.b64decode(b"".join(body), validate=True)
+    except binascii.Error:
+        raise InputError(
+            f"{where}: not a readable public key (its body is not base64); {fix}"
+        ) from None
+    if not (der.startswith(ED25519_SPKI) or ED25519_SPKI.startswith(der)):
+        kind = next(
+            (name for oid, name in OTHER_ALGORITHMS.items() if bytes([6, len(oid)]) + oid in der),
+            "another kind of",
+        )
+        raise InputError(f"{where}: {kind} public key, not an Ed25519 one; {fix}")
+    if len(der) != len(ED25519_SPKI) + 32:
+        raise InputError(
+            f"{where}: an Ed25519 public key cut short or with bytes added ({len(der)} bytes of "
+            f"DER; an Ed25519 key has {len(ED25519_SPKI) + 32}); {fix}"
+        )
+    return VerifyKey(der[len(ED25519_SPKI) :])
+
+
+def load_public_keys(paths: list[Path]) -> dict[str, VerifyKey]:
     """The Ed25519 public keys in the given files and folders (*.pub, *.pem). Asking for trust
     and finding no key is an error: trust is never silently off."""
-    _, serialization, Ed25519PublicKey = _crypto()
     keys = {}
     for p in paths:
         if p.is_dir():
@@ -116,20 +167,14 @@ def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
             files = [p]
         for f in files:
             pem = _read_key(f)
-            try:
-                key = serialization.load_pem_public_key(pem)
-            except (ValueError, TypeError) as e:
-                raise InputError(f"--trust {f}: not a readable public key ({e})") from None
-            if not isinstance(key, Ed25519PublicKey):
-                raise InputError(f"--trust {f}: not an Ed25519 public key")
-            keys[fingerprint(pem)] = key
+            keys[fingerprint(pem)] = public_key(pem, f"--trust {f}")
     if paths and not keys:
         raise InputError("--trust names no public key; pass the release key's .pub file")
     return keys
 
 
 def check_signature(
-    root: Path, trusted: dict[str, Ed25519PublicKey], manifest_bytes: bytes | None = None
+    root: Path, trusted: dict[str, VerifyKey], manifest_bytes: bytes | None = None
 ) -> Problem | None:
     """None when a trusted key signed these bundle.json bytes; otherwise what is wrong."""
     if not trusted:
@@ -145,7 +190,7 @@ def check_signature(
     return signature_problem(raw, manifest_bytes, trusted)
 
 
-def signer(root: Path, trusted: dict[str, Ed25519PublicKey], manifest_bytes: bytes) -> str | None:
+def signer(root: Path, trusted: dict[str, VerifyKey], manifest_bytes: bytes) -> str | None:
     """The id of the trusted key whose signature of exactly `manifest_bytes` bundle.sig holds
     (read and checked again here), or None."""
     try:
@@ -159,11 +204,11 @@ def signer(root: Path, trusted: dict[str, Ed25519PublicKey], manifest_bytes: byt
 
 
 def signature_problem(
-    signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, Ed25519PublicKey]
+    signature_file: bytes | None, manifest_bytes: bytes, trusted: dict[str, VerifyKey]
 ) -> Problem | None:
     """None when `signature_file` (bundle.sig's bytes) is a trusted key's signature of exactly
     `manifest_bytes`; otherwise what is wrong."""
-    InvalidSignature, *_ = _crypto()
+    _, BadSignatureError = _nacl()
     if signature_file is None:
         return Problem(
             SIGNATURE, "signature", "the bundle is not signed; export it with --sign KEY"
@@ -177,14 +222,17 @@ def signature_problem(
     key = trusted.get(key_id) if isinstance(key_id, str) else None
     if key is None:
         return Problem(SIGNATURE, "signature", f"signed by key {key_id}, which is not trusted here")
+    mismatch = Problem(
+        SIGNATURE,
+        "signature",
+        f"does not match bundle.json (key {key_id}): the manifest was changed after signing",
+    )
+    if len(signature) != 64:  # PyNaCl raises ValueError for it; as before, it does not match
+        return mismatch
     try:
-        key.verify(signature, manifest_bytes)
-    except InvalidSignature:
-        return Problem(
-            SIGNATURE,
-            "signature",
-            f"does not match bundle.json (key {key_id}): the manifest was changed after signing",
-        )
+        key.verify(manifest_bytes, signature)
+    except BadSignatureError:
+        return mismatch
     return None
 
 
@@ -217,7 +265,7 @@ def _marker(bundle: Bundle) -> Path:
 
 
 def problems_of(
-    bundle: Bundle, trusted: dict[str, Ed25519PublicKey] | None, hashes: bool, unexpected: bool
+    bundle: Bundle, trusted: dict[str, VerifyKey] | None, hashes: bool, unexpected: bool
 ) -> list[Problem]:
     """Everything wrong with an open (pinned) bundle: files, binding and, with keys, signature."""
     problems: list[Problem] = []
