@@ -83,6 +83,9 @@ def test_x86_64_kit_installs_offline_and_answers(tiny_bundle, signing_key, tmp_p
     present = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert "huggingface_hub" not in present and "pip" not in present and "torch" not in present
     assert "nacl" in present and "cryptography" not in present and "pycparser" not in present
+    # one onnxruntime: its C library, without the Python extension (a second copy of it)
+    assert list(site.glob("onnxruntime/capi/libonnxruntime.so*"))
+    assert not list(site.glob("onnxruntime/capi/onnxruntime_pybind11_state*"))
     assert (
         "ray" not in present and "pyarrow" not in present
     )  # export --engine ray's, not a device's

@@ -44,8 +44,8 @@ NEVER_IMPORTED = {
     ("onnxruntime", "sympy"),  # symbolic shape inference, a model-building tool
     ("onnxruntime", "coloredlogs"),  # logging colours for onnxruntime's tools
     # onnxruntime's model tools read and write ONNX protobufs, flatbuffers (ORT format) and
-    # compare versions; `import onnxruntime` and an InferenceSession need none of them
-    # (checked: `outpost ask` and the server's imports in a device install, docs/benchmarks.md)
+    # compare versions; the device never imports the onnxruntime package at all (its models run
+    # through the C library: runtime/ask/onnx_session.py, and onnxruntime-genai)
     ("onnxruntime", "protobuf"),
     ("onnxruntime", "flatbuffers"),
     ("onnxruntime", "packaging"),
@@ -55,6 +55,9 @@ NEVER_IMPORTED = {
 }
 # Folders inside wheels that a device never imports: model-building tools and test suites.
 NEVER_LOADED = (
+    # onnxruntime's Python extension, a second copy of the runtime (30 MB): the device runs its
+    # models through capi/libonnxruntime.so (runtime/ask/onnx_session.py, onnxruntime-genai)
+    "onnxruntime/capi/onnxruntime_pybind11_state",
     "onnxruntime/transformers/",
     "onnxruntime/tools/",
     "onnxruntime/quantization/",
@@ -252,7 +255,19 @@ def _own_wheel(dest: Path) -> Path:
             "outpost kit builds Outpost's wheel from its source tree; run it from a checkout"
         )
     log("building Outpost's wheel")
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(ROOT))
+    # From a copy of what the wheel is made of: setuptools builds in the tree's build/ folder
+    # and packs whatever an older build left in build/lib (a moved file's stale copy, once).
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    source = dest / "source"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in {Path(d).parts[0] for d in setup["package-dir"].values()}:
+        shutil.copytree(ROOT / folder, source / folder, ignore=skip)
+    for f in [ROOT / "pyproject.toml", ROOT / "README.md", *ROOT.glob("LICEN[CS]E*")]:
+        shutil.copy2(f, source / f.name)
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(source))
+    shutil.rmtree(source)
     wheels = sorted(dest.glob("outpost_llm-*.whl"))
     if not wheels:
         raise InputError("pip built no outpost_llm wheel; see the pip output above")
@@ -441,6 +456,8 @@ CHECK
 "$PREFIX/bin/python" "$KIT"/{shlex.quote("tools/" + pip_wheel)}/pip install --no-index --no-deps --no-compile \\
   --require-hashes --disable-pip-version-check -q --find-links "$KIT/wheels" \\
   -r "$KIT/requirements.txt"
-"$PREFIX/bin/python" -m compileall -q "$PREFIX/lib" >/dev/null || true
+# Bytecode only for what a device imports (about a third of it): Python writes it for each
+# module imported here and by the check question below; the rest compiles if ever imported.
+"$PREFIX/bin/python" -c "import outpost.cli, outpost.runtime.serve.app" || fail "the installed Outpost does not import; make the kit again"
 {bundle_steps}{keep_key}echo "installed: $PREFIX/bin/outpost" >&2
 """
