@@ -195,3 +195,21 @@ def train_args(base, data, out, *extra):
         "2",
         *extra,
     )
+
+
+class Recorder:
+    """A logits processor that changes nothing and keeps every step's next-token logits."""
+
+    def __init__(self):
+        self.rows: list = []
+
+    def wants(self, new_ids):
+        return True
+
+    def __call__(self, new_ids, logits):
+        import numpy as np
+
+        self.rows.append(np.array(logits, dtype=np.float32).reshape(-1))
+
+    def measured(self):
+        return {}

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, export, outpost
+from conftest import EXAMPLES, Recorder, export, outpost
 
 pytestmark = pytest.mark.slow
 
@@ -138,22 +138,6 @@ def test_phi35_long_prompt_uses_the_long_factors(phi_family, long_prompt_ids):
     short = reference_logits(phi_family["phi35"], long_prompt_ids[:40])
     long = reference_logits(phi_family["phi35"], long_prompt_ids[:200])[:40]
     assert np.abs(short - long).max() > 1e-2
-
-
-class Recorder:
-    """A logits processor that changes nothing and keeps every step's next-token logits."""
-
-    def __init__(self):
-        self.rows: list[np.ndarray] = []
-
-    def wants(self, new_ids):
-        return True
-
-    def __call__(self, new_ids, logits):
-        self.rows.append(np.array(logits, dtype=np.float32).reshape(-1))
-
-    def measured(self):
-        return {}
 
 
 @pytest.mark.parametrize("name", MODELS)

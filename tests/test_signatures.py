@@ -158,6 +158,9 @@ def _not_ed25519(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
         "bytes cut": (pem_of(der[:-1]), "cut short or with bytes added"),
         "private key": ((tmp_path / "real.key").read_bytes(), "is a private key"),
         "garbage": (b"\x00\xffnot a key\n", "not a readable public key"),
+        # the same key in another layout: its key id (the file's sha256) would match nothing
+        "crlf": (good.replace(b"\n", b"\r\n"), "not laid out as `outpost keygen` writes it"),
+        "rewrapped": (good.replace(b"MCow", b"MCow\n", 1), "not laid out as"),
     }
 
 
@@ -171,6 +174,8 @@ KINDS = [
     "bytes cut",
     "private key",
     "garbage",
+    "crlf",
+    "rewrapped",
 ]
 
 

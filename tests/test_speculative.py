@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, Recorder
 from outpost.runtime.ask.speculative import Lookup, penalised
 
 
@@ -58,30 +58,13 @@ def test_answers_are_the_same_token_for_token_with_and_without_drafts(tiny_bundl
     assert accepted > 0  # the lookup really drafted tokens the model kept
 
 
-class Recorder:
-    """A logits processor that changes nothing and keeps every step's next-token logits."""
-
-    def __init__(self):
-        self.rows: list = []
-
-    def wants(self, new_ids):
-        return True
-
-    def __call__(self, new_ids, logits):
-        import numpy as np
-
-        self.rows.append(np.array(logits, dtype=np.float32).reshape(-1))
-
-    def measured(self):
-        return {}
-
-
 @pytest.mark.slow
 def test_smollm2_int4_logits_are_the_same_to_the_bit_at_any_draft(smol_bundle):
     """The shipped SmolLM2 (int4, MatMulNBits at int8 compute): every pass is of two tokens or
     more, so each position's logits are the same to the bit however the drafts and the prompt's
-    pieces group the tokens, and so is the answer. (A pass of one token differs from one of several by up to ~1 in a
-    logit there, which parted greedy output on 3 of 8 benchmark prompts before.)"""
+    pieces group the tokens, and so is the answer. (A pass of one token differs from one of
+    several by up to ~1 in a logit there, which parted greedy output on 3 of 8 benchmark
+    prompts before.)"""
     import numpy as np
 
     from outpost.runtime.ask.generate import GenerationSettings, Generator
@@ -115,3 +98,22 @@ def test_smollm2_int4_logits_are_the_same_to_the_bit_at_any_draft(smol_bundle):
         forced = gen.logits(ids + plain.token_ids[:-1])[len(ids) - 1 :]
         assert all(np.array_equal(a, b) for a, b in zip(rows, forced))
     assert drafted > 0  # the drafts were really tried
+
+
+def test_no_prompt_piece_is_one_token(monkeypatch):
+    """The prompt's pieces (generate.py `Run._prompt_pieces`): a one-token last piece joins the
+    one before it, so no pass of the prompt is of one token either."""
+    from outpost.runtime.ask import generate
+
+    class Owner:
+        long_rope_switch = 0
+
+    monkeypatch.setattr(generate, "PREFILL_CHUNK", 4)
+    for n in range(1, 14):
+        ids = list(range(n))
+        pieces = generate.Run(
+            Owner(), ids, generate.GenerationSettings(), [], bool
+        )._prompt_pieces()
+        assert sum(pieces, []) == ids
+        assert all(len(p) >= 2 for p in pieces) or pieces == [[0]]
+        assert all(len(p) <= 5 for p in pieces)

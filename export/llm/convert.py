@@ -232,7 +232,8 @@ def embed_in_place(model_dir: Path) -> bool:
     folds that Reshape into a second copy of the table when it loads (28 MB for SmolLM2's 49k
     words) and keeps the first resident for the head. Here the lookup reads the 3-D initializer
     itself (blocks quantised along its last axis, then one Reshape of the looked-up rows): the
-    same numbers, the logits the same to the bit, one copy less. Returns whether it changed
+    same numbers, the logits the same to the bit, the table's copy gone (its scales and zero
+    points, an eighth of its size, are still folded into 3-D copies). Returns whether it changed
     the graph; a graph of another shape is left as it is."""
     import numpy as np
     import onnx
@@ -256,6 +257,7 @@ def embed_in_place(model_dir: Path) -> bool:
         or reshape.op_type != "Reshape"
         or len(weights.get(reshape.input[0], [])) != 3
         or weights[reshape.input[0]][2] != attrs.get("block_size")
+        or sum(reshape.output[0] in n.input for n in graph.node) != 1
     ):
         return False
     nodes = []
@@ -279,6 +281,9 @@ def embed_in_place(model_dir: Path) -> bool:
         graph.node.insert(list(graph.node).index(gather), node)
     graph.node.insert(list(graph.node).index(gather) + 1, after)
     graph.node.remove(reshape)
+    shape = made.get(reshape.input[1])  # its target shape, when a Constant node made it
+    if shape is not None and not any(reshape.input[1] in n.input for n in graph.node):
+        graph.node.remove(shape)
     write_atomic(path, model.SerializeToString())
     return True
 

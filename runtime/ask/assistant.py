@@ -366,8 +366,12 @@ class Shown:
 def loading(part: str) -> Iterator[None]:
     """A part of the bundle that does not load (a foreign or damaged file opened with
     --no-verify) is one BundleError naming it, not a library traceback."""
+    from outpost.runtime.ask.onnx_session import LibraryError
+
     try:
         yield
+    except LibraryError:
+        raise  # the installation's problem: its own message says what to do
     except ModelError as e:  # onnx_session: the file is not a model onnxruntime can open
         raise BundleError(
             f"cannot load {part} ({one_line(str(e))[:200]}); copy the bundle again or re-export it"

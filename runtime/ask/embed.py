@@ -27,7 +27,9 @@ class Embedder:
 
         # prepack False: for fp32, pre-packed copies of the weights cost ~28 MB resident and
         # bought little speed here; int8: 2 MB for ~7 % (docs/benchmarks.md, "Memory").
-        self.session = Session(model_path, threads=threads, prepack=prepack, log_severity=3)
+        self.session = Session(
+            model_path, threads=threads, prepack=prepack, log_severity=3, arena=False
+        )
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()

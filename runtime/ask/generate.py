@@ -30,7 +30,7 @@ import numpy as np
 
 # The prompt goes in this many tokens at a time. The graph computes logits for every token it is
 # fed (tokens x vocabulary x 4 bytes: 106 MB for a 540-token prompt with SmolLM2's 49k words);
-# in pieces of 64 the prefill peak falls by ~130 MB against one piece and by ~40 MB against
+# in pieces of 64 the prefill peak falls by ~130 MB against one piece and by ~25 MB against
 # pieces of 128, for 2-4 % on the first token; pieces of 32 cost 20 % (docs/benchmarks.md,
 # "Memory"). The logits are the same to the bit in pieces of any size of two tokens or more.
 PREFILL_CHUNK = 64
@@ -72,19 +72,21 @@ def page_out(folder: Path) -> int:
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        maps = open("/proc/self/maps").read().splitlines()
-        # By device and inode, as maps lists them: a bundle's pinned view links its files, and
-        # maps names a linked file by whichever of its paths the kernel has at hand.
-        stats = [p.stat() for p in Path(folder).iterdir() if p.is_file()]
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+        # By inode: a bundle's pinned view links its files, and maps names a linked file by
+        # whichever of its paths the kernel has at hand. Not by device too: on btrfs and
+        # overlayfs maps and stat() name different devices. A mapping of another file with the
+        # same inode number only gets advice it does not need.
+        inodes = {str(p.stat().st_ino) for p in Path(folder).iterdir() if p.is_file()}
     except OSError:
         return 0
-    files = {(f"{os.major(s.st_dev):02x}:{os.minor(s.st_dev):02x}", str(s.st_ino)) for s in stats}
     madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     advised = 0
     for line in maps:
         fields = line.split(maxsplit=5)
-        if len(fields) >= 5 and (fields[3], fields[4]) in files:
+        if len(fields) >= 6 and fields[4] in inodes:  # a file's mapping (inode 0: anonymous)
             start, end = (int(x, 16) for x in fields[0].split("-"))
             if madvise(start, end - start, MADV_PAGEOUT) != 0:
                 return advised  # an older kernel (before 5.4): nothing to gain from the rest
@@ -313,8 +315,11 @@ class Run:
                 guessed = False
             if self._crosses(len(self.ids) + len(new_ids) + len(draft)):
                 self._recompute(generator, self.ids + new_ids + draft)
-            else:
+            elif draft:
                 generator.append_tokens([token, *draft])
+            else:  # at LongRoPE's switch, no room after `token`: the token before it goes again
+                generator.rewind_to(len(self.ids) + len(new_ids) - 2)
+                generator.append_tokens((self.ids + new_ids)[-2:])
             out = generator.get_output("logits")  # every position's, after a recompute
             rows = np.asarray(out, dtype=np.float32).reshape(-1, out.shape[-1])[-(len(draft) + 1) :]
             if not guessed:
@@ -323,6 +328,9 @@ class Run:
             while True:  # the drafted tokens the model would have chosen, in order
                 token = choose(rows[kept])
                 if kept == len(draft) or token != draft[kept]:
+                    break
+                if self.should_stop():
+                    result.finish_reason, done = "stopped", True
                     break
                 kept += 1
                 piece, done = take(token)

@@ -24,6 +24,12 @@ import numpy as np
 
 from outpost.runtime.errors import ModelError, one_line
 
+
+class LibraryError(ModelError):
+    """onnxruntime's C library is missing or not the one this module was written for: the
+    installation's problem, not a model file's."""
+
+
 # The lowest OrtApi version holding every function below: AddSessionConfigEntry (130) came with
 # version 5, the rest with version 1. A newer library serves older versions unchanged.
 ORT_API_VERSION = 5
@@ -44,6 +50,7 @@ _FUNCTIONS: dict[str, tuple[int, Any, list[Any]]] = {
     "CreateSession": (7, _P, [_P, ctypes.c_char_p, _P, _OUT]),
     "Run": (9, _P, [_P, _P, _NAMES, _OUT, _SIZE, _NAMES, _SIZE, _OUT]),
     "CreateSessionOptions": (10, _P, [_OUT]),
+    "DisableCpuMemArena": (19, _P, [_P]),
     "SetSessionLogSeverityLevel": (22, _P, [_P, _INT]),
     "SetSessionGraphOptimizationLevel": (23, _P, [_P, _INT]),
     "SetIntraOpNumThreads": (24, _P, [_P, _INT]),
@@ -98,14 +105,14 @@ class _Api:
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as e:
-            raise ModelError(one_line(f"cannot load onnxruntime ({path}): {e}")) from None
+            raise LibraryError(one_line(f"cannot load onnxruntime ({path}): {e}")) from None
         lib.OrtGetApiBase.restype = ctypes.POINTER(_ApiBase)
         base = lib.OrtGetApiBase().contents
         self.path, self.version = path, (base.GetVersionString() or b"").decode(errors="replace")
         table = base.GetApi(ORT_API_VERSION) if re.match(r"\d+\.\d+", self.version) else None
         what = f"onnxruntime's library {path} ({self.version!r}) does not match this module"
         if not table:
-            raise ModelError(f"{what}: it has no C API version {ORT_API_VERSION}")
+            raise LibraryError(f"{what}: it has no C API version {ORT_API_VERSION}")
         slots = ctypes.cast(table, _OUT)
         self._fns = {
             name: ctypes.CFUNCTYPE(returns, *args)(slots[index])
@@ -121,7 +128,7 @@ class _Api:
         self.ReleaseStatus(status)
         self.ReleaseSessionOptions(options)
         if not self.memory or code != _INVALID_ARGUMENT or not message:
-            raise ModelError(f"{what}: a call meant to fail gave error code {code}")
+            raise LibraryError(f"{what}: a call meant to fail gave error code {code}")
         self.env = self.out("CreateEnv", "cannot start onnxruntime", _LOG_ERROR, b"outpost")
         self.allocator = self.out("GetAllocatorWithDefaultOptions", "cannot start onnxruntime")
 
@@ -162,7 +169,7 @@ def load() -> _Api:
             found = [p for f in folders for p in sorted(f.glob("libonnxruntime.so*"))]
             found += [p for f in folders for p in sorted(f.glob("libonnxruntime*.dylib"))]
             if not found:
-                raise ModelError(
+                raise LibraryError(
                     "onnxruntime is not installed (no onnxruntime package with a "
                     "capi/libonnxruntime library): pip install onnxruntime"
                 )
@@ -200,7 +207,9 @@ def _to_numpy(api: _Api, value: int | None, what: str) -> np.ndarray:
 class Session:
     """One ONNX model on the CPU. `threads`/`inter_threads`: onnxruntime's intra- and inter-op
     threads (0: its default); `prepack` False: no pre-packed weight copies; `log_severity`: the
-    session's log level (default: the environment's, errors only)."""
+    session's log level (default: the environment's, errors only); `arena` False: each run's
+    buffers are freed after it instead of kept in onnxruntime's arena, which grows with every
+    new input shape (a served embedder and ranker: 60 MiB over 24 questions, docs/benchmarks.md)."""
 
     def __init__(
         self,
@@ -209,6 +218,7 @@ class Session:
         inter_threads: int = 0,
         prepack: bool = True,
         log_severity: int | None = None,
+        arena: bool = True,
     ):
         self._session: int | None = None
         self.path = Path(path)
@@ -222,6 +232,8 @@ class Session:
                 api.check(api.SetInterOpNumThreads(options, inter_threads), what)
             if log_severity is not None:
                 api.check(api.SetSessionLogSeverityLevel(options, log_severity), what)
+            if not arena:
+                api.check(api.DisableCpuMemArena(options), what)
             if not prepack:
                 entry = (b"session.disable_prepacking", b"1")
                 api.check(api.AddSessionConfigEntry(options, *entry), what)

@@ -30,7 +30,7 @@ class Reranker:
         from tokenizers import Tokenizer
 
         folder = Path(folder)
-        self.session = Session(folder / "model.onnx", threads=threads, inter_threads=1)
+        self.session = Session(folder / "model.onnx", threads=threads, inter_threads=1, arena=False)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS, strategy="longest_first")
         self.tokenizer.no_padding()

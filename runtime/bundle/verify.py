@@ -111,8 +111,9 @@ def _read_key(f: Path) -> bytes:
 
 def public_key(pem: bytes, where: str) -> VerifyKey:
     """The Ed25519 key in a PEM public key as `outpost keygen` writes it: one PUBLIC KEY block
-    (surrounding whitespace aside), base64, whose DER is Ed25519's SubjectPublicKeyInfo with
-    exactly 32 key bytes. Anything else is an InputError naming `where` (`--trust FILE`)."""
+    (surrounding whitespace aside), base64 in lines of 64 with LF line ends, whose DER is
+    Ed25519's SubjectPublicKeyInfo with exactly 32 key bytes. Anything else is an InputError
+    naming `where` (`--trust FILE`)."""
     VerifyKey, _ = _nacl()
     fix = "pass the release key's .pub file (from `outpost keygen`)"
     lines = pem.strip().splitlines()
@@ -147,6 +148,15 @@ def public_key(pem: bytes, where: str) -> VerifyKey:
         raise InputError(
             f"{where}: an Ed25519 public key cut short or with bytes added ({len(der)} bytes of "
             f"DER; an Ed25519 key has {len(ED25519_SPKI) + 32}); {fix}"
+        )
+    body64 = base64.b64encode(der)
+    written = b"\n".join([PEM_BEGIN, *(body64[i : i + 64] for i in range(0, len(body64), 64))])
+    if pem.strip() != written + b"\n" + PEM_END:
+        # The key id is the sha256 of the file's text: another layout of the same key (CR LF
+        # line ends, the body wrapped otherwise) would be refused later as an untrusted signer.
+        raise InputError(
+            f"{where}: the Ed25519 key is not laid out as `outpost keygen` writes it (line "
+            f"endings or line breaks changed), so its key id would match no signature; {fix}"
         )
     return VerifyKey(der[len(ED25519_SPKI) :])
 
