@@ -281,9 +281,9 @@ def embed_in_place(model_dir: Path) -> bool:
         graph.node.insert(list(graph.node).index(gather), node)
     graph.node.insert(list(graph.node).index(gather) + 1, after)
     graph.node.remove(reshape)
-    shape = made.get(reshape.input[1])  # its target shape, when a Constant node made it
-    if shape is not None and not any(reshape.input[1] in n.input for n in graph.node):
-        graph.node.remove(shape)
+    target = made.get(reshape.input[1])  # its target shape, when a Constant node made it
+    if target is not None and not any(reshape.input[1] in n.input for n in graph.node):
+        graph.node.remove(target)
     write_atomic(path, model.SerializeToString())
     return True
 
