@@ -28,3 +28,8 @@ class BundleError(OutpostError):
 
 class ModelError(OutpostError):
     """A base model, adapter or build step that failed."""
+
+
+class LibraryError(ModelError):
+    """onnxruntime's C library is missing or not the one runtime/ask/onnx_session.py was written
+    for: the installation's problem, not a model file's."""

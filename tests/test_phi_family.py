@@ -257,7 +257,9 @@ def test_decoding_across_the_switch_matches_pytorch(
 
     assert_pytorch(seen.rows)
     monkeypatch.setattr(
-        speculative.Lookup, "draft", lambda self, most: sequence[len(self.tokens) :][:most]
+        speculative.Lookup,
+        "draft",
+        lambda self, most: sequence[len(self.tokens) :][: max(most, 0)],  # as Lookup.draft: none
     )
     drafted, seen = GenerationSettings(new, draft_tokens=4, extra=settings.extra), Recorder()
     fast = gen.run(long_prompt_ids[:prompt], drafted, [seen]).complete()
@@ -269,7 +271,7 @@ def test_a_long_prompt_in_pieces_is_read_as_one_pass(
     phi_family, phi_bundles, long_prompt_ids, monkeypatch
 ):
     """A prompt past the switch fed in pieces smaller than the switch (as Phi-3.5-mini's 4096
-    is to the 128-token pieces) gets the logits of one pass over it: its first piece crosses."""
+    is to the 64-token pieces) gets the logits of one pass over it: its first piece crosses."""
     from outpost.runtime.ask import generate
     from outpost.runtime.bundle.open import open_bundle
 

@@ -52,7 +52,14 @@ from outpost.runtime.ask.retrieve import Hit, Retriever
 from outpost.runtime.ask.support import SupportCheck, check, number_copy
 from outpost.runtime.bundle.open import Bundle, open_store
 from outpost.runtime.config import AskConfig
-from outpost.runtime.errors import BundleError, ModelError, OutpostError, UsageError, one_line
+from outpost.runtime.errors import (
+    BundleError,
+    LibraryError,
+    ModelError,
+    OutpostError,
+    UsageError,
+    one_line,
+)
 from outpost.runtime.language.detect import bundle_languages, question_language
 from outpost.runtime.language.texts import say
 
@@ -366,8 +373,6 @@ class Shown:
 def loading(part: str) -> Iterator[None]:
     """A part of the bundle that does not load (a foreign or damaged file opened with
     --no-verify) is one BundleError naming it, not a library traceback."""
-    from outpost.runtime.ask.onnx_session import LibraryError
-
     try:
         yield
     except LibraryError:

@@ -307,12 +307,10 @@ class Run:
             before_switch = self.owner.long_rope_switch - len(self.ids) - len(new_ids)
             if self.owner.long_rope_switch and before_switch >= 0:
                 fits = min(fits, before_switch)
-            most = min(self.settings.draft_tokens, fits - 1)
-            draft = lookup.draft(most) if most > 0 else []
-            if not draft and fits > 0:
-                draft, guessed = [lookup.guess()], True
-            else:
-                guessed = False
+            draft = lookup.draft(min(self.settings.draft_tokens, fits - 1))
+            guessed = not draft and fits > 0
+            if guessed:
+                draft = [lookup.guess()]
             if self._crosses(len(self.ids) + len(new_ids) + len(draft)):
                 self._recompute(generator, self.ids + new_ids + draft)
             elif draft:

@@ -22,13 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from outpost.runtime.errors import ModelError, one_line
-
-
-class LibraryError(ModelError):
-    """onnxruntime's C library is missing or not the one this module was written for: the
-    installation's problem, not a model file's."""
-
+from outpost.runtime.errors import LibraryError, ModelError, one_line
 
 # The lowest OrtApi version holding every function below: AddSessionConfigEntry (130) came with
 # version 5, the rest with version 1. A newer library serves older versions unchanged.
